@@ -1,0 +1,170 @@
+// The Python module r1lite._core: the only file that knows pybind11.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+#include "core/cpu_features.h"
+#include "cpu/matmul.h"
+#include "model/model.h"
+
+namespace py = pybind11;
+using namespace r1lite;
+
+namespace {
+
+Isa isa_from_name(const std::string& name) {
+  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512})
+    if (name == isa_name(isa)) return isa;
+  throw std::invalid_argument("unknown instruction set '" + name + "' (scalar, avx2, avx512)");
+}
+
+// A Tensor viewing a numpy array's buffer. `fmt` names the storage format; the array's item size
+// must fit it (f32: float32, bf16: uint16 bit patterns, f16: float16).
+Tensor tensor_from_array(const std::string& name, const py::array& a, const std::string& fmt) {
+  Tensor t;
+  if (!dtype_from_name(fmt.c_str(), &t.dtype))
+    throw std::invalid_argument("tensor '" + name + "': unknown format '" + fmt + "'");
+  if (size_t(a.itemsize()) != dtype_size(t.dtype))
+    throw std::invalid_argument("tensor '" + name + "': array item size " +
+                                std::to_string(a.itemsize()) + " does not fit format " + fmt);
+  if (!(a.flags() & py::array::c_style))
+    throw std::invalid_argument("tensor '" + name + "' is not C-contiguous");
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) t.shape.push_back(int64_t(a.shape(i)));
+  t.data = a.data();
+  return t;
+}
+
+template <class T>
+T get_key(const py::dict& d, const char* key) {
+  if (!d.contains(key)) throw std::invalid_argument(std::string("model config lacks '") + key + "'");
+  return d[key].cast<T>();
+}
+
+ModelConfig config_from_dict(const py::dict& d) {
+  ModelConfig c;
+  c.vocab_size = get_key<int64_t>(d, "vocab_size");
+  c.hidden_size = get_key<int64_t>(d, "hidden_size");
+  c.num_layers = get_key<int64_t>(d, "num_layers");
+  c.num_heads = get_key<int64_t>(d, "num_heads");
+  c.num_kv_heads = get_key<int64_t>(d, "num_kv_heads");
+  c.head_dim = get_key<int64_t>(d, "head_dim");
+  c.intermediate_size = get_key<int64_t>(d, "intermediate_size");
+  c.norm_eps = get_key<float>(d, "norm_eps");
+  c.qkv_bias = get_key<bool>(d, "qkv_bias");
+  c.tied_embeddings = get_key<bool>(d, "tied_embeddings");
+  c.context = get_key<int64_t>(d, "context");
+  const auto rope = get_key<std::string>(d, "rope_kind");
+  if (rope == "default") {
+    c.rope_kind = RopeKind::Default;
+  } else if (rope == "llama3") {
+    c.rope_kind = RopeKind::Llama3;
+    c.rope_factor = get_key<float>(d, "rope_factor");
+    c.rope_low_freq_factor = get_key<float>(d, "rope_low_freq_factor");
+    c.rope_high_freq_factor = get_key<float>(d, "rope_high_freq_factor");
+    c.rope_original_context = get_key<int64_t>(d, "rope_original_context");
+  } else {
+    throw std::invalid_argument("unknown rope kind '" + rope + "'");
+  }
+  c.rope_theta = get_key<float>(d, "rope_theta");
+  return c;
+}
+
+// The Python-facing model: the core model plus the arrays its weights point into, and a lock so
+// that calls from several Python threads run one after another.
+class PyModel {
+ public:
+  PyModel(const py::dict& config, const py::dict& tensors, int threads) {
+    std::map<std::string, Tensor> views;
+    for (auto item : tensors) {
+      const auto name = item.first.cast<std::string>();
+      const auto pair = item.second.cast<py::tuple>();
+      if (pair.size() != 2)
+        throw std::invalid_argument("tensor '" + name + "': expected (array, format)");
+      const auto arr = pair[0].cast<py::array>();
+      views[name] = tensor_from_array(name, arr, pair[1].cast<std::string>());
+      keep_alive_.push_back(arr);
+    }
+    model_ = std::make_unique<Model>(config_from_dict(config), views, threads);
+  }
+
+  py::array_t<float> forward(const py::array_t<int32_t, py::array::c_style | py::array::forcecast>& tokens,
+                             bool all_logits) {
+    if (tokens.ndim() != 1) throw std::invalid_argument("tokens must be a 1-D array");
+    const int64_t n = tokens.shape(0);
+    if (n == 0) throw std::invalid_argument("tokens is empty");
+    const int64_t vocab = model_->config().vocab_size;
+    py::array_t<float> out(all_logits ? std::vector<py::ssize_t>{py::ssize_t(n), py::ssize_t(vocab)}
+                                      : std::vector<py::ssize_t>{py::ssize_t(vocab)});
+    const int32_t* tok = tokens.data();
+    float* dst = out.mutable_data();
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mu_);
+      model_->forward(tok, n, all_logits, dst);
+    }
+    return out;
+  }
+
+  void reset() {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mu_);
+    model_->reset();
+  }
+
+  int64_t n_past() const { return model_->n_past(); }
+  int64_t cache_bytes() const { return model_->cache_bytes(); }
+  int threads() const { return model_->threads(); }
+  int64_t context() const { return model_->config().context; }
+
+ private:
+  std::unique_ptr<Model> model_;
+  std::vector<py::object> keep_alive_;
+  std::mutex mu_;
+};
+
+py::array_t<float> matmul_for_test(const py::array_t<float, py::array::c_style | py::array::forcecast>& x,
+                                   const py::array& w, const std::string& fmt, const std::string& isa) {
+  if (x.ndim() != 2 || w.ndim() != 2) throw std::invalid_argument("x and w must be 2-D");
+  const Tensor wt = tensor_from_array("w", w, fmt);
+  if (x.shape(1) != wt.cols()) throw std::invalid_argument("x and w disagree on the inner size");
+  py::array_t<float> y({x.shape(0), py::ssize_t(wt.rows())});
+  matmul_with_isa(isa_from_name(isa), x.data(), x.shape(0), wt, y.mutable_data());
+  return y;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "r1lite's C++ core";
+
+  py::class_<PyModel>(m, "Model")
+      .def(py::init<const py::dict&, const py::dict&, int>(), py::arg("config"), py::arg("tensors"),
+           py::arg("threads"))
+      .def("forward", &PyModel::forward, py::arg("tokens"), py::arg("all_logits"),
+           "Feed tokens after the cached ones; logits of every position or of the last.")
+      .def("reset", &PyModel::reset, "Empty the KV cache.")
+      .def_property_readonly("n_past", &PyModel::n_past)
+      .def_property_readonly("cache_bytes", &PyModel::cache_bytes)
+      .def_property_readonly("threads", &PyModel::threads)
+      .def_property_readonly("context", &PyModel::context);
+
+  m.def("cpu_features", [] {
+    const CpuFeatures& f = cpu_features();
+    py::dict d;
+    d["avx2"] = f.avx2;
+    d["avx512"] = f.avx512;
+    d["avx512_vnni"] = f.avx512_vnni;
+    d["avx512_bf16"] = f.avx512_bf16;
+    return d;
+  });
+  m.def("isa_supported", [](const std::string& name) { return isa_supported(isa_from_name(name)); });
+  m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
+  m.def("set_active_isa", [](const std::string& name) { set_active_isa(isa_from_name(name)); });
+  m.def("matmul", &matmul_for_test, py::arg("x"), py::arg("w"), py::arg("fmt"), py::arg("isa"),
+        "x·wᵀ with one ISA's kernel on one thread (for kernel tests).");
+}

@@ -1,0 +1,20 @@
+// Which instruction sets this CPU (and OS) supports, read once at startup.
+#pragma once
+
+namespace r1lite {
+
+enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+
+struct CpuFeatures {
+  bool avx2 = false;     // AVX2 + FMA + F16C
+  bool avx512 = false;   // AVX-512 F/BW/VL/DQ
+  bool avx512_vnni = false;
+  bool avx512_bf16 = false;
+};
+
+const CpuFeatures& cpu_features();
+const char* isa_name(Isa isa);
+bool isa_supported(Isa isa);
+Isa best_isa();
+
+}  // namespace r1lite

@@ -1,0 +1,22 @@
+// y = x·Wᵀ for a weight of any storage format, split across the thread pool by output rows.
+#pragma once
+#include <cstdint>
+
+#include "core/cpu_features.h"
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+
+namespace r1lite {
+
+// The instruction set the matmuls use; starts at the best the CPU has (or R1LITE_ISA from the
+// environment: scalar | avx2 | avx512). Throws std::invalid_argument if the CPU lacks it.
+Isa active_isa();
+void set_active_isa(Isa isa);
+
+// x [n, in] f32 row-major, w [rows, in], y [n, rows].
+void matmul(ThreadPool& pool, const float* x, int64_t n, const Tensor& w, float* y);
+
+// The same product on one thread with the kernel of a given ISA (for the kernel tests).
+void matmul_with_isa(Isa isa, const float* x, int64_t n, const Tensor& w, float* y);
+
+}  // namespace r1lite

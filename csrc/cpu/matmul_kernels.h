@@ -1,0 +1,27 @@
+// Matmul kernels, one set per instruction set. This header is included by the per-ISA files,
+// which are compiled with wider instruction flags than the rest of the library: it must declare
+// only plain functions, never define inline code or templates (the linker could otherwise keep an
+// AVX-512 copy of a shared function and run it on a CPU without AVX-512).
+#pragma once
+#include <cstdint>
+
+namespace r1lite {
+
+// y[t*ldy + r] = sum_k x[t*ldx + k] * W[r][k]   for t in [0, n_tok), r in [r0, r1)
+// W is row-major [rows, in] in the kernel's storage format (y = x·Wᵀ, as a PyTorch Linear).
+typedef void (*MatmulRowsFn)(const float* x, int64_t n_tok, int64_t ldx, const void* w, int64_t in,
+                             int64_t r0, int64_t r1, float* y, int64_t ldy);
+
+struct MatmulKernels {
+  MatmulRowsFn f32;
+  MatmulRowsFn bf16;
+  MatmulRowsFn f16;
+};
+
+extern const MatmulKernels kMatmulScalar;
+#if R1LITE_HAVE_X86
+extern const MatmulKernels kMatmulAvx2;
+extern const MatmulKernels kMatmulAvx512;
+#endif
+
+}  // namespace r1lite

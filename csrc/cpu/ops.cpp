@@ -1,0 +1,61 @@
+#include "cpu/ops.h"
+
+#include <cmath>
+
+namespace r1lite {
+
+void rmsnorm(const float* x, const float* w, int64_t d, float eps, float* out) {
+  float ss = 0.f;
+  for (int64_t i = 0; i < d; ++i) ss += x[i] * x[i];
+  const float inv = 1.f / std::sqrt(ss / float(d) + eps);
+  for (int64_t i = 0; i < d; ++i) out[i] = w[i] * (x[i] * inv);
+}
+
+void rope_angles(int64_t pos, const float* inv_freq, int64_t half, float attn_factor, float* cos,
+                 float* sin) {
+  for (int64_t i = 0; i < half; ++i) {
+    const float angle = float(pos) * inv_freq[i];  // f32 product, as transformers computes it
+    cos[i] = std::cos(angle) * attn_factor;
+    sin[i] = std::sin(angle) * attn_factor;
+  }
+}
+
+void rope_rotate_half(float* v, int64_t n_heads, int64_t head_dim, int64_t half, const float* cos,
+                      const float* sin) {
+  for (int64_t h = 0; h < n_heads; ++h) {
+    float* x = v + h * head_dim;
+    for (int64_t i = 0; i < half; ++i) {
+      const float a = x[i], b = x[i + half];
+      x[i] = a * cos[i] - b * sin[i];
+      x[i + half] = b * cos[i] + a * sin[i];
+    }
+  }
+}
+
+void silu_mul(float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    gate[i] = g / (1.f + std::exp(-g)) * up[i];
+  }
+}
+
+void add_inplace(float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+float dot_f32(const float* a, const float* b, int64_t n) {
+  // Eight independent partial sums let the compiler keep several vector lanes busy.
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) s[j] += a[i + j] * b[i + j];
+  float sum = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+  for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+void axpy_f32(float a, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+}  // namespace r1lite

@@ -1,0 +1,113 @@
+// The forward pass: one function for every dense architecture (ARCH.md §7-8).
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "cpu/matmul.h"
+#include "cpu/ops.h"
+#include "model/model.h"
+
+namespace r1lite {
+
+void Model::forward(const int32_t* tokens, int64_t n, bool all_logits, float* logits) {
+  const ModelConfig& c = cfg_;
+  const int64_t D = c.hidden_size, hd = c.head_dim, half = hd / 2;
+  const int64_t q_dim = c.num_heads * hd, kv_dim = c.num_kv_heads * hd, I = c.intermediate_size;
+  if (n <= 0) throw std::invalid_argument("forward: no tokens");
+  for (int64_t i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
+      throw std::invalid_argument("token id " + std::to_string(tokens[i]) + " at index " +
+                                  std::to_string(i) + " is outside the vocabulary [0, " +
+                                  std::to_string(c.vocab_size) + ")");
+  const int64_t pos0 = cache_.length;
+  cache_.reserve(pos0 + n);  // throws when the context is full
+  s_.resize(c, n);
+
+  for (int64_t i = 0; i < n; ++i) {
+    const size_t row_bytes = size_t(D) * dtype_size(w_.tok_embd.dtype);
+    const auto* row = static_cast<const char*>(w_.tok_embd.data) + size_t(tokens[i]) * row_bytes;
+    convert_row_to_f32(w_.tok_embd.dtype, row, &s_.x[size_t(i * D)], D);
+    rope_angles(pos0 + i, inv_freq_.data(), half, 1.f, &s_.cos[size_t(i * half)],
+                &s_.sin[size_t(i * half)]);
+  }
+
+  for (int64_t li = 0; li < c.num_layers; ++li) {
+    const LayerWeights& l = w_.layers[size_t(li)];
+    // Attention block: x += wo · attn(rope(q), rope(k), v) of rmsnorm(x)
+    for (int64_t i = 0; i < n; ++i)
+      rmsnorm(&s_.x[size_t(i * D)], l.attn_norm.f32(), D, c.norm_eps, &s_.xn[size_t(i * D)]);
+    matmul(pool_, s_.xn.data(), n, l.wq, s_.q.data());
+    matmul(pool_, s_.xn.data(), n, l.wk, s_.k.data());
+    matmul(pool_, s_.xn.data(), n, l.wv, s_.v.data());
+    for (int64_t i = 0; i < n; ++i) {
+      float* q = &s_.q[size_t(i * q_dim)];
+      float* k = &s_.k[size_t(i * kv_dim)];
+      const float* v = &s_.v[size_t(i * kv_dim)];
+      if (c.qkv_bias) {
+        add_inplace(q, l.bq.f32(), q_dim);
+        add_inplace(k, l.bk.f32(), kv_dim);
+      }
+      rope_rotate_half(q, c.num_heads, hd, half, &s_.cos[size_t(i * half)], &s_.sin[size_t(i * half)]);
+      rope_rotate_half(k, c.num_kv_heads, hd, half, &s_.cos[size_t(i * half)], &s_.sin[size_t(i * half)]);
+      float* k_slot = cache_.key(li, pos0 + i);
+      float* v_slot = cache_.value(li, pos0 + i);
+      for (int64_t j = 0; j < kv_dim; ++j) {
+        k_slot[j] = k[j];
+        v_slot[j] = c.qkv_bias ? v[j] + l.bv.f32()[j] : v[j];
+      }
+    }
+    attention(li, n, pos0);
+    matmul(pool_, s_.att.data(), n, l.wo, s_.proj.data());
+    add_inplace(s_.x.data(), s_.proj.data(), n * D);
+
+    // MLP block: x += w_down · (silu(w_gate · h) ⊙ (w_up · h)), h = rmsnorm(x)
+    for (int64_t i = 0; i < n; ++i)
+      rmsnorm(&s_.x[size_t(i * D)], l.ffn_norm.f32(), D, c.norm_eps, &s_.xn[size_t(i * D)]);
+    matmul(pool_, s_.xn.data(), n, l.w_gate, s_.gate.data());
+    matmul(pool_, s_.xn.data(), n, l.w_up, s_.up.data());
+    silu_mul(s_.gate.data(), s_.up.data(), n * I);
+    matmul(pool_, s_.gate.data(), n, l.w_down, s_.proj.data());
+    add_inplace(s_.x.data(), s_.proj.data(), n * D);
+  }
+  cache_.length = pos0 + n;
+
+  const int64_t first = all_logits ? 0 : n - 1, n_out = n - first;
+  for (int64_t i = first; i < n; ++i)
+    rmsnorm(&s_.x[size_t(i * D)], w_.out_norm.f32(), D, c.norm_eps, &s_.xn[size_t(i * D)]);
+  matmul(pool_, &s_.xn[size_t(first * D)], n_out, w_.lm_head, logits);
+}
+
+// Causal grouped-query attention of the batch's n queries over the cache (which already holds
+// the batch's own keys and values). Query head h reads kv head h / (Hq / Hkv).
+void Model::attention(int64_t layer, int64_t n, int64_t pos0) {
+  const ModelConfig& c = cfg_;
+  const int64_t hd = c.head_dim, q_dim = c.num_heads * hd, group = c.num_heads / c.num_kv_heads;
+  const float scale = 1.f / std::sqrt(float(hd));
+  pool_.parallel_for(n * c.num_heads, 1, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t i = task / c.num_heads, h = task % c.num_heads;
+      const int64_t pos = pos0 + i, kv_off = (h / group) * hd;
+      const float* q = &s_.q[size_t(i * q_dim + h * hd)];
+      float* out = &s_.att[size_t(i * q_dim + h * hd)];
+      scores.resize(size_t(pos + 1));
+      float max_score = -std::numeric_limits<float>::infinity();
+      for (int64_t t = 0; t <= pos; ++t) {
+        scores[size_t(t)] = dot_f32(q, cache_.key(layer, t) + kv_off, hd) * scale;
+        max_score = std::max(max_score, scores[size_t(t)]);
+      }
+      float sum = 0.f;
+      for (int64_t t = 0; t <= pos; ++t) {
+        scores[size_t(t)] = std::exp(scores[size_t(t)] - max_score);
+        sum += scores[size_t(t)];
+      }
+      for (int64_t j = 0; j < hd; ++j) out[j] = 0.f;
+      const float inv_sum = 1.f / sum;
+      for (int64_t t = 0; t <= pos; ++t)
+        axpy_f32(scores[size_t(t)] * inv_sum, cache_.value(layer, t) + kv_off, out, hd);
+    }
+  });
+}
+
+}  // namespace r1lite
