@@ -19,9 +19,7 @@ struct MatmulKernels {
 };
 
 extern const MatmulKernels kMatmulScalar;
-#if R1LITE_HAVE_X86
-extern const MatmulKernels kMatmulAvx2;
-extern const MatmulKernels kMatmulAvx512;
-#endif
+extern const MatmulKernels kMatmulAvx2;    // x86-64 builds only
+extern const MatmulKernels kMatmulAvx512;  // x86-64 builds only
 
 }  // namespace r1lite
