@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/bandwidth.h"
 #include "core/cpu_features.h"
 #include "cpu/matmul.h"
 #include "model/model.h"
@@ -162,6 +163,16 @@ PYBIND11_MODULE(_core, m) {
     d["avx512_bf16"] = f.avx512_bf16;
     return d;
   });
+  m.def(
+      "measure_read_bandwidth",
+      [](int64_t bytes, int threads, int repeats) {
+        if (bytes < 8 || threads < 1 || repeats < 1) throw std::invalid_argument("bad arguments");
+        py::gil_scoped_release release;
+        ThreadPool pool(threads);
+        return measure_read_bandwidth(pool, bytes, repeats);
+      },
+      py::arg("bytes"), py::arg("threads"), py::arg("repeats") = 5,
+      "Best read bandwidth (bytes/s) over a buffer of `bytes`, with `threads` threads.");
   m.def("isa_supported", [](const std::string& name) { return isa_supported(isa_from_name(name)); });
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
   m.def("set_active_isa", [](const std::string& name) { set_active_isa(isa_from_name(name)); });

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Prefill and decode speed of a random-weight model of a real shape, against this machine's
+measured read bandwidth.
+
+    python tools/bench.py                                   # R1-Distill-Qwen-1.5B shape, bf16
+    python tools/bench.py --config ../shared/assets/deepseek-r1-distill-qwen/config-7b.json \
+        --prefill 128 --decode 16 --threads 2
+
+Decode reads every weight matrix once per token, so decode tok/s x bytes per token is the
+achieved read bandwidth; the tool prints it next to the bandwidth a plain read loop reaches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import r1lite
+from r1lite import _core
+from r1lite.config import normalize_hf_config
+from r1lite.formats.tensors import expected_tensors
+
+DEFAULT_CONFIG = (Path(__file__).resolve().parents[2] / "shared" / "assets" /
+                  "deepseek-r1-distill-qwen" / "config-1.5b.json")
+FORMATS = {"bf16": np.uint16, "f16": np.float16, "f32": np.float32}
+
+
+def random_weights(cfg: dict, fmt: str, seed: int = 0) -> dict:
+    """Weights with the right shapes and a realistic value range, filled quickly by repeating a
+    random pool (content does not change the speed)."""
+    rng = np.random.default_rng(seed)
+    pool = (rng.standard_normal(1 << 22) * 0.02).astype(np.float32)
+    if fmt == "bf16":
+        pool = (pool.view(np.uint32) >> 16).astype(np.uint16)
+    else:
+        pool = pool.astype(FORMATS[fmt])
+    tensors = {}
+    for name, (shape, kind) in expected_tensors(cfg).items():
+        if kind == "vector":
+            tensors[name] = (np.ones(shape, np.float32), "f32")
+        else:
+            arr = np.empty(shape, FORMATS[fmt])
+            flat = arr.reshape(-1)
+            for i in range(0, flat.size, pool.size):
+                n = min(pool.size, flat.size - i)
+                flat[i:i + n] = pool[:n]
+            tensors[name] = (arr, fmt)
+    return tensors
+
+
+def decode_bytes_per_token(tensors: dict, cfg: dict) -> int:
+    """Bytes of weights one decode step reads: every matrix except the embedding table (one row);
+    the embedding counts when it doubles as lm_head."""
+    total = sum(a.nbytes for name, (a, _) in tensors.items() if name != "tok_embd")
+    if cfg["tied_embeddings"]:
+        total += tensors["tok_embd"][0].nbytes
+    return total
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="a Hugging Face config.json")
+    ap.add_argument("--format", default="bf16", choices=list(FORMATS))
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--prefill", type=int, default=512, help="prompt tokens")
+    ap.add_argument("--decode", type=int, default=128, help="generated tokens")
+    ap.add_argument("--repeats", type=int, default=1, help="prefill+decode rounds")
+    args = ap.parse_args(argv)
+
+    threads = args.threads or r1lite.loader.default_threads()
+    cfg_path = Path(args.config)
+    if not cfg_path.is_file():
+        print(f"error: {cfg_path}: no such config", file=sys.stderr)
+        return 1
+    cfg = normalize_hf_config(json.loads(cfg_path.read_text()), str(cfg_path))
+    cfg["context"] = args.prefill + args.decode + 1
+    t0 = time.perf_counter()
+    tensors = random_weights(cfg, args.format)
+    core = _core.Model(cfg, tensors, threads)
+    per_token = decode_bytes_per_token(tensors, cfg)
+    print(f"model: {cfg_path.name} {args.format}, {per_token / 1e9:.2f} GB of weights read per "
+          f"decode step, built in {time.perf_counter() - t0:.1f} s; threads {threads}, "
+          f"isa {_core.active_isa()}")
+
+    bandwidth = _core.measure_read_bandwidth(1 << 30, threads, 5)
+    rng = np.random.default_rng(1)
+    prompt = rng.integers(0, cfg["vocab_size"], args.prefill).astype(np.int32)
+    prefill_rates, decode_rates = [], []
+    for _ in range(args.repeats):
+        core.reset()
+        t = time.perf_counter()
+        logits = core.forward(prompt, False)
+        prefill_rates.append(args.prefill / (time.perf_counter() - t))
+        token = int(logits.argmax())
+        t = time.perf_counter()
+        for _ in range(args.decode):
+            token = int(core.forward(np.array([token], np.int32), False).argmax())
+        decode_rates.append(args.decode / (time.perf_counter() - t))
+    prefill, decode = statistics.median(prefill_rates), statistics.median(decode_rates)
+    achieved = decode * per_token
+    print(f"prefill {args.prefill} tokens: {prefill:.1f} tok/s")
+    print(f"decode {args.decode} tokens:  {decode:.2f} tok/s = {achieved / 1e9:.1f} GB/s of weights, "
+          f"{100 * achieved / bandwidth:.0f}% of the measured read bandwidth "
+          f"({bandwidth / 1e9:.1f} GB/s, {threads} threads)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
