@@ -23,3 +23,18 @@ def rel_err(got: np.ndarray, want: np.ndarray) -> float:
 @pytest.fixture
 def qwen2_dir():
     return FIXTURES / "qwen2_f32"
+
+
+@pytest.fixture(scope="session")
+def tiny_r1(tmp_path_factory):
+    """A tiny random Qwen2 model with the real R1-Distill tokenizer and (January) template."""
+    from tiny_model import build_tiny_r1
+
+    return build_tiny_r1(tmp_path_factory.mktemp("tiny_r1"))
+
+
+@pytest.fixture(scope="session")
+def tiny_r1_model(tiny_r1):
+    import r1lite
+
+    return r1lite.load(tiny_r1, threads=2, context=4096)

@@ -4,7 +4,8 @@
     python tools/make_fixtures.py            # rewrites tests/fixtures/
 
 Each fixture folder holds a checkpoint (config.json + safetensors, one of them sharded) and
-oracle.npz with the token sequence and transformers' logits at every position. transformers runs
+oracle.npz with a token sequence, transformers' logits at every position, and transformers'
+greedy generate() continuation of its first tokens. transformers runs
 in float32 on the stored weights (bf16/f16 weights are upcast exactly), which is what r1lite
 computes, so one tight tolerance holds for every storage format. Needs torch and transformers.
 """
@@ -20,6 +21,7 @@ import numpy as np
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 SEQ_LEN = 80  # longer than the llama3 specs' original context (32): crosses every rope band
+GREEDY_PROMPT, GREEDY_NEW = 8, 24  # transformers' greedy generate(): prompt and new tokens
 
 # Sizes are deliberately not powers of two and not multiples of the SIMD widths.
 SPECS = {
@@ -103,12 +105,28 @@ def transformers_logits(folder: Path, tokens: np.ndarray) -> np.ndarray:
     return out.logits[0].float().numpy()
 
 
+def transformers_greedy(folder: Path, prompt: np.ndarray, n_new: int) -> np.ndarray:
+    """transformers' greedy generate() continuation (n_new tokens, no EOS) of prompt."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    with torch.no_grad():
+        out = model.generate(torch.tensor(prompt, dtype=torch.long)[None], do_sample=False,
+                             max_new_tokens=n_new, min_new_tokens=n_new, eos_token_id=None,
+                             pad_token_id=0)
+    return out[0, len(prompt):].numpy()
+
+
 def make_fixture(name: str, spec: dict, out_root: Path = FIXTURES, seed: int = 0) -> Path:
     out = out_root / name
     build_checkpoint(spec, out, seed)
     tokens = np.random.default_rng(seed + 1).integers(0, spec["vocab"], SEQ_LEN, dtype=np.int64)
     logits = transformers_logits(out, tokens)
-    np.savez_compressed(out / "oracle.npz", tokens=tokens.astype(np.int32), logits=logits)
+    prompt = tokens[:GREEDY_PROMPT]
+    greedy = transformers_greedy(out, prompt, GREEDY_NEW)
+    np.savez_compressed(out / "oracle.npz", tokens=tokens.astype(np.int32), logits=logits,
+                        greedy_prompt=prompt.astype(np.int32), greedy_tokens=greedy.astype(np.int32))
     return out
 
 

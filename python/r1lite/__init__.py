@@ -1,8 +1,11 @@
 """r1lite: run DeepSeek-R1 and its distilled models on one workstation."""
 
 from .errors import ModelFormatError, UnsupportedModelError
-from .loader import load
+from .generate import Generation, Piece
+from .loader import chat, generate, load
 from .model import Model
+from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
-__all__ = ["load", "Model", "ModelFormatError", "UnsupportedModelError", "__version__"]
+__all__ = ["load", "generate", "chat", "Model", "Generation", "Piece", "Tokenizer",
+           "ModelFormatError", "UnsupportedModelError", "__version__"]

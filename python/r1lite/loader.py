@@ -34,9 +34,48 @@ def load(path, *, threads: int | None = None, context: int | None = None) -> Mod
     if p.is_dir():
         from .formats.hf import load_hf_folder
 
-        config, tensors, _raw = load_hf_folder(p)
+        from .tokenizer import Tokenizer
+
+        config, tensors, raw = load_hf_folder(p)
+        tokenizer = Tokenizer.from_folder(p, model_config=raw)
     else:
         raise ValueError(f"{p}: not a model folder (expected a Hugging Face folder with config.json)")
     config = with_context(config, context)
     core = _core.Model(config, tensors, threads)
-    return Model(core, config, source=str(p))
+    model = Model(core, config, source=str(p), tokenizer=tokenizer)
+    model.summary = summarize(p, tensors)
+    return model
+
+
+def summarize(path: Path, tensors: dict) -> dict:
+    """Parameter count, weight formats and bytes on disk, for `r1lite info`."""
+    formats: dict[str, int] = {}
+    n_params = 0
+    for arr, fmt in tensors.values():
+        n_params += arr.size
+        formats[fmt] = formats.get(fmt, 0) + 1
+    files = [f for f in path.iterdir() if f.suffix == ".safetensors"] if path.is_dir() else [path]
+    return {"parameters": n_params, "tensor_formats": formats,
+            "file_bytes": sum(f.stat().st_size for f in files)}
+
+
+def _with_model(model_or_path, fn, load_kw):
+    if isinstance(model_or_path, Model):
+        return fn(model_or_path)
+    model = load(model_or_path, **load_kw)
+    try:
+        return fn(model)
+    finally:
+        del model
+
+
+def generate(model_or_path, prompt, *, threads=None, context=None, **kw):
+    """One-shot raw completion: a path is loaded, used and released. See Model.generate."""
+    return _with_model(model_or_path, lambda m: m.generate(prompt, **kw),
+                       dict(threads=threads, context=context))
+
+
+def chat(model_or_path, messages, *, threads=None, context=None, **kw):
+    """One-shot chat: a path is loaded, used and released. See Model.chat."""
+    return _with_model(model_or_path, lambda m: m.chat(messages, **kw),
+                       dict(threads=threads, context=context))

@@ -1,8 +1,14 @@
-"""The Model users hold: logits today; generation builds on it."""
+"""The Model users hold: logits, and generation with R1's reasoning split out."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from .generate import Generation, GenerationRun, Piece
+from .sampling import SamplingParams, defaults_from_generation_config
+from .tokenizer import THINK_OPEN, Tokenizer
+
+EMPTY_THINK = THINK_OPEN + "\n\n</think>\n\n"  # prefilled to skip thinking (max_thinking_tokens=0)
 
 
 def check_tokens(tokens, vocab_size: int, context: int) -> np.ndarray:
@@ -26,10 +32,12 @@ def check_tokens(tokens, vocab_size: int, context: int) -> np.ndarray:
 class Model:
     """A loaded model. Create it with r1lite.load()."""
 
-    def __init__(self, core, config: dict, source: str):
+    def __init__(self, core, config: dict, source: str, tokenizer: Tokenizer | None = None):
         self._core = core
         self._config = config
         self.source = source
+        self.tokenizer = tokenizer
+        self.summary: dict = {}  # parameters, tensor_formats, file_bytes (filled by load)
 
     @property
     def config(self) -> dict:
@@ -58,7 +66,111 @@ class Model:
         parts = [self._core.forward(ids[i:i + chunk], True) for i in range(0, len(ids), chunk)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes the KV cache holds now (it grows in pages as the context fills)."""
+        return self._core.cache_bytes
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def generate(self, prompt, **kw) -> Generation:
+        """Raw completion of a prompt (a string, or token ids), no chat template.
+
+        Keywords: max_new_tokens (None: until EOS or the context is full), temperature (0 is
+        greedy), top_k, top_p, min_p, repetition_penalty, seed, stop (string or list),
+        max_thinking_tokens (close the think block after that many reasoning tokens).
+        Unset sampling values come from the model's generation_config.json."""
+        return self._collect(self.stream(prompt, **kw))
+
+    def chat(self, messages, **kw) -> Generation:
+        """The chat template applied to messages ([{"role": ..., "content": ...}]), then generate.
+        For R1 models the reasoning is forced open with "<think>\\n" (DeepSeek's advice);
+        max_thinking_tokens=0 prefills an empty think block to skip reasoning."""
+        return self._collect(self.chat_stream(messages, **kw))
+
+    def stream(self, prompt, **kw):
+        """Like generate(), yielding Pieces (.kind "reasoning" or "answer", .text, .tokens)."""
+        return self._run(self._prompt_ids(prompt), **kw)
+
+    def chat_stream(self, messages, **kw):
+        """Like chat(), yielding Pieces."""
+        return self._run(self._chat_ids(messages, kw.get("max_thinking_tokens")), **kw)
+
+    def _prompt_ids(self, prompt) -> list[int]:
+        if isinstance(prompt, str):
+            if not prompt:
+                raise ValueError("prompt is empty")
+            if self.tokenizer is None:
+                raise ValueError("this model has no tokenizer: pass the prompt as token ids")
+            ids = self.tokenizer.encode(prompt, add_special_tokens=True)
+        else:
+            ids = list(check_tokens(prompt, self._config["vocab_size"], self.context))
+        self._check_prompt_length(ids)
+        return ids
+
+    def _chat_ids(self, messages, max_thinking_tokens) -> list[int]:
+        if self.tokenizer is None:
+            raise ValueError("this model has no tokenizer, so no chat template")
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        if self.tokenizer.thinks:
+            inside = text.rstrip().endswith(THINK_OPEN)
+            if max_thinking_tokens == 0:
+                text += "\n</think>\n\n" if inside else EMPTY_THINK
+            elif not inside:
+                text += THINK_OPEN + "\n"
+        ids = self.tokenizer.encode(text, add_special_tokens=False)  # the template put BOS in
+        self._check_prompt_length(ids)
+        return ids
+
+    def _check_prompt_length(self, ids):
+        if not ids:
+            raise ValueError("prompt is empty")
+        if len(ids) > self.context:
+            raise ValueError(f"prompt has {len(ids)} tokens but the context holds {self.context}")
+        check_tokens(ids, self._config["vocab_size"], self.context)
+
+    def _run(self, prompt_ids, *, max_new_tokens=None, temperature=None, top_k=None, top_p=None,
+             min_p=None, repetition_penalty=None, seed=None, stop=None, max_thinking_tokens=None):
+        defaults = defaults_from_generation_config(
+            self.tokenizer.generation_config if self.tokenizer else None)
+        given = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                     repetition_penalty=repetition_penalty)
+        sampling = SamplingParams(**{k: defaults[k] if v is None else v for k, v in given.items()},
+                                  seed=seed)
+        tok = self.tokenizer
+        inside_think = tok is not None and tok.thinks and \
+            tok.decode(prompt_ids[-3:]).rstrip().endswith(THINK_OPEN)
+        run = GenerationRun(self._core, tok, prompt_ids, sampling=sampling,
+                            max_new_tokens=max_new_tokens, stop=stop,
+                            max_thinking_tokens=max_thinking_tokens, inside_think=inside_think,
+                            eos_ids=tok.eos_ids if tok else [])
+        return _Stream(run)
+
+    @staticmethod
+    def _collect(stream) -> Generation:
+        for _ in stream:
+            pass
+        return stream.generation
+
     def __repr__(self):
         c = self._config
         return (f"<r1lite.Model {c['architecture']} {c['num_layers']} layers, "
                 f"hidden {c['hidden_size']}, context {c['context']}, from {self.source}>")
+
+
+class _Stream:
+    """An iterator of Pieces whose .generation is the whole result once it is exhausted."""
+
+    def __init__(self, run: GenerationRun):
+        self._run = run
+        self._it = iter(run)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> Piece:
+        return next(self._it)
+
+    @property
+    def generation(self) -> Generation | None:
+        return self._run.generation

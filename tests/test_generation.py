@@ -1,0 +1,144 @@
+"""generate / chat / stream: transformers' greedy tokens, stopping, budgets, interrupts."""
+
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+
+import r1lite
+from conftest import fixture_dirs
+
+FIXTURES = fixture_dirs()
+HI = [{"role": "user", "content": "Hi"}]
+
+
+@pytest.mark.parametrize("folder", FIXTURES, ids=[d.name for d in FIXTURES])
+def test_greedy_generation_equals_transformers(folder):
+    oracle = np.load(folder / "oracle.npz")
+    model = r1lite.load(folder)
+    want = oracle["greedy_tokens"].tolist()
+    g = model.generate(oracle["greedy_prompt"].tolist(), max_new_tokens=len(want), temperature=0)
+    assert g.tokens == want
+    assert g.finish_reason == "length"
+    assert g.stats["prompt_tokens"] == len(oracle["greedy_prompt"])
+    assert g.stats["generated_tokens"] == len(want)
+
+
+def test_chat_forces_reasoning_open_and_splits(tiny_r1_model):
+    m = tiny_r1_model
+    g = m.chat(HI, max_new_tokens=12, seed=0)
+    assert g.finish_reason == "length" and len(g.tokens) == 12
+    # the January template ends with <｜Assistant｜>; r1lite adds "<think>\n" so all is reasoning
+    assert g.reasoning and g.answer == ""
+    assert g.text.strip() == g.reasoning
+
+
+def test_thinking_budget_closes_the_block(tiny_r1_model):
+    m = tiny_r1_model
+    close = m.tokenizer.encode("</think>\n\n")
+    g = m.chat(HI, max_new_tokens=15, seed=0, max_thinking_tokens=5)
+    assert g.tokens[5:5 + len(close)] == close
+    assert g.reasoning and g.answer
+    pieces = list(m.chat_stream(HI, max_new_tokens=15, seed=0, max_thinking_tokens=5))
+    assert [p.kind for p in pieces if p.text][0] == "reasoning"
+    assert [p.kind for p in pieces if p.text][-1] == "answer"
+    assert sum(len(p.tokens) for p in pieces) == 15
+
+
+def test_skip_thinking_prefills_an_empty_block(tiny_r1_model):
+    m = tiny_r1_model
+    ids = m._chat_ids(HI, max_thinking_tokens=0)
+    assert m.tokenizer.decode(ids).endswith("<｜Assistant｜><think>\n\n</think>\n\n")
+
+
+def test_revised_template_is_not_opened_twice(tmp_path):
+    from tiny_model import build_tiny_r1
+
+    m = r1lite.load(build_tiny_r1(tmp_path / "rev", revised_template=True), context=512)
+    text = m.tokenizer.decode(m._chat_ids(HI, None))
+    assert text.endswith("<｜Assistant｜><think>\n") and text.count("<think>") == 1
+    g = m.chat(HI, max_new_tokens=6, seed=0)
+    assert g.reasoning and g.answer == ""
+
+
+def test_seed_reproduces_and_streams_add_up(tiny_r1_model):
+    m = tiny_r1_model
+    a = m.generate("Once upon a time", max_new_tokens=10, temperature=1.0, seed=42)
+    b = m.generate("Once upon a time", max_new_tokens=10, temperature=1.0, seed=42)
+    assert a.tokens == b.tokens and a.text == b.text
+    s = m.stream("Once upon a time", max_new_tokens=10, temperature=1.0, seed=42)
+    pieces = list(s)
+    assert "".join(p.text for p in pieces).strip() == (a.answer or a.reasoning)
+    assert s.generation.tokens == a.tokens
+
+
+def test_stop_string_is_not_included(tiny_r1_model):
+    m = tiny_r1_model
+    full = m.generate("Once upon a time", max_new_tokens=12, temperature=0)
+    stop = full.text[5:9]
+    assert stop.strip()
+    g = m.generate("Once upon a time", max_new_tokens=12, temperature=0, stop=[stop, "zzzz"])
+    assert g.finish_reason == "stop"
+    assert g.text == full.text[:full.text.index(stop)]
+    assert stop not in g.text
+
+
+def test_eos_stops(tiny_r1_model, monkeypatch):
+    m = tiny_r1_model
+    first = m.generate("Hello", max_new_tokens=1, temperature=0).tokens[0]
+    monkeypatch.setattr(m.tokenizer, "eos_ids", [first])
+    g = m.generate("Hello", max_new_tokens=5, temperature=0)
+    assert g.finish_reason == "stop" and g.tokens == []
+
+
+def test_end_of_context_is_length_not_error(tiny_r1):
+    m = r1lite.load(tiny_r1, context=12)
+    g = m.generate("One two three", max_new_tokens=100, temperature=0)
+    assert g.finish_reason == "length"
+    assert g.stats["prompt_tokens"] + len(g.tokens) == 13  # the last token is sampled, not fed
+
+
+def test_prompt_longer_than_context(tiny_r1):
+    m = r1lite.load(tiny_r1, context=8)
+    with pytest.raises(ValueError, match="context"):
+        m.generate("one two three four five six seven eight nine ten eleven")
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(temperature=-1), "temperature"), (dict(top_p=0), "top_p"), (dict(top_p=1.01), "top_p"),
+    (dict(max_new_tokens=0), "max_new_tokens"), (dict(max_thinking_tokens=-1), "max_thinking"),
+    (dict(stop=[""]), "stop"), (dict(repetition_penalty=-1), "repetition_penalty")])
+def test_bad_arguments(tiny_r1_model, kw, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_r1_model.generate("Hi", **kw)
+
+
+def test_bad_prompts(tiny_r1_model):
+    m = tiny_r1_model
+    with pytest.raises(ValueError, match="empty"):
+        m.generate("")
+    with pytest.raises(ValueError, match="vocabulary"):
+        m.generate([1, 10**7])
+    with pytest.raises(ValueError, match="role"):
+        m.chat([{"role": "robot", "content": "hi"}])
+
+
+def test_one_shot_helpers(tiny_r1):
+    g = r1lite.generate(tiny_r1, "Hello", max_new_tokens=3, temperature=0, context=64)
+    assert len(g.tokens) == 3
+    g = r1lite.chat(tiny_r1, HI, max_new_tokens=3, temperature=0, context=64)
+    assert len(g.tokens) == 3
+
+
+def test_ctrl_c_stops_generation_and_the_model_stays_usable(tiny_r1_model):
+    m = tiny_r1_model
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        m.generate("Hello", max_new_tokens=3000, temperature=1.0, seed=1)
+    timer.join()
+    a = m.generate("Hello", max_new_tokens=5, temperature=0)
+    b = r1lite.load(m.source, context=64).generate("Hello", max_new_tokens=5, temperature=0)
+    assert a.tokens == b.tokens
