@@ -25,8 +25,11 @@ Isa isa_from_name(const std::string& name) {
 }
 
 // A Tensor viewing a numpy array's buffer. `fmt` names the storage format; the array's item size
-// must fit it (f32: float32, bf16: uint16 bit patterns, f16: float16).
-Tensor tensor_from_array(const std::string& name, const py::array& a, const std::string& fmt) {
+// must fit it (f32: float32, bf16: uint16 bit patterns, f16: float16, q8_0 / q4_0: the quant
+// plane as int8 / uint8 with `scales` an f16 array [rows, blocks] beside it). The shapes as given
+// are checked against the model's expectations when the model binds the tensor.
+Tensor tensor_from_array(const std::string& name, const py::array& a, const std::string& fmt,
+                         const py::object& scales = py::none()) {
   Tensor t;
   if (!dtype_from_name(fmt.c_str(), &t.dtype))
     throw std::invalid_argument("tensor '" + name + "': unknown format '" + fmt + "'");
@@ -37,6 +40,14 @@ Tensor tensor_from_array(const std::string& name, const py::array& a, const std:
     throw std::invalid_argument("tensor '" + name + "' is not C-contiguous");
   for (py::ssize_t i = 0; i < a.ndim(); ++i) t.shape.push_back(int64_t(a.shape(i)));
   t.data = a.data();
+  if (is_quantized(t.dtype)) {
+    if (scales.is_none()) throw std::invalid_argument("tensor '" + name + "' (" + fmt + ") has no scales");
+    const auto s = scales.cast<py::array>();
+    if (s.itemsize() != 2 || !(s.flags() & py::array::c_style) || s.ndim() != 2)
+      throw std::invalid_argument("tensor '" + name + "': scales must be a C-contiguous 2-D f16 array");
+    t.scales = static_cast<const uint16_t*>(s.data());
+    t.scale_shape = {int64_t(s.shape(0)), int64_t(s.shape(1))};
+  }
   return t;
 }
 
@@ -83,12 +94,13 @@ class PyModel {
     std::map<std::string, Tensor> views;
     for (auto item : tensors) {
       const auto name = item.first.cast<std::string>();
-      const auto pair = item.second.cast<py::tuple>();
-      if (pair.size() != 2)
-        throw std::invalid_argument("tensor '" + name + "': expected (array, format)");
-      const auto arr = pair[0].cast<py::array>();
-      views[name] = tensor_from_array(name, arr, pair[1].cast<std::string>());
-      keep_alive_.push_back(arr);
+      const auto entry = item.second.cast<py::tuple>();
+      if (entry.size() != 2 && entry.size() != 3)
+        throw std::invalid_argument("tensor '" + name + "': expected (array, format[, scales])");
+      const auto arr = entry[0].cast<py::array>();
+      const py::object scales = entry.size() == 3 ? py::object(entry[2]) : py::object(py::none());
+      views[name] = tensor_from_array(name, arr, entry[1].cast<std::string>(), scales);
+      keep_alive_.push_back(entry);
     }
     model_ = std::make_unique<Model>(config_from_dict(config), views, threads);
   }
@@ -129,9 +141,17 @@ class PyModel {
 };
 
 py::array_t<float> matmul_for_test(const py::array_t<float, py::array::c_style | py::array::forcecast>& x,
-                                   const py::array& w, const std::string& fmt, const std::string& isa) {
+                                   const py::array& w, const std::string& fmt, const std::string& isa,
+                                   const py::object& scales) {
   if (x.ndim() != 2 || w.ndim() != 2) throw std::invalid_argument("x and w must be 2-D");
-  const Tensor wt = tensor_from_array("w", w, fmt);
+  Tensor wt = tensor_from_array("w", w, fmt, scales);
+  if (is_quantized(wt.dtype)) {  // logical shape from the activations' inner size
+    const std::vector<int64_t> want{wt.shape[0], row_bytes(wt.dtype, x.shape(1))};
+    const std::vector<int64_t> want_s{wt.shape[0], (x.shape(1) + kQuantBlock - 1) / kQuantBlock};
+    if (wt.shape != want || wt.scale_shape != want_s)
+      throw std::invalid_argument("quantized planes do not fit the inner size");
+    wt.shape = {wt.shape[0], int64_t(x.shape(1))};
+  }
   if (x.shape(1) != wt.cols()) throw std::invalid_argument("x and w disagree on the inner size");
   py::array_t<float> y({x.shape(0), py::ssize_t(wt.rows())});
   matmul_with_isa(isa_from_name(isa), x.data(), x.shape(0), wt, y.mutable_data());
@@ -173,9 +193,21 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("bytes"), py::arg("threads"), py::arg("repeats") = 5,
       "Best read bandwidth (bytes/s) over a buffer of `bytes`, with `threads` threads.");
+  m.def(
+      "quantize_activations",
+      [](const py::array_t<float, py::array::c_style | py::array::forcecast>& x) {
+        if (x.ndim() != 2) throw std::invalid_argument("x must be 2-D");
+        const int64_t n = x.shape(0), in = x.shape(1), blocks = (in + kQuantBlock - 1) / kQuantBlock;
+        py::array_t<int8_t> q({py::ssize_t(n), py::ssize_t(blocks * kQuantBlock)});
+        py::array_t<float> d({py::ssize_t(n), py::ssize_t(blocks)});
+        quantize_activations(x.data(), n, in, q.mutable_data(), d.mutable_data());
+        return py::make_tuple(q, d);
+      },
+      py::arg("x"), "The int8 blocks and scales the quantized matmuls compute with.");
   m.def("isa_supported", [](const std::string& name) { return isa_supported(isa_from_name(name)); });
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
   m.def("set_active_isa", [](const std::string& name) { set_active_isa(isa_from_name(name)); });
   m.def("matmul", &matmul_for_test, py::arg("x"), py::arg("w"), py::arg("fmt"), py::arg("isa"),
+        py::arg("scales") = py::none(),
         "x·wᵀ with one ISA's kernel on one thread (for kernel tests).");
 }

@@ -85,3 +85,16 @@ def test_chat_ctrl_c_stops_the_answer_not_the_program(tiny_r1):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def test_convert_then_run(tiny_r1, tmp_path):
+    out = tmp_path / "tiny-q8.safetensors"
+    r = run_cli("convert", str(tiny_r1), str(out), "--quant", "q8_0")
+    assert r.returncode == 0, r.stderr
+    assert out.is_file() and "wrote" in r.stderr
+    info = run_cli("info", str(out))
+    assert "q8_0" in info.stdout
+    r = run_cli("run", str(out), "Hi", "-n", "3", "--temp", "0")
+    assert r.returncode == 0 and r.stdout.strip()
+    bad = run_cli("convert", str(tmp_path / "nope"), str(tmp_path / "o"))
+    assert bad.returncode == 1 and "nope" in bad.stderr

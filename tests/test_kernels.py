@@ -58,3 +58,54 @@ def test_bad_kernel_arguments():
         _core.matmul(x, np.ones((3, 4), np.float32), "f32", "sse9")
     with pytest.raises(ValueError, match="item size"):
         _core.matmul(x, np.ones((3, 4), np.float32), "bf16", "scalar")
+
+
+# ---- block-quantized weights ----
+
+from r1lite import quant  # noqa: E402
+
+QSHAPES = [(1, 3, 5), (1, 33, 32), (2, 17, 70), (4, 9, 96), (5, 21, 100), (7, 40, 257)]
+
+
+@pytest.mark.parametrize("fmt", ["q8_0", "q4_0"])
+@pytest.mark.parametrize("shape", QSHAPES, ids=[f"{t}x{r}x{k}" for t, r, k in QSHAPES])
+def test_quantized_kernels_agree_with_reference(fmt, shape):
+    n_tok, rows, inner = shape
+    rng = np.random.default_rng(rows * 7 + inner)
+    x = rng.standard_normal((n_tok, inner)).astype(np.float32)
+    w = rng.standard_normal((rows, inner)).astype(np.float32)
+    q, _, d = quant.encode(w, fmt)
+    # reference: the dequantized weights times the quantized activations, in float64
+    xq, xd = _core.quantize_activations(x)
+    x_deq = (xq.reshape(n_tok, -1, 32) * xd[..., None]).reshape(n_tok, -1)[:, :inner]
+    exact = x_deq.astype(np.float64) @ quant.dequantize(fmt, q, d, inner).astype(np.float64).T
+    tol = 1e-5 * np.sqrt(inner) * np.abs(exact).max()
+    scalar = _core.matmul(x, q, fmt, "scalar", d)
+    np.testing.assert_allclose(scalar, exact, rtol=0, atol=tol)
+    for isa in ISAS[1:]:
+        if _core.isa_supported(isa):
+            np.testing.assert_allclose(_core.matmul(x, q, fmt, isa, d), scalar, rtol=0, atol=tol,
+                                       err_msg=isa)
+
+
+def test_activation_quantization_is_q8_0():
+    x = np.random.default_rng(3).standard_normal((3, 45)).astype(np.float32)
+    xq, xd = _core.quantize_activations(x)
+    assert xq.shape == (3, 64) and xd.shape == (3, 2)
+    assert np.all(xq[:, 45:] == 0)
+    np.testing.assert_allclose(xd, np.abs(np.pad(x, ((0, 0), (0, 19)))).reshape(3, 2, 32).max(2) / 127,
+                               rtol=1e-6)
+    deq = (xq.reshape(3, 2, 32) * xd[..., None]).reshape(3, 64)[:, :45]
+    assert np.abs(deq - x).max() <= xd.max() / 2 + 1e-6
+
+
+@pytest.mark.parametrize("fmt", ["q8_0", "q4_0"])
+def test_weight_quantizer_matches_ggml(fmt):
+    """Against the gguf package's own implementation of ggml's quantizers (independent code)."""
+    gguf = pytest.importorskip("gguf")
+    w = (np.random.default_rng(5).standard_normal((6, 128)) * 0.05).astype(np.float32)
+    q, _, d = quant.encode(w, fmt)
+    kind = gguf.GGMLQuantizationType.Q8_0 if fmt == "q8_0" else gguf.GGMLQuantizationType.Q4_0
+    blocks = gguf.quants.quantize(w, kind).reshape(6, 4, -1)  # per block: f16 scale, then quants
+    np.testing.assert_array_equal(blocks[..., :2].copy().view(np.float16)[..., 0], d)
+    np.testing.assert_array_equal(blocks[..., 2:].reshape(6, -1), q.view(np.uint8))

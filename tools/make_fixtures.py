@@ -5,7 +5,8 @@
 
 Each fixture folder holds a checkpoint (config.json + safetensors, one of them sharded) and
 oracle.npz with a token sequence, transformers' logits at every position, and transformers'
-greedy generate() continuation of its first tokens. transformers runs
+greedy generate() continuation of its first tokens, and transformers' logits with the weight
+matrices replaced by their q8_0 / q4_0 round trips (logits_q8_0, logits_q4_0). transformers runs
 in float32 on the stored weights (bf16/f16 weights are upcast exactly), which is what r1lite
 computes, so one tight tolerance holds for every storage format. Needs torch and transformers.
 """
@@ -105,6 +106,26 @@ def transformers_logits(folder: Path, tokens: np.ndarray) -> np.ndarray:
     return out.logits[0].float().numpy()
 
 
+def transformers_logits_quantized(folder: Path, tokens: np.ndarray, fmt: str) -> np.ndarray:
+    """transformers' logits with every weight matrix replaced by its `fmt` round trip (what
+    `r1lite convert --quant fmt` stores): an oracle for r1lite's quantized kernels."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
+    from r1lite import quant
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 2:
+                w = p.numpy()
+                q, _, d = quant.encode(w, fmt)
+                p.copy_(torch.from_numpy(quant.dequantize(fmt, q, d, w.shape[1])))
+        out = model(torch.tensor(tokens, dtype=torch.long)[None])
+    return out.logits[0].float().numpy()
+
+
 def transformers_greedy(folder: Path, prompt: np.ndarray, n_new: int) -> np.ndarray:
     """transformers' greedy generate() continuation (n_new tokens, no EOS) of prompt."""
     import torch
@@ -125,8 +146,11 @@ def make_fixture(name: str, spec: dict, out_root: Path = FIXTURES, seed: int = 0
     logits = transformers_logits(out, tokens)
     prompt = tokens[:GREEDY_PROMPT]
     greedy = transformers_greedy(out, prompt, GREEDY_NEW)
+    quantized = {f"logits_{fmt}": transformers_logits_quantized(out, tokens, fmt)
+                 for fmt in ("q8_0", "q4_0")}
     np.savez_compressed(out / "oracle.npz", tokens=tokens.astype(np.int32), logits=logits,
-                        greedy_prompt=prompt.astype(np.int32), greedy_tokens=greedy.astype(np.int32))
+                        greedy_prompt=prompt.astype(np.int32), greedy_tokens=greedy.astype(np.int32),
+                        **quantized)
     return out
 
 

@@ -12,6 +12,7 @@ static CpuFeatures detect() {
   f.avx512 = f.avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   f.avx512_vnni = f.avx512 && __builtin_cpu_supports("avx512vnni");
+  f.avx512 = f.avx512 && f.avx512_vnni;  // our AVX-512 kernels use VNNI for the quantized formats
   f.avx512_bf16 = f.avx512 && __builtin_cpu_supports("avx512bf16");
 #endif
   return f;

@@ -7,7 +7,7 @@ enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 
 struct CpuFeatures {
   bool avx2 = false;     // AVX2 + FMA + F16C
-  bool avx512 = false;   // AVX-512 F/BW/VL/DQ
+  bool avx512 = false;   // AVX-512 F/BW/VL/DQ + VNNI
   bool avx512_vnni = false;
   bool avx512_bf16 = false;
 };

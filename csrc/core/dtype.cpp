@@ -9,8 +9,17 @@ size_t dtype_size(DType t) {
     case DType::F32: return 4;
     case DType::BF16: return 2;
     case DType::F16: return 2;
+    case DType::Q8_0: return 1;
+    case DType::Q4_0: return 1;
   }
   return 0;
+}
+
+int64_t row_bytes(DType t, int64_t cols) {
+  const int64_t blocks = (cols + kQuantBlock - 1) / kQuantBlock;
+  if (t == DType::Q8_0) return blocks * kQuantBlock;
+  if (t == DType::Q4_0) return blocks * kQuantBlock / 2;
+  return cols * int64_t(dtype_size(t));
 }
 
 const char* dtype_name(DType t) {
@@ -18,6 +27,8 @@ const char* dtype_name(DType t) {
     case DType::F32: return "f32";
     case DType::BF16: return "bf16";
     case DType::F16: return "f16";
+    case DType::Q8_0: return "q8_0";
+    case DType::Q4_0: return "q4_0";
   }
   return "?";
 }
@@ -26,6 +37,8 @@ bool dtype_from_name(const char* name, DType* out) {
   if (!std::strcmp(name, "f32")) { *out = DType::F32; return true; }
   if (!std::strcmp(name, "bf16")) { *out = DType::BF16; return true; }
   if (!std::strcmp(name, "f16")) { *out = DType::F16; return true; }
+  if (!std::strcmp(name, "q8_0")) { *out = DType::Q8_0; return true; }
+  if (!std::strcmp(name, "q4_0")) { *out = DType::Q4_0; return true; }
   return false;
 }
 
@@ -74,6 +87,22 @@ void convert_row_to_f32(DType t, const void* src, float* dst, int64_t n) {
       auto s = static_cast<const uint16_t*>(src);
       for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
       break;
+    }
+    case DType::Q8_0:
+    case DType::Q4_0:
+      break;  // needs scales: dequantize_row
+  }
+}
+
+void dequantize_row(DType t, const void* quants, const uint16_t* scales, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t b = i / kQuantBlock, j = i % kQuantBlock;
+    const float d = f16_to_f32(scales[b]);
+    if (t == DType::Q8_0) {
+      dst[i] = float(static_cast<const int8_t*>(quants)[i]) * d;
+    } else {
+      const uint8_t byte = static_cast<const uint8_t*>(quants)[b * 16 + j % 16];
+      dst[i] = float(int(j < 16 ? byte & 0x0f : byte >> 4) - 8) * d;
     }
   }
 }

@@ -8,4 +8,14 @@ std::string shape_str(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
+void Tensor::row_to_f32(int64_t r, float* out) const {
+  const int64_t n = cols();
+  const auto* row = static_cast<const char*>(data) + r * row_bytes(dtype, n);
+  if (is_quantized(dtype)) {
+    dequantize_row(dtype, row, scales + r * ((n + kQuantBlock - 1) / kQuantBlock), out, n);
+  } else {
+    convert_row_to_f32(dtype, row, out, n);
+  }
+}
+
 }  // namespace r1lite

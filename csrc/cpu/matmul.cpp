@@ -1,7 +1,10 @@
 #include "cpu/matmul.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 #include <stdexcept>
 #include <string>
 
@@ -36,29 +39,90 @@ void set_active_isa(Isa isa) {
   g_isa = isa;
 }
 
-static MatmulRowsFn kernel_for_format(const MatmulKernels& k, DType t) {
+static MatmulRowsFn float_kernel(const MatmulKernels& k, DType t) {
   switch (t) {
     case DType::F32: return k.f32;
     case DType::BF16: return k.bf16;
     case DType::F16: return k.f16;
+    default: throw std::invalid_argument("matmul: not a float format");
   }
-  throw std::invalid_argument("matmul: unsupported weight format");
 }
 
+static QMatmulRowsFn quant_kernel(const MatmulKernels& k, DType t) {
+  if (t == DType::Q8_0) return k.q8_0;
+  if (t == DType::Q4_0) return k.q4_0;
+  throw std::invalid_argument("matmul: not a quantized format");
+}
+
+void quantize_activations(const float* x, int64_t n, int64_t in, int8_t* xq, float* xd) {
+  const int64_t blocks = (in + kQuantBlock - 1) / kQuantBlock;
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      const float* src = x + t * in + b * kQuantBlock;
+      const int64_t len = std::min(kQuantBlock, in - b * kQuantBlock);
+      float amax = 0.f;
+      for (int64_t i = 0; i < len; ++i) amax = std::max(amax, std::fabs(src[i]));
+      const float d = amax / 127.f, id = d > 0.f ? 1.f / d : 0.f;
+      int8_t* dst = xq + (t * blocks + b) * kQuantBlock;
+      for (int64_t i = 0; i < kQuantBlock; ++i)
+        dst[i] = i < len ? int8_t(std::lround(src[i] * id)) : int8_t(0);
+      xd[t * blocks + b] = d;
+    }
+  }
+}
+
+// Scratch for the quantized activations of one matmul (matmuls run one at a time per thread).
+struct QuantScratch {
+  std::vector<int8_t> xq;
+  std::vector<float> xd;
+  void fill(ThreadPool* pool, const float* x, int64_t n, int64_t in) {
+    const int64_t blocks = (in + kQuantBlock - 1) / kQuantBlock;
+    xq.resize(size_t(n * blocks * kQuantBlock));
+    xd.resize(size_t(n * blocks));
+    auto part = [&](int64_t t0, int64_t t1) {
+      quantize_activations(x + t0 * in, t1 - t0, in, &xq[size_t(t0 * blocks * kQuantBlock)],
+                           &xd[size_t(t0 * blocks)]);
+    };
+    if (pool) pool->parallel_for(n, 8, part); else part(0, n);
+  }
+};
+
 void matmul(ThreadPool& pool, const float* x, int64_t n, const Tensor& w, float* y) {
-  const MatmulRowsFn fn = kernel_for_format(kernels_for(g_isa), w.dtype);
+  const MatmulKernels& k = kernels_for(g_isa);
   const int64_t rows = w.rows(), in = w.cols();
   // Chunks of rows small enough to balance the threads, in multiples of 16 (the kernels' row block).
   int64_t grain = rows / (int64_t(pool.size()) * 4);
   grain = grain < 16 ? 16 : (grain + 15) / 16 * 16;
+  if (is_quantized(w.dtype)) {
+    thread_local QuantScratch scratch;
+    scratch.fill(&pool, x, n, in);
+    const QMatmulRowsFn fn = quant_kernel(k, w.dtype);
+    const int64_t blocks = (in + kQuantBlock - 1) / kQuantBlock;
+    // Pointers, not the thread_local itself: in a worker, `scratch` would name the worker's copy.
+    const int8_t* xq = scratch.xq.data();
+    const float* xd = scratch.xd.data();
+    pool.parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
+      fn(xq, xd, n, blocks, w.data, w.scales, r0, r1, y, rows);
+    });
+    return;
+  }
+  const MatmulRowsFn fn = float_kernel(k, w.dtype);
   pool.parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
     fn(x, n, in, w.data, in, r0, r1, y, rows);
   });
 }
 
 void matmul_with_isa(Isa isa, const float* x, int64_t n, const Tensor& w, float* y) {
-  const MatmulRowsFn fn = kernel_for_format(kernels_for(isa), w.dtype);
-  fn(x, n, w.cols(), w.data, w.cols(), 0, w.rows(), y, w.rows());
+  const MatmulKernels& k = kernels_for(isa);
+  if (is_quantized(w.dtype)) {
+    QuantScratch scratch;
+    scratch.fill(nullptr, x, n, w.cols());
+    quant_kernel(k, w.dtype)(scratch.xq.data(), scratch.xd.data(), n,
+                             (w.cols() + kQuantBlock - 1) / kQuantBlock, w.data, w.scales, 0,
+                             w.rows(), y, w.rows());
+    return;
+  }
+  float_kernel(k, w.dtype)(x, n, w.cols(), w.data, w.cols(), 0, w.rows(), y, w.rows());
 }
 
 }  // namespace r1lite

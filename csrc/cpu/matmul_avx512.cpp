@@ -1,4 +1,5 @@
-// AVX-512 (F/BW/VL/DQ) matmul kernels (16 floats per vector; masked loads handle the tail).
+// AVX-512 (F/BW/VL/DQ/VNNI) matmul kernels: float weights 16 per vector with masked tails;
+// quantized weights through VNNI's vpdpbusd on 256-bit vectors (one 32-value block each).
 // Compiled with AVX-512 flags; everything here has internal linkage except the kernel table.
 #include <immintrin.h>
 
@@ -70,8 +71,96 @@ void rows(const float* x, int64_t n_tok, int64_t ldx, const void* wp, int64_t in
   }
 }
 
+// 8 int32 sums of 4 adjacent products w·x: vpdpbusd on |w| (unsigned) and sign(x, w).
+inline __m256i dot_i8(__m256i w, __m256i x) {
+  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+}
+inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+constexpr int kPrefillRows = 4;  // 32 registers: 4x4 accumulators + operands
+
+// ---- block-quantized weights x int8 activations ----
+
+struct Q8W {
+  static constexpr int64_t kBlockBytes = 32;
+  static __m256i load(const uint8_t* row, int64_t b) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + b * 32));
+  }
+};
+struct Q4W {
+  static constexpr int64_t kBlockBytes = 16;
+  static __m256i load(const uint8_t* row, int64_t b) {  // 32 signed values in [-8, 7]
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + b * 16));
+    const __m128i mask = _mm_set1_epi8(0x0f);
+    const __m128i lo = _mm_and_si128(v, mask), hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+  }
+};
+
+// NR rows x NT tokens; per block one integer dot per pair, scaled and summed in f32.
+template <class W, int NR, int NT>
+void qtile(const int8_t* xq, const float* xd, int64_t blocks, const uint8_t* w, int64_t stride,
+           const uint16_t* wd, float* y, int64_t ldy) {
+  __m256 acc[NR][NT];
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    __m256i wv[NR];
+    float dw[NR];
+    for (int r = 0; r < NR; ++r) {
+      wv[r] = W::load(w + r * stride, b);
+      dw[r] = _cvtsh_ss(wd[r * blocks + b]);
+    }
+    for (int t = 0; t < NT; ++t) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + (t * blocks + b) * 32));
+      const float dx = xd[t * blocks + b];
+      for (int r = 0; r < NR; ++r)
+        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_i8(wv[r], xv)),
+                                    _mm256_set1_ps(dw[r] * dx), acc[r][t]);
+    }
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) y[t * ldy + r] = hsum8(acc[r][t]);
+}
+
+template <class W>
+void qrows(const int8_t* xq, const float* xd, int64_t n_tok, int64_t blocks, const void* wq,
+           const uint16_t* wd, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  const auto* w = static_cast<const uint8_t*>(wq);
+  const int64_t stride = blocks * W::kBlockBytes;
+  constexpr int64_t kRowBlock = 16;
+  for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
+    const int64_t re = rb + kRowBlock < r1 ? rb + kRowBlock : r1;
+    int64_t t = 0;
+    for (; t + 4 <= n_tok; t += 4) {
+      const int8_t* xt = xq + t * blocks * 32;
+      int64_t r = rb;
+      for (; r + kPrefillRows <= re; r += kPrefillRows)
+        qtile<W, kPrefillRows, 4>(xt, xd + t * blocks, blocks, w + r * stride, stride,
+                                  wd + r * blocks, y + t * ldy + r, ldy);
+      for (; r < re; ++r)
+        qtile<W, 1, 4>(xt, xd + t * blocks, blocks, w + r * stride, stride, wd + r * blocks,
+                       y + t * ldy + r, ldy);
+    }
+    for (; t < n_tok; ++t) {
+      const int8_t* xt = xq + t * blocks * 32;
+      int64_t r = rb;
+      for (; r + 4 <= re; r += 4)
+        qtile<W, 4, 1>(xt, xd + t * blocks, blocks, w + r * stride, stride, wd + r * blocks,
+                       y + t * ldy + r, 0);
+      for (; r < re; ++r)
+        qtile<W, 1, 1>(xt, xd + t * blocks, blocks, w + r * stride, stride, wd + r * blocks,
+                       y + t * ldy + r, 0);
+    }
+  }
+}
+
 }  // namespace
 
-const MatmulKernels kMatmulAvx512 = {rows<F32W>, rows<BF16W>, rows<F16W>};
+const MatmulKernels kMatmulAvx512 = {rows<F32W>, rows<BF16W>, rows<F16W>, qrows<Q8W>, qrows<Q4W>};
 
 }  // namespace r1lite

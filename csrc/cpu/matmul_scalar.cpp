@@ -25,8 +25,39 @@ void rows(const float* x, int64_t n_tok, int64_t ldx, const void* w, int64_t in,
   }
 }
 
+// Quant value i (0..31) of block b of a row of the quant plane.
+template <DType kFormat>
+int quant_at(const uint8_t* row, int64_t b, int64_t i) {
+  if constexpr (kFormat == DType::Q8_0) {
+    return int(static_cast<int8_t>(row[b * 32 + i]));
+  } else {
+    const uint8_t byte = row[b * 16 + i % 16];
+    return int(i < 16 ? byte & 0x0f : byte >> 4) - 8;
+  }
+}
+
+template <DType kFormat>
+void qrows(const int8_t* xq, const float* xd, int64_t n_tok, int64_t blocks, const void* wq,
+           const uint16_t* wd, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  const int64_t stride = row_bytes(kFormat, blocks * 32);
+  for (int64_t t = 0; t < n_tok; ++t) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const auto* row = static_cast<const uint8_t*>(wq) + r * stride;
+      float sum = 0.f;
+      for (int64_t b = 0; b < blocks; ++b) {
+        int32_t dot = 0;
+        for (int64_t i = 0; i < 32; ++i)
+          dot += quant_at<kFormat>(row, b, i) * int32_t(xq[(t * blocks + b) * 32 + i]);
+        sum += float(dot) * (f16_to_f32(wd[r * blocks + b]) * xd[t * blocks + b]);
+      }
+      y[t * ldy + r] = sum;
+    }
+  }
+}
+
 }  // namespace
 
-const MatmulKernels kMatmulScalar = {rows<DType::F32>, rows<DType::BF16>, rows<DType::F16>};
+const MatmulKernels kMatmulScalar = {rows<DType::F32>, rows<DType::BF16>, rows<DType::F16>,
+                                     qrows<DType::Q8_0>, qrows<DType::Q4_0>};
 
 }  // namespace r1lite

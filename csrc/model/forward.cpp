@@ -25,9 +25,7 @@ void Model::forward(const int32_t* tokens, int64_t n, bool all_logits, float* lo
   s_.resize(c, n);
 
   for (int64_t i = 0; i < n; ++i) {
-    const size_t row_bytes = size_t(D) * dtype_size(w_.tok_embd.dtype);
-    const auto* row = static_cast<const char*>(w_.tok_embd.data) + size_t(tokens[i]) * row_bytes;
-    convert_row_to_f32(w_.tok_embd.dtype, row, &s_.x[size_t(i * D)], D);
+    w_.tok_embd.row_to_f32(tokens[i], &s_.x[size_t(i * D)]);
     rope_angles(pos0 + i, inv_freq_.data(), half, 1.f, &s_.cos[size_t(i * half)],
                 &s_.sin[size_t(i * half)]);
   }

@@ -16,13 +16,26 @@ class Binder {
   Tensor get(const std::string& name, std::vector<int64_t> shape, bool f32_only) const {
     auto it = tensors_.find(name);
     if (it == tensors_.end()) throw std::invalid_argument("missing tensor '" + name + "'");
-    const Tensor& t = it->second;
-    if (t.shape != shape)
-      throw std::invalid_argument("tensor '" + name + "' has shape " + shape_str(t.shape) +
-                                  ", expected " + shape_str(shape));
+    Tensor t = it->second;
     if (f32_only && t.dtype != DType::F32)
       throw std::invalid_argument("tensor '" + name + "' must be f32, got " + dtype_name(t.dtype));
     if (!t.data) throw std::invalid_argument("tensor '" + name + "' has no data");
+    if (is_quantized(t.dtype)) {
+      // The planes' shapes as bound (bindings.cpp) are [rows, row bytes] and [rows, blocks].
+      const int64_t blocks = (shape[1] + kQuantBlock - 1) / kQuantBlock;
+      const std::vector<int64_t> want_q{shape[0], row_bytes(t.dtype, shape[1])};
+      const std::vector<int64_t> want_s{shape[0], blocks};
+      if (shape.size() != 2 || t.shape != want_q || t.scale_shape != want_s)
+        throw std::invalid_argument("tensor '" + name + "' (" + dtype_name(t.dtype) + ") has planes " +
+                                    shape_str(t.shape) + " and scales " + shape_str(t.scale_shape) +
+                                    ", expected " + shape_str(want_q) + " and " + shape_str(want_s) +
+                                    " for shape " + shape_str(shape));
+      t.shape = shape;  // logical from here on
+      return t;
+    }
+    if (t.shape != shape)
+      throw std::invalid_argument("tensor '" + name + "' has shape " + shape_str(t.shape) +
+                                  ", expected " + shape_str(shape));
     return t;
   }
 

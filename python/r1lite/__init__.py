@@ -1,5 +1,6 @@
 """r1lite: run DeepSeek-R1 and its distilled models on one workstation."""
 
+from .converter import convert
 from .errors import ModelFormatError, UnsupportedModelError
 from .generate import Generation, Piece
 from .loader import chat, generate, load
@@ -7,5 +8,5 @@ from .model import Model
 from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
-__all__ = ["load", "generate", "chat", "Model", "Generation", "Piece", "Tokenizer",
+__all__ = ["load", "convert", "generate", "chat", "Model", "Generation", "Piece", "Tokenizer",
            "ModelFormatError", "UnsupportedModelError", "__version__"]

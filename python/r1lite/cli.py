@@ -1,4 +1,4 @@
-"""The `r1lite` command: run, chat, info."""
+"""The `r1lite` command: run, chat, info, convert."""
 
 from __future__ import annotations
 
@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--raw", action="store_true", help="no chat template: complete the prompt")
     sub.add_parser("chat", parents=[common, gen], help="interactive chat")
     sub.add_parser("info", parents=[common], help="describe a model")
+    conv = sub.add_parser("convert", help="write a checkpoint as an r1lite model file")
+    conv.add_argument("src", help="Hugging Face model folder")
+    conv.add_argument("out", help="output .safetensors file")
+    conv.add_argument("--quant", default="q8_0", choices=["f32", "bf16", "f16", "q8_0", "q4_0"],
+                      help="format of the weight matrices (default q8_0)")
     return ap
 
 
@@ -189,9 +194,21 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_convert(args) -> int:
+    import time
+
+    from .converter import convert
+
+    t0 = time.perf_counter()
+    out = convert(args.src, args.out, args.quant)
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, {args.quant}) in "
+          f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"run": cmd_run, "chat": cmd_chat, "info": cmd_info}[args.command]
+    handler = {"run": cmd_run, "chat": cmd_chat, "info": cmd_info, "convert": cmd_convert}[args.command]
     try:
         return handler(args)
     except (FileNotFoundError, ValueError, OSError) as e:

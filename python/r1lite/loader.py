@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from . import _core
 from .config import with_context
 from .model import Model
@@ -18,7 +20,8 @@ def default_threads() -> int:
 
 
 def load(path, *, threads: int | None = None, context: int | None = None) -> Model:
-    """Load a model: a Hugging Face folder (config.json + safetensors).
+    """Load a model: r1lite's model file (made by `r1lite convert`; mapped, not copied) or a
+    Hugging Face folder (config.json + safetensors).
 
     threads: worker threads for the matmuls (default: this machine's cores).
     context: most positions the KV cache may hold (default: the model's max_position_embeddings;
@@ -39,21 +42,24 @@ def load(path, *, threads: int | None = None, context: int | None = None) -> Mod
         config, tensors, raw = load_hf_folder(p)
         tokenizer = Tokenizer.from_folder(p, model_config=raw)
     else:
-        raise ValueError(f"{p}: not a model folder (expected a Hugging Face folder with config.json)")
+        from .formats.r1file import load_r1_file
+
+        config, tensors, tokenizer = load_r1_file(p)
     config = with_context(config, context)
     core = _core.Model(config, tensors, threads)
     model = Model(core, config, source=str(p), tokenizer=tokenizer)
-    model.summary = summarize(p, tensors)
+    model.summary = summarize(p, config, tensors)
     return model
 
 
-def summarize(path: Path, tensors: dict) -> dict:
+def summarize(path: Path, config: dict, tensors: dict) -> dict:
     """Parameter count, weight formats and bytes on disk, for `r1lite info`."""
+    from .formats.tensors import expected_tensors
+
     formats: dict[str, int] = {}
-    n_params = 0
-    for arr, fmt in tensors.values():
-        n_params += arr.size
+    for _arr, fmt, *_ in tensors.values():
         formats[fmt] = formats.get(fmt, 0) + 1
+    n_params = sum(int(np.prod(shape)) for shape, _ in expected_tensors(config).values())
     files = [f for f in path.iterdir() if f.suffix == ".safetensors"] if path.is_dir() else [path]
     return {"parameters": n_params, "tensor_formats": formats,
             "file_bytes": sum(f.stat().st_size for f in files)}

@@ -1,0 +1,115 @@
+"""`r1lite convert`: a checkpoint into r1lite's model file (formats/r1file.py), tensor by tensor.
+
+Memory stays bounded by the largest tensor: the header (names, formats, shapes, offsets) is known
+before any data is computed, so each tensor is read, encoded and written at its offset in turn.
+The file is written under a temporary name and renamed when complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .formats.r1file import FORMAT_NAME, FORMAT_VERSION, SCALE_SUFFIX, plane_shapes
+from .formats.tensors import as_f32, expected_tensors
+from .quant import FORMATS, encode
+
+NP_DTYPES = {"F32": np.float32, "BF16": np.uint16, "F16": np.float16, "I8": np.int8, "U8": np.uint8}
+
+
+def _read_text(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def _source(src: Path):
+    """(config, {name: (array, fmt)}, metadata strings) of a source checkpoint."""
+    from .formats.hf import load_hf_folder
+
+    if not src.exists():
+        raise FileNotFoundError(f"{src}: no such file or folder")
+    if not src.is_dir():
+        raise ValueError(f"{src}: expected a Hugging Face model folder to convert")
+    config, tensors, raw = load_hf_folder(src)
+    meta = {}
+    for key, name in (("r1lite.tokenizer", "tokenizer.json"),
+                      ("r1lite.tokenizer_config", "tokenizer_config.json"),
+                      ("r1lite.chat_template", "chat_template.jinja"),
+                      ("r1lite.generation_config", "generation_config.json")):
+        text = _read_text(src / name)
+        if text is not None:
+            meta[key] = text
+    meta["r1lite.model_config"] = json.dumps(
+        {k: raw.get(k) for k in ("bos_token_id", "eos_token_id") if k in raw})
+    return config, tensors, meta
+
+
+class _Progress:
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.done, self.enabled = max(total, 1), 0, enabled
+
+    def step(self, nbytes: int, name: str) -> None:
+        self.done += nbytes
+        if self.enabled:
+            frac = self.done / self.total
+            bar = "#" * int(30 * frac)
+            sys.stderr.write(f"\r[{bar:30}] {100 * frac:5.1f}% {name[:40]:40}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def convert(src, out, quant: str = "q8_0", *, progress: bool | None = None) -> Path:
+    """Write the model at `src` (a Hugging Face folder) to `out` with matrices stored as `quant`
+    (f32, bf16, f16, q8_0, q4_0); norms and biases stay f32. Returns the output path."""
+    if quant not in FORMATS:
+        raise ValueError(f"unknown format {quant!r} (choose from {', '.join(FORMATS)})")
+    src, out = Path(src), Path(out)
+    config, tensors, meta = _source(src)
+
+    # The layout: every plane's dtype and shape, 8-byte-wide dtypes first so each stays aligned.
+    formats, planes = {}, []
+    for name, (shape, kind) in expected_tensors(config).items():
+        formats[name] = "f32" if kind == "vector" else quant
+        for plane, (dtype, pshape) in zip((name, name + SCALE_SUFFIX), plane_shapes(formats[name], shape)):
+            planes.append((plane, dtype, pshape))
+    planes.sort(key=lambda p: -np.dtype(NP_DTYPES[p[1]]).itemsize)
+    header, offset = {}, 0
+    for plane, dtype, pshape in planes:
+        nbytes = int(np.prod(pshape)) * np.dtype(NP_DTYPES[dtype]).itemsize
+        header[plane] = {"dtype": dtype, "shape": list(pshape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    meta.update({"r1lite.format": FORMAT_NAME, "r1lite.version": str(FORMAT_VERSION),
+                 "r1lite.config": json.dumps(config), "r1lite.formats": json.dumps(formats)})
+    header_bytes = json.dumps({"__metadata__": meta, **header}, ensure_ascii=False).encode("utf-8")
+    header_bytes += b" " * (-len(header_bytes) % 8)
+    data_start = 8 + len(header_bytes)
+
+    tmp = out.with_name(out.name + ".partial")
+    bar = _Progress(offset, sys.stderr.isatty() if progress is None else progress)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(struct.pack("<Q", len(header_bytes)))
+            f.write(header_bytes)
+            f.truncate(data_start + offset)
+            for name in formats:
+                arr, fmt = tensors[name][:2]
+                encoded = encode(as_f32(arr, fmt), formats[name])
+                for plane, data in ((name, encoded[0]), (name + SCALE_SUFFIX, encoded[2] if len(encoded) == 3 else None)):
+                    if data is None:
+                        continue
+                    f.seek(data_start + header[plane]["data_offsets"][0])
+                    f.write(np.ascontiguousarray(data).tobytes())
+                    bar.step(data.nbytes, name)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        bar.close()
+    return out
