@@ -200,7 +200,8 @@ PYBIND11_MODULE(_core, m) {
         const int64_t n = x.shape(0), in = x.shape(1), blocks = (in + kQuantBlock - 1) / kQuantBlock;
         py::array_t<int8_t> q({py::ssize_t(n), py::ssize_t(blocks * kQuantBlock)});
         py::array_t<float> d({py::ssize_t(n), py::ssize_t(blocks)});
-        quantize_activations(x.data(), n, in, q.mutable_data(), d.mutable_data());
+        std::vector<int32_t> sums(size_t(n * blocks));
+        quantize_activations(x.data(), n, in, q.mutable_data(), d.mutable_data(), sums.data());
         return py::make_tuple(q, d);
       },
       py::arg("x"), "The int8 blocks and scales the quantized matmuls compute with.");

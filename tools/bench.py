@@ -24,42 +24,56 @@ import numpy as np
 import r1lite
 from r1lite import _core
 from r1lite.config import normalize_hf_config
+from r1lite.formats.r1file import plane_shapes
 from r1lite.formats.tensors import expected_tensors
 
 DEFAULT_CONFIG = (Path(__file__).resolve().parents[2] / "shared" / "assets" /
                   "deepseek-r1-distill-qwen" / "config-1.5b.json")
-FORMATS = {"bf16": np.uint16, "f16": np.float16, "f32": np.float32}
+FORMATS = {"bf16": np.uint16, "f16": np.float16, "f32": np.float32, "q8_0": np.int8, "q4_0": np.uint8}
+
+
+def _filled(shape, pool: np.ndarray) -> np.ndarray:
+    arr = np.empty(shape, pool.dtype)
+    flat = arr.reshape(-1)
+    for i in range(0, flat.size, pool.size):
+        n = min(pool.size, flat.size - i)
+        flat[i:i + n] = pool[:n]
+    return arr
 
 
 def random_weights(cfg: dict, fmt: str, seed: int = 0) -> dict:
     """Weights with the right shapes and a realistic value range, filled quickly by repeating a
-    random pool (content does not change the speed)."""
+    random pool (content does not change the speed). Quantized formats get random quant planes
+    and small scales directly."""
     rng = np.random.default_rng(seed)
     pool = (rng.standard_normal(1 << 22) * 0.02).astype(np.float32)
     if fmt == "bf16":
         pool = (pool.view(np.uint32) >> 16).astype(np.uint16)
+    elif fmt in ("q8_0", "q4_0"):
+        pool = rng.integers(0, 256, 1 << 22, dtype=np.uint8).view(FORMATS[fmt])
     else:
         pool = pool.astype(FORMATS[fmt])
+    scale_pool = np.full(1 << 16, 0.001, np.float16)
     tensors = {}
     for name, (shape, kind) in expected_tensors(cfg).items():
         if kind == "vector":
             tensors[name] = (np.ones(shape, np.float32), "f32")
+        elif fmt in ("q8_0", "q4_0"):
+            (_, qshape), (_, sshape) = plane_shapes(fmt, shape)
+            tensors[name] = (_filled(qshape, pool), fmt, _filled(sshape, scale_pool))
         else:
-            arr = np.empty(shape, FORMATS[fmt])
-            flat = arr.reshape(-1)
-            for i in range(0, flat.size, pool.size):
-                n = min(pool.size, flat.size - i)
-                flat[i:i + n] = pool[:n]
-            tensors[name] = (arr, fmt)
+            tensors[name] = (_filled(shape, pool), fmt)
     return tensors
 
 
 def decode_bytes_per_token(tensors: dict, cfg: dict) -> int:
     """Bytes of weights one decode step reads: every matrix except the embedding table (one row);
     the embedding counts when it doubles as lm_head."""
-    total = sum(a.nbytes for name, (a, _) in tensors.items() if name != "tok_embd")
+    def nbytes(entry):
+        return sum(a.nbytes for a in entry if isinstance(a, np.ndarray))
+    total = sum(nbytes(t) for name, t in tensors.items() if name != "tok_embd")
     if cfg["tied_embeddings"]:
-        total += tensors["tok_embd"][0].nbytes
+        total += nbytes(tensors["tok_embd"])
     return total
 
 

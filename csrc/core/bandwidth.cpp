@@ -1,5 +1,6 @@
 #include "core/bandwidth.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -18,9 +19,16 @@ double measure_read_bandwidth(ThreadPool& pool, int64_t bytes, int repeats) {
     const auto t0 = std::chrono::steady_clock::now();
     const int64_t chunk = (words + pool.size() - 1) / pool.size();
     pool.parallel_for(words, chunk, [&](int64_t b, int64_t e) {
-      // A plain reduction: the compiler vectorizes it, so the loop is bound by memory, not adds.
+      // A plain reduction (vectorized by the compiler, so bound by memory, not by the adds) with
+      // software prefetch a few KB ahead, as the matmul kernels do: a single stream without it
+      // reaches about half of what the memory delivers.
       uint64_t s = 0;
-      for (int64_t i = b; i < e; ++i) s ^= buf[size_t(i)];
+      constexpr int64_t kAhead = 512;  // words (4 KB)
+      for (int64_t i = b; i < e; i += 8) {
+        __builtin_prefetch(&buf[size_t(std::min(i + kAhead, words - 1))]);
+        const int64_t end = std::min(i + 8, e);
+        for (int64_t j = i; j < end; ++j) s ^= buf[size_t(j)];
+      }
       sink = sink + s;
     });
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

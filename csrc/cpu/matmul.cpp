@@ -54,7 +54,7 @@ static QMatmulRowsFn quant_kernel(const MatmulKernels& k, DType t) {
   throw std::invalid_argument("matmul: not a quantized format");
 }
 
-void quantize_activations(const float* x, int64_t n, int64_t in, int8_t* xq, float* xd) {
+void quantize_activations(const float* x, int64_t n, int64_t in, int8_t* xq, float* xd, int32_t* xs) {
   const int64_t blocks = (in + kQuantBlock - 1) / kQuantBlock;
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t b = 0; b < blocks; ++b) {
@@ -64,9 +64,13 @@ void quantize_activations(const float* x, int64_t n, int64_t in, int8_t* xq, flo
       for (int64_t i = 0; i < len; ++i) amax = std::max(amax, std::fabs(src[i]));
       const float d = amax / 127.f, id = d > 0.f ? 1.f / d : 0.f;
       int8_t* dst = xq + (t * blocks + b) * kQuantBlock;
-      for (int64_t i = 0; i < kQuantBlock; ++i)
+      int32_t sum = 0;
+      for (int64_t i = 0; i < kQuantBlock; ++i) {
         dst[i] = i < len ? int8_t(std::lround(src[i] * id)) : int8_t(0);
+        sum += dst[i];
+      }
       xd[t * blocks + b] = d;
+      xs[t * blocks + b] = sum;
     }
   }
 }
@@ -75,13 +79,15 @@ void quantize_activations(const float* x, int64_t n, int64_t in, int8_t* xq, flo
 struct QuantScratch {
   std::vector<int8_t> xq;
   std::vector<float> xd;
+  std::vector<int32_t> xs;
   void fill(ThreadPool* pool, const float* x, int64_t n, int64_t in) {
     const int64_t blocks = (in + kQuantBlock - 1) / kQuantBlock;
     xq.resize(size_t(n * blocks * kQuantBlock));
     xd.resize(size_t(n * blocks));
+    xs.resize(size_t(n * blocks));
     auto part = [&](int64_t t0, int64_t t1) {
       quantize_activations(x + t0 * in, t1 - t0, in, &xq[size_t(t0 * blocks * kQuantBlock)],
-                           &xd[size_t(t0 * blocks)]);
+                           &xd[size_t(t0 * blocks)], &xs[size_t(t0 * blocks)]);
     };
     if (pool) pool->parallel_for(n, 8, part); else part(0, n);
   }
@@ -101,8 +107,9 @@ void matmul(ThreadPool& pool, const float* x, int64_t n, const Tensor& w, float*
     // Pointers, not the thread_local itself: in a worker, `scratch` would name the worker's copy.
     const int8_t* xq = scratch.xq.data();
     const float* xd = scratch.xd.data();
+    const int32_t* xs = scratch.xs.data();
     pool.parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
-      fn(xq, xd, n, blocks, w.data, w.scales, r0, r1, y, rows);
+      fn(xq, xd, xs, n, blocks, w.data, w.scales, r0, r1, y, rows);
     });
     return;
   }
@@ -117,7 +124,7 @@ void matmul_with_isa(Isa isa, const float* x, int64_t n, const Tensor& w, float*
   if (is_quantized(w.dtype)) {
     QuantScratch scratch;
     scratch.fill(nullptr, x, n, w.cols());
-    quant_kernel(k, w.dtype)(scratch.xq.data(), scratch.xd.data(), n,
+    quant_kernel(k, w.dtype)(scratch.xq.data(), scratch.xd.data(), scratch.xs.data(), n,
                              (w.cols() + kQuantBlock - 1) / kQuantBlock, w.data, w.scales, 0,
                              w.rows(), y, w.rows());
     return;

@@ -13,12 +13,14 @@ typedef void (*MatmulRowsFn)(const float* x, int64_t n_tok, int64_t ldx, const v
                              int64_t r0, int64_t r1, float* y, int64_t ldy);
 
 // Block-quantized weights (q8_0 / q4_0, see core/dtype.h) times activations quantized the same
-// way: xq int8 [n_tok, blocks*32] with one f32 scale per block xd [n_tok, blocks]:
+// way: xq int8 [n_tok, blocks*32] with one f32 scale per block xd [n_tok, blocks] and the sum of
+// each block's quants xs [n_tok, blocks] (lets q4_0 kernels use the unsigned nibbles directly):
 // y[t*ldy + r] = sum_b (sum_i Wq[r][b][i] * xq[t][b][i]) * (d_w[r][b] * xd[t][b])
 // wq: the quant plane, row r at wq + r*row_bytes; wd: f16 scales [rows, blocks].
-typedef void (*QMatmulRowsFn)(const int8_t* xq, const float* xd, int64_t n_tok, int64_t blocks,
-                              const void* wq, const uint16_t* wd, int64_t r0, int64_t r1, float* y,
-                              int64_t ldy);
+typedef void (*QMatmulRowsFn)(const int8_t* xq, const float* xd, const int32_t* xs, int64_t n_tok,
+                              int64_t blocks,
+                              const void* wq, const uint16_t* wd, int64_t r0, int64_t r1,
+                              float* y, int64_t ldy);
 
 struct MatmulKernels {
   MatmulRowsFn f32;

@@ -37,7 +37,8 @@ int quant_at(const uint8_t* row, int64_t b, int64_t i) {
 }
 
 template <DType kFormat>
-void qrows(const int8_t* xq, const float* xd, int64_t n_tok, int64_t blocks, const void* wq,
+void qrows(const int8_t* xq, const float* xd, const int32_t* /*xs*/, int64_t n_tok, int64_t blocks,
+           const void* wq,
            const uint16_t* wd, int64_t r0, int64_t r1, float* y, int64_t ldy) {
   const int64_t stride = row_bytes(kFormat, blocks * 32);
   for (int64_t t = 0; t < n_tok; ++t) {
