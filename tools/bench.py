@@ -5,6 +5,7 @@ measured read bandwidth.
     python tools/bench.py                                   # R1-Distill-Qwen-1.5B shape, bf16
     python tools/bench.py --config ../shared/assets/deepseek-r1-distill-qwen/config-7b.json \
         --prefill 128 --decode 16 --threads 2
+    python tools/bench.py --model model.safetensors --format q8_0     # an r1lite model file
 
 Decode reads every weight matrix once per token, so decode tok/s x bytes per token is the
 achieved read bandwidth; the tool prints it next to the bandwidth a plain read loop reaches.
@@ -80,7 +81,8 @@ def decode_bytes_per_token(tensors: dict, cfg: dict) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="a Hugging Face config.json")
-    ap.add_argument("--format", default="bf16", choices=list(FORMATS))
+    ap.add_argument("--model", default=None, help="an r1lite model file instead of random weights")
+    ap.add_argument("--format", default="bf16", choices=list(FORMATS), help="for random weights")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--prefill", type=int, default=512, help="prompt tokens")
     ap.add_argument("--decode", type=int, default=128, help="generated tokens")
@@ -88,23 +90,33 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     threads = args.threads or r1lite.loader.default_threads()
-    cfg_path = Path(args.config)
-    if not cfg_path.is_file():
-        print(f"error: {cfg_path}: no such config", file=sys.stderr)
-        return 1
-    cfg = normalize_hf_config(json.loads(cfg_path.read_text()), str(cfg_path))
-    cfg["context"] = args.prefill + args.decode + 1
     t0 = time.perf_counter()
-    tensors = random_weights(cfg, args.format)
-    core = _core.Model(cfg, tensors, threads)
+    if args.model:
+        from r1lite.formats.r1file import load_r1_file
+
+        cfg, tensors, _ = load_r1_file(args.model)
+        core = r1lite.load(args.model, threads=threads, context=args.prefill + args.decode + 1)._core
+        name = Path(args.model).name
+    else:
+        cfg_path = Path(args.config)
+        if not cfg_path.is_file():
+            print(f"error: {cfg_path}: no such config", file=sys.stderr)
+            return 1
+        cfg = normalize_hf_config(json.loads(cfg_path.read_text()), str(cfg_path))
+        cfg["context"] = args.prefill + args.decode + 1
+        tensors = random_weights(cfg, args.format)
+        core = _core.Model(cfg, tensors, threads)
+        name = f"{cfg_path.name} {args.format}"
     per_token = decode_bytes_per_token(tensors, cfg)
-    print(f"model: {cfg_path.name} {args.format}, {per_token / 1e9:.2f} GB of weights read per "
-          f"decode step, built in {time.perf_counter() - t0:.1f} s; threads {threads}, "
+    print(f"model: {name}, {per_token / 1e9:.2f} GB of weights read per "
+          f"decode step, ready in {time.perf_counter() - t0:.2f} s; threads {threads}, "
           f"isa {_core.active_isa()}")
 
     bandwidth = _core.measure_read_bandwidth(1 << 30, threads, 5)
     rng = np.random.default_rng(1)
     prompt = rng.integers(0, cfg["vocab_size"], args.prefill).astype(np.int32)
+    core.reset()
+    core.forward(prompt[:1], False)  # warm-up: touch every weight page once (mmap faults)
     prefill_rates, decode_rates = [], []
     for _ in range(args.repeats):
         core.reset()

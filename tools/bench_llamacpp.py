@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""llama.cpp's side of the benchmark, through llama-cpp-python (run it with a Python that has
+`pip install llama-cpp-python`; it builds llama.cpp from source). Output lines match
+tools/bench.py so tools/bench_compare.py can parse both.
+
+    python tools/bench_llamacpp.py MODEL.gguf [--prefill 512] [--decode 128] [--threads N]
+    python tools/bench_llamacpp.py --quantize IN-f16.gguf OUT.gguf q8_0|q4_0
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def quantize(src: str, dst: str, fmt: str) -> None:
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = {"q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0,
+                    "q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0}[fmt]
+    params.pure = True  # every matrix in fmt, as r1lite convert does (no q6_k output layer)
+    params.nthread = os.cpu_count() or 1
+    rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), params)
+    if rc != 0:
+        raise SystemExit(f"llama_model_quantize failed ({rc})")
+
+
+def bench(path: str, prefill: int, decode: int, threads: int) -> None:
+    import numpy as np
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=path, n_ctx=prefill + decode + 8, n_batch=prefill, n_ubatch=prefill,
+                n_threads=threads, n_threads_batch=threads, verbose=False)
+    rng = np.random.default_rng(1)
+    prompt = rng.integers(0, 150000, prefill).tolist()
+    llm.eval(prompt[:1])  # warm-up: touch every weight page once (mmap faults)
+    llm.reset()
+    t = time.perf_counter()
+    llm.eval(prompt)
+    prefill_rate = prefill / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for token in rng.integers(0, 150000, decode).tolist():  # speed does not depend on which
+        llm.eval([token])
+    decode_rate = decode / (time.perf_counter() - t)
+    print(f"model: {os.path.basename(path)} llama.cpp, threads {threads}")
+    print(f"prefill {prefill} tokens: {prefill_rate:.1f} tok/s")
+    print(f"decode {decode} tokens:  {decode_rate:.2f} tok/s")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model", nargs="?")
+    ap.add_argument("--quantize", nargs=3, metavar=("SRC", "DST", "FMT"))
+    ap.add_argument("--prefill", type=int, default=512)
+    ap.add_argument("--decode", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    args = ap.parse_args()
+    if args.quantize:
+        quantize(*args.quantize)
+        return 0
+    bench(args.model, args.prefill, args.decode, args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
