@@ -31,10 +31,10 @@ class ThreadPool {
 
   std::vector<std::thread> workers_;
   std::mutex call_mu_;  // one parallel_for at a time
-  std::mutex mu_;
-  std::condition_variable wake_, done_;
-  uint64_t generation_ = 0;
-  int busy_workers_ = 0;
+  std::mutex mu_;                         // guards sleeping on wake_
+  std::condition_variable wake_;
+  std::atomic<uint64_t> generation_{0};   // bumped for every job (and to stop)
+  std::atomic<int> busy_workers_{0};      // workers still on the current job
   bool stop_ = false;
 
   // The job being run.

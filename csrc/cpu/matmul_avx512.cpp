@@ -120,29 +120,44 @@ struct Q4W {
   }
 };
 
-// NR rows x NT tokens; per block one integer dot per pair, scaled and summed in f32.
+// NR rows x NT tokens; per block one integer dot per pair, scaled and summed in f32. Scales are
+// read 8 blocks at a time as vectors and each block's lane is broadcast with a permute (scalar
+// f16 conversions per block cost more than the integer dot itself).
 template <class W, int NR, int NT>
 void qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks, const uint8_t* w,
            int64_t stride, const uint16_t* wd, float* y, int64_t ldy) {
   __m256 acc[NR][NT];
   for (int r = 0; r < NR; ++r)
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < blocks; ++b) {
+  auto block = [&](int64_t b, const __m256* dw, const __m256* dx, __m256i lane) {
     __m256i wv[NR];
-    float dw[NR];
+    __m256 sw[NR];
     for (int r = 0; r < NR; ++r) {
       prefetch_ahead(w + (r + NR) * stride + b * W::kBlockBytes);
       wv[r] = W::load(w + r * stride, b);
-      dw[r] = _cvtsh_ss(wd[r * blocks + b]);
+      sw[r] = _mm256_permutevar8x32_ps(dw[r], lane);
     }
     for (int t = 0; t < NT; ++t) {
       const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + (t * blocks + b) * 32));
-      const float dx = xd[t * blocks + b];
+      const __m256 sx = _mm256_permutevar8x32_ps(dx[t], lane);
       const int32_t xsum = xs[t * blocks + b];
       for (int r = 0; r < NR; ++r)
         acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(W::dot(wv[r], xv, xsum)),
-                                    _mm256_set1_ps(dw[r] * dx), acc[r][t]);
+                                    _mm256_mul_ps(sw[r], sx), acc[r][t]);
     }
+  };
+  __m256 dw[NR], dx[NT];
+  int64_t b = 0;
+  for (; b + 8 <= blocks; b += 8) {
+    for (int r = 0; r < NR; ++r)
+      dw[r] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wd + r * blocks + b)));
+    for (int t = 0; t < NT; ++t) dx[t] = _mm256_loadu_ps(xd + t * blocks + b);
+    for (int j = 0; j < 8; ++j) block(b + j, dw, dx, _mm256_set1_epi32(j));
+  }
+  for (; b < blocks; ++b) {  // the last blocks, one scale at a time (lane 0)
+    for (int r = 0; r < NR; ++r) dw[r] = _mm256_set1_ps(_cvtsh_ss(wd[r * blocks + b]));
+    for (int t = 0; t < NT; ++t) dx[t] = _mm256_set1_ps(xd[t * blocks + b]);
+    block(b, dw, dx, _mm256_setzero_si256());
   }
   for (int r = 0; r < NR; ++r)
     for (int t = 0; t < NT; ++t) y[t * ldy + r] = hsum8(acc[r][t]);
