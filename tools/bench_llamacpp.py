@@ -5,6 +5,8 @@ tools/bench.py so tools/bench_compare.py can parse both.
 
     python tools/bench_llamacpp.py MODEL.gguf [--prefill 512] [--decode 128] [--threads N]
     python tools/bench_llamacpp.py --quantize IN-f16.gguf OUT.gguf q8_0|q4_0
+    python tools/bench_llamacpp.py --greedy MODEL.gguf tests/fixtures/smollm2_oracle.json
+        (llama.cpp's greedy tokens for the oracle's chat prompts, as JSON)
 """
 
 from __future__ import annotations
@@ -22,10 +24,33 @@ def quantize(src: str, dst: str, fmt: str) -> None:
     params.ftype = {"q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0,
                     "q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0}[fmt]
     params.pure = True  # every matrix in fmt, as r1lite convert does (no q6_k output layer)
+    params.allow_requantize = True  # e.g. the demo model's Q4_1 -> q8_0
     params.nthread = os.cpu_count() or 1
     rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), params)
     if rc != 0:
         raise SystemExit(f"llama_model_quantize failed ({rc})")
+
+
+def greedy(path: str, oracle_path: str, n: int = 16) -> None:
+    import json
+
+    from llama_cpp import Llama
+
+    oracle = json.load(open(oracle_path))
+    llm = Llama(model_path=path, n_ctx=512, n_threads=os.cpu_count(), verbose=False)
+    out = []
+    for chat in oracle["chats"]:
+        llm.reset()
+        llm.eval(chat["prompt_ids"])
+        tokens = []
+        for _ in range(n):
+            t = llm.sample(temp=0.0)
+            if t == oracle["eos_token_id"]:
+                break
+            tokens.append(t)
+            llm.eval([t])
+        out.append(tokens)
+    print(json.dumps(out))
 
 
 def bench(path: str, prefill: int, decode: int, threads: int) -> None:
@@ -54,12 +79,16 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("model", nargs="?")
     ap.add_argument("--quantize", nargs=3, metavar=("SRC", "DST", "FMT"))
+    ap.add_argument("--greedy", nargs=2, metavar=("MODEL", "ORACLE"))
     ap.add_argument("--prefill", type=int, default=512)
     ap.add_argument("--decode", type=int, default=128)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     args = ap.parse_args()
     if args.quantize:
         quantize(*args.quantize)
+        return 0
+    if args.greedy:
+        greedy(*args.greedy)
         return 0
     bench(args.model, args.prefill, args.decode, args.threads)
     return 0

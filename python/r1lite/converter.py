@@ -29,10 +29,16 @@ def _source(src: Path):
     """(config, {name: (array, fmt)}, metadata strings) of a source checkpoint."""
     from .formats.hf import load_hf_folder
 
+    from .demo import resolve_model
+    from .formats.gguf import is_gguf, load_gguf
+
+    src = resolve_model(src)
     if not src.exists():
         raise FileNotFoundError(f"{src}: no such file or folder")
+    if is_gguf(src):
+        return load_gguf(src)
     if not src.is_dir():
-        raise ValueError(f"{src}: expected a Hugging Face model folder to convert")
+        raise ValueError(f"{src}: expected a Hugging Face model folder or a GGUF file to convert")
     config, tensors, raw = load_hf_folder(src)
     meta = {}
     for key, name in (("r1lite.tokenizer", "tokenizer.json"),
@@ -65,11 +71,11 @@ class _Progress:
 
 
 def convert(src, out, quant: str = "q8_0", *, progress: bool | None = None) -> Path:
-    """Write the model at `src` (a Hugging Face folder) to `out` with matrices stored as `quant`
+    """Write the model at `src` (a Hugging Face folder or a GGUF file) to `out` with matrices stored as `quant`
     (f32, bf16, f16, q8_0, q4_0); norms and biases stay f32. Returns the output path."""
     if quant not in FORMATS:
         raise ValueError(f"unknown format {quant!r} (choose from {', '.join(FORMATS)})")
-    src, out = Path(src), Path(out)
+    out = Path(out)
     config, tensors, meta = _source(src)
 
     # The layout: every plane's dtype and shape, 8-byte-wide dtypes first so each stays aligned.

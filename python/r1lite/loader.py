@@ -20,8 +20,9 @@ def default_threads() -> int:
 
 
 def load(path, *, threads: int | None = None, context: int | None = None) -> Model:
-    """Load a model: r1lite's model file (made by `r1lite convert`; mapped, not copied) or a
-    Hugging Face folder (config.json + safetensors).
+    """Load a model: r1lite's model file (made by `r1lite convert`; mapped, not copied), a
+    Hugging Face folder (config.json + safetensors), a GGUF file (dequantized to f32), or the name
+    "demo" (SmolLM2-135M-Instruct, fetched once into r1lite's cache).
 
     threads: worker threads for the matmuls (default: this machine's cores).
     context: most positions the KV cache may hold (default: the model's max_position_embeddings;
@@ -31,7 +32,9 @@ def load(path, *, threads: int | None = None, context: int | None = None) -> Mod
         threads = default_threads()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
-    p = Path(path)
+    from .demo import resolve_model
+
+    p = resolve_model(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such file or folder")
     if p.is_dir():
@@ -42,9 +45,16 @@ def load(path, *, threads: int | None = None, context: int | None = None) -> Mod
         config, tensors, raw = load_hf_folder(p)
         tokenizer = Tokenizer.from_folder(p, model_config=raw)
     else:
-        from .formats.r1file import load_r1_file
+        from .formats.gguf import is_gguf
+        from .formats.r1file import load_r1_file, tokenizer_from_metadata
 
-        config, tensors, tokenizer = load_r1_file(p)
+        if is_gguf(p):
+            from .formats.gguf import load_gguf
+
+            config, tensors, meta = load_gguf(p)
+            tokenizer = tokenizer_from_metadata(meta, str(p))
+        else:
+            config, tensors, tokenizer = load_r1_file(p)
     config = with_context(config, context)
     core = _core.Model(config, tensors, threads)
     model = Model(core, config, source=str(p), tokenizer=tokenizer)

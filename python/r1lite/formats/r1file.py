@@ -111,10 +111,11 @@ def load_r1_file(path) -> tuple[dict, dict, object]:
                     f"expected {dtype} {list(want)} for {fmt}")
             arrays.append(st.array(plane))
         tensors[name] = (arrays[0], fmt, arrays[1]) if len(arrays) == 2 else (arrays[0], fmt)
-    return config, tensors, _tokenizer(meta, where)
+    return config, tensors, tokenizer_from_metadata(meta, where)
 
 
-def _tokenizer(meta: dict, where: str):
+def tokenizer_from_metadata(meta: dict, where: str):
+    """The Tokenizer described by r1lite.tokenizer* metadata strings, or None."""
     if "r1lite.tokenizer" not in meta:
         return None
     from ..tokenizer import Tokenizer

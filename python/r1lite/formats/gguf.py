@@ -1,0 +1,202 @@
+"""GGUF files (llama.cpp's format), read with the `gguf` package: config and tokenizer from the
+metadata, tensors dequantized to f32 with gguf's own dequantizers, names and layouts mapped into
+r1lite's scheme."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelFormatError, UnsupportedModelError
+from .names import gguf_name
+from .tensors import expected_tensors
+
+ARCHITECTURES = ("llama", "qwen2")
+# GGML types r1lite dequantizes (gguf.GGMLQuantizationType names)
+SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K",
+                   "Q4_K", "Q5_K", "Q6_K")
+
+# llama.cpp pre-tokenizer names -> how the text is split before byte-level BPE (ARCH.md §9)
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+               r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+PRE_TOKENIZERS = {
+    "default": "gpt2", "gpt2": "gpt2", "smollm": "digits+gpt2",
+    "qwen2": "qwen2", "deepseek-r1-qwen": "qwen2", "llama-bpe": "llama3", "llama3": "llama3",
+}
+
+
+def _require_gguf():
+    try:
+        import gguf
+    except ImportError:
+        raise ImportError("reading GGUF files needs the gguf package: pip install gguf") from None
+    return gguf
+
+
+class GGUFFile:
+    def __init__(self, path):
+        gguf = _require_gguf()
+        self.path = str(path)
+        try:
+            self.reader = gguf.GGUFReader(self.path)
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # the reader raises ValueError/IndexError/... on bad bytes
+            raise ModelFormatError(f"{self.path}: not a readable GGUF file ({type(e).__name__}: {e})") from None
+        self.tensors = {t.name: t for t in self.reader.tensors}
+
+    def get(self, key, default=None):
+        field = self.reader.fields.get(key)
+        if field is None:
+            return default
+        try:
+            return field.contents()
+        except Exception as e:
+            raise ModelFormatError(f"{self.path}: metadata '{key}' is unreadable ({e})") from None
+
+    def need(self, key):
+        value = self.get(key)
+        if value is None:
+            raise ModelFormatError(f"{self.path}: metadata lacks '{key}'")
+        return value
+
+    def f32(self, name: str) -> np.ndarray:
+        """A tensor as f32 in PyTorch's [out, in] order."""
+        gguf = _require_gguf()
+        t = self.tensors[name]
+        kind = t.tensor_type.name
+        if kind not in SUPPORTED_TYPES:
+            raise UnsupportedModelError(
+                f"{self.path}: tensor '{name}' has GGML type {kind}, which r1lite does not read "
+                f"(supported: {', '.join(SUPPORTED_TYPES)})")
+        shape = tuple(int(d) for d in reversed(t.shape))  # GGUF lists dims innermost first
+        try:
+            arr = gguf.quants.dequantize(t.data, t.tensor_type)
+        except Exception as e:
+            raise ModelFormatError(f"{self.path}: tensor '{name}' does not decode ({e})") from None
+        return np.ascontiguousarray(arr, dtype=np.float32).reshape(shape)
+
+
+def _config(g: GGUFFile) -> dict:
+    arch = g.need("general.architecture")
+    if arch not in ARCHITECTURES:
+        raise UnsupportedModelError(
+            f"{g.path}: GGUF architecture '{arch}' is not supported (supported: {', '.join(ARCHITECTURES)})")
+    heads = int(g.need(f"{arch}.attention.head_count"))
+    hidden = int(g.need(f"{arch}.embedding_length"))
+    tokens = g.get("tokenizer.ggml.tokens") or []
+    vocab = int(g.get(f"{arch}.vocab_size") or len(tokens) or g.tensors["token_embd.weight"].shape[1])
+    if f"{arch}.rope.scaling.type" in g.reader.fields and g.get(f"{arch}.rope.scaling.type") not in (None, "none"):
+        raise UnsupportedModelError(f"{g.path}: rope scaling '{g.get(f'{arch}.rope.scaling.type')}' is not supported")
+    if "rope_freqs.weight" in g.tensors:
+        raise UnsupportedModelError(f"{g.path}: per-frequency rope factors (rope_freqs) are not supported yet")
+    ctx = int(g.get(f"{arch}.context_length") or 4096)
+    head_dim = int(g.get(f"{arch}.attention.key_length") or hidden // heads)
+    return {
+        "architecture": arch,
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "num_layers": int(g.need(f"{arch}.block_count")),
+        "num_heads": heads,
+        "num_kv_heads": int(g.get(f"{arch}.attention.head_count_kv") or heads),
+        "head_dim": head_dim,
+        "intermediate_size": int(g.need(f"{arch}.feed_forward_length")),
+        "norm_eps": float(g.get(f"{arch}.attention.layer_norm_rms_epsilon") or 1e-6),
+        "qkv_bias": "blk.0.attn_q.bias" in g.tensors,
+        "tied_embeddings": "output.weight" not in g.tensors,
+        "max_position_embeddings": ctx,
+        "context": ctx,
+        "rope_kind": "default",
+        "rope_theta": float(g.get(f"{arch}.rope.freq_base") or 10000.0),
+    }
+
+
+def _unpermute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """llama.cpp's converter reorders each llama q/k head's rows from rotate_half pairs (j, j+d/2)
+    to adjacent pairs (2j, 2j+1) for its rope kernel; put them back (rows of head h: [h*d, h*d+d))."""
+    rows = w.shape[0]
+    d = rows // n_heads
+    return w.reshape(n_heads, d // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _tokenizer_json(g: GGUFFile) -> str:
+    """A `tokenizers` tokenizer (as JSON text) rebuilt from the GGUF vocabulary and merges."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    model = g.need("tokenizer.ggml.model")
+    if model != "gpt2":
+        raise UnsupportedModelError(f"{g.path}: tokenizer model '{model}' is not supported (only byte-level BPE, 'gpt2')")
+    pre = g.get("tokenizer.ggml.pre") or "default"
+    if pre not in PRE_TOKENIZERS:
+        raise UnsupportedModelError(
+            f"{g.path}: pre-tokenizer '{pre}' is not supported (supported: {', '.join(PRE_TOKENIZERS)})")
+    tokens = list(g.need("tokenizer.ggml.tokens"))
+    types = list(g.get("tokenizer.ggml.token_type") or [1] * len(tokens))
+    merges = [tuple(m.split(" ", 1)) for m in g.need("tokenizer.ggml.merges")]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
+    kind = PRE_TOKENIZERS[pre]
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=kind in ("gpt2", "digits+gpt2"))
+    if kind == "digits+gpt2":
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    elif kind in ("qwen2", "llama3"):
+        split = pre_tokenizers.Split(Regex(QWEN2_SPLIT if kind == "qwen2" else LLAMA3_SPLIT),
+                                     behavior="isolated", invert=False)
+        tok.pre_tokenizer = pre_tokenizers.Sequence([split, byte_level])
+        if kind == "qwen2":
+            tok.normalizer = normalizers.NFC()
+    else:
+        tok.pre_tokenizer = byte_level
+    tok.decoder = decoders.ByteLevel()
+    from tokenizers import AddedToken
+
+    # token types: 3 control (special), 4 user-defined (added, not special)
+    added = [AddedToken(tokens[i], special=types[i] == 3, normalized=False)
+             for i in range(len(tokens)) if types[i] in (3, 4)]
+    tok.add_tokens(added)
+    bos = g.get("tokenizer.ggml.bos_token_id")
+    if g.get("tokenizer.ggml.add_bos_token") and bos is not None:
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{tokens[bos]} $A", pair=f"{tokens[bos]} $A $B", special_tokens=[(tokens[bos], int(bos))])
+    return tok.to_str()
+
+
+def load_gguf(path) -> tuple[dict, dict, dict]:
+    """(config, {r1lite name: (f32 array, "f32")}, tokenizer metadata strings as r1file keeps them)."""
+    g = GGUFFile(path)
+    config = _config(g)
+    tensors = {}
+    for name, (shape, kind) in expected_tensors(config).items():
+        gname = gguf_name(name)
+        if gname not in g.tensors:
+            raise ModelFormatError(f"{g.path}: tensor '{gname}' is missing")
+        arr = g.f32(gname)
+        if arr.shape != shape:
+            raise ModelFormatError(f"{g.path}: tensor '{gname}' has shape {list(arr.shape)}, expected {list(shape)}")
+        if config["architecture"] == "llama" and name.split(".")[-1] in ("wq", "bq", "wk", "bk"):
+            heads = config["num_heads"] if name.endswith(("wq", "bq")) else config["num_kv_heads"]
+            arr = _unpermute_rope_rows(arr, heads)
+        tensors[name] = (arr, "f32")
+    tokens = g.get("tokenizer.ggml.tokens") or []
+    def token(key):
+        i = g.get(key)
+        return tokens[i] if i is not None and 0 <= i < len(tokens) else None
+    tok_config = {"bos_token": token("tokenizer.ggml.bos_token_id"),
+                  "eos_token": token("tokenizer.ggml.eos_token_id"),
+                  "chat_template": g.get("tokenizer.chat_template")}
+    meta = {"r1lite.tokenizer": _tokenizer_json(g) if tokens else None,
+            "r1lite.tokenizer_config": json.dumps(tok_config),
+            "r1lite.model_config": json.dumps({"eos_token_id": g.get("tokenizer.ggml.eos_token_id")})}
+    return config, tensors, {k: v for k, v in meta.items() if v is not None}
+
+
+def is_gguf(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"GGUF"
+    except OSError:
+        return False

@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""transformers' view of the demo model (SmolLM2-135M-Instruct GGUF), stored for the tests:
+
+    python tools/make_smollm2_oracle.py      # writes tests/fixtures/smollm2_oracle.json
+
+transformers reads the same GGUF (dequantized to f32, tokenizer from the metadata), renders the
+chat template, and generates greedily. Needs torch, transformers, gguf and accelerate.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "python"))
+OUT = ROOT / "tests" / "fixtures" / "smollm2_oracle.json"
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+STORY = [{"role": "user", "content": "Write a short story about a robot who learns to paint."}]
+TEXTS = ["Hello world!", "The year 2025 had 365 days; 3.14159 is pi.", "  spaces\tand\nnewlines  ",
+         "naïve café, Größe, 数学, 🤖", "<|im_start|>user\nhi<|im_end|>", "don't I'll we're"]
+N_GREEDY = 32
+
+
+def main() -> int:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from r1lite.demo import demo_model_path
+
+    path = demo_model_path()
+    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    chats = []
+    for messages in (QUESTION, STORY):
+        prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            out = model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=N_GREEDY,
+                                 pad_token_id=tok.eos_token_id)
+            logits = model(torch.tensor([ids])).logits[0, -1]
+        greedy = [t for t in out[0, len(ids):].tolist()]
+        if greedy and greedy[-1] == tok.eos_token_id:
+            greedy = greedy[:-1]  # r1lite stops at EOS without returning it
+        chats.append({"messages": messages, "prompt": prompt, "prompt_ids": ids,
+                      "greedy_tokens": greedy, "greedy_text": tok.decode(greedy),
+                      "last_logits_top5": torch.topk(logits, 5).indices.tolist()})
+        print(f"greedy: {tok.decode(greedy)!r}")
+    OUT.write_text(json.dumps({
+        "chats": chats, "eos_token_id": tok.eos_token_id,
+        "encodings": {t: tok(t, add_special_tokens=False)["input_ids"] for t in TEXTS},
+    }, indent=1, ensure_ascii=False))
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
