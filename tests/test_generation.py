@@ -142,3 +142,29 @@ def test_ctrl_c_stops_generation_and_the_model_stays_usable(tiny_r1_model):
     a = m.generate("Hello", max_new_tokens=5, temperature=0)
     b = r1lite.load(m.source, context=64).generate("Hello", max_new_tokens=5, temperature=0)
     assert a.tokens == b.tokens
+
+
+def test_threads_sharing_a_model_do_not_corrupt_each_other(tiny_r1_model):
+    m = tiny_r1_model
+    prompts = ["Once upon a time", "The capital of", "In 1905 Einstein", "def main():"]
+    alone = [m.generate(p, max_new_tokens=12, temperature=0).tokens for p in prompts]
+    results = [None] * len(prompts)
+
+    def work(i):
+        results[i] = m.generate(prompts[i], max_new_tokens=12, temperature=0).tokens
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == alone
+
+
+def test_unfinished_stream_in_the_same_thread_is_an_error_not_a_deadlock(tiny_r1_model):
+    m = tiny_r1_model
+    s = m.stream("Hello", max_new_tokens=20, temperature=0)
+    next(s)
+    with pytest.raises(RuntimeError, match="stream"):
+        m.generate("Hi", max_new_tokens=2)
+    s.close()
+    assert len(m.generate("Hi", max_new_tokens=2, temperature=0).tokens) == 2

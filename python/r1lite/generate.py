@@ -79,7 +79,7 @@ class GenerationRun:
 
     def __init__(self, core, tokenizer: Tokenizer | None, prompt_ids: list[int], *,
                  sampling: SamplingParams, max_new_tokens: int | None, stop,
-                 max_thinking_tokens: int | None, inside_think: bool, eos_ids):
+                 max_thinking_tokens: int | None, inside_think: bool, eos_ids, exclusive):
         check_max_tokens("max_new_tokens", max_new_tokens, allow_zero=False)
         check_max_tokens("max_thinking_tokens", max_thinking_tokens, allow_zero=True)
         self.sampler = Sampler(sampling)
@@ -93,8 +93,13 @@ class GenerationRun:
         self.splitter = ReasoningSplitter(inside_think=inside_think and thinks, thinks=thinks)
         self.budget_ids = tokenizer.encode(BUDGET_CLOSE) if thinks else []
         self.generation: Generation | None = None
+        self._exclusive = exclusive  # context manager holding the model for the whole run
 
     def __iter__(self):
+        with self._exclusive():
+            yield from self._steps()
+
+    def _steps(self):
         core, splitter = self.core, self.splitter
         decoder = StreamDecoder(self.tok) if self.tok is not None else None
         t0 = time.perf_counter()

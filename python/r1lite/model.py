@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
+
 import numpy as np
 
 from .generate import Generation, GenerationRun, Piece
@@ -38,6 +41,23 @@ class Model:
         self.source = source
         self.tokenizer = tokenizer
         self.summary: dict = {}  # parameters, tensor_formats, file_bytes (filled by load)
+        self._lock = threading.Lock()  # one user of the KV cache at a time
+        self._owner: int | None = None
+
+    @contextmanager
+    def _exclusive(self):
+        """Hold the model (its KV cache) for one logits call or one whole generation; other
+        threads wait. The thread that holds it through an unfinished stream gets an error rather
+        than a deadlock."""
+        if self._owner == threading.get_ident():
+            raise RuntimeError("this thread is still iterating an earlier stream of this model: "
+                               "finish it or close() it first")
+        with self._lock:
+            self._owner = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._owner = None
 
     @property
     def config(self) -> dict:
@@ -62,8 +82,9 @@ class Model:
             chunk = len(ids)
         if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
             raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
-        self._core.reset()
-        parts = [self._core.forward(ids[i:i + chunk], True) for i in range(0, len(ids), chunk)]
+        with self._exclusive():
+            self._core.reset()
+            parts = [self._core.forward(ids[i:i + chunk], True) for i in range(0, len(ids), chunk)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     @property
@@ -143,7 +164,7 @@ class Model:
         run = GenerationRun(self._core, tok, prompt_ids, sampling=sampling,
                             max_new_tokens=max_new_tokens, stop=stop,
                             max_thinking_tokens=max_thinking_tokens, inside_think=inside_think,
-                            eos_ids=tok.eos_ids if tok else [])
+                            eos_ids=tok.eos_ids if tok else [], exclusive=self._exclusive)
         return _Stream(run)
 
     @staticmethod
@@ -170,6 +191,10 @@ class _Stream:
 
     def __next__(self) -> Piece:
         return next(self._it)
+
+    def close(self) -> None:
+        """Stop early and free the model for other calls."""
+        self._it.close()
 
     @property
     def generation(self) -> Generation | None:
