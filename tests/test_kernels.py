@@ -64,7 +64,8 @@ def test_bad_kernel_arguments():
 
 from r1lite import quant  # noqa: E402
 
-QSHAPES = [(1, 3, 5), (1, 33, 32), (2, 17, 70), (4, 9, 96), (5, 21, 100), (7, 40, 257)]
+QSHAPES = [(1, 3, 5), (1, 33, 32), (2, 17, 70), (4, 9, 96), (5, 21, 100), (7, 40, 257),
+           (1, 8, 512), (6, 37, 613), (9, 20, 1024)]
 
 
 @pytest.mark.parametrize("fmt", ["q8_0", "q4_0"])

@@ -60,14 +60,15 @@ def bench(path: str, prefill: int, decode: int, threads: int) -> None:
     llm = Llama(model_path=path, n_ctx=prefill + decode + 8, n_batch=prefill, n_ubatch=prefill,
                 n_threads=threads, n_threads_batch=threads, verbose=False)
     rng = np.random.default_rng(1)
-    prompt = rng.integers(0, 150000, prefill).tolist()
+    vocab = llm.n_vocab()
+    prompt = rng.integers(0, vocab, prefill).tolist()
     llm.eval(prompt[:1])  # warm-up: touch every weight page once (mmap faults)
     llm.reset()
     t = time.perf_counter()
     llm.eval(prompt)
     prefill_rate = prefill / (time.perf_counter() - t)
     t = time.perf_counter()
-    for token in rng.integers(0, 150000, decode).tolist():  # speed does not depend on which
+    for token in rng.integers(0, vocab, decode).tolist():  # speed does not depend on which
         llm.eval([token])
     decode_rate = decode / (time.perf_counter() - t)
     print(f"model: {os.path.basename(path)} llama.cpp, threads {threads}")

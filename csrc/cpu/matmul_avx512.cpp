@@ -3,6 +3,8 @@
 // Compiled with AVX-512 flags; everything here has internal linkage except the kernel table.
 #include <immintrin.h>
 
+#include <type_traits>
+
 #include "cpu/matmul_kernels.h"
 
 namespace r1lite {
@@ -125,7 +127,7 @@ struct Q4W {
 // f16 conversions per block cost more than the integer dot itself).
 template <class W, int NR, int NT>
 void qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks, const uint8_t* w,
-           int64_t stride, const uint16_t* wd, float* y, int64_t ldy) {
+           int64_t stride, const uint16_t* wd, float* y, int64_t ldy, int64_t b_begin = 0) {
   __m256 acc[NR][NT];
   for (int r = 0; r < NR; ++r)
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
@@ -147,7 +149,7 @@ void qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks,
     }
   };
   __m256 dw[NR], dx[NT];
-  int64_t b = 0;
+  int64_t b = b_begin;
   for (; b + 8 <= blocks; b += 8) {
     for (int r = 0; r < NR; ++r)
       dw[r] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wd + r * blocks + b)));
@@ -163,6 +165,108 @@ void qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks,
     for (int t = 0; t < NT; ++t) y[t * ldy + r] = hsum8(acc[r][t]);
 }
 
+
+// ---- 512-bit tiles: two blocks per vector ----
+// AVX-512 has no 512-bit byte sign instruction, so the |w|, sign(x, w) trick of the 256-bit tiles
+// does not widen. Instead one operand is made unsigned and the offset corrected:
+//   q8_0: (x + 128)·w = x·w + 128·sum(w)  ->  start each lane at -128·(its 4 weights' sum)
+//   q4_0: nibbles n are unsigned already; (n - 8)·x = n·x - 8·sum(x)  ->  start at -sum(x)
+// The corrections are per row (q8_0, shared by the tile's tokens) or per token (q4_0, shared by
+// the tile's rows). Lanes 0-7 hold block b, lanes 8-15 block b+1.
+
+struct Q8Z {
+  static __m512i load2(const uint8_t* row, int64_t b) { return _mm512_loadu_si512(row + b * 32); }
+  static __m512i row_init(__m512i w) {
+    const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), w);
+    return _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, 7));
+  }
+  static __m512i token_init(__m512i /*neg_xsum*/) { return _mm512_setzero_si512(); }
+  static __m512i prep_x(__m512i x) { return _mm512_xor_si512(x, _mm512_set1_epi8(char(0x80))); }
+  static __m512i dot(__m512i w, __m512i x, __m512i rinit, __m512i /*tinit*/) {
+    return _mm512_dpbusd_epi32(rinit, x, w);
+  }
+};
+
+struct Q4Z {
+  static __m512i load2(const uint8_t* row, int64_t b) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + b * 16));
+    const __m256i mask = _mm256_set1_epi8(0x0f);
+    const __m256i lo = _mm256_and_si256(v, mask), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+    // [block b low nibbles, block b high, block b+1 low, block b+1 high] = elements in order
+    const __m512i idx = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+    return _mm512_permutex2var_epi64(_mm512_castsi256_si512(lo), idx, _mm512_castsi256_si512(hi));
+  }
+  static __m512i row_init(__m512i /*w*/) { return _mm512_setzero_si512(); }
+  static __m512i token_init(__m512i neg_xsum) { return neg_xsum; }
+  static __m512i prep_x(__m512i x) { return x; }
+  static __m512i dot(__m512i w, __m512i x, __m512i /*rinit*/, __m512i tinit) {
+    return _mm512_dpbusd_epi32(tinit, w, x);
+  }
+};
+
+template <class Z, class W, int NR, int NT>
+void qtile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks,
+               const uint8_t* w, int64_t stride, const uint16_t* wd, float* y, int64_t ldy) {
+  __m512 acc[NR][NT];
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
+  const int64_t main_blocks = blocks / 8 * 8;
+  for (int64_t g = 0; g < main_blocks; g += 8) {
+    __m512 dw[NR], dx[NT];
+    __m512i neg_xsum[NT];
+    for (int r = 0; r < NR; ++r)
+      dw[r] = _mm512_castps256_ps512(
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wd + r * blocks + g))));
+    for (int t = 0; t < NT; ++t) {
+      dx[t] = _mm512_castps256_ps512(_mm256_loadu_ps(xd + t * blocks + g));
+      neg_xsum[t] = _mm512_castsi256_si512(_mm256_sub_epi32(
+          _mm256_setzero_si256(), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs + t * blocks + g))));
+    }
+    for (int p = 0; p < 4; ++p) {
+      const int64_t b = g + 2 * p;
+      const __m512i idx = _mm512_set_epi32(2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1,
+                                           2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p, 2 * p, 2 * p,
+                                           2 * p, 2 * p, 2 * p, 2 * p, 2 * p);
+      __m512i wv[NR], rinit[NR];
+      __m512 sw[NR];
+      for (int r = 0; r < NR; ++r) {
+        prefetch_ahead(w + (r + NR) * stride + b * W::kBlockBytes);
+        wv[r] = Z::load2(w + r * stride, b);
+        rinit[r] = Z::row_init(wv[r]);
+        sw[r] = _mm512_permutexvar_ps(idx, dw[r]);
+      }
+      for (int t = 0; t < NT; ++t) {
+        const __m512i xv = Z::prep_x(_mm512_loadu_si512(xq + (t * blocks + b) * 32));
+        const __m512 sx = _mm512_permutexvar_ps(idx, dx[t]);
+        const __m512i tinit = Z::token_init(_mm512_permutexvar_epi32(idx, neg_xsum[t]));
+        for (int r = 0; r < NR; ++r)
+          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(Z::dot(wv[r], xv, rinit[r], tinit)),
+                                      _mm512_mul_ps(sw[r], sx), acc[r][t]);
+      }
+    }
+  }
+  float tail[NT][NR] = {};
+  if (main_blocks < blocks)
+    qtile<W, NR, NT>(xq, xd, xs, blocks, w, stride, wd, &tail[0][0], NR, main_blocks);
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]) + tail[t][r];
+}
+
+template <class W> struct ZmmOf;
+template <> struct ZmmOf<Q8W> { using type = Q8Z; };
+template <> struct ZmmOf<Q4W> { using type = Q4Z; };
+
+// One token, four rows: q4_0 through the 512-bit tile (its correction is per token, free here);
+// q8_0 through the 256-bit one (a weight sum per block would cost more than it saves).
+template <class W>
+void decode_tile(const int8_t* xt, const float* xd, const int32_t* xs, int64_t blocks,
+                 const uint8_t* w, int64_t stride, const uint16_t* wd, float* y) {
+  if constexpr (std::is_same<W, Q4W>::value)
+    qtile_zmm<Q4Z, W, 4, 1>(xt, xd, xs, blocks, w, stride, wd, y, 0);
+  else
+    qtile<W, 4, 1>(xt, xd, xs, blocks, w, stride, wd, y, 0);
+}
+
 template <class W>
 void qrows(const int8_t* xq, const float* xd, const int32_t* xs, int64_t n_tok, int64_t blocks,
            const void* wq, const uint16_t* wd, int64_t r0, int64_t r1, float* y, int64_t ldy) {
@@ -176,7 +280,7 @@ void qrows(const int8_t* xq, const float* xd, const int32_t* xs, int64_t n_tok, 
       const int8_t* xt = xq + t * blocks * 32;
       int64_t r = rb;
       for (; r + kPrefillRows <= re; r += kPrefillRows)
-        qtile<W, kPrefillRows, 4>(xt, xd + t * blocks, xs + t * blocks, blocks, w + r * stride,
+        qtile_zmm<typename ZmmOf<W>::type, W, kPrefillRows, 4>(xt, xd + t * blocks, xs + t * blocks, blocks, w + r * stride,
                                   stride, wd + r * blocks, y + t * ldy + r, ldy);
       for (; r < re; ++r)
         qtile<W, 1, 4>(xt, xd + t * blocks, xs + t * blocks, blocks, w + r * stride, stride, wd + r * blocks,
@@ -186,8 +290,8 @@ void qrows(const int8_t* xq, const float* xd, const int32_t* xs, int64_t n_tok, 
       const int8_t* xt = xq + t * blocks * 32;
       int64_t r = rb;
       for (; r + 4 <= re; r += 4)
-        qtile<W, 4, 1>(xt, xd + t * blocks, xs + t * blocks, blocks, w + r * stride, stride, wd + r * blocks,
-                       y + t * ldy + r, 0);
+        decode_tile<W>(xt, xd + t * blocks, xs + t * blocks, blocks, w + r * stride, stride,
+                       wd + r * blocks, y + t * ldy + r);
       for (; r < re; ++r)
         qtile<W, 1, 1>(xt, xd + t * blocks, xs + t * blocks, blocks, w + r * stride, stride, wd + r * blocks,
                        y + t * ldy + r, 0);
