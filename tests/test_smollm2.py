@@ -18,7 +18,7 @@ QUESTION, STORY = ORACLE["chats"]
 
 @pytest.fixture(scope="module")
 def smollm2_path():
-    from r1lite.demo import demo_model_path
+    from r1lite.resolve import demo_model_path
 
     return demo_model_path()
 

@@ -28,7 +28,7 @@ def main() -> int:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from r1lite.demo import demo_model_path
+    from r1lite.resolve import demo_model_path
 
     path = demo_model_path()
     tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)

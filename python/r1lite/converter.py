@@ -29,7 +29,7 @@ def _source(src: Path):
     """(config, {name: (array, fmt)}, metadata strings) of a source checkpoint."""
     from .formats.hf import load_hf_folder
 
-    from .demo import resolve_model
+    from .resolve import resolve_model
     from .formats.gguf import is_gguf, load_gguf
 
     src = resolve_model(src)

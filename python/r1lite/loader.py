@@ -32,7 +32,7 @@ def load(path, *, threads: int | None = None, context: int | None = None) -> Mod
         threads = default_threads()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
-    from .demo import resolve_model
+    from .resolve import resolve_model
 
     p = resolve_model(path)
     if not p.exists():

@@ -1,0 +1,47 @@
+"""Model names that are not paths: hub ids resolved from a local Hugging Face cache, offline."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+import r1lite
+from conftest import FIXTURES
+
+pytest.importorskip("huggingface_hub", reason="hub ids need huggingface_hub")
+
+
+def fake_hub_cache(root, repo_id, src):
+    """The layout huggingface_hub keeps: models--owner--name/{refs/main, snapshots/<rev>/...}."""
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(rev)
+    shutil.copytree(src, repo / "snapshots" / rev)
+    (repo / "snapshots" / rev / "oracle.npz").unlink()
+
+
+def test_hub_id_from_the_local_cache_offline(tmp_path, monkeypatch):
+    fake_hub_cache(tmp_path / "hub", "deepseek-ai/Tiny-Qwen2", FIXTURES / "qwen2_f32")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("R1LITE_CACHE", str(tmp_path / "r1cache"))
+    monkeypatch.setenv("R1LITE_HUB_QUANT", "f32")
+    import huggingface_hub.constants as hc
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    m = r1lite.load("deepseek-ai/Tiny-Qwen2")
+    oracle = np.load(FIXTURES / "qwen2_f32" / "oracle.npz")
+    assert np.abs(m.logits(oracle["tokens"]) - oracle["logits"]).max() <= 1e-4 * np.abs(oracle["logits"]).max()
+    converted = list((tmp_path / "r1cache" / "hub").iterdir())
+    assert [p.name for p in converted] == ["deepseek-ai--Tiny-Qwen2-f32.safetensors"]
+    assert r1lite.load("deepseek-ai/Tiny-Qwen2").source == str(converted[0])  # converted once
+
+
+def test_unknown_hub_id_offline_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("R1LITE_CACHE", str(tmp_path / "r1cache"))
+    import huggingface_hub.constants as hc
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    with pytest.raises(OSError, match="no-such/model"):
+        r1lite.load("no-such/model")
