@@ -1,5 +1,5 @@
 // AVX-512 (F/BW/VL/DQ/VNNI) matmul kernels: float weights 16 per vector with masked tails;
-// quantized weights through VNNI's vpdpbusd on 256-bit vectors (one 32-value block each).
+// quantized weights through VNNI's vpdpbusd, one block per 256-bit or two per 512-bit vector.
 // Compiled with AVX-512 flags; everything here has internal linkage except the kernel table.
 #include <immintrin.h>
 
@@ -58,32 +58,6 @@ void tile(const float* x, int64_t ldx, const typename W::T* w, int64_t in, float
     for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
-template <class W>
-void rows_one_token(const float* x, const typename W::T* w, int64_t in, int64_t r0, int64_t r1,
-                    float* y) {
-  int64_t r = r0;
-  for (; r + 4 <= r1; r += 4) tile<W, 4, 1>(x, 0, w + r * in, in, y + r, 0);
-  for (; r < r1; ++r) tile<W, 1, 1>(x, 0, w + r * in, in, y + r, 0);
-}
-
-template <class W>
-void rows(const float* x, int64_t n_tok, int64_t ldx, const void* wp, int64_t in, int64_t r0,
-          int64_t r1, float* y, int64_t ldy) {
-  const auto* w = static_cast<const typename W::T*>(wp);
-  // A block of weight rows stays in cache while every token streams past it.
-  constexpr int64_t kRowBlock = 16;
-  for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
-    const int64_t re = rb + kRowBlock < r1 ? rb + kRowBlock : r1;
-    int64_t t = 0;
-    for (; t + 4 <= n_tok; t += 4) {
-      int64_t r = rb;
-      for (; r + 4 <= re; r += 4) tile<W, 4, 4>(x + t * ldx, ldx, w + r * in, in, y + t * ldy + r, ldy);
-      for (; r < re; ++r) tile<W, 1, 4>(x + t * ldx, ldx, w + r * in, in, y + t * ldy + r, ldy);
-    }
-    for (; t < n_tok; ++t) rows_one_token<W>(x + t * ldx, w, in, rb, re, y + t * ldy);
-  }
-}
-
 // acc + 8 int32 sums of 4 adjacent products u·s (u unsigned, s signed bytes): VNNI vpdpbusd.
 inline __m256i dot_u8_s8(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
 inline float hsum8(__m256 v) {
@@ -94,77 +68,7 @@ inline float hsum8(__m256 v) {
 }
 constexpr int kPrefillRows = 4;  // 32 registers: 4x4 accumulators + operands
 
-// ---- block-quantized weights x int8 activations ----
-
-// q8_0: signed weights, dotted through the |w|, sign(x, w) trick.
-struct Q8W {
-  static constexpr int64_t kBlockBytes = 32;
-  static __m256i load(const uint8_t* row, int64_t b) {
-    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + b * 32));
-  }
-  // 8 int32 lanes summing to w·x
-  static __m256i dot(__m256i w, __m256i x, int32_t /*xsum*/) {
-    return dot_u8_s8(_mm256_setzero_si256(), _mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-  }
-};
-// q4_0: the nibbles n in [0, 15] are already unsigned: (n - 8)·x = n·x - 8·sum(x), and the
-// -8·sum(x) is spread over the 8 lanes as -sum(x) each.
-struct Q4W {
-  static constexpr int64_t kBlockBytes = 16;
-  static __m256i load(const uint8_t* row, int64_t b) {  // 32 nibbles as bytes
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + b * 16));
-    const __m128i mask = _mm_set1_epi8(0x0f);
-    const __m128i lo = _mm_and_si128(v, mask), hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
-    return _mm256_set_m128i(hi, lo);
-  }
-  static __m256i dot(__m256i w, __m256i x, int32_t xsum) {
-    return dot_u8_s8(_mm256_set1_epi32(-xsum), w, x);
-  }
-};
-
-// NR rows x NT tokens; per block one integer dot per pair, scaled and summed in f32. Scales are
-// read 8 blocks at a time as vectors and each block's lane is broadcast with a permute (scalar
-// f16 conversions per block cost more than the integer dot itself).
-template <class W, int NR, int NT>
-void qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks, const uint8_t* w,
-           int64_t stride, const uint16_t* wd, float* y, int64_t ldy, int64_t b_begin = 0) {
-  __m256 acc[NR][NT];
-  for (int r = 0; r < NR; ++r)
-    for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
-  auto block = [&](int64_t b, const __m256* dw, const __m256* dx, __m256i lane) {
-    __m256i wv[NR];
-    __m256 sw[NR];
-    for (int r = 0; r < NR; ++r) {
-      prefetch_ahead(w + (r + NR) * stride + b * W::kBlockBytes);
-      wv[r] = W::load(w + r * stride, b);
-      sw[r] = _mm256_permutevar8x32_ps(dw[r], lane);
-    }
-    for (int t = 0; t < NT; ++t) {
-      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + (t * blocks + b) * 32));
-      const __m256 sx = _mm256_permutevar8x32_ps(dx[t], lane);
-      const int32_t xsum = xs[t * blocks + b];
-      for (int r = 0; r < NR; ++r)
-        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(W::dot(wv[r], xv, xsum)),
-                                    _mm256_mul_ps(sw[r], sx), acc[r][t]);
-    }
-  };
-  __m256 dw[NR], dx[NT];
-  int64_t b = b_begin;
-  for (; b + 8 <= blocks; b += 8) {
-    for (int r = 0; r < NR; ++r)
-      dw[r] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wd + r * blocks + b)));
-    for (int t = 0; t < NT; ++t) dx[t] = _mm256_loadu_ps(xd + t * blocks + b);
-    for (int j = 0; j < 8; ++j) block(b + j, dw, dx, _mm256_set1_epi32(j));
-  }
-  for (; b < blocks; ++b) {  // the last blocks, one scale at a time (lane 0)
-    for (int r = 0; r < NR; ++r) dw[r] = _mm256_set1_ps(_cvtsh_ss(wd[r * blocks + b]));
-    for (int t = 0; t < NT; ++t) dx[t] = _mm256_set1_ps(xd[t * blocks + b]);
-    block(b, dw, dx, _mm256_setzero_si256());
-  }
-  for (int r = 0; r < NR; ++r)
-    for (int t = 0; t < NT; ++t) y[t * ldy + r] = hsum8(acc[r][t]);
-}
-
+#include "cpu/quant_tiles_256.inc"
 
 // ---- 512-bit tiles: two blocks per vector ----
 // AVX-512 has no 512-bit byte sign instruction, so the |w|, sign(x, w) trick of the 256-bit tiles
@@ -256,48 +160,26 @@ template <class W> struct ZmmOf;
 template <> struct ZmmOf<Q8W> { using type = Q8Z; };
 template <> struct ZmmOf<Q4W> { using type = Q4Z; };
 
+constexpr int kFloatPrefillRows = 4;
+
+template <class W>
+void prefill_qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks,
+                   const uint8_t* w, int64_t stride, const uint16_t* wd, float* y, int64_t ldy) {
+  qtile_zmm<typename ZmmOf<W>::type, W, kPrefillRows, 4>(xq, xd, xs, blocks, w, stride, wd, y, ldy);
+}
+
 // One token, four rows: q4_0 through the 512-bit tile (its correction is per token, free here);
 // q8_0 through the 256-bit one (a weight sum per block would cost more than it saves).
 template <class W>
-void decode_tile(const int8_t* xt, const float* xd, const int32_t* xs, int64_t blocks,
-                 const uint8_t* w, int64_t stride, const uint16_t* wd, float* y) {
+void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks,
+                  const uint8_t* w, int64_t stride, const uint16_t* wd, float* y) {
   if constexpr (std::is_same<W, Q4W>::value)
-    qtile_zmm<Q4Z, W, 4, 1>(xt, xd, xs, blocks, w, stride, wd, y, 0);
+    qtile_zmm<Q4Z, W, 4, 1>(xq, xd, xs, blocks, w, stride, wd, y, 0);
   else
-    qtile<W, 4, 1>(xt, xd, xs, blocks, w, stride, wd, y, 0);
+    qtile<W, 4, 1>(xq, xd, xs, blocks, w, stride, wd, y, 0);
 }
 
-template <class W>
-void qrows(const int8_t* xq, const float* xd, const int32_t* xs, int64_t n_tok, int64_t blocks,
-           const void* wq, const uint16_t* wd, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  const auto* w = static_cast<const uint8_t*>(wq);
-  const int64_t stride = blocks * W::kBlockBytes;
-  constexpr int64_t kRowBlock = 16;
-  for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
-    const int64_t re = rb + kRowBlock < r1 ? rb + kRowBlock : r1;
-    int64_t t = 0;
-    for (; t + 4 <= n_tok; t += 4) {
-      const int8_t* xt = xq + t * blocks * 32;
-      int64_t r = rb;
-      for (; r + kPrefillRows <= re; r += kPrefillRows)
-        qtile_zmm<typename ZmmOf<W>::type, W, kPrefillRows, 4>(xt, xd + t * blocks, xs + t * blocks, blocks, w + r * stride,
-                                  stride, wd + r * blocks, y + t * ldy + r, ldy);
-      for (; r < re; ++r)
-        qtile<W, 1, 4>(xt, xd + t * blocks, xs + t * blocks, blocks, w + r * stride, stride, wd + r * blocks,
-                       y + t * ldy + r, ldy);
-    }
-    for (; t < n_tok; ++t) {
-      const int8_t* xt = xq + t * blocks * 32;
-      int64_t r = rb;
-      for (; r + 4 <= re; r += 4)
-        decode_tile<W>(xt, xd + t * blocks, xs + t * blocks, blocks, w + r * stride, stride,
-                       wd + r * blocks, y + t * ldy + r);
-      for (; r < re; ++r)
-        qtile<W, 1, 1>(xt, xd + t * blocks, xs + t * blocks, blocks, w + r * stride, stride, wd + r * blocks,
-                       y + t * ldy + r, 0);
-    }
-  }
-}
+#include "cpu/row_loops.inc"
 
 }  // namespace
 
