@@ -100,3 +100,27 @@ def test_live_transformers_on_the_gguf(smollm2_path, smollm2):
                              pad_token_id=tok.eos_token_id)
     assert smollm2.tokenizer.encode(prompt) == ids
     assert smollm2.generate(ids, max_new_tokens=20, temperature=0).tokens == out[0, len(ids):].tolist()
+
+
+def test_perplexity_per_format_matches_llama_cpp(smollm2_path, tmp_path):
+    """Perplexity on a fixed text, f32 / q8_0 / q4_0, against llama.cpp's for the same formats of
+    the same file (stored in the oracle): the quantized paths must lose what llama.cpp's lose."""
+    import math
+    from pathlib import Path
+
+    sys.path.insert(0, str(FIXTURES.parent.parent / "tools"))
+    from perplexity import nll_windows
+
+    ref = ORACLE["llamacpp_perplexity"]
+    text = Path(ref["text"])
+    assert text.is_file(), f"the perplexity text {text} is missing on this machine"
+    models = {"f32": smollm2_path}
+    for fmt in ("q8_0", "q4_0"):
+        models[fmt] = r1lite.convert(smollm2_path, tmp_path / f"{fmt}.safetensors", fmt, progress=False)
+    for fmt, path in models.items():
+        m = r1lite.load(path, context=ref["ctx"])
+        ids = m.tokenizer.encode(text.read_text())[:ref["tokens"]]
+        total, count = nll_windows(m.logits, ids, ref["ctx"])
+        ppl = math.exp(total / count)
+        tol = 0.002 if fmt == "f32" else 0.01
+        assert abs(ppl - ref[fmt]) <= tol * ref[fmt], (fmt, ppl, ref[fmt])
