@@ -110,3 +110,18 @@ def test_weight_quantizer_matches_ggml(fmt):
     blocks = gguf.quants.quantize(w, kind).reshape(6, 4, -1)  # per block: f16 scale, then quants
     np.testing.assert_array_equal(blocks[..., :2].copy().view(np.float16)[..., 0], d)
     np.testing.assert_array_equal(blocks[..., 2:].reshape(6, -1), q.view(np.uint8))
+
+
+# ---- the vector ops attention uses ----
+
+@pytest.mark.parametrize("n", [1, 7, 8, 15, 16, 17, 63, 64, 100, 129])
+def test_vector_ops_agree_with_reference(n):
+    rng = np.random.default_rng(n)
+    a, b = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    exact = float(a.astype(np.float64) @ b.astype(np.float64))
+    want_axpy = b + np.float32(0.37) * a
+    for isa in ISAS:
+        if not _core.isa_supported(isa):
+            continue
+        assert abs(_core.vec_dot(a, b, isa) - exact) <= 1e-5 * np.sqrt(n) * 4, isa
+        np.testing.assert_allclose(_core.vec_axpy(0.37, a, b, isa), want_axpy, rtol=1e-6, atol=1e-6)

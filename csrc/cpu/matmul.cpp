@@ -31,12 +31,22 @@ static Isa initial_isa() {
 }
 
 static Isa g_isa = initial_isa();
+static const MatmulKernels* g_kernels = &kernels_for(g_isa);
 
 Isa active_isa() { return g_isa; }
 
 void set_active_isa(Isa isa) {
-  kernels_for(isa);  // throws if unsupported
+  g_kernels = &kernels_for(isa);  // throws if unsupported
   g_isa = isa;
+}
+
+float dot_f32(const float* a, const float* b, int64_t n) { return g_kernels->dot(a, b, n); }
+void axpy_f32(float alpha, const float* x, float* y, int64_t n) { g_kernels->axpy(alpha, x, y, n); }
+float dot_with_isa(Isa isa, const float* a, const float* b, int64_t n) {
+  return kernels_for(isa).dot(a, b, n);
+}
+void axpy_with_isa(Isa isa, float alpha, const float* x, float* y, int64_t n) {
+  kernels_for(isa).axpy(alpha, x, y, n);
 }
 
 static MatmulRowsFn float_kernel(const MatmulKernels& k, DType t) {
@@ -94,7 +104,7 @@ struct QuantScratch {
 };
 
 void matmul(ThreadPool& pool, const float* x, int64_t n, const Tensor& w, float* y) {
-  const MatmulKernels& k = kernels_for(g_isa);
+  const MatmulKernels& k = *g_kernels;
   const int64_t rows = w.rows(), in = w.cols();
   // Chunks of rows small enough to balance the threads, in multiples of 16 (the kernels' row block).
   int64_t grain = rows / (int64_t(pool.size()) * 4);

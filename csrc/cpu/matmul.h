@@ -13,6 +13,13 @@ namespace r1lite {
 Isa active_isa();
 void set_active_isa(Isa isa);
 
+// sum a[i]*b[i] and y[i] += alpha*x[i] with the active ISA's kernels (attention's inner loops).
+float dot_f32(const float* a, const float* b, int64_t n);
+void axpy_f32(float alpha, const float* x, float* y, int64_t n);
+// The same with a given ISA (for the kernel tests).
+float dot_with_isa(Isa isa, const float* a, const float* b, int64_t n);
+void axpy_with_isa(Isa isa, float alpha, const float* x, float* y, int64_t n);
+
 // x [n, in] f32 row-major, w [rows, in], y [n, rows].
 void matmul(ThreadPool& pool, const float* x, int64_t n, const Tensor& w, float* y);
 

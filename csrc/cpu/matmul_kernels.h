@@ -22,12 +22,18 @@ typedef void (*QMatmulRowsFn)(const int8_t* xq, const float* xd, const int32_t* 
                               const void* wq, const uint16_t* wd, int64_t r0, int64_t r1,
                               float* y, int64_t ldy);
 
+// The vector operations attention runs over the KV cache (rows of one head, not contiguous).
+typedef float (*DotFn)(const float* a, const float* b, int64_t n);        // sum a[i]*b[i]
+typedef void (*AxpyFn)(float alpha, const float* x, float* y, int64_t n);  // y[i] += alpha*x[i]
+
 struct MatmulKernels {
   MatmulRowsFn f32;
   MatmulRowsFn bf16;
   MatmulRowsFn f16;
   QMatmulRowsFn q8_0;
   QMatmulRowsFn q4_0;
+  DotFn dot;
+  AxpyFn axpy;
 };
 
 extern const MatmulKernels kMatmulScalar;

@@ -22,9 +22,5 @@ void silu_mul(float* gate, const float* up, int64_t n);
 // x[i] += y[i]
 void add_inplace(float* x, const float* y, int64_t n);
 
-float dot_f32(const float* a, const float* b, int64_t n);
-
-// y[i] += a * x[i]
-void axpy_f32(float a, const float* x, float* y, int64_t n);
 
 }  // namespace r1lite

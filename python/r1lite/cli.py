@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("chat", parents=[common, gen], help="interactive chat")
     sub.add_parser("info", parents=[common], help="describe a model")
     conv = sub.add_parser("convert", help="write a checkpoint as an r1lite model file")
-    conv.add_argument("src", help="Hugging Face model folder")
+    conv.add_argument("src", help="Hugging Face model folder, GGUF file, or demo")
     conv.add_argument("out", help="output .safetensors file")
     conv.add_argument("--quant", default="q8_0", choices=["f32", "bf16", "f16", "q8_0", "q4_0"],
                       help="format of the weight matrices (default q8_0)")
