@@ -64,6 +64,14 @@ static QMatmulRowsFn quant_kernel(const MatmulKernels& k, DType t) {
   throw std::invalid_argument("matmul: not a quantized format");
 }
 
+// Round to nearest, ties to even (as llama.cpp's SIMD activation quantizers do), for |v| < 2^22:
+// adding and removing 1.5·2^23 leaves the rounded value. Plain adds, so the loop vectorizes
+// (lround is a library call per value: 6% of a SmolLM2 prefill).
+static inline int32_t round_to_int(float v) {
+  const float magic = 12582912.f;
+  return int32_t((v + magic) - magic);
+}
+
 void quantize_activations(const float* x, int64_t n, int64_t in, int8_t* xq, float* xd, int32_t* xs) {
   const int64_t blocks = (in + kQuantBlock - 1) / kQuantBlock;
   for (int64_t t = 0; t < n; ++t) {
@@ -76,7 +84,7 @@ void quantize_activations(const float* x, int64_t n, int64_t in, int8_t* xq, flo
       int8_t* dst = xq + (t * blocks + b) * kQuantBlock;
       int32_t sum = 0;
       for (int64_t i = 0; i < kQuantBlock; ++i) {
-        dst[i] = i < len ? int8_t(std::lround(src[i] * id)) : int8_t(0);
+        dst[i] = i < len ? int8_t(round_to_int(src[i] * id)) : int8_t(0);
         sum += dst[i];
       }
       xd[t * blocks + b] = d;

@@ -25,7 +25,7 @@ void matmul(ThreadPool& pool, const float* x, int64_t n, const Tensor& w, float*
 
 // Activations in the q8 block format the quantized kernels take: per 32-block of each row of
 // x [n, in], int8 quants xq [n, blocks*32] (zero-padded), f32 scales xd [n, blocks] and the
-// quants' sums xs [n, blocks]; scale = max|x| / 127, q = round(x / scale).
+// quants' sums xs [n, blocks]; scale = max|x| / 127, q = round(x / scale), ties to even.
 void quantize_activations(const float* x, int64_t n, int64_t in, int8_t* xq, float* xd, int32_t* xs);
 
 // The same product on one thread with the kernel of a given ISA (for the kernel tests).
