@@ -207,25 +207,19 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("x"), "The int8 blocks and scales the quantized matmuls compute with.");
   m.def(
-      "vec_dot",
-      [](const py::array_t<float, py::array::c_style | py::array::forcecast>& a,
-         const py::array_t<float, py::array::c_style | py::array::forcecast>& b, const std::string& isa) {
-        if (a.size() != b.size()) throw std::invalid_argument("a and b differ in size");
-        return dot_with_isa(isa_from_name(isa), a.data(), b.data(), a.size());
-      },
-      py::arg("a"), py::arg("b"), py::arg("isa"), "sum a*b with one ISA's kernel (for tests).");
-  m.def(
-      "vec_axpy",
-      [](float alpha, const py::array_t<float, py::array::c_style | py::array::forcecast>& x,
-         const py::array_t<float, py::array::c_style | py::array::forcecast>& y, const std::string& isa) {
-        if (x.size() != y.size()) throw std::invalid_argument("x and y differ in size");
-        py::array_t<float> out(y.size());
-        std::copy(y.data(), y.data() + y.size(), out.mutable_data());
-        axpy_with_isa(isa_from_name(isa), alpha, x.data(), out.mutable_data(), x.size());
+      "weighted_sum",
+      [](const py::array_t<float, py::array::c_style | py::array::forcecast>& p,
+         const py::array_t<float, py::array::c_style | py::array::forcecast>& rows,
+         const std::string& isa) {
+        if (rows.ndim() != 2 || p.ndim() != 1 || p.shape(0) != rows.shape(0))
+          throw std::invalid_argument("need p [count] and rows [count, dim]");
+        py::array_t<float> out(rows.shape(1));
+        std::fill(out.mutable_data(), out.mutable_data() + rows.shape(1), 0.f);
+        weighted_sum_with_isa(isa_from_name(isa), p.data(), rows.data(), rows.shape(0),
+                              rows.shape(1), out.mutable_data());
         return out;
       },
-      py::arg("alpha"), py::arg("x"), py::arg("y"), py::arg("isa"),
-      "y + alpha*x with one ISA's kernel (for tests).");
+      py::arg("p"), py::arg("rows"), py::arg("isa"), "p · rows with one ISA's kernel (for tests).");
   m.def("isa_supported", [](const std::string& name) { return isa_supported(isa_from_name(name)); });
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
   m.def("set_active_isa", [](const std::string& name) { set_active_isa(isa_from_name(name)); });

@@ -112,16 +112,15 @@ def test_weight_quantizer_matches_ggml(fmt):
     np.testing.assert_array_equal(blocks[..., 2:].reshape(6, -1), q.view(np.uint8))
 
 
-# ---- the vector ops attention uses ----
+# ---- attention's weighted sum of value rows ----
 
-@pytest.mark.parametrize("n", [1, 7, 8, 15, 16, 17, 63, 64, 100, 129])
-def test_vector_ops_agree_with_reference(n):
-    rng = np.random.default_rng(n)
-    a, b = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
-    exact = float(a.astype(np.float64) @ b.astype(np.float64))
-    want_axpy = b + np.float32(0.37) * a
+@pytest.mark.parametrize("count,dim", [(1, 1), (3, 7), (5, 16), (17, 64), (33, 100), (256, 128)])
+def test_weighted_sum_agrees_with_reference(count, dim):
+    rng = np.random.default_rng(count * 1000 + dim)
+    p = rng.random(count).astype(np.float32)
+    rows = rng.standard_normal((count, dim)).astype(np.float32)
+    exact = p.astype(np.float64) @ rows.astype(np.float64)
     for isa in ISAS:
-        if not _core.isa_supported(isa):
-            continue
-        assert abs(_core.vec_dot(a, b, isa) - exact) <= 1e-5 * np.sqrt(n) * 4, isa
-        np.testing.assert_allclose(_core.vec_axpy(0.37, a, b, isa), want_axpy, rtol=1e-6, atol=1e-6)
+        if _core.isa_supported(isa):
+            np.testing.assert_allclose(_core.weighted_sum(p, rows, isa), exact, rtol=0,
+                                       atol=1e-5 * np.sqrt(count) * 4, err_msg=isa)

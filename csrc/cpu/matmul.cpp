@@ -40,13 +40,16 @@ void set_active_isa(Isa isa) {
   g_isa = isa;
 }
 
-float dot_f32(const float* a, const float* b, int64_t n) { return g_kernels->dot(a, b, n); }
-void axpy_f32(float alpha, const float* x, float* y, int64_t n) { g_kernels->axpy(alpha, x, y, n); }
-float dot_with_isa(Isa isa, const float* a, const float* b, int64_t n) {
-  return kernels_for(isa).dot(a, b, n);
+void dot_rows_f32(const float* x, int64_t n, int64_t ldx, const float* rows, int64_t count,
+                  int64_t dim, float* y, int64_t ldy) {
+  g_kernels->f32(x, n, ldx, rows, dim, 0, count, y, ldy);
 }
-void axpy_with_isa(Isa isa, float alpha, const float* x, float* y, int64_t n) {
-  kernels_for(isa).axpy(alpha, x, y, n);
+void weighted_sum_f32(const float* p, const float* rows, int64_t count, int64_t dim, float* out) {
+  g_kernels->weighted_sum(p, rows, count, dim, out);
+}
+void weighted_sum_with_isa(Isa isa, const float* p, const float* rows, int64_t count, int64_t dim,
+                           float* out) {
+  kernels_for(isa).weighted_sum(p, rows, count, dim, out);
 }
 
 static MatmulRowsFn float_kernel(const MatmulKernels& k, DType t) {

@@ -13,12 +13,16 @@ namespace r1lite {
 Isa active_isa();
 void set_active_isa(Isa isa);
 
-// sum a[i]*b[i] and y[i] += alpha*x[i] with the active ISA's kernels (attention's inner loops).
-float dot_f32(const float* a, const float* b, int64_t n);
-void axpy_f32(float alpha, const float* x, float* y, int64_t n);
-// The same with a given ISA (for the kernel tests).
-float dot_with_isa(Isa isa, const float* a, const float* b, int64_t n);
-void axpy_with_isa(Isa isa, float alpha, const float* x, float* y, int64_t n);
+// Attention's two products over one head's contiguous cache rows, with the active ISA's kernels,
+// on the calling thread:
+// y[i*ldy + t] = x_i · rows[t] for i < n, t < count (x_i at x + i*ldx; rows [count, dim])
+void dot_rows_f32(const float* x, int64_t n, int64_t ldx, const float* rows, int64_t count,
+                  int64_t dim, float* y, int64_t ldy);
+// out[j] += sum_t p[t] * rows[t][j]
+void weighted_sum_f32(const float* p, const float* rows, int64_t count, int64_t dim, float* out);
+// The weighted sum with a given ISA (for the kernel tests).
+void weighted_sum_with_isa(Isa isa, const float* p, const float* rows, int64_t count, int64_t dim,
+                           float* out);
 
 // x [n, in] f32 row-major, w [rows, in], y [n, rows].
 void matmul(ThreadPool& pool, const float* x, int64_t n, const Tensor& w, float* y);

@@ -104,30 +104,24 @@ void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t 
 
 #include "cpu/row_loops.inc"
 
-float dot(const float* a, const float* b, int64_t n) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+void weighted_sum(const float* p, const float* rows, int64_t count, int64_t dim, float* out) {
+  int64_t j = 0;
+  for (; j + 8 <= dim; j += 8) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t t = 0; t < count; ++t)
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), _mm256_loadu_ps(rows + t * dim + j), acc);
+    _mm256_storeu_ps(out + j, _mm256_add_ps(_mm256_loadu_ps(out + j), acc));
   }
-  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-  float sum = hsum(_mm256_add_ps(acc0, acc1));
-  for (; i < n; ++i) sum += a[i] * b[i];
-  return sum;
-}
-
-void axpy(float alpha, const float* x, float* y, int64_t n) {
-  const __m256 va = _mm256_set1_ps(alpha);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-  for (; i < n; ++i) y[i] += alpha * x[i];
+  for (; j < dim; ++j) {
+    float sum = 0.f;
+    for (int64_t t = 0; t < count; ++t) sum += p[t] * rows[t * dim + j];
+    out[j] += sum;
+  }
 }
 
 }  // namespace
 
 const MatmulKernels kMatmulAvx2 = {rows<F32W>, rows<BF16W>, rows<F16W>, qrows<Q8W>, qrows<Q4W>,
-                                   dot, axpy};
+                                   weighted_sum};
 
 }  // namespace r1lite

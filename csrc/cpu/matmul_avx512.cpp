@@ -181,27 +181,19 @@ void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t 
 
 #include "cpu/row_loops.inc"
 
-float dot(const float* a, const float* b, int64_t n) {
-  __m512 acc = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc);
-  }
-  return _mm512_reduce_add_ps(acc);
-}
-
-void axpy(float alpha, const float* x, float* y, int64_t n) {
-  const __m512 va = _mm512_set1_ps(alpha);
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-    _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i),
-                                                    _mm512_maskz_loadu_ps(m, y + i)));
+void weighted_sum(const float* p, const float* rows, int64_t count, int64_t dim, float* out) {
+  for (int64_t j = 0; j < dim; j += 16) {
+    const __mmask16 m = dim - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (dim - j)) - 1);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t t = 0; t < count; ++t)
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(p[t]), _mm512_maskz_loadu_ps(m, rows + t * dim + j), acc);
+    _mm512_mask_storeu_ps(out + j, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, out + j), acc));
   }
 }
 
 }  // namespace
 
 const MatmulKernels kMatmulAvx512 = {rows<F32W>, rows<BF16W>, rows<F16W>, qrows<Q8W>, qrows<Q4W>,
-                                     dot, axpy};
+                                     weighted_sum};
 
 }  // namespace r1lite

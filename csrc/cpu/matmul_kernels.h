@@ -22,9 +22,9 @@ typedef void (*QMatmulRowsFn)(const int8_t* xq, const float* xd, const int32_t* 
                               const void* wq, const uint16_t* wd, int64_t r0, int64_t r1,
                               float* y, int64_t ldy);
 
-// The vector operations attention runs over the KV cache (rows of one head, not contiguous).
-typedef float (*DotFn)(const float* a, const float* b, int64_t n);        // sum a[i]*b[i]
-typedef void (*AxpyFn)(float alpha, const float* x, float* y, int64_t n);  // y[i] += alpha*x[i]
+// out[j] += sum_t p[t] * rows[t*dim + j] for j < dim: attention's weighted sum of value rows.
+typedef void (*WeightedSumFn)(const float* p, const float* rows, int64_t count, int64_t dim,
+                              float* out);
 
 struct MatmulKernels {
   MatmulRowsFn f32;
@@ -32,8 +32,7 @@ struct MatmulKernels {
   MatmulRowsFn f16;
   QMatmulRowsFn q8_0;
   QMatmulRowsFn q4_0;
-  DotFn dot;
-  AxpyFn axpy;
+  WeightedSumFn weighted_sum;
 };
 
 extern const MatmulKernels kMatmulScalar;

@@ -56,19 +56,17 @@ void qrows(const int8_t* xq, const float* xd, const int32_t* /*xs*/, int64_t n_t
   }
 }
 
-float dot(const float* a, const float* b, int64_t n) {
-  float sum = 0.f;
-  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
-  return sum;
-}
-
-void axpy(float alpha, const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+void weighted_sum(const float* p, const float* rows, int64_t count, int64_t dim, float* out) {
+  for (int64_t j = 0; j < dim; ++j) {
+    float sum = 0.f;
+    for (int64_t t = 0; t < count; ++t) sum += p[t] * rows[t * dim + j];
+    out[j] += sum;
+  }
 }
 
 }  // namespace
 
 const MatmulKernels kMatmulScalar = {rows<DType::F32>, rows<DType::BF16>, rows<DType::F16>,
-                                     qrows<DType::Q8_0>, qrows<DType::Q4_0>, dot, axpy};
+                                     qrows<DType::Q8_0>, qrows<DType::Q4_0>, weighted_sum};
 
 }  // namespace r1lite

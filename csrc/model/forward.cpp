@@ -1,4 +1,5 @@
 // The forward pass: one function for every dense architecture (ARCH.md §7-8).
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -48,11 +49,13 @@ void Model::forward(const int32_t* tokens, int64_t n, bool all_logits, float* lo
       }
       rope_rotate_half(q, c.num_heads, hd, half, &s_.cos[size_t(i * half)], &s_.sin[size_t(i * half)]);
       rope_rotate_half(k, c.num_kv_heads, hd, half, &s_.cos[size_t(i * half)], &s_.sin[size_t(i * half)]);
-      float* k_slot = cache_.key(li, pos0 + i);
-      float* v_slot = cache_.value(li, pos0 + i);
-      for (int64_t j = 0; j < kv_dim; ++j) {
-        k_slot[j] = k[j];
-        v_slot[j] = c.qkv_bias ? v[j] + l.bv.f32()[j] : v[j];
+      for (int64_t g = 0; g < c.num_kv_heads; ++g) {
+        float* k_slot = cache_.key(li, g, pos0 + i);
+        float* v_slot = cache_.value(li, g, pos0 + i);
+        for (int64_t j = 0; j < hd; ++j) {
+          k_slot[j] = k[g * hd + j];
+          v_slot[j] = c.qkv_bias ? v[g * hd + j] + l.bv.f32()[g * hd + j] : v[g * hd + j];
+        }
       }
     }
     attention(li, n, pos0);
@@ -77,33 +80,41 @@ void Model::forward(const int32_t* tokens, int64_t n, bool all_logits, float* lo
 }
 
 // Causal grouped-query attention of the batch's n queries over the cache (which already holds
-// the batch's own keys and values). Query head h reads kv head h / (Hq / Hkv).
+// the batch's own keys and values). Query heads h = g*group .. g*group+group-1 read kv head g; one
+// task is one token and one kv head, so each key and value row is read once for its group. Keys
+// and values of a head are contiguous rows within a cache page: scores are a small matmul.
 void Model::attention(int64_t layer, int64_t n, int64_t pos0) {
   const ModelConfig& c = cfg_;
   const int64_t hd = c.head_dim, q_dim = c.num_heads * hd, group = c.num_heads / c.num_kv_heads;
+  const int64_t page = KVCache::kPagePositions;
   const float scale = 1.f / std::sqrt(float(hd));
-  pool_.parallel_for(n * c.num_heads, 1, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> scores;
+  pool_.parallel_for(n * c.num_kv_heads, 1, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores_buffer;
+    std::vector<float>& scores = scores_buffer;  // [group][len]
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t i = task / c.num_heads, h = task % c.num_heads;
-      const int64_t pos = pos0 + i, kv_off = (h / group) * hd;
-      const float* q = &s_.q[size_t(i * q_dim + h * hd)];
-      float* out = &s_.att[size_t(i * q_dim + h * hd)];
-      scores.resize(size_t(pos + 1));
-      float max_score = -std::numeric_limits<float>::infinity();
-      for (int64_t t = 0; t <= pos; ++t) {
-        scores[size_t(t)] = dot_f32(q, cache_.key(layer, t) + kv_off, hd) * scale;
-        max_score = std::max(max_score, scores[size_t(t)]);
+      const int64_t i = task / c.num_kv_heads, g = task % c.num_kv_heads;
+      const int64_t len = pos0 + i + 1;  // positions 0..pos0+i
+      const float* q = &s_.q[size_t(i * q_dim + g * group * hd)];  // the group's query heads
+      scores.resize(size_t(group * len));
+      for (int64_t p0 = 0; p0 < len; p0 += page)
+        dot_rows_f32(q, group, hd, cache_.key(layer, g, p0), std::min(page, len - p0), hd,
+                     &scores[size_t(p0)], len);
+      for (int64_t j = 0; j < group; ++j) {
+        float* row = &scores[size_t(j * len)];
+        float max_score = -std::numeric_limits<float>::infinity();
+        for (int64_t t = 0; t < len; ++t) max_score = std::max(max_score, row[t] * scale);
+        float sum = 0.f;
+        for (int64_t t = 0; t < len; ++t) {
+          row[t] = std::exp(row[t] * scale - max_score);
+          sum += row[t];
+        }
+        const float inv_sum = 1.f / sum;
+        for (int64_t t = 0; t < len; ++t) row[t] *= inv_sum;
+        float* out = &s_.att[size_t(i * q_dim + (g * group + j) * hd)];
+        std::fill(out, out + hd, 0.f);
+        for (int64_t p0 = 0; p0 < len; p0 += page)
+          weighted_sum_f32(row + p0, cache_.value(layer, g, p0), std::min(page, len - p0), hd, out);
       }
-      float sum = 0.f;
-      for (int64_t t = 0; t <= pos; ++t) {
-        scores[size_t(t)] = std::exp(scores[size_t(t)] - max_score);
-        sum += scores[size_t(t)];
-      }
-      for (int64_t j = 0; j < hd; ++j) out[j] = 0.f;
-      const float inv_sum = 1.f / sum;
-      for (int64_t t = 0; t <= pos; ++t)
-        axpy_f32(scores[size_t(t)] * inv_sum, cache_.value(layer, t) + kv_off, out, hd);
     }
   });
 }

@@ -5,16 +5,16 @@
 
 namespace r1lite {
 
-KVCache::KVCache(int64_t num_layers, int64_t kv_dim, int64_t max_positions)
-    : num_layers_(num_layers), kv_dim_(kv_dim), max_positions_(max_positions) {}
+KVCache::KVCache(int64_t num_layers, int64_t num_kv_heads, int64_t head_dim, int64_t max_positions)
+    : num_layers_(num_layers), num_kv_heads_(num_kv_heads), head_dim_(head_dim),
+      max_positions_(max_positions) {}
 
 void KVCache::reserve(int64_t n) {
   if (n > max_positions_)
     throw std::invalid_argument("context full: " + std::to_string(n) + " positions requested, " +
                                 std::to_string(max_positions_) + " allowed");
-  const int64_t page_floats = num_layers_ * 2 * kPagePositions * kv_dim_;
   while (int64_t(pages_.size()) * kPagePositions < n)
-    pages_.emplace_back(new float[size_t(page_floats)]);
+    pages_.emplace_back(new float[size_t(page_floats())]);
 }
 
 void KVCache::clear() {
@@ -23,7 +23,7 @@ void KVCache::clear() {
 }
 
 int64_t KVCache::bytes_allocated() const {
-  return int64_t(pages_.size()) * num_layers_ * 2 * kPagePositions * kv_dim_ * int64_t(sizeof(float));
+  return int64_t(pages_.size()) * page_floats() * int64_t(sizeof(float));
 }
 
 }  // namespace r1lite

@@ -63,7 +63,7 @@ void RunState::resize(const ModelConfig& c, int64_t n) {
 Model::Model(const ModelConfig& config, const std::map<std::string, Tensor>& tensors, int threads)
     : cfg_(config),
       pool_(threads < 1 ? 1 : threads),
-      cache_(config.num_layers, config.num_kv_heads * config.head_dim, config.context) {
+      cache_(config.num_layers, config.num_kv_heads, config.head_dim, config.context) {
   cfg_.validate();
   const Binder b(tensors);
   const int64_t D = cfg_.hidden_size, V = cfg_.vocab_size, I = cfg_.intermediate_size;
