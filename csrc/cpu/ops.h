@@ -22,5 +22,4 @@ void silu_mul(float* gate, const float* up, int64_t n);
 // x[i] += y[i]
 void add_inplace(float* x, const float* y, int64_t n);
 
-
 }  // namespace r1lite
