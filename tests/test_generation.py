@@ -168,3 +168,10 @@ def test_unfinished_stream_in_the_same_thread_is_an_error_not_a_deadlock(tiny_r1
         m.generate("Hi", max_new_tokens=2)
     s.close()
     assert len(m.generate("Hi", max_new_tokens=2, temperature=0).tokens) == 2
+
+
+def test_seeded_sampling_is_the_same_with_1_and_2_threads(tiny_r1):
+    one = r1lite.load(tiny_r1, threads=1, context=256)
+    two = r1lite.load(tiny_r1, threads=2, context=256)
+    kw = dict(max_new_tokens=24, temperature=1.0, top_p=0.9, seed=123)
+    assert one.generate("Once upon a time", **kw).tokens == two.generate("Once upon a time", **kw).tokens
