@@ -27,10 +27,9 @@ def _read_text(path: Path) -> str | None:
 
 def _source(src: Path):
     """(config, {name: (array, fmt)}, metadata strings) of a source checkpoint."""
-    from .formats.hf import load_hf_folder
-
-    from .resolve import resolve_model
     from .formats.gguf import is_gguf, load_gguf
+    from .formats.hf import load_hf_folder
+    from .resolve import resolve_model
 
     src = resolve_model(src)
     if not src.exists():

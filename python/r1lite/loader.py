@@ -76,13 +76,9 @@ def summarize(path: Path, config: dict, tensors: dict) -> dict:
 
 
 def _with_model(model_or_path, fn, load_kw):
-    if isinstance(model_or_path, Model):
-        return fn(model_or_path)
-    model = load(model_or_path, **load_kw)
-    try:
-        return fn(model)
-    finally:
-        del model
+    """fn(model) on a Model, or on one loaded from a path for this call only."""
+    model = model_or_path if isinstance(model_or_path, Model) else load(model_or_path, **load_kw)
+    return fn(model)
 
 
 def generate(model_or_path, prompt, *, threads=None, context=None, **kw):

@@ -123,11 +123,8 @@ class Model:
                 raise ValueError("prompt is empty")
             if self.tokenizer is None:
                 raise ValueError("this model has no tokenizer: pass the prompt as token ids")
-            ids = self.tokenizer.encode(prompt, add_special_tokens=True)
-        else:
-            ids = list(check_tokens(prompt, self._config["vocab_size"], self.context))
-        self._check_prompt_length(ids)
-        return ids
+            prompt = self.tokenizer.encode(prompt, add_special_tokens=True)
+        return self._checked(prompt)
 
     def _chat_ids(self, messages, max_thinking_tokens) -> list[int]:
         if self.tokenizer is None:
@@ -139,16 +136,11 @@ class Model:
                 text += "\n</think>\n\n" if inside else EMPTY_THINK
             elif not inside:
                 text += THINK_OPEN + "\n"
-        ids = self.tokenizer.encode(text, add_special_tokens=False)  # the template put BOS in
-        self._check_prompt_length(ids)
-        return ids
+        return self._checked(self.tokenizer.encode(text, add_special_tokens=False))  # BOS is in
 
-    def _check_prompt_length(self, ids):
-        if not ids:
-            raise ValueError("prompt is empty")
-        if len(ids) > self.context:
-            raise ValueError(f"prompt has {len(ids)} tokens but the context holds {self.context}")
-        check_tokens(ids, self._config["vocab_size"], self.context)
+    def _checked(self, ids) -> list[int]:
+        """The prompt ids, or ValueError if empty, outside the vocabulary or longer than the context."""
+        return check_tokens(ids, self._config["vocab_size"], self.context).tolist()
 
     def _run(self, prompt_ids, *, max_new_tokens=None, temperature=None, top_k=None, top_p=None,
              min_p=None, repetition_penalty=None, seed=None, stop=None, max_thinking_tokens=None):

@@ -90,8 +90,9 @@ def _config(g: GGUFFile) -> dict:
     hidden = int(g.need(f"{arch}.embedding_length"))
     tokens = g.get("tokenizer.ggml.tokens") or []
     vocab = int(g.get(f"{arch}.vocab_size") or len(tokens) or g.tensors["token_embd.weight"].shape[1])
-    if f"{arch}.rope.scaling.type" in g.reader.fields and g.get(f"{arch}.rope.scaling.type") not in (None, "none"):
-        raise UnsupportedModelError(f"{g.path}: rope scaling '{g.get(f'{arch}.rope.scaling.type')}' is not supported")
+    scaling = g.get(f"{arch}.rope.scaling.type")
+    if scaling not in (None, "none"):
+        raise UnsupportedModelError(f"{g.path}: rope scaling '{scaling}' is not supported")
     if "rope_freqs.weight" in g.tensors:
         raise UnsupportedModelError(f"{g.path}: per-frequency rope factors (rope_freqs) are not supported yet")
     ctx = int(g.get(f"{arch}.context_length") or 4096)
@@ -125,7 +126,8 @@ def _unpermute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
 
 def _tokenizer_json(g: GGUFFile) -> str:
     """A `tokenizers` tokenizer (as JSON text) rebuilt from the GGUF vocabulary and merges."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import (AddedToken, Regex, Tokenizer, decoders, models, normalizers,
+                            pre_tokenizers, processors)
 
     model = g.need("tokenizer.ggml.model")
     if model != "gpt2":
@@ -152,8 +154,6 @@ def _tokenizer_json(g: GGUFFile) -> str:
     else:
         tok.pre_tokenizer = byte_level
     tok.decoder = decoders.ByteLevel()
-    from tokenizers import AddedToken
-
     # token types: 3 control (special), 4 user-defined (added, not special)
     added = [AddedToken(tokens[i], special=types[i] == 3, normalized=False)
              for i in range(len(tokens)) if types[i] in (3, 4)]

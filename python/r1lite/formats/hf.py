@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config import normalize_hf_config
 from ..errors import ModelFormatError
-from .names import HF_GLOBAL_NAMES, hf_name
+from .names import hf_name
 from .safetensors import SafetensorsFile, format_of
 from .tensors import as_f32, expected_tensors
 
@@ -66,7 +66,7 @@ def load_hf_folder(folder) -> tuple[dict, dict, dict]:
     raw = read_json(config_path)
     config = normalize_hf_config(raw, str(config_path))
     where = _open_checkpoint(folder)
-    if not config["tied_embeddings"] and HF_GLOBAL_NAMES["lm_head"] not in where:
+    if not config["tied_embeddings"] and hf_name("lm_head") not in where:
         config["tied_embeddings"] = True  # re-uploads without lm_head tie it (ARCH.md §7)
     tensors = {}
     for name, (shape, kind) in expected_tensors(config).items():
