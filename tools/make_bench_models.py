@@ -36,7 +36,7 @@ def random_tensors(cfg: dict) -> dict:
     pool = (rng.standard_normal(1 << 22) * 0.02).astype(np.float16)
     out = {}
     for name, (shape, kind) in expected_tensors(cfg).items():
-        if kind == "vector":
+        if kind == "f32":
             out[name] = np.ones(shape, np.float32)
             continue
         arr = np.empty(shape, np.float16).reshape(-1)

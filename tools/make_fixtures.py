@@ -37,15 +37,66 @@ SPECS = {
                                            llama3=True, legacy_config=True),
     "llama_f16": dict(arch="llama", dtype="float16", vocab=97, hidden=56, heads=4, kv_heads=2,
                       inter=76, layers=2, tied=False, theta=500000.0),
+    # DeepSeek (ARCH.md §4-6, §10): MLA, YaRN past its original context of 32, dense layer 0 then
+    # MoE layers; top-k never exceeds the experts of the kept groups (§6 edge case).
+    "deepseek_v3_f32": dict(arch="deepseek_v3", dtype="float32", vocab=151, hidden=72, heads=3,
+                            q_lora=40, kv_lora=36, nope=20, rope=12, v=18, inter=100, moe_inter=28,
+                            experts=8, shared=2, top_k=3, n_group=4, topk_group=2, layers=3,
+                            first_dense=1, yarn=dict(factor=4.0, mscale=1.0, mscale_all_dim=0.8)),
+    "deepseek_v3_bf16_no_qlora": dict(arch="deepseek_v3", dtype="bfloat16", vocab=131, hidden=60,
+                                      heads=4, q_lora=None, kv_lora=28, nope=14, rope=10, v=22,
+                                      inter=84, moe_inter=20, experts=6, shared=1, top_k=2,
+                                      n_group=1, topk_group=1, layers=3, first_dense=1,
+                                      norm_topk=False, scale=1.5, rope_interleave=False,
+                                      yarn=dict(factor=2.0, mscale=1.0, mscale_all_dim=1.0)),
+    "deepseek_v3_fp8": dict(arch="deepseek_v3", dtype="float32", vocab=139, hidden=76, heads=2,
+                            q_lora=44, kv_lora=40, nope=18, rope=8, v=26, inter=92, moe_inter=36,
+                            experts=8, shared=1, top_k=2, n_group=2, topk_group=1, layers=2,
+                            first_dense=1, fp8_block=(32, 24),
+                            yarn=dict(factor=4.0, mscale=1.0, mscale_all_dim=1.0)),
+    "deepseek_v2_f32": dict(arch="deepseek_v2", dtype="float32", vocab=127, hidden=64, heads=4,
+                            q_lora=None, kv_lora=30, nope=16, rope=8, v=16, inter=96, moe_inter=24,
+                            experts=8, shared=2, top_k=2, n_group=1, topk_group=1, layers=3,
+                            first_dense=1, topk_method="greedy", scale=1.0,
+                            yarn=dict(factor=4.0, mscale=0.707, mscale_all_dim=0.707)),
+    "deepseek_v2_group_limited_bf16_sharded": dict(
+        arch="deepseek_v2", dtype="bfloat16", vocab=113, hidden=54, heads=3, q_lora=36, kv_lora=26,
+        nope=12, rope=6, v=14, inter=76, moe_inter=18, experts=8, shared=1, top_k=3, n_group=4,
+        topk_group=2, layers=3, first_dense=1, topk_method="group_limited_greedy", scale=2.0,
+        shard="60KB", yarn=dict(factor=4.0, mscale=0.707, mscale_all_dim=0.707)),
 }
 
 LLAMA3_ROPE = {"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 1.0,
                "high_freq_factor": 4.0, "original_max_position_embeddings": 32}
 
 
+def make_deepseek_config(spec: dict):
+    from transformers import DeepseekV2Config, DeepseekV3Config
+
+    rope = {"rope_type": "yarn", "rope_theta": 10000.0, "original_max_position_embeddings": 32,
+            "beta_fast": 32, "beta_slow": 1, **spec["yarn"]}
+    common = dict(vocab_size=spec["vocab"], hidden_size=spec["hidden"],
+                  num_attention_heads=spec["heads"], num_key_value_heads=spec["heads"],
+                  q_lora_rank=spec["q_lora"], kv_lora_rank=spec["kv_lora"],
+                  qk_nope_head_dim=spec["nope"], qk_rope_head_dim=spec["rope"],
+                  v_head_dim=spec["v"], intermediate_size=spec["inter"],
+                  moe_intermediate_size=spec["moe_inter"], n_routed_experts=spec["experts"],
+                  n_shared_experts=spec["shared"], num_experts_per_tok=spec["top_k"],
+                  n_group=spec["n_group"], topk_group=spec["topk_group"],
+                  num_hidden_layers=spec["layers"], first_k_dense_replace=spec["first_dense"],
+                  routed_scaling_factor=spec.get("scale", 2.5), tie_word_embeddings=False,
+                  max_position_embeddings=256, rms_norm_eps=1e-5, rope_parameters=rope)
+    if spec["arch"] == "deepseek_v3":
+        return DeepseekV3Config(**common, norm_topk_prob=spec.get("norm_topk", True),
+                                rope_interleave=spec.get("rope_interleave", True))
+    return DeepseekV2Config(**common, topk_method=spec["topk_method"], norm_topk_prob=False)
+
+
 def make_config(spec: dict):
     from transformers import LlamaConfig, Qwen2Config
 
+    if spec["arch"].startswith("deepseek"):
+        return make_deepseek_config(spec)
     rope = {"rope_type": "default", "rope_theta": spec.get("theta", 10000.0)}
     if spec.get("llama3"):
         rope = {**LLAMA3_ROPE, "rope_theta": spec.get("theta", 10000.0)}
@@ -74,6 +125,9 @@ def build_checkpoint(spec: dict, out: Path, seed: int) -> None:
                 p.copy_(0.2 * torch.randn_like(p))
             else:
                 p.copy_(torch.randn_like(p) / p.shape[-1] ** 0.5)
+        for name, b in model.named_buffers():
+            if name.endswith("e_score_correction_bias"):  # large enough to change the choice
+                b.copy_(0.3 * torch.randn_like(b))
     model = model.to(getattr(torch, spec["dtype"]))
     if out.exists():
         shutil.rmtree(out)
@@ -82,6 +136,69 @@ def build_checkpoint(spec: dict, out: Path, seed: int) -> None:
         (out / extra).unlink(missing_ok=True)
     if spec.get("legacy_config"):
         write_legacy_rope_config(out / "config.json")
+    if spec.get("fp8_block"):
+        write_fp8_checkpoint(out, spec["fp8_block"])
+
+
+def is_fp8_weight(name: str, shape) -> bool:
+    """The weights DeepSeek-V3/R1 store as FP8 (ARCH.md §2): every projection matrix except the
+    embedding, lm_head and the router."""
+    return (len(shape) == 2 and name.endswith("proj.weight") or name.endswith("proj_with_mqa.weight"))
+
+
+def write_fp8_checkpoint(folder: Path, block) -> None:
+    """Rewrite the checkpoint in `folder` as DeepSeek publishes R1: projection weights as F8_E4M3
+    with f32 `_scale_inv` block scales (scale = block amax / 448, ARCH.md §3), the config with
+    its quantization_config. The original f32 weights are discarded: the oracle is run on the
+    fp8 weights dequantized by torch (see dequantized_twin)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "model.safetensors"
+    tensors = load_file(path)
+    out = {}
+    for name, w in tensors.items():
+        if not is_fp8_weight(name, w.shape):
+            out[name] = w
+            continue
+        rows, cols = w.shape
+        br, bc = -(-rows // block[0]), -(-cols // block[1])
+        padded = torch.zeros(br * block[0], bc * block[1])
+        padded[:rows, :cols] = w.float()
+        blocks = padded.view(br, block[0], bc, block[1])
+        scale = (blocks.abs().amax(dim=(1, 3)) / 448.0).clamp(min=1e-12)
+        q = (blocks / scale[:, None, :, None]).view_as(padded)[:rows, :cols]
+        out[name] = q.to(torch.float8_e4m3fn).contiguous()
+        out[name + "_scale_inv"] = scale.contiguous()
+    save_file(out, path, metadata={"format": "pt"})
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                                  "weight_block_size": list(block)}
+    (folder / "config.json").write_text(json.dumps(cfg, indent=2))
+
+
+def dequantized_twin(folder: Path, twin: Path) -> Path:
+    """A copy of an fp8 checkpoint with its weights dequantized to f32 by torch (the oracle's
+    own reading of F8_E4M3, independent of r1lite's), loadable by transformers on a CPU."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(folder / "model.safetensors")
+    cfg = json.loads((folder / "config.json").read_text())
+    block = cfg.pop("quantization_config")["weight_block_size"]
+    out = {}
+    for name, w in tensors.items():
+        if name.endswith("_scale_inv"):
+            continue
+        if w.dtype == torch.float8_e4m3fn:
+            s = tensors[name + "_scale_inv"]
+            s = s.repeat_interleave(block[0], 0)[:w.shape[0]].repeat_interleave(block[1], 1)[:, :w.shape[1]]
+            w = w.float() * s
+        out[name] = w
+    twin.mkdir(parents=True, exist_ok=True)
+    save_file(out, twin / "model.safetensors", metadata={"format": "pt"})
+    (twin / "config.json").write_text(json.dumps(cfg, indent=2))
+    return twin
 
 
 def write_legacy_rope_config(path: Path) -> None:
@@ -94,13 +211,23 @@ def write_legacy_rope_config(path: Path) -> None:
     path.write_text(json.dumps(cfg, indent=2))
 
 
+def load_transformers(folder: Path):
+    """transformers' model of a checkpoint in float32, its experts (if any) run one by one in
+    plain PyTorch (the grouped kernel needs 16-byte-aligned rows)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    kw = {}
+    if AutoConfig.from_pretrained(folder).model_type.startswith("deepseek"):
+        kw["experts_implementation"] = "eager"
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw).eval()
+
+
 def transformers_logits(folder: Path, tokens: np.ndarray) -> np.ndarray:
     """transformers' float32 logits [len(tokens), vocab] for the checkpoint in `folder`."""
     import torch
-    from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    model.eval()
+    model = load_transformers(folder)
     with torch.no_grad():
         out = model(torch.tensor(tokens, dtype=torch.long)[None])
     return out.logits[0].float().numpy()
@@ -110,18 +237,31 @@ def transformers_logits_quantized(folder: Path, tokens: np.ndarray, fmt: str) ->
     """transformers' logits with every weight matrix replaced by its `fmt` round trip (what
     `r1lite convert --quant fmt` stores): an oracle for r1lite's quantized kernels."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
     from r1lite import quant
 
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    def round_trip(w: np.ndarray) -> np.ndarray:  # each row of the last dim, as r1lite stores it
+        rows = w.reshape(-1, w.shape[-1])
+        q, _, d = quant.encode(rows, fmt)
+        return quant.dequantize(fmt, q, d, rows.shape[1]).reshape(w.shape)
+
+    model = load_transformers(folder)
+    cfg = model.config
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if p.ndim == 2:
-                w = p.numpy()
-                q, _, d = quant.encode(w, fmt)
-                p.copy_(torch.from_numpy(quant.dequantize(fmt, q, d, w.shape[1])))
+            if p.ndim < 2 or name.endswith("mlp.gate.weight"):  # norms, biases, f32 router
+                continue
+            w = p.numpy()
+            if name.endswith("kv_b_proj.weight"):
+                # r1lite stores kv_b as W_UK[h]ᵀ and W_UV[h] (formats/mla.py): round those rows
+                h, dn = cfg.num_attention_heads, cfg.qk_nope_head_dim
+                per_head = w.reshape(h, -1, w.shape[1]).copy()
+                per_head[:, :dn] = round_trip(per_head[:, :dn].transpose(0, 2, 1)).transpose(0, 2, 1)
+                per_head[:, dn:] = round_trip(per_head[:, dn:])
+                p.copy_(torch.from_numpy(per_head.reshape(w.shape)))
+            else:
+                p.copy_(torch.from_numpy(round_trip(w)))
         out = model(torch.tensor(tokens, dtype=torch.long)[None])
     return out.logits[0].float().numpy()
 
@@ -129,9 +269,8 @@ def transformers_logits_quantized(folder: Path, tokens: np.ndarray, fmt: str) ->
 def transformers_greedy(folder: Path, prompt: np.ndarray, n_new: int) -> np.ndarray:
     """transformers' greedy generate() continuation (n_new tokens, no EOS) of prompt."""
     import torch
-    from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model = load_transformers(folder)
     with torch.no_grad():
         out = model.generate(torch.tensor(prompt, dtype=torch.long)[None], do_sample=False,
                              max_new_tokens=n_new, min_new_tokens=n_new, eos_token_id=None,
@@ -142,12 +281,17 @@ def transformers_greedy(folder: Path, prompt: np.ndarray, n_new: int) -> np.ndar
 def make_fixture(name: str, spec: dict, out_root: Path = FIXTURES, seed: int = 0) -> Path:
     out = out_root / name
     build_checkpoint(spec, out, seed)
+    oracle_dir = out
+    if spec.get("fp8_block"):
+        oracle_dir = dequantized_twin(out, out_root / (name + ".oracle-twin"))
     tokens = np.random.default_rng(seed + 1).integers(0, spec["vocab"], SEQ_LEN, dtype=np.int64)
-    logits = transformers_logits(out, tokens)
+    logits = transformers_logits(oracle_dir, tokens)
     prompt = tokens[:GREEDY_PROMPT]
-    greedy = transformers_greedy(out, prompt, GREEDY_NEW)
-    quantized = {f"logits_{fmt}": transformers_logits_quantized(out, tokens, fmt)
+    greedy = transformers_greedy(oracle_dir, prompt, GREEDY_NEW)
+    quantized = {f"logits_{fmt}": transformers_logits_quantized(oracle_dir, tokens, fmt)
                  for fmt in ("q8_0", "q4_0")}
+    if oracle_dir != out:
+        shutil.rmtree(oracle_dir)
     np.savez_compressed(out / "oracle.npz", tokens=tokens.astype(np.int32), logits=logits,
                         greedy_prompt=prompt.astype(np.int32), greedy_tokens=greedy.astype(np.int32),
                         **quantized)

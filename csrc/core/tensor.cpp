@@ -8,6 +8,19 @@ std::string shape_str(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
+Tensor Tensor::rows_slice(int64_t r0, int64_t count) const {
+  Tensor t = *this;
+  const int64_t n = cols();
+  t.data = static_cast<const char*>(data) + r0 * row_bytes(dtype, n);
+  t.shape[0] = count;
+  if (is_quantized(dtype)) {
+    const int64_t blocks = (n + kQuantBlock - 1) / kQuantBlock;
+    t.scales = scales + r0 * blocks;
+    t.scale_shape = {count, blocks};
+  }
+  return t;
+}
+
 void Tensor::row_to_f32(int64_t r, float* out) const {
   const int64_t n = cols();
   const auto* row = static_cast<const char*>(data) + r * row_bytes(dtype, n);

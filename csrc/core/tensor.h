@@ -20,6 +20,9 @@ struct Tensor {
   int64_t cols() const { return shape.size() < 2 ? 1 : shape[1]; }
   const float* f32() const { return static_cast<const float*>(data); }
 
+  // Rows [r0, r0 + count) as a tensor of their own (a view; quantized scales follow).
+  Tensor rows_slice(int64_t r0, int64_t count) const;
+
   // Row r as f32 (dequantized for block formats): n = cols() values.
   void row_to_f32(int64_t r, float* out) const;
 };

@@ -44,12 +44,13 @@ void dot_rows_f32(const float* x, int64_t n, int64_t ldx, const float* rows, int
                   int64_t dim, float* y, int64_t ldy) {
   g_kernels->f32(x, n, ldx, rows, dim, 0, count, y, ldy);
 }
-void weighted_sum_f32(const float* p, const float* rows, int64_t count, int64_t dim, float* out) {
-  g_kernels->weighted_sum(p, rows, count, dim, out);
+void weighted_sum_f32(const float* p, const float* rows, int64_t count, int64_t dim, int64_t ld,
+                      float* out) {
+  g_kernels->weighted_sum(p, rows, count, dim, ld, out);
 }
 void weighted_sum_with_isa(Isa isa, const float* p, const float* rows, int64_t count, int64_t dim,
-                           float* out) {
-  kernels_for(isa).weighted_sum(p, rows, count, dim, out);
+                           int64_t ld, float* out) {
+  kernels_for(isa).weighted_sum(p, rows, count, dim, ld, out);
 }
 
 static MatmulRowsFn float_kernel(const MatmulKernels& k, DType t) {
@@ -140,10 +141,10 @@ void matmul(ThreadPool& pool, const float* x, int64_t n, const Tensor& w, float*
   });
 }
 
-void matmul_with_isa(Isa isa, const float* x, int64_t n, const Tensor& w, float* y) {
-  const MatmulKernels& k = kernels_for(isa);
+// The product on the calling thread with one ISA's kernels.
+static void matmul_serial(const MatmulKernels& k, const float* x, int64_t n, const Tensor& w, float* y) {
   if (is_quantized(w.dtype)) {
-    QuantScratch scratch;
+    thread_local QuantScratch scratch;
     scratch.fill(nullptr, x, n, w.cols());
     quant_kernel(k, w.dtype)(scratch.xq.data(), scratch.xd.data(), scratch.xs.data(), n,
                              (w.cols() + kQuantBlock - 1) / kQuantBlock, w.data, w.scales, 0,
@@ -151,6 +152,28 @@ void matmul_with_isa(Isa isa, const float* x, int64_t n, const Tensor& w, float*
     return;
   }
   float_kernel(k, w.dtype)(x, n, w.cols(), w.data, w.cols(), 0, w.rows(), y, w.rows());
+}
+
+void matmul_with_isa(Isa isa, const float* x, int64_t n, const Tensor& w, float* y) {
+  matmul_serial(kernels_for(isa), x, n, w, y);
+}
+
+void matmul_heads(ThreadPool& pool, const float* x, int64_t n, int64_t ldx, int64_t x_head,
+                  const Tensor& w, int64_t heads, float* y, int64_t ldy, int64_t y_head) {
+  const MatmulKernels& k = *g_kernels;
+  const int64_t in = w.cols(), out = w.rows() / heads;
+  pool.parallel_for(heads, 1, [&](int64_t h0, int64_t h1) {
+    thread_local std::vector<float> xh, yh;  // one head's inputs [n, in] and outputs [n, out]
+    xh.resize(size_t(n * in));
+    yh.resize(size_t(n * out));
+    for (int64_t h = h0; h < h1; ++h) {
+      for (int64_t i = 0; i < n; ++i)
+        std::copy_n(x + i * ldx + h * x_head, in, &xh[size_t(i * in)]);
+      matmul_serial(k, xh.data(), n, w.rows_slice(h * out, out), yh.data());
+      for (int64_t i = 0; i < n; ++i)
+        std::copy_n(&yh[size_t(i * out)], out, y + i * ldy + h * y_head);
+    }
+  });
 }
 
 }  // namespace r1lite

@@ -18,14 +18,21 @@ void set_active_isa(Isa isa);
 // y[i*ldy + t] = x_i · rows[t] for i < n, t < count (x_i at x + i*ldx; rows [count, dim])
 void dot_rows_f32(const float* x, int64_t n, int64_t ldx, const float* rows, int64_t count,
                   int64_t dim, float* y, int64_t ldy);
-// out[j] += sum_t p[t] * rows[t][j]
-void weighted_sum_f32(const float* p, const float* rows, int64_t count, int64_t dim, float* out);
+// out[j] += sum_t p[t] * rows[t*ld + j] for j < dim (rows at a stride of ld >= dim values)
+void weighted_sum_f32(const float* p, const float* rows, int64_t count, int64_t dim, int64_t ld,
+                      float* out);
 // The weighted sum with a given ISA (for the kernel tests).
 void weighted_sum_with_isa(Isa isa, const float* p, const float* rows, int64_t count, int64_t dim,
-                           float* out);
+                           int64_t ld, float* out);
 
 // x [n, in] f32 row-major, w [rows, in], y [n, rows].
 void matmul(ThreadPool& pool, const float* x, int64_t n, const Tensor& w, float* y);
+
+// One matmul per head: for h < heads, with in = w.cols() and out = w.rows() / heads,
+// y[i*ldy + h*y_head + r] = sum_k x[i*ldx + h*x_head + k] · w[h*out + r][k]   (i < n, r < out).
+// MLA's absorbed attention multiplies each head's query and output by its own slice of kv_b.
+void matmul_heads(ThreadPool& pool, const float* x, int64_t n, int64_t ldx, int64_t x_head,
+                  const Tensor& w, int64_t heads, float* y, int64_t ldy, int64_t y_head);
 
 // Activations in the q8 block format the quantized kernels take: per 32-block of each row of
 // x [n, in], int8 quants xq [n, blocks*32] (zero-padded), f32 scales xd [n, blocks] and the

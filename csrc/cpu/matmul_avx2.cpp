@@ -104,17 +104,18 @@ void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t 
 
 #include "cpu/row_loops.inc"
 
-void weighted_sum(const float* p, const float* rows, int64_t count, int64_t dim, float* out) {
+void weighted_sum(const float* p, const float* rows, int64_t count, int64_t dim, int64_t ld,
+                  float* out) {
   int64_t j = 0;
   for (; j + 8 <= dim; j += 8) {
     __m256 acc = _mm256_setzero_ps();
     for (int64_t t = 0; t < count; ++t)
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), _mm256_loadu_ps(rows + t * dim + j), acc);
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), _mm256_loadu_ps(rows + t * ld + j), acc);
     _mm256_storeu_ps(out + j, _mm256_add_ps(_mm256_loadu_ps(out + j), acc));
   }
   for (; j < dim; ++j) {
     float sum = 0.f;
-    for (int64_t t = 0; t < count; ++t) sum += p[t] * rows[t * dim + j];
+    for (int64_t t = 0; t < count; ++t) sum += p[t] * rows[t * ld + j];
     out[j] += sum;
   }
 }

@@ -181,12 +181,13 @@ void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t 
 
 #include "cpu/row_loops.inc"
 
-void weighted_sum(const float* p, const float* rows, int64_t count, int64_t dim, float* out) {
+void weighted_sum(const float* p, const float* rows, int64_t count, int64_t dim, int64_t ld,
+                  float* out) {
   for (int64_t j = 0; j < dim; j += 16) {
     const __mmask16 m = dim - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (dim - j)) - 1);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t t = 0; t < count; ++t)
-      acc = _mm512_fmadd_ps(_mm512_set1_ps(p[t]), _mm512_maskz_loadu_ps(m, rows + t * dim + j), acc);
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(p[t]), _mm512_maskz_loadu_ps(m, rows + t * ld + j), acc);
     _mm512_mask_storeu_ps(out + j, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, out + j), acc));
   }
 }

@@ -22,9 +22,9 @@ typedef void (*QMatmulRowsFn)(const int8_t* xq, const float* xd, const int32_t* 
                               const void* wq, const uint16_t* wd, int64_t r0, int64_t r1,
                               float* y, int64_t ldy);
 
-// out[j] += sum_t p[t] * rows[t*dim + j] for j < dim: attention's weighted sum of value rows.
+// out[j] += sum_t p[t] * rows[t*ld + j] for j < dim: attention's weighted sum of value rows.
 typedef void (*WeightedSumFn)(const float* p, const float* rows, int64_t count, int64_t dim,
-                              float* out);
+                              int64_t ld, float* out);
 
 struct MatmulKernels {
   MatmulRowsFn f32;

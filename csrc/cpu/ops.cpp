@@ -1,6 +1,8 @@
 #include "cpu/ops.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace r1lite {
 
@@ -30,6 +32,18 @@ void rope_rotate_half(float* v, int64_t n_heads, int64_t head_dim, int64_t half,
       x[i + half] = b * cos[i] + a * sin[i];
     }
   }
+}
+
+void softmax_scaled(float* x, int64_t n, float scale) {
+  float max_score = -std::numeric_limits<float>::infinity();
+  for (int64_t t = 0; t < n; ++t) max_score = std::max(max_score, x[t] * scale);
+  float sum = 0.f;
+  for (int64_t t = 0; t < n; ++t) {
+    x[t] = std::exp(x[t] * scale - max_score);
+    sum += x[t];
+  }
+  const float inv_sum = 1.f / sum;
+  for (int64_t t = 0; t < n; ++t) x[t] *= inv_sum;
 }
 
 void silu_mul(float* gate, const float* up, int64_t n) {

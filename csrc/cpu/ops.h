@@ -16,6 +16,9 @@ void rope_angles(int64_t pos, const float* inv_freq, int64_t half, float attn_fa
 void rope_rotate_half(float* v, int64_t n_heads, int64_t head_dim, int64_t half, const float* cos,
                       const float* sin);
 
+// x[i] = softmax(scale · x)[i] over n values, in f32 (ARCH.md §4 step 4).
+void softmax_scaled(float* x, int64_t n, float scale);
+
 // gate[i] = silu(gate[i]) * up[i]
 void silu_mul(float* gate, const float* up, int64_t n);
 

@@ -1,5 +1,6 @@
 #include "model/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -14,10 +15,35 @@ void ModelConfig::validate() const {
   need(hidden_size > 0, "hidden_size must be > 0");
   need(num_layers > 0, "num_layers must be > 0");
   need(num_heads > 0, "num_heads must be > 0");
-  need(num_kv_heads > 0 && num_heads % num_kv_heads == 0,
-       "num_kv_heads must be > 0 and divide num_heads");
-  need(head_dim > 0 && head_dim % 2 == 0, "head_dim must be a positive even number");
-  need(intermediate_size > 0, "intermediate_size must be > 0");
+  if (attention == AttentionKind::Gqa) {
+    need(num_kv_heads > 0 && num_heads % num_kv_heads == 0,
+         "num_kv_heads must be > 0 and divide num_heads");
+    need(head_dim > 0 && head_dim % 2 == 0, "head_dim must be a positive even number");
+  } else {
+    need(q_lora_rank >= 0, "q_lora_rank must be >= 0");
+    need(kv_lora_rank > 0, "kv_lora_rank must be > 0");
+    need(mla_nope_dim > 0, "qk_nope_head_dim must be > 0");
+    need(mla_rope_dim > 0 && mla_rope_dim % 2 == 0, "qk_rope_head_dim must be a positive even number");
+    need(mla_v_dim > 0, "v_head_dim must be > 0");
+  }
+  need(intermediate_size > 0 || (num_experts > 0 && moe_first_layer == 0),
+       "intermediate_size must be > 0 (the model has dense layers)");
+  if (num_experts > 0) {
+    need(experts_per_token > 0 && experts_per_token <= num_experts,
+         "experts_per_token must be in [1, num_experts]");
+    need(moe_intermediate > 0, "moe_intermediate_size must be > 0");
+    need(num_shared_experts >= 0, "num_shared_experts must be >= 0");
+    need(moe_first_layer >= 0, "first_k_dense_replace must be >= 0");
+    need(expert_groups > 0 && num_experts % expert_groups == 0,
+         "n_group must be > 0 and divide the number of experts");
+    need(expert_groups_kept > 0 && expert_groups_kept <= expert_groups,
+         "topk_group must be in [1, n_group]");
+    need(experts_per_token <= expert_groups_kept * (num_experts / expert_groups),
+         "experts_per_token exceeds the experts of the kept groups (topk_group · experts per group)");
+    need(router != RouterKind::SigmoidGroupTop2 || num_experts / expert_groups >= 2,
+         "the sigmoid router scores groups by their top two experts: groups need >= 2 experts");
+    need(std::isfinite(routed_scale), "routed_scaling_factor must be finite");
+  }
   need(context > 0, "context must be > 0");
   need(norm_eps > 0.f, "norm_eps must be > 0");
   need(rope_theta > 0.f, "rope_theta must be > 0");
@@ -27,13 +53,35 @@ void ModelConfig::validate() const {
     need(rope_high_freq_factor > rope_low_freq_factor,
          "llama3 rope needs high_freq_factor > low_freq_factor");
   }
+  if (rope_kind == RopeKind::Yarn) {
+    need(rope_factor > 0.f, "yarn rope factor must be > 0");
+    need(rope_original_context > 0, "yarn rope needs original_max_position_embeddings");
+    need(yarn_beta_fast > 0.f && yarn_beta_slow > 0.f, "yarn beta_fast and beta_slow must be > 0");
+  }
+  need(yarn_attn_factor > 0.f && attn_scale_mult > 0.f, "attention scale factors must be > 0");
 }
 
+int64_t ModelConfig::cache_values_per_token() const {
+  if (attention == AttentionKind::Mla) return kv_lora_rank + mla_rope_dim;  // latent + rope key
+  return 2 * num_kv_heads * head_dim;
+}
+
+namespace {
+
+// ARCH.md §5: the rope dimension index at which a wavelength completes `rotations` turns over
+// the original context.
+double yarn_correction_dim(double rotations, int64_t dim, double base, int64_t original_context) {
+  return double(dim) * std::log(double(original_context) / (rotations * 2.0 * M_PI)) /
+         (2.0 * std::log(base));
+}
+
+}  // namespace
+
 std::vector<float> ModelConfig::rope_inv_freq() const {
-  const int64_t half = head_dim / 2;
+  const int64_t dim = rope_dim(), half = dim / 2;
   std::vector<float> inv(half);
   for (int64_t i = 0; i < half; ++i)
-    inv[i] = float(1.0 / std::pow(double(rope_theta), double(2 * i) / double(head_dim)));
+    inv[i] = float(1.0 / std::pow(double(rope_theta), double(2 * i) / double(dim)));
   if (rope_kind == RopeKind::Llama3) {
     // ARCH.md §8: keep high frequencies, divide low ones by factor, blend in between.
     const float low_wavelen = float(rope_original_context) / rope_low_freq_factor;
@@ -49,6 +97,19 @@ std::vector<float> ModelConfig::rope_inv_freq() const {
                              (rope_high_freq_factor - rope_low_freq_factor);
         inv[i] = (1.f - smooth) * f / rope_factor + smooth * f;
       }
+    }
+  }
+  if (rope_kind == RopeKind::Yarn) {
+    // ARCH.md §5: frequencies below `low` keep their value, above `high` are divided by the
+    // factor, with a linear ramp between (correction range truncated to whole dims).
+    double low = std::floor(yarn_correction_dim(yarn_beta_fast, dim, rope_theta, rope_original_context));
+    double high = std::ceil(yarn_correction_dim(yarn_beta_slow, dim, rope_theta, rope_original_context));
+    low = std::max(low, 0.0);
+    high = std::min(high, double(dim - 1));
+    if (low == high) high += 0.001;
+    for (int64_t i = 0; i < half; ++i) {
+      const float ramp = std::clamp(float((double(i) - low) / (high - low)), 0.f, 1.f);
+      inv[i] = inv[i] / rope_factor * ramp + inv[i] * (1.f - ramp);
     }
   }
   return inv;

@@ -1,7 +1,8 @@
-// The forward pass: one function for every dense architecture (ARCH.md §7-8).
+// The forward pass: one function for every architecture. Each layer is an attention block
+// (grouped-query, ARCH.md §7-8, or DeepSeek's MLA, §4: mla.cpp) and an FFN block (dense SwiGLU or
+// mixture of experts, §6: moe.cpp), both pre-norm with a residual add.
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -13,8 +14,7 @@ namespace r1lite {
 
 void Model::forward(const int32_t* tokens, int64_t n, bool all_logits, float* logits) {
   const ModelConfig& c = cfg_;
-  const int64_t D = c.hidden_size, hd = c.head_dim, half = hd / 2;
-  const int64_t q_dim = c.num_heads * hd, kv_dim = c.num_kv_heads * hd, I = c.intermediate_size;
+  const int64_t D = c.hidden_size, half = c.rope_dim() / 2;
   if (n <= 0) throw std::invalid_argument("forward: no tokens");
   for (int64_t i = 0; i < n; ++i)
     if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
@@ -27,48 +27,26 @@ void Model::forward(const int32_t* tokens, int64_t n, bool all_logits, float* lo
 
   for (int64_t i = 0; i < n; ++i) {
     w_.tok_embd.row_to_f32(tokens[i], &s_.x[size_t(i * D)]);
-    rope_angles(pos0 + i, inv_freq_.data(), half, 1.f, &s_.cos[size_t(i * half)],
+    rope_angles(pos0 + i, inv_freq_.data(), half, c.yarn_attn_factor, &s_.cos[size_t(i * half)],
                 &s_.sin[size_t(i * half)]);
   }
 
   for (int64_t li = 0; li < c.num_layers; ++li) {
     const LayerWeights& l = w_.layers[size_t(li)];
-    // Attention block: x += wo · attn(rope(q), rope(k), v) of rmsnorm(x)
     for (int64_t i = 0; i < n; ++i)
       rmsnorm(&s_.x[size_t(i * D)], l.attn_norm.f32(), D, c.norm_eps, &s_.xn[size_t(i * D)]);
-    matmul(pool_, s_.xn.data(), n, l.wq, s_.q.data());
-    matmul(pool_, s_.xn.data(), n, l.wk, s_.k.data());
-    matmul(pool_, s_.xn.data(), n, l.wv, s_.v.data());
-    for (int64_t i = 0; i < n; ++i) {
-      float* q = &s_.q[size_t(i * q_dim)];
-      float* k = &s_.k[size_t(i * kv_dim)];
-      const float* v = &s_.v[size_t(i * kv_dim)];
-      if (c.qkv_bias) {
-        add_inplace(q, l.bq.f32(), q_dim);
-        add_inplace(k, l.bk.f32(), kv_dim);
-      }
-      rope_rotate_half(q, c.num_heads, hd, half, &s_.cos[size_t(i * half)], &s_.sin[size_t(i * half)]);
-      rope_rotate_half(k, c.num_kv_heads, hd, half, &s_.cos[size_t(i * half)], &s_.sin[size_t(i * half)]);
-      for (int64_t g = 0; g < c.num_kv_heads; ++g) {
-        float* k_slot = cache_.key(li, g, pos0 + i);
-        float* v_slot = cache_.value(li, g, pos0 + i);
-        for (int64_t j = 0; j < hd; ++j) {
-          k_slot[j] = k[g * hd + j];
-          v_slot[j] = c.qkv_bias ? v[g * hd + j] + l.bv.f32()[g * hd + j] : v[g * hd + j];
-        }
-      }
-    }
-    attention(li, n, pos0);
-    matmul(pool_, s_.att.data(), n, l.wo, s_.proj.data());
+    if (c.attention == AttentionKind::Mla)
+      mla_block(li, n, pos0);
+    else
+      gqa_block(li, n, pos0);
     add_inplace(s_.x.data(), s_.proj.data(), n * D);
 
-    // MLP block: x += w_down · (silu(w_gate · h) ⊙ (w_up · h)), h = rmsnorm(x)
     for (int64_t i = 0; i < n; ++i)
       rmsnorm(&s_.x[size_t(i * D)], l.ffn_norm.f32(), D, c.norm_eps, &s_.xn[size_t(i * D)]);
-    matmul(pool_, s_.xn.data(), n, l.w_gate, s_.gate.data());
-    matmul(pool_, s_.xn.data(), n, l.w_up, s_.up.data());
-    silu_mul(s_.gate.data(), s_.up.data(), n * I);
-    matmul(pool_, s_.gate.data(), n, l.w_down, s_.proj.data());
+    if (c.is_moe_layer(li))
+      moe_block(li, n);
+    else
+      swiglu(l.ffn, s_.xn.data(), n, c.intermediate_size, s_.proj.data());
     add_inplace(s_.x.data(), s_.proj.data(), n * D);
   }
   cache_.length = pos0 + n;
@@ -79,15 +57,55 @@ void Model::forward(const int32_t* tokens, int64_t n, bool all_logits, float* lo
   matmul(pool_, &s_.xn[size_t(first * D)], n_out, w_.lm_head, logits);
 }
 
+// out = w_down · (silu(w_gate · in) ⊙ (w_up · in))
+void Model::swiglu(const FfnWeights& f, const float* in, int64_t n, int64_t width, float* out) {
+  matmul(pool_, in, n, f.w_gate, s_.gate.data());
+  matmul(pool_, in, n, f.w_up, s_.up.data());
+  silu_mul(s_.gate.data(), s_.up.data(), n * width);
+  matmul(pool_, s_.gate.data(), n, f.w_down, out);
+}
+
+// proj = wo · attn(rope(q), rope(k), v) of xn; the batch's keys and values go to the cache.
+void Model::gqa_block(int64_t li, int64_t n, int64_t pos0) {
+  const ModelConfig& c = cfg_;
+  const LayerWeights& l = w_.layers[size_t(li)];
+  const int64_t hd = c.head_dim, half = hd / 2;
+  const int64_t q_dim = c.num_heads * hd, kv_dim = c.num_kv_heads * hd;
+  matmul(pool_, s_.xn.data(), n, l.wq, s_.q.data());
+  matmul(pool_, s_.xn.data(), n, l.wk, s_.k.data());
+  matmul(pool_, s_.xn.data(), n, l.wv, s_.v.data());
+  for (int64_t i = 0; i < n; ++i) {
+    float* q = &s_.q[size_t(i * q_dim)];
+    float* k = &s_.k[size_t(i * kv_dim)];
+    const float* v = &s_.v[size_t(i * kv_dim)];
+    if (c.qkv_bias) {
+      add_inplace(q, l.bq.f32(), q_dim);
+      add_inplace(k, l.bk.f32(), kv_dim);
+    }
+    rope_rotate_half(q, c.num_heads, hd, half, &s_.cos[size_t(i * half)], &s_.sin[size_t(i * half)]);
+    rope_rotate_half(k, c.num_kv_heads, hd, half, &s_.cos[size_t(i * half)], &s_.sin[size_t(i * half)]);
+    for (int64_t g = 0; g < c.num_kv_heads; ++g) {
+      float* k_slot = cache_.key(li, g, pos0 + i);
+      float* v_slot = cache_.value(li, g, pos0 + i);
+      for (int64_t j = 0; j < hd; ++j) {
+        k_slot[j] = k[g * hd + j];
+        v_slot[j] = c.qkv_bias ? v[g * hd + j] + l.bv.f32()[g * hd + j] : v[g * hd + j];
+      }
+    }
+  }
+  gqa_attention(li, n, pos0);
+  matmul(pool_, s_.att.data(), n, l.wo, s_.proj.data());
+}
+
 // Causal grouped-query attention of the batch's n queries over the cache (which already holds
 // the batch's own keys and values). Query heads h = g*group .. g*group+group-1 read kv head g; one
 // task is one token and one kv head, so each key and value row is read once for its group. Keys
 // and values of a head are contiguous rows within a cache page: scores are a small matmul.
-void Model::attention(int64_t layer, int64_t n, int64_t pos0) {
+void Model::gqa_attention(int64_t layer, int64_t n, int64_t pos0) {
   const ModelConfig& c = cfg_;
   const int64_t hd = c.head_dim, q_dim = c.num_heads * hd, group = c.num_heads / c.num_kv_heads;
   const int64_t page = KVCache::kPagePositions;
-  const float scale = 1.f / std::sqrt(float(hd));
+  const float scale = c.attn_scale_mult / std::sqrt(float(hd));
   pool_.parallel_for(n * c.num_kv_heads, 1, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scores_buffer;
     std::vector<float>& scores = scores_buffer;  // [group][len]
@@ -101,19 +119,12 @@ void Model::attention(int64_t layer, int64_t n, int64_t pos0) {
                      &scores[size_t(p0)], len);
       for (int64_t j = 0; j < group; ++j) {
         float* row = &scores[size_t(j * len)];
-        float max_score = -std::numeric_limits<float>::infinity();
-        for (int64_t t = 0; t < len; ++t) max_score = std::max(max_score, row[t] * scale);
-        float sum = 0.f;
-        for (int64_t t = 0; t < len; ++t) {
-          row[t] = std::exp(row[t] * scale - max_score);
-          sum += row[t];
-        }
-        const float inv_sum = 1.f / sum;
-        for (int64_t t = 0; t < len; ++t) row[t] *= inv_sum;
+        softmax_scaled(row, len, scale);
         float* out = &s_.att[size_t(i * q_dim + (g * group + j) * hd)];
         std::fill(out, out + hd, 0.f);
         for (int64_t p0 = 0; p0 < len; p0 += page)
-          weighted_sum_f32(row + p0, cache_.value(layer, g, p0), std::min(page, len - p0), hd, out);
+          weighted_sum_f32(row + p0, cache_.value(layer, g, p0), std::min(page, len - p0), hd, hd,
+                           out);
       }
     }
   });

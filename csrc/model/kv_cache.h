@@ -1,7 +1,10 @@
 // Keys and values of past positions. Memory is allocated in pages of kPagePositions positions
 // (all layers per page) as the context grows, up to the context limit chosen at load. Within a
-// page one head's keys (or values) are contiguous rows of head_dim: attention reads them as a
-// matrix.
+// page one head's keys (or values) are contiguous rows: attention reads them as a matrix.
+//
+// Grouped-query attention caches a key and a value row per kv head. DeepSeek's MLA caches one
+// row per position (the latent followed by the rope key, ARCH.md §4) and no values: its values
+// are the latent part of that same row.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -13,31 +16,36 @@ class KVCache {
  public:
   static constexpr int64_t kPagePositions = 256;
 
-  KVCache(int64_t num_layers, int64_t num_kv_heads, int64_t head_dim, int64_t max_positions);
+  KVCache(int64_t num_layers, int64_t num_heads, int64_t key_dim, int64_t value_dim,
+          int64_t max_positions);
 
   // Makes room for positions [0, n). Throws std::invalid_argument past max_positions.
   void reserve(int64_t n);
   // Forgets every position and releases the pages.
   void clear();
 
-  // head_dim values of the key / value of kv head `head` of `layer` at position `pos` (must be
-  // reserved); the following positions of the same page follow at head_dim strides.
-  float* key(int64_t layer, int64_t head, int64_t pos) { return slot(layer, 0, head, pos); }
-  float* value(int64_t layer, int64_t head, int64_t pos) { return slot(layer, 1, head, pos); }
+  // key_dim (value_dim) values of the key (value) of head `head` of `layer` at position `pos`
+  // (must be reserved); the following positions of the same page follow at key_dim (value_dim)
+  // strides.
+  float* key(int64_t layer, int64_t head, int64_t pos) {
+    return page(pos) + layer * layer_floats() + (head * kPagePositions + pos % kPagePositions) * key_dim_;
+  }
+  float* value(int64_t layer, int64_t head, int64_t pos) {
+    return page(pos) + layer * layer_floats() + num_heads_ * kPagePositions * key_dim_ +
+           (head * kPagePositions + pos % kPagePositions) * value_dim_;
+  }
 
   int64_t length = 0;  // positions filled so far
   int64_t max_positions() const { return max_positions_; }
   int64_t bytes_allocated() const;
+  int64_t bytes_per_position() const;
 
  private:
-  float* slot(int64_t layer, int64_t kv, int64_t head, int64_t pos) {
-    float* page = pages_[size_t(pos / kPagePositions)].get();
-    return page + (((layer * 2 + kv) * num_kv_heads_ + head) * kPagePositions + pos % kPagePositions) * head_dim_;
-  }
-  int64_t page_floats() const { return num_layers_ * 2 * num_kv_heads_ * kPagePositions * head_dim_; }
+  float* page(int64_t pos) { return pages_[size_t(pos / kPagePositions)].get(); }
+  int64_t layer_floats() const { return num_heads_ * kPagePositions * (key_dim_ + value_dim_); }
 
-  int64_t num_layers_, num_kv_heads_, head_dim_, max_positions_;
-  // page: [layer][k|v][kv head][kPagePositions][head_dim]
+  int64_t num_layers_, num_heads_, key_dim_, value_dim_, max_positions_;
+  // page: [layer]{ keys [head][kPagePositions][key_dim], values [head][kPagePositions][value_dim] }
   std::vector<std::unique_ptr<float[]>> pages_;
 };
 

@@ -1,4 +1,5 @@
 // Binding r1lite-named tensors to the model's weight struct, with shape and format checks.
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -45,29 +46,63 @@ class Binder {
 
 }  // namespace
 
+namespace {
+
+KVCache make_cache(const ModelConfig& c) {
+  if (c.attention == AttentionKind::Mla)  // one row per position: latent | rope key (ARCH.md §4)
+    return KVCache(c.num_layers, 1, c.kv_lora_rank + c.mla_rope_dim, 0, c.context);
+  return KVCache(c.num_layers, c.num_kv_heads, c.head_dim, c.head_dim, c.context);
+}
+
+FfnWeights bind_ffn(const Binder& b, const std::string& p, int64_t d, int64_t width) {
+  return {b.get(p + "w_gate", {width, d}, false), b.get(p + "w_up", {width, d}, false),
+          b.get(p + "w_down", {d, width}, false)};
+}
+
+}  // namespace
+
 void RunState::resize(const ModelConfig& c, int64_t n) {
-  const int64_t q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
-  x.resize(size_t(n * c.hidden_size));
-  xn.resize(size_t(n * c.hidden_size));
-  q.resize(size_t(n * q_dim));
-  k.resize(size_t(n * kv_dim));
-  v.resize(size_t(n * kv_dim));
-  att.resize(size_t(n * q_dim));
-  proj.resize(size_t(n * c.hidden_size));
-  gate.resize(size_t(n * c.intermediate_size));
-  up.resize(size_t(n * c.intermediate_size));
-  cos.resize(size_t(n * c.head_dim / 2));
-  sin.resize(size_t(n * c.head_dim / 2));
+  const int64_t D = c.hidden_size, H = c.num_heads;
+  auto fit = [n](auto& v, int64_t per_token) { v.resize(size_t(n * per_token)); };
+  int64_t widest = c.intermediate_size;
+  if (c.num_experts > 0)
+    widest = std::max({widest, c.moe_intermediate, c.moe_intermediate * c.num_shared_experts});
+  fit(x, D);
+  fit(xn, D);
+  fit(proj, D);
+  fit(gate, widest);
+  fit(up, widest);
+  fit(cos, c.rope_dim() / 2);
+  fit(sin, c.rope_dim() / 2);
+  if (c.attention == AttentionKind::Mla) {
+    const int64_t C = c.kv_lora_rank, dr = c.mla_rope_dim;
+    fit(q, H * (c.mla_nope_dim + dr));
+    fit(att, H * c.mla_v_dim);
+    fit(q_a, c.q_lora_rank);
+    fit(kv_a, C + dr);
+    fit(q_abs, H * (C + dr));
+    fit(latent, H * C);
+  } else {
+    fit(q, H * c.head_dim);
+    fit(k, c.num_kv_heads * c.head_dim);
+    fit(v, c.num_kv_heads * c.head_dim);
+    fit(att, H * c.head_dim);
+  }
+  if (c.num_experts > 0) {
+    fit(router_logits, c.num_experts);
+    fit(expert_ids, c.experts_per_token);
+    fit(expert_weights, c.experts_per_token);
+    fit(routed, D);
+    fit(expert_in, D);
+    fit(expert_out, D);
+  }
 }
 
 Model::Model(const ModelConfig& config, const std::map<std::string, Tensor>& tensors, int threads)
-    : cfg_(config),
-      pool_(threads < 1 ? 1 : threads),
-      cache_(config.num_layers, config.num_kv_heads, config.head_dim, config.context) {
+    : cfg_(config), pool_(threads < 1 ? 1 : threads), cache_(make_cache(config)) {
   cfg_.validate();
   const Binder b(tensors);
-  const int64_t D = cfg_.hidden_size, V = cfg_.vocab_size, I = cfg_.intermediate_size;
-  const int64_t q_dim = cfg_.num_heads * cfg_.head_dim, kv_dim = cfg_.num_kv_heads * cfg_.head_dim;
+  const int64_t D = cfg_.hidden_size, V = cfg_.vocab_size, H = cfg_.num_heads;
 
   w_.tok_embd = b.get("tok_embd", {V, D}, false);
   w_.out_norm = b.get("out_norm", {D}, true);
@@ -76,20 +111,46 @@ Model::Model(const ModelConfig& config, const std::map<std::string, Tensor>& ten
     const std::string p = "layers." + std::to_string(i) + ".";
     LayerWeights l;
     l.attn_norm = b.get(p + "attn_norm", {D}, true);
-    l.wq = b.get(p + "wq", {q_dim, D}, false);
-    l.wk = b.get(p + "wk", {kv_dim, D}, false);
-    l.wv = b.get(p + "wv", {kv_dim, D}, false);
-    if (cfg_.qkv_bias) {
-      l.bq = b.get(p + "bq", {q_dim}, true);
-      l.bk = b.get(p + "bk", {kv_dim}, true);
-      l.bv = b.get(p + "bv", {kv_dim}, true);
+    if (cfg_.attention == AttentionKind::Mla) {
+      const int64_t C = cfg_.kv_lora_rank, dn = cfg_.mla_nope_dim, dr = cfg_.mla_rope_dim;
+      const int64_t dv = cfg_.mla_v_dim, ql = cfg_.q_lora_rank;
+      if (ql == 0) {
+        l.wq = b.get(p + "wq", {H * (dn + dr), D}, false);
+      } else {
+        l.wq_a = b.get(p + "wq_a", {ql, D}, false);
+        l.q_a_norm = b.get(p + "q_a_norm", {ql}, true);
+        l.wq_b = b.get(p + "wq_b", {H * (dn + dr), ql}, false);
+      }
+      l.wkv_a = b.get(p + "wkv_a", {C + dr, D}, false);
+      l.kv_a_norm = b.get(p + "kv_a_norm", {C}, true);
+      l.w_uk_t = b.get(p + "w_uk_t", {H * C, dn}, false);
+      l.w_uv = b.get(p + "w_uv", {H * dv, C}, false);
+      l.wo = b.get(p + "wo", {D, H * dv}, false);
+    } else {
+      const int64_t q_dim = H * cfg_.head_dim, kv_dim = cfg_.num_kv_heads * cfg_.head_dim;
+      l.wq = b.get(p + "wq", {q_dim, D}, false);
+      l.wk = b.get(p + "wk", {kv_dim, D}, false);
+      l.wv = b.get(p + "wv", {kv_dim, D}, false);
+      if (cfg_.qkv_bias) {
+        l.bq = b.get(p + "bq", {q_dim}, true);
+        l.bk = b.get(p + "bk", {kv_dim}, true);
+        l.bv = b.get(p + "bv", {kv_dim}, true);
+      }
+      l.wo = b.get(p + "wo", {D, q_dim}, false);
     }
-    l.wo = b.get(p + "wo", {D, q_dim}, false);
     l.ffn_norm = b.get(p + "ffn_norm", {D}, true);
-    l.w_gate = b.get(p + "w_gate", {I, D}, false);
-    l.w_up = b.get(p + "w_up", {I, D}, false);
-    l.w_down = b.get(p + "w_down", {D, I}, false);
-    w_.layers.push_back(l);
+    if (cfg_.is_moe_layer(i)) {
+      const int64_t E = cfg_.num_experts, Im = cfg_.moe_intermediate;
+      l.router = b.get(p + "router", {E, D}, true);
+      if (cfg_.router_bias) l.router_bias = b.get(p + "router_bias", {E}, true);
+      for (int64_t e = 0; e < E; ++e)
+        l.experts.push_back(bind_ffn(b, p + "experts." + std::to_string(e) + ".", D, Im));
+      if (cfg_.num_shared_experts > 0)
+        l.shared = bind_ffn(b, p + "shared.", D, Im * cfg_.num_shared_experts);
+    } else {
+      l.ffn = bind_ffn(b, p, D, cfg_.intermediate_size);
+    }
+    w_.layers.push_back(std::move(l));
   }
   inv_freq_ = cfg_.rope_inv_freq();
 }

@@ -13,14 +13,34 @@
 
 namespace r1lite {
 
-// r1lite's tensor names (the importer maps checkpoint names onto these):
+// r1lite's tensor names (the importer maps checkpoint names and layouts onto these):
 //   tok_embd [V, D]; out_norm [D]; lm_head [V, D] (absent when tied)
-//   layers.{i}.attn_norm [D]; .wq [Hq·hd, D]; .wk, .wv [Hkv·hd, D]; .bq/.bk/.bv (qkv_bias);
-//   .wo [D, Hq·hd]; .ffn_norm [D]; .w_gate, .w_up [I, D]; .w_down [D, I]
-// Norms and biases are f32; matrices are f32, bf16 or f16.
+//   layers.{i}.attn_norm [D]; .ffn_norm [D]
+//   grouped-query attention: .wq [Hq·hd, D]; .wk, .wv [Hkv·hd, D]; .bq/.bk/.bv (qkv_bias);
+//     .wo [D, Hq·hd]
+//   MLA (ARCH.md §4; dn, dr, dv, C as in ModelConfig, qk = dn + dr, rope channels of every q head
+//   and of the shared rope key in rotate-half order):
+//     .wq [H·qk, D] when q_lora_rank == 0, else .wq_a [q_lora, D], .q_a_norm [q_lora], .wq_b [H·qk, q_lora];
+//     .wkv_a [C + dr, D]; .kv_a_norm [C];
+//     .w_uk_t [H·C, dn]: per head the transpose of the key half of kv_b (absorbed into the query);
+//     .w_uv [H·dv, C]: per head the value half of kv_b; .wo [D, H·dv]
+//   dense FFN: .w_gate, .w_up [I, D]; .w_down [D, I]
+//   MoE FFN: .router [E, D] (f32); .router_bias [E] (f32, when router_bias);
+//     .experts.{e}.w_gate/.w_up [Im, D], .w_down [D, Im];
+//     .shared.w_gate/.w_up [Im·S, D], .shared.w_down [D, Im·S] (when S shared experts > 0)
+// Norms, biases and the router are f32; matrices are f32, bf16, f16, q8_0 or q4_0.
+struct FfnWeights {
+  Tensor w_gate, w_up, w_down;
+};
+
 struct LayerWeights {
-  Tensor attn_norm, wq, wk, wv, bq, bk, bv, wo;
-  Tensor ffn_norm, w_gate, w_up, w_down;
+  Tensor attn_norm, ffn_norm;
+  Tensor wq, wk, wv, bq, bk, bv, wo;                           // GQA (wq, wo also MLA)
+  Tensor wq_a, q_a_norm, wq_b, wkv_a, kv_a_norm, w_uk_t, w_uv;  // MLA
+  FfnWeights ffn;                                               // dense layers
+  Tensor router, router_bias;                                   // MoE layers
+  std::vector<FfnWeights> experts;
+  FfnWeights shared;
 };
 
 struct Weights {
@@ -32,12 +52,23 @@ struct Weights {
 struct RunState {
   std::vector<float> x;       // [n, D] residual stream
   std::vector<float> xn;      // [n, D] normed input of a sub-layer
-  std::vector<float> q;       // [n, Hq·hd]
-  std::vector<float> k, v;    // [n, Hkv·hd]
-  std::vector<float> att;     // [n, Hq·hd] attention output before wo
-  std::vector<float> proj;    // [n, D] output of wo / w_down
-  std::vector<float> gate, up;  // [n, I]
-  std::vector<float> cos, sin;  // [n, hd/2] rotary angles of the batch's positions
+  std::vector<float> q;       // [n, Hq·hd] (MLA: [n, H·qk])
+  std::vector<float> k, v;    // [n, Hkv·hd] (GQA)
+  std::vector<float> att;     // [n, Hq·hd] attention output before wo (MLA: [n, H·dv])
+  std::vector<float> proj;    // [n, D] output of wo / the FFN
+  std::vector<float> gate, up;  // [n, widest SwiGLU]
+  std::vector<float> cos, sin;  // [n, rope_dim/2] rotary angles of the batch's positions
+  // MLA
+  std::vector<float> q_a;     // [n, q_lora]
+  std::vector<float> kv_a;    // [n, C + dr]
+  std::vector<float> q_abs;   // [n, H, C + dr]: absorbed queries (W_UKᵀ·q_nope | rotated q_pe)
+  std::vector<float> latent;  // [n, H, C]: attention output in the latent space
+  // MoE
+  std::vector<float> router_logits;  // [n, E]
+  std::vector<int32_t> expert_ids;   // [n, k]
+  std::vector<float> expert_weights; // [n, k]
+  std::vector<float> routed;         // [n, D] sum of the routed experts' outputs
+  std::vector<float> expert_in, expert_out;  // [n, D] one expert's tokens and results
   void resize(const ModelConfig& c, int64_t n);
 };
 
@@ -54,11 +85,19 @@ class Model {
   void reset() { cache_.clear(); }
   int64_t n_past() const { return cache_.length; }
   int64_t cache_bytes() const { return cache_.bytes_allocated(); }
+  int64_t cache_bytes_per_token() const { return cache_.bytes_per_position(); }
   int threads() const { return pool_.size(); }
   const ModelConfig& config() const { return cfg_; }
 
  private:
-  void attention(int64_t layer, int64_t n, int64_t pos0);
+  // Each block reads s_.xn (the normed residual) of n tokens and writes s_.proj.
+  void gqa_block(int64_t layer, int64_t n, int64_t pos0);
+  void gqa_attention(int64_t layer, int64_t n, int64_t pos0);
+  void mla_block(int64_t layer, int64_t n, int64_t pos0);
+  void mla_attention(int64_t layer, int64_t n, int64_t pos0);
+  void moe_block(int64_t layer, int64_t n);
+  // out [n, D] = SwiGLU(f) of in [n, D] with hidden width `width`
+  void swiglu(const FfnWeights& f, const float* in, int64_t n, int64_t width, float* out);
 
   ModelConfig cfg_;
   Weights w_;

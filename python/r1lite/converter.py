@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .formats.r1file import FORMAT_NAME, FORMAT_VERSION, SCALE_SUFFIX, plane_shapes
-from .formats.tensors import as_f32, expected_tensors
+from .formats.tensors import as_f32, expected_tensors, materialize
 from .quant import FORMATS, encode
 
 NP_DTYPES = {"F32": np.float32, "BF16": np.uint16, "F16": np.float16, "I8": np.int8, "U8": np.uint8}
@@ -38,7 +38,7 @@ def _source(src: Path):
         return load_gguf(src)
     if not src.is_dir():
         raise ValueError(f"{src}: expected a Hugging Face model folder or a GGUF file to convert")
-    config, tensors, raw = load_hf_folder(src)
+    config, tensors, raw = load_hf_folder(src, lazy=True)
     meta = {}
     for key, name in (("r1lite.tokenizer", "tokenizer.json"),
                       ("r1lite.tokenizer_config", "tokenizer_config.json"),
@@ -80,7 +80,7 @@ def convert(src, out, quant: str = "q8_0", *, progress: bool | None = None) -> P
     # The layout: every plane's dtype and shape, 8-byte-wide dtypes first so each stays aligned.
     formats, planes = {}, []
     for name, (shape, kind) in expected_tensors(config).items():
-        formats[name] = "f32" if kind == "vector" else quant
+        formats[name] = "f32" if kind == "f32" else quant
         for plane, (dtype, pshape) in zip((name, name + SCALE_SUFFIX), plane_shapes(formats[name], shape)):
             planes.append((plane, dtype, pshape))
     planes.sort(key=lambda p: -np.dtype(NP_DTYPES[p[1]]).itemsize)
@@ -103,7 +103,7 @@ def convert(src, out, quant: str = "q8_0", *, progress: bool | None = None) -> P
             f.write(header_bytes)
             f.truncate(data_start + offset)
             for name in formats:
-                arr, fmt = tensors[name][:2]
+                arr, fmt = materialize(tensors[name])[:2]
                 encoded = encode(as_f32(arr, fmt), formats[name])
                 for plane, data in ((name, encoded[0]), (name + SCALE_SUFFIX, encoded[2] if len(encoded) == 3 else None)):
                     if data is None:

@@ -92,6 +92,12 @@ class Model:
         """Bytes the KV cache holds now (it grows in pages as the context fills)."""
         return self._core.cache_bytes
 
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """Bytes of attention cache each position costs (f32 values): keys and values of every
+        kv head and layer, or for DeepSeek's MLA only the latent and the rope key per layer."""
+        return self._core.cache_bytes_per_token
+
     # -- generation ----------------------------------------------------------------------------
 
     def generate(self, prompt, **kw) -> Generation:

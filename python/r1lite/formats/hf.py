@@ -4,13 +4,15 @@ model.safetensors.index.json. Maps names and layouts into r1lite's scheme."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from ..config import normalize_hf_config
 from ..errors import ModelFormatError
+from . import fp8, mla
 from .names import hf_name
 from .safetensors import SafetensorsFile, format_of
-from .tensors import as_f32, expected_tensors
+from .tensors import LazyTensor, as_f32, expected_tensors
 
 MATRIX_FORMATS = ("f32", "bf16", "f16")
 INDEX_FILE = "model.safetensors.index.json"
@@ -57,8 +59,63 @@ def _open_checkpoint(folder: Path) -> dict[str, SafetensorsFile]:
     return {name: f for name in f.keys()}
 
 
-def load_hf_folder(folder) -> tuple[dict, dict, dict]:
-    """(r1lite config, {r1lite name: (array, format)}, raw config.json) of a model folder."""
+class _Source:
+    """Where one r1lite tensor comes from: a checkpoint tensor of a known shape, and the layout
+    change that turns it into the r1lite tensor (identity for most)."""
+
+    def __init__(self, hf: str, shape: tuple[int, ...], transform=None):
+        self.hf, self.shape, self.transform = hf, shape, transform
+
+
+def _sources(config: dict) -> dict[str, _Source]:
+    """r1lite name -> its source, for every tensor the core expects."""
+    out = {}
+    for name, (shape, _kind) in expected_tensors(config).items():
+        out[name] = _Source(hf_name(name), shape)
+    if config.get("attention") != "mla":
+        return out
+    h, c = config["num_heads"], config["kv_lora_rank"]
+    dn, dr, dv = config["qk_nope_head_dim"], config["qk_rope_head_dim"], config["v_head_dim"]
+    for layer in range(config["num_layers"]):
+        p = f"layers.{layer}."
+        src = hf_name(p + "w_uk_t")
+        out[p + "w_uk_t"] = _Source(src, (h * (dn + dv), c), lambda w: mla.split_kv_b(w, h, dn, dv, "uk_t"))
+        out[p + "w_uv"] = _Source(src, (h * (dn + dv), c), lambda w: mla.split_kv_b(w, h, dn, dv, "uv"))
+        if config["rope_interleaved"]:
+            q = p + ("wq" if config["q_lora_rank"] == 0 else "wq_b")
+            out[q].transform = lambda w: mla.reorder_rope_rows(w, h, dn + dr, dr)
+            out[p + "wkv_a"].transform = lambda w: mla.reorder_rope_rows(w, 1, c + dr, dr)
+    return out
+
+
+def _reader(f: SafetensorsFile, src: _Source, kind: str, scale_file, fp8_block, mapped: bool):
+    """A function returning (array, format) of one r1lite tensor from its source (scale_file holds
+    the block scales of an fp8 tensor)."""
+
+    def read():
+        raw = f.array(src.hf) if mapped else f.read(src.hf)
+        fmt = format_of(f.dtype(src.hf))
+        if fmt == "fp8_e4m3":
+            scales = scale_file.read(src.hf + SCALE_INV)
+            arr, fmt = fp8.dequantize(raw, scales, fp8_block, src.hf), "f32"
+        else:
+            arr = raw
+        if src.transform is not None:
+            arr = src.transform(arr)
+        return (as_f32(arr, fmt), "f32") if kind == "f32" else (arr, fmt)
+
+    return read
+
+
+SCALE_INV = "_scale_inv"
+
+
+def load_hf_folder(folder, lazy: bool = False) -> tuple[dict, dict, dict]:
+    """(r1lite config, {r1lite name: (array, format)}, raw config.json) of a model folder.
+
+    Plain tensors are zero-copy views of the mapped files; FP8 tensors are dequantized to f32
+    (ARCH.md §3) and MLA weights re-laid-out (formats/mla.py). lazy=True gives LazyTensor entries
+    that read from the files (not the mapping) only when asked, for bounded-memory conversion."""
     folder = Path(folder)
     config_path = folder / "config.json"
     if not config_path.is_file():
@@ -68,20 +125,41 @@ def load_hf_folder(folder) -> tuple[dict, dict, dict]:
     where = _open_checkpoint(folder)
     if not config["tied_embeddings"] and hf_name("lm_head") not in where:
         config["tied_embeddings"] = True  # re-uploads without lm_head tie it (ARCH.md §7)
+    _note_skipped_layers(where, config["num_layers"], folder)
+    fp8_block = fp8.block_size(raw, str(config_path))
+    kinds = {name: kind for name, (_shape, kind) in expected_tensors(config).items()}
     tensors = {}
-    for name, (shape, kind) in expected_tensors(config).items():
-        hf = hf_name(name)
-        if hf not in where:
-            raise ModelFormatError(f"{folder}: tensor '{hf}' is missing from the checkpoint")
-        f = where[hf]
-        if f.shape(hf) != shape:
+    for name, src in _sources(config).items():
+        if src.hf not in where:
+            raise ModelFormatError(f"{folder}: tensor '{src.hf}' is missing from the checkpoint")
+        f = where[src.hf]
+        if f.shape(src.hf) != src.shape:
             raise ModelFormatError(
-                f"{f.path}: tensor '{hf}' has shape {list(f.shape(hf))}, "
-                f"expected {list(shape)} from config.json")
-        fmt = format_of(f.dtype(hf))
-        if fmt not in MATRIX_FORMATS:
+                f"{f.path}: tensor '{src.hf}' has shape {list(f.shape(src.hf))}, "
+                f"expected {list(src.shape)} from config.json")
+        fmt = format_of(f.dtype(src.hf))
+        if fmt not in MATRIX_FORMATS and fmt != "fp8_e4m3":
             raise ModelFormatError(
-                f"{f.path}: tensor '{hf}' has dtype {f.dtype(hf)}; supported: F32, BF16, F16")
-        arr = f.array(hf)
-        tensors[name] = (as_f32(arr, fmt), "f32") if kind == "vector" else (arr, fmt)
+                f"{f.path}: tensor '{src.hf}' has dtype {f.dtype(src.hf)}; "
+                "supported: F32, BF16, F16, F8_E4M3")
+        scale_file = None
+        if fmt == "fp8_e4m3":
+            scale = src.hf + SCALE_INV
+            if scale not in where:
+                raise ModelFormatError(f"{f.path}: fp8 tensor '{src.hf}' has no '{scale}'")
+            scale_file = where[scale]
+            if scale_file.dtype(scale) != "F32":
+                raise ModelFormatError(
+                    f"{scale_file.path}: '{scale}' must be F32, got {scale_file.dtype(scale)}")
+        read = _reader(f, src, kinds[name], scale_file, fp8_block, mapped=not lazy)
+        tensors[name] = LazyTensor(read) if lazy else read()
     return config, tensors, raw
+
+
+def _note_skipped_layers(where: dict, num_layers: int, folder: Path) -> None:
+    """DeepSeek-V3/R1 store a multi-token-prediction module as layer num_hidden_layers; it serves
+    speculative decoding only, and r1lite does not use it (yet)."""
+    extra = f"model.layers.{num_layers}."
+    if any(name.startswith(extra) for name in where):
+        warnings.warn(f"{folder}: skipping layer {num_layers} (DeepSeek's multi-token-prediction "
+                      "module; used only for speculative decoding)", stacklevel=3)

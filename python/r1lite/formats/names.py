@@ -15,6 +15,27 @@ LAYER_NAMES = {
     "w_gate": ("mlp.gate_proj.weight", "ffn_gate.weight"),
     "w_up": ("mlp.up_proj.weight", "ffn_up.weight"),
     "w_down": ("mlp.down_proj.weight", "ffn_down.weight"),
+    # MLA (ARCH.md §2); w_uk_t and w_uv are both cut from kv_b (formats/mla.py)
+    "wq_a": ("self_attn.q_a_proj.weight", "attn_q_a.weight"),
+    "q_a_norm": ("self_attn.q_a_layernorm.weight", "attn_q_a_norm.weight"),
+    "wq_b": ("self_attn.q_b_proj.weight", "attn_q_b.weight"),
+    "wkv_a": ("self_attn.kv_a_proj_with_mqa.weight", "attn_kv_a_mqa.weight"),
+    "kv_a_norm": ("self_attn.kv_a_layernorm.weight", "attn_kv_a_norm.weight"),
+    "w_uk_t": ("self_attn.kv_b_proj.weight", "attn_kv_b.weight"),
+    "w_uv": ("self_attn.kv_b_proj.weight", "attn_kv_b.weight"),
+    # mixture of experts
+    "router": ("mlp.gate.weight", "ffn_gate_inp.weight"),
+    "router_bias": ("mlp.gate.e_score_correction_bias", "exp_probs_b.bias"),
+    "shared.w_gate": ("mlp.shared_experts.gate_proj.weight", "ffn_gate_shexp.weight"),
+    "shared.w_up": ("mlp.shared_experts.up_proj.weight", "ffn_up_shexp.weight"),
+    "shared.w_down": ("mlp.shared_experts.down_proj.weight", "ffn_down_shexp.weight"),
+}
+
+# one routed expert: model.layers.{i}.mlp.experts.{e}.<hf>
+EXPERT_NAMES = {
+    "w_gate": "gate_proj.weight",
+    "w_up": "up_proj.weight",
+    "w_down": "down_proj.weight",
 }
 
 GLOBAL_NAMES = {
@@ -30,6 +51,11 @@ LAYER_PREFIX = {HF: "model.layers.{}.", GGUF: "blk.{}."}
 def _name(name: str, scheme: int) -> str:
     if name.startswith("layers."):
         _, idx, short = name.split(".", 2)
+        if short.startswith("experts."):
+            if scheme != HF:
+                raise KeyError(f"{name}: routed experts have no per-expert GGUF name")
+            _, expert, what = short.split(".", 2)
+            return LAYER_PREFIX[HF].format(idx) + f"mlp.experts.{expert}." + EXPERT_NAMES[what]
         return LAYER_PREFIX[scheme].format(idx) + LAYER_NAMES[short][scheme]
     return GLOBAL_NAMES[name][scheme]
 

@@ -99,7 +99,7 @@ def load_r1_file(path) -> tuple[dict, dict, object]:
     tensors = {}
     for name, (shape, kind) in expected_tensors(config).items():
         fmt = formats.get(name)
-        if fmt not in FORMATS or (kind == "vector" and fmt != "f32"):
+        if fmt not in FORMATS or (kind == "f32" and fmt != "f32"):
             raise ModelFormatError(f"{where}: tensor '{name}' has no usable format (got {fmt!r})")
         arrays = []
         for plane, (dtype, want) in zip((name, name + SCALE_SUFFIX), plane_shapes(fmt, shape)):

@@ -122,6 +122,20 @@ class SafetensorsFile:
         return self._map[start:self.data_start + end].view(np_dtype).reshape(shape)
 
 
+    def read(self, name: str) -> np.ndarray:
+        """The tensor as a fresh array read from the file (not the mapping): its memory is
+        released with the array, which keeps conversions of huge checkpoints bounded."""
+        dtype, shape, begin, end = self._entries[name]
+        np_dtype = DTYPES[dtype][0]
+        out = np.empty(shape, dtype=np_dtype)
+        with open(self.path, "rb") as f:
+            f.seek(self.data_start + begin)
+            got = f.readinto(out.reshape(-1).view(np.uint8))
+        if got != end - begin:
+            raise ModelFormatError(f"{self.path}: tensor '{name}' is cut short (file changed?)")
+        return out
+
+
 def format_of(st_dtype: str) -> str | None:
     """r1lite's format name for a safetensors dtype (None when r1lite cannot compute with it)."""
     return DTYPES[st_dtype][1]

@@ -1,0 +1,98 @@
+// DeepSeek's multi-head latent attention in its absorbed form (ARCH.md §4), for prefill and
+// decode alike. The cache holds per position only the normalized latent c (C values) and the
+// rotated rope key (dr values). For head h:
+//   q̃_h = W_UK[h]ᵀ·q_nope_h                      (w_uk_t: W_UK[h]ᵀ stored row-major [C, dn])
+//   score_h(t) = (q̃_h·c_t + q_pe_h·k_pe_t) · scale   one dot product with the cache row [c_t | k_pe_t]
+//   ō_h = Σ_t softmax(score_h)(t) · c_t ;  o_h = W_UV[h]·ō_h ;  out = wo · concat_h(o_h)
+// which equals the expanded form of transformers (keys and values from kv_b for every position)
+// by associativity, while reading C + dr values per cached position instead of H·(qk + dv).
+#include <algorithm>
+#include <cmath>
+
+#include "cpu/matmul.h"
+#include "cpu/ops.h"
+#include "model/model.h"
+
+namespace r1lite {
+
+namespace {
+// q_a_layernorm and kv_a_layernorm keep RMSNorm's default epsilon in both transformers and
+// DeepSeek's code, whatever rms_norm_eps says.
+constexpr float kLatentNormEps = 1e-6f;
+}  // namespace
+
+void Model::mla_block(int64_t li, int64_t n, int64_t pos0) {
+  const ModelConfig& c = cfg_;
+  const LayerWeights& l = w_.layers[size_t(li)];
+  const int64_t H = c.num_heads, C = c.kv_lora_rank, dn = c.mla_nope_dim, dr = c.mla_rope_dim;
+  const int64_t qk = dn + dr, row = C + dr, half = dr / 2, ql = c.q_lora_rank;
+
+  if (ql == 0) {
+    matmul(pool_, s_.xn.data(), n, l.wq, s_.q.data());
+  } else {
+    matmul(pool_, s_.xn.data(), n, l.wq_a, s_.q_a.data());
+    for (int64_t i = 0; i < n; ++i) {
+      float* qa = &s_.q_a[size_t(i * ql)];
+      rmsnorm(qa, l.q_a_norm.f32(), ql, kLatentNormEps, qa);
+    }
+    matmul(pool_, s_.q_a.data(), n, l.wq_b, s_.q.data());
+  }
+  matmul(pool_, s_.xn.data(), n, l.wkv_a, s_.kv_a.data());
+
+  for (int64_t i = 0; i < n; ++i) {
+    const float* cos = &s_.cos[size_t(i * half)];
+    const float* sin = &s_.sin[size_t(i * half)];
+    float* q = &s_.q[size_t(i * H * qk)];
+    rope_rotate_half(q + dn, H, qk, half, cos, sin);  // each head's last dr channels
+    float* slot = cache_.key(li, 0, pos0 + i);
+    const float* kva = &s_.kv_a[size_t(i * row)];
+    rmsnorm(kva, l.kv_a_norm.f32(), C, kLatentNormEps, slot);
+    std::copy_n(kva + C, dr, slot + C);
+    rope_rotate_half(slot + C, 1, dr, half, cos, sin);
+    for (int64_t h = 0; h < H; ++h)  // q_pe beside the absorbed nope part
+      std::copy_n(q + h * qk + dn, dr, &s_.q_abs[size_t((i * H + h) * row + C)]);
+  }
+  // q̃_h = W_UK[h]ᵀ·q_nope_h into the first C values of each absorbed query
+  matmul_heads(pool_, s_.q.data(), n, H * qk, qk, l.w_uk_t, H, s_.q_abs.data(), H * row, row);
+  mla_attention(li, n, pos0);
+  // o_h = W_UV[h]·ō_h, then the output projection
+  matmul_heads(pool_, s_.latent.data(), n, H * C, C, l.w_uv, H, s_.att.data(), H * c.mla_v_dim,
+               c.mla_v_dim);
+  matmul(pool_, s_.att.data(), n, l.wo, s_.proj.data());
+}
+
+// All heads share one cache row per position (the latent is the "key" of every head, MQA-like):
+// a task is one token and a block of heads, scoring the block's absorbed queries against the
+// cache rows as a small matmul. Decode splits the heads so that every thread has work.
+void Model::mla_attention(int64_t layer, int64_t n, int64_t pos0) {
+  const ModelConfig& c = cfg_;
+  const int64_t H = c.num_heads, C = c.kv_lora_rank, row = C + c.mla_rope_dim;
+  const int64_t page = KVCache::kPagePositions;
+  // ARCH.md §4 step 5: qk_head_dim^-0.5 (not the dot length C + dr), times YaRN's mscale².
+  const float scale = c.attn_scale_mult / std::sqrt(float(c.mla_nope_dim + c.mla_rope_dim));
+  const int64_t blocks_per_token = std::min(H, (2 * int64_t(pool_.size()) + n - 1) / n);
+  const int64_t block = (H + blocks_per_token - 1) / blocks_per_token;
+  const int64_t n_blocks = (H + block - 1) / block;
+  pool_.parallel_for(n * n_blocks, 1, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores_buffer;
+    std::vector<float>& scores = scores_buffer;  // [heads of the block][len]
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t i = task / n_blocks, h0 = (task % n_blocks) * block;
+      const int64_t heads = std::min(block, H - h0), len = pos0 + i + 1;
+      scores.resize(size_t(heads * len));
+      for (int64_t p0 = 0; p0 < len; p0 += page)
+        dot_rows_f32(&s_.q_abs[size_t((i * H + h0) * row)], heads, row, cache_.key(layer, 0, p0),
+                     std::min(page, len - p0), row, &scores[size_t(p0)], len);
+      for (int64_t j = 0; j < heads; ++j) {
+        float* p = &scores[size_t(j * len)];
+        softmax_scaled(p, len, scale);
+        float* out = &s_.latent[size_t((i * H + h0 + j) * C)];
+        std::fill(out, out + C, 0.f);
+        for (int64_t p0 = 0; p0 < len; p0 += page)  // the latent part of each cache row
+          weighted_sum_f32(p + p0, cache_.key(layer, 0, p0), std::min(page, len - p0), C, row, out);
+      }
+    }
+  });
+}
+
+}  // namespace r1lite
