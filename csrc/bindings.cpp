@@ -270,6 +270,17 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("p"), py::arg("rows"), py::arg("isa"), py::arg("dim") = -1,
       "p · rows[:, :dim] with one ISA's kernel (for tests).");
+  m.def(
+      "config_facts",
+      [](const py::dict& config) {
+        ModelConfig c = config_from_dict(config);
+        c.validate();
+        py::dict d;
+        d["rope_inv_freq"] = c.rope_inv_freq();
+        d["cache_values_per_token_per_layer"] = c.cache_values_per_token();
+        return d;
+      },
+      py::arg("config"), "What the core derives from a config: rope frequencies, cache size.");
   m.def("isa_supported", [](const std::string& name) { return isa_supported(isa_from_name(name)); });
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
   m.def("set_active_isa", [](const std::string& name) { set_active_isa(isa_from_name(name)); });

@@ -18,6 +18,16 @@ LIVE_SPECS = {
                        inter=120, layers=3, tied=False),
     "llama3_f32_tied": dict(arch="llama", dtype="float32", vocab=211, hidden=66, heads=3,
                             kv_heads=1, inter=90, layers=2, tied=True, llama3=True),
+    "deepseek_v3_fp8": dict(arch="deepseek_v3", dtype="float32", vocab=181, hidden=68, heads=4,
+                            q_lora=30, kv_lora=34, nope=10, rope=6, v=12, inter=88, moe_inter=22,
+                            experts=12, shared=1, top_k=4, n_group=3, topk_group=2, layers=3,
+                            first_dense=1, fp8_block=(16, 40),
+                            yarn=dict(factor=3.0, mscale=1.0, mscale_all_dim=1.0)),
+    "deepseek_v2_bf16": dict(arch="deepseek_v2", dtype="bfloat16", vocab=97, hidden=48, heads=2,
+                             q_lora=None, kv_lora=20, nope=8, rope=4, v=10, inter=60,
+                             moe_inter=14, experts=6, shared=2, top_k=2, n_group=3, topk_group=2,
+                             layers=2, first_dense=1, topk_method="group_limited_greedy",
+                             scale=1.0, yarn=dict(factor=2.0, mscale=0.707, mscale_all_dim=0.707)),
 }
 
 
