@@ -57,7 +57,9 @@ def random_weights(cfg: dict, fmt: str, seed: int = 0) -> dict:
     scale_pool = np.full(1 << 16, 0.001, np.float16)
     tensors = {}
     for name, (shape, kind) in expected_tensors(cfg).items():
-        if kind == "f32":
+        if name.endswith(".router"):  # random, so that tokens pick different experts
+            tensors[name] = (rng.standard_normal(shape).astype(np.float32), "f32")
+        elif kind == "f32":
             tensors[name] = (np.ones(shape, np.float32), "f32")
         elif fmt in ("q8_0", "q4_0"):
             (_, qshape), (_, sshape) = plane_shapes(fmt, shape)
@@ -68,13 +70,20 @@ def random_weights(cfg: dict, fmt: str, seed: int = 0) -> dict:
 
 
 def decode_bytes_per_token(tensors: dict, cfg: dict) -> int:
-    """Bytes of weights one decode step reads: every matrix except the embedding table (one row);
-    the embedding counts when it doubles as lm_head."""
+    """Bytes of weights one decode step reads: every matrix except the embedding table (one row)
+    and the routed experts, of which each MoE layer reads experts_per_token; the embedding counts
+    when it doubles as lm_head."""
     def nbytes(entry):
         return sum(a.nbytes for a in entry if isinstance(a, np.ndarray))
-    total = sum(nbytes(t) for name, t in tensors.items() if name != "tok_embd")
+    total = sum(nbytes(t) for name, t in tensors.items()
+                if name != "tok_embd" and ".experts." not in name)
     if cfg["tied_embeddings"]:
         total += nbytes(tensors["tok_embd"])
+    if cfg.get("num_experts"):
+        one_expert = sum(nbytes(tensors[f"layers.{cfg['num_layers'] - 1}.experts.0.{w}"])
+                         for w in ("w_gate", "w_up", "w_down"))
+        moe_layers = cfg["num_layers"] - cfg["moe_first_layer"]
+        total += moe_layers * cfg["experts_per_token"] * one_expert
     return total
 
 

@@ -172,6 +172,13 @@ def cmd_chat(args) -> int:
             history = messages + [{"role": "assistant", "content": g.text}]
 
 
+def _attention_row(c: dict) -> tuple[str, str]:
+    if c.get("attention") == "mla":
+        return ("attention", f"MLA, {c['num_heads']} heads, latent {c['kv_lora_rank']} + rope "
+                             f"{c['qk_rope_head_dim']}, q_lora {c['q_lora_rank'] or 'none'}")
+    return ("heads / kv heads", f"{c['num_heads']} / {c['num_kv_heads']} (head dim {c['head_dim']})")
+
+
 def cmd_info(args) -> int:
     model = _load(args)
     c, s, tok = model.config, model.summary, model.tokenizer
@@ -180,7 +187,11 @@ def cmd_info(args) -> int:
         ("parameters", f"{s['parameters'] / 1e9:.3f} B" if s["parameters"] >= 1e8 else f"{s['parameters']:,}"),
         ("layers", c["num_layers"]),
         ("hidden size", c["hidden_size"]),
-        ("heads / kv heads", f"{c['num_heads']} / {c['num_kv_heads']} (head dim {c['head_dim']})"),
+        _attention_row(c),
+        *([("experts", f"{c['num_experts']} routed ({c['experts_per_token']} per token), "
+                       f"{c['num_shared_experts']} shared, from layer {c['moe_first_layer']}, "
+                       f"router {c['router']}")] if c.get("num_experts") else []),
+        ("cache per token", f"{model.kv_bytes_per_token / 1024:.1f} KiB"),
         ("weight formats", ", ".join(f"{k} ({v} tensors)" for k, v in sorted(s["tensor_formats"].items()))),
         ("context", f"{c['context']} (trained for {c['max_position_embeddings']})"),
         ("rope", c["rope_kind"] + f", theta {c['rope_theta']:g}"),
