@@ -175,6 +175,48 @@ class PyModel {
     model_->reset();
   }
 
+  // segments: a list of (sequence id, 1-D int32 tokens); logits [len(segments), V] of each
+  // segment's last token.
+  py::array_t<float> forward_batch(const py::list& segments) {
+    std::vector<int64_t> seqs, lens;
+    std::vector<int32_t> tokens;
+    for (const auto& item : segments) {
+      const auto seg = item.cast<py::tuple>();
+      if (seg.size() != 2) throw std::invalid_argument("a segment is (sequence id, tokens)");
+      const auto ids = seg[1].cast<py::array_t<int32_t, py::array::c_style | py::array::forcecast>>();
+      if (ids.ndim() != 1) throw std::invalid_argument("segment tokens must be a 1-D array");
+      seqs.push_back(seg[0].cast<int64_t>());
+      lens.push_back(ids.shape(0));
+      tokens.insert(tokens.end(), ids.data(), ids.data() + ids.shape(0));
+    }
+    const auto vocab = py::ssize_t(model_->config().vocab_size);
+    py::array_t<float> out({py::ssize_t(seqs.size()), vocab});
+    float* dst = out.mutable_data();
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mu_);
+      model_->forward_batch(tokens.data(), seqs.data(), lens.data(), int64_t(seqs.size()), dst);
+    }
+    return out;
+  }
+
+  int64_t open_sequence() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return model_->open_sequence();
+  }
+  void close_sequence(int64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    model_->close_sequence(id);
+  }
+  void reset_sequence(int64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    model_->reset_sequence(id);
+  }
+  int64_t sequence_length(int64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return model_->sequence_length(id);
+  }
+
   int64_t n_past() const { return model_->n_past(); }
   int64_t cache_bytes() const { return model_->cache_bytes(); }
   int64_t cache_bytes_per_token() const { return model_->cache_bytes_per_token(); }
@@ -216,6 +258,12 @@ PYBIND11_MODULE(_core, m) {
       .def("forward", &PyModel::forward, py::arg("tokens"), py::arg("all_logits"),
            "Feed tokens after the cached ones; logits of every position or of the last.")
       .def("reset", &PyModel::reset, "Empty the KV cache.")
+      .def("forward_batch", &PyModel::forward_batch, py::arg("segments"),
+           "Tokens of several sequences [(id, tokens), ...] in one pass; logits of each last token.")
+      .def("open_sequence", &PyModel::open_sequence, "A new sequence with its own cache: its id.")
+      .def("close_sequence", &PyModel::close_sequence, py::arg("id"))
+      .def("reset_sequence", &PyModel::reset_sequence, py::arg("id"))
+      .def("sequence_length", &PyModel::sequence_length, py::arg("id"))
       .def_property_readonly("n_past", &PyModel::n_past)
       .def_property_readonly("cache_bytes", &PyModel::cache_bytes)
       .def_property_readonly("cache_bytes_per_token", &PyModel::cache_bytes_per_token)

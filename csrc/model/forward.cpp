@@ -12,23 +12,73 @@
 
 namespace r1lite {
 
-void Model::forward(const int32_t* tokens, int64_t n, bool all_logits, float* logits) {
-  const ModelConfig& c = cfg_;
-  const int64_t D = c.hidden_size, half = c.rope_dim() / 2;
+void Model::check_tokens(const int32_t* tokens, int64_t n) const {
   if (n <= 0) throw std::invalid_argument("forward: no tokens");
   for (int64_t i = 0; i < n; ++i)
-    if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
+    if (tokens[i] < 0 || tokens[i] >= cfg_.vocab_size)
       throw std::invalid_argument("token id " + std::to_string(tokens[i]) + " at index " +
                                   std::to_string(i) + " is outside the vocabulary [0, " +
-                                  std::to_string(c.vocab_size) + ")");
-  const int64_t pos0 = cache_.length;
-  cache_.reserve(pos0 + n);  // throws when the context is full
+                                  std::to_string(cfg_.vocab_size) + ")");
+}
+
+void Model::forward(const int32_t* tokens, int64_t n, bool all_logits, float* logits) {
+  check_tokens(tokens, n);
+  KVCache& cache = *caches_[0];
+  const int64_t pos0 = cache.length;
+  cache.reserve(pos0 + n);  // throws when the context is full
+  s_.slots.resize(size_t(n));
+  std::vector<int64_t> out_rows;
+  for (int64_t i = 0; i < n; ++i) {
+    s_.slots[size_t(i)] = {&cache, pos0 + i};
+    if (all_logits || i == n - 1) out_rows.push_back(i);
+  }
+  run(tokens, n, out_rows.data(), int64_t(out_rows.size()), logits);
+  cache.length = pos0 + n;
+}
+
+void Model::forward_batch(const int32_t* tokens, const int64_t* seg_seq, const int64_t* seg_len,
+                          int64_t n_seg, float* logits) {
+  if (n_seg <= 0) throw std::invalid_argument("forward_batch: no segments");
+  int64_t n = 0;
+  std::vector<KVCache*> caches(static_cast<size_t>(n_seg));
+  for (int64_t s = 0; s < n_seg; ++s) {
+    caches[size_t(s)] = &sequence(seg_seq[s]);
+    for (int64_t t = 0; t < s; ++t)
+      if (seg_seq[t] == seg_seq[s])
+        throw std::invalid_argument("sequence " + std::to_string(seg_seq[s]) + " appears twice in a batch");
+    if (seg_len[s] <= 0) throw std::invalid_argument("forward_batch: an empty segment");
+    n += seg_len[s];
+  }
+  check_tokens(tokens, n);
+  for (int64_t s = 0; s < n_seg; ++s) {
+    KVCache& cache = *caches[size_t(s)];
+    if (cache.length + seg_len[s] > cache.max_positions())
+      throw std::invalid_argument("context full for sequence " + std::to_string(seg_seq[s]) + ": " +
+                                  std::to_string(cache.length + seg_len[s]) + " positions requested, " +
+                                  std::to_string(cache.max_positions()) + " allowed");
+  }
+  s_.slots.resize(size_t(n));
+  std::vector<int64_t> out_rows;
+  for (int64_t s = 0, i = 0; s < n_seg; ++s) {
+    KVCache& cache = *caches[size_t(s)];
+    cache.reserve(cache.length + seg_len[s]);
+    for (int64_t j = 0; j < seg_len[s]; ++j, ++i) s_.slots[size_t(i)] = {&cache, cache.length + j};
+    out_rows.push_back(i - 1);
+  }
+  run(tokens, n, out_rows.data(), n_seg, logits);
+  for (int64_t s = 0; s < n_seg; ++s) caches[size_t(s)]->length += seg_len[s];
+}
+
+void Model::run(const int32_t* tokens, int64_t n, const int64_t* out_rows, int64_t n_out,
+                float* logits) {
+  const ModelConfig& c = cfg_;
+  const int64_t D = c.hidden_size, half = c.rope_dim() / 2;
   s_.resize(c, n);
 
   for (int64_t i = 0; i < n; ++i) {
     w_.tok_embd.row_to_f32(tokens[i], &s_.x[size_t(i * D)]);
-    rope_angles(pos0 + i, inv_freq_.data(), half, c.yarn_attn_factor, &s_.cos[size_t(i * half)],
-                &s_.sin[size_t(i * half)]);
+    rope_angles(s_.slots[size_t(i)].pos, inv_freq_.data(), half, c.yarn_attn_factor,
+                &s_.cos[size_t(i * half)], &s_.sin[size_t(i * half)]);
   }
 
   for (int64_t li = 0; li < c.num_layers; ++li) {
@@ -36,9 +86,9 @@ void Model::forward(const int32_t* tokens, int64_t n, bool all_logits, float* lo
     for (int64_t i = 0; i < n; ++i)
       rmsnorm(&s_.x[size_t(i * D)], l.attn_norm.f32(), D, c.norm_eps, &s_.xn[size_t(i * D)]);
     if (c.attention == AttentionKind::Mla)
-      mla_block(li, n, pos0);
+      mla_block(li, n);
     else
-      gqa_block(li, n, pos0);
+      gqa_block(li, n);
     add_inplace(s_.x.data(), s_.proj.data(), n * D);
 
     for (int64_t i = 0; i < n; ++i)
@@ -49,12 +99,10 @@ void Model::forward(const int32_t* tokens, int64_t n, bool all_logits, float* lo
       swiglu(l.ffn, s_.xn.data(), n, c.intermediate_size, s_.proj.data());
     add_inplace(s_.x.data(), s_.proj.data(), n * D);
   }
-  cache_.length = pos0 + n;
 
-  const int64_t first = all_logits ? 0 : n - 1, n_out = n - first;
-  for (int64_t i = first; i < n; ++i)
-    rmsnorm(&s_.x[size_t(i * D)], w_.out_norm.f32(), D, c.norm_eps, &s_.xn[size_t(i * D)]);
-  matmul(pool_, &s_.xn[size_t(first * D)], n_out, w_.lm_head, logits);
+  for (int64_t j = 0; j < n_out; ++j)  // the rows that want logits, packed at the front of xn
+    rmsnorm(&s_.x[size_t(out_rows[j] * D)], w_.out_norm.f32(), D, c.norm_eps, &s_.xn[size_t(j * D)]);
+  matmul(pool_, s_.xn.data(), n_out, w_.lm_head, logits);
 }
 
 // out = w_down · (silu(w_gate · in) ⊙ (w_up · in))
@@ -66,7 +114,7 @@ void Model::swiglu(const FfnWeights& f, const float* in, int64_t n, int64_t widt
 }
 
 // proj = wo · attn(rope(q), rope(k), v) of xn; the batch's keys and values go to the cache.
-void Model::gqa_block(int64_t li, int64_t n, int64_t pos0) {
+void Model::gqa_block(int64_t li, int64_t n) {
   const ModelConfig& c = cfg_;
   const LayerWeights& l = w_.layers[size_t(li)];
   const int64_t hd = c.head_dim, half = hd / 2;
@@ -84,24 +132,25 @@ void Model::gqa_block(int64_t li, int64_t n, int64_t pos0) {
     }
     rope_rotate_half(q, c.num_heads, hd, half, &s_.cos[size_t(i * half)], &s_.sin[size_t(i * half)]);
     rope_rotate_half(k, c.num_kv_heads, hd, half, &s_.cos[size_t(i * half)], &s_.sin[size_t(i * half)]);
+    const TokenSlot& at = s_.slots[size_t(i)];
     for (int64_t g = 0; g < c.num_kv_heads; ++g) {
-      float* k_slot = cache_.key(li, g, pos0 + i);
-      float* v_slot = cache_.value(li, g, pos0 + i);
+      float* k_slot = at.cache->key(li, g, at.pos);
+      float* v_slot = at.cache->value(li, g, at.pos);
       for (int64_t j = 0; j < hd; ++j) {
         k_slot[j] = k[g * hd + j];
         v_slot[j] = c.qkv_bias ? v[g * hd + j] + l.bv.f32()[g * hd + j] : v[g * hd + j];
       }
     }
   }
-  gqa_attention(li, n, pos0);
+  gqa_attention(li, n);
   matmul(pool_, s_.att.data(), n, l.wo, s_.proj.data());
 }
 
-// Causal grouped-query attention of the batch's n queries over the cache (which already holds
-// the batch's own keys and values). Query heads h = g*group .. g*group+group-1 read kv head g; one
+// Causal grouped-query attention of the batch's n queries, each over its own sequence's cache
+// up to its position (the cache already holds the batch's own keys and values). Query heads h = g*group .. g*group+group-1 read kv head g; one
 // task is one token and one kv head, so each key and value row is read once for its group. Keys
 // and values of a head are contiguous rows within a cache page: scores are a small matmul.
-void Model::gqa_attention(int64_t layer, int64_t n, int64_t pos0) {
+void Model::gqa_attention(int64_t layer, int64_t n) {
   const ModelConfig& c = cfg_;
   const int64_t hd = c.head_dim, q_dim = c.num_heads * hd, group = c.num_heads / c.num_kv_heads;
   const int64_t page = KVCache::kPagePositions;
@@ -111,11 +160,12 @@ void Model::gqa_attention(int64_t layer, int64_t n, int64_t pos0) {
     std::vector<float>& scores = scores_buffer;  // [group][len]
     for (int64_t task = begin; task < end; ++task) {
       const int64_t i = task / c.num_kv_heads, g = task % c.num_kv_heads;
-      const int64_t len = pos0 + i + 1;  // positions 0..pos0+i
+      KVCache& cache = *s_.slots[size_t(i)].cache;
+      const int64_t len = s_.slots[size_t(i)].pos + 1;  // positions 0..pos
       const float* q = &s_.q[size_t(i * q_dim + g * group * hd)];  // the group's query heads
       scores.resize(size_t(group * len));
       for (int64_t p0 = 0; p0 < len; p0 += page)
-        dot_rows_f32(q, group, hd, cache_.key(layer, g, p0), std::min(page, len - p0), hd,
+        dot_rows_f32(q, group, hd, cache.key(layer, g, p0), std::min(page, len - p0), hd,
                      &scores[size_t(p0)], len);
       for (int64_t j = 0; j < group; ++j) {
         float* row = &scores[size_t(j * len)];
@@ -123,7 +173,7 @@ void Model::gqa_attention(int64_t layer, int64_t n, int64_t pos0) {
         float* out = &s_.att[size_t(i * q_dim + (g * group + j) * hd)];
         std::fill(out, out + hd, 0.f);
         for (int64_t p0 = 0; p0 < len; p0 += page)
-          weighted_sum_f32(row + p0, cache_.value(layer, g, p0), std::min(page, len - p0), hd, hd,
+          weighted_sum_f32(row + p0, cache.value(layer, g, p0), std::min(page, len - p0), hd, hd,
                            out);
       }
     }

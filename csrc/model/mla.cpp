@@ -21,7 +21,7 @@ namespace {
 constexpr float kLatentNormEps = 1e-6f;
 }  // namespace
 
-void Model::mla_block(int64_t li, int64_t n, int64_t pos0) {
+void Model::mla_block(int64_t li, int64_t n) {
   const ModelConfig& c = cfg_;
   const LayerWeights& l = w_.layers[size_t(li)];
   const int64_t H = c.num_heads, C = c.kv_lora_rank, dn = c.mla_nope_dim, dr = c.mla_rope_dim;
@@ -44,7 +44,7 @@ void Model::mla_block(int64_t li, int64_t n, int64_t pos0) {
     const float* sin = &s_.sin[size_t(i * half)];
     float* q = &s_.q[size_t(i * H * qk)];
     rope_rotate_half(q + dn, H, qk, half, cos, sin);  // each head's last dr channels
-    float* slot = cache_.key(li, 0, pos0 + i);
+    float* slot = s_.slots[size_t(i)].cache->key(li, 0, s_.slots[size_t(i)].pos);
     const float* kva = &s_.kv_a[size_t(i * row)];
     rmsnorm(kva, l.kv_a_norm.f32(), C, kLatentNormEps, slot);
     std::copy_n(kva + C, dr, slot + C);
@@ -54,7 +54,7 @@ void Model::mla_block(int64_t li, int64_t n, int64_t pos0) {
   }
   // q̃_h = W_UK[h]ᵀ·q_nope_h into the first C values of each absorbed query
   matmul_heads(pool_, s_.q.data(), n, H * qk, qk, l.w_uk_t, H, s_.q_abs.data(), H * row, row);
-  mla_attention(li, n, pos0);
+  mla_attention(li, n);
   // o_h = W_UV[h]·ō_h, then the output projection
   matmul_heads(pool_, s_.latent.data(), n, H * C, C, l.w_uv, H, s_.att.data(), H * c.mla_v_dim,
                c.mla_v_dim);
@@ -64,7 +64,7 @@ void Model::mla_block(int64_t li, int64_t n, int64_t pos0) {
 // All heads share one cache row per position (the latent is the "key" of every head, MQA-like):
 // a task is one token and a block of heads, scoring the block's absorbed queries against the
 // cache rows as a small matmul. Decode splits the heads so that every thread has work.
-void Model::mla_attention(int64_t layer, int64_t n, int64_t pos0) {
+void Model::mla_attention(int64_t layer, int64_t n) {
   const ModelConfig& c = cfg_;
   const int64_t H = c.num_heads, C = c.kv_lora_rank, row = C + c.mla_rope_dim;
   const int64_t page = KVCache::kPagePositions;
@@ -78,10 +78,11 @@ void Model::mla_attention(int64_t layer, int64_t n, int64_t pos0) {
     std::vector<float>& scores = scores_buffer;  // [heads of the block][len]
     for (int64_t task = begin; task < end; ++task) {
       const int64_t i = task / n_blocks, h0 = (task % n_blocks) * block;
-      const int64_t heads = std::min(block, H - h0), len = pos0 + i + 1;
+      KVCache& cache = *s_.slots[size_t(i)].cache;
+      const int64_t heads = std::min(block, H - h0), len = s_.slots[size_t(i)].pos + 1;
       scores.resize(size_t(heads * len));
       for (int64_t p0 = 0; p0 < len; p0 += page)
-        dot_rows_f32(&s_.q_abs[size_t((i * H + h0) * row)], heads, row, cache_.key(layer, 0, p0),
+        dot_rows_f32(&s_.q_abs[size_t((i * H + h0) * row)], heads, row, cache.key(layer, 0, p0),
                      std::min(page, len - p0), row, &scores[size_t(p0)], len);
       for (int64_t j = 0; j < heads; ++j) {
         float* p = &scores[size_t(j * len)];
@@ -89,7 +90,7 @@ void Model::mla_attention(int64_t layer, int64_t n, int64_t pos0) {
         float* out = &s_.latent[size_t((i * H + h0 + j) * C)];
         std::fill(out, out + C, 0.f);
         for (int64_t p0 = 0; p0 < len; p0 += page)  // the latent part of each cache row
-          weighted_sum_f32(p + p0, cache_.key(layer, 0, p0), std::min(page, len - p0), C, row, out);
+          weighted_sum_f32(p + p0, cache.key(layer, 0, p0), std::min(page, len - p0), C, row, out);
       }
     }
   });

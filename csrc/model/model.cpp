@@ -48,10 +48,10 @@ class Binder {
 
 namespace {
 
-KVCache make_cache(const ModelConfig& c) {
+std::unique_ptr<KVCache> make_cache(const ModelConfig& c) {
   if (c.attention == AttentionKind::Mla)  // one row per position: latent | rope key (ARCH.md §4)
-    return KVCache(c.num_layers, 1, c.kv_lora_rank + c.mla_rope_dim, 0, c.context);
-  return KVCache(c.num_layers, c.num_kv_heads, c.head_dim, c.head_dim, c.context);
+    return std::make_unique<KVCache>(c.num_layers, 1, c.kv_lora_rank + c.mla_rope_dim, 0, c.context);
+  return std::make_unique<KVCache>(c.num_layers, c.num_kv_heads, c.head_dim, c.head_dim, c.context);
 }
 
 FfnWeights bind_ffn(const Binder& b, const std::string& p, int64_t d, int64_t width) {
@@ -99,8 +99,9 @@ void RunState::resize(const ModelConfig& c, int64_t n) {
 }
 
 Model::Model(const ModelConfig& config, const std::map<std::string, Tensor>& tensors, int threads)
-    : cfg_(config), pool_(threads < 1 ? 1 : threads), cache_(make_cache(config)) {
+    : cfg_(config), pool_(threads < 1 ? 1 : threads) {
   cfg_.validate();
+  caches_.push_back(make_cache(cfg_));
   const Binder b(tensors);
   const int64_t D = cfg_.hidden_size, V = cfg_.vocab_size, H = cfg_.num_heads;
 
@@ -153,6 +154,36 @@ Model::Model(const ModelConfig& config, const std::map<std::string, Tensor>& ten
     w_.layers.push_back(std::move(l));
   }
   inv_freq_ = cfg_.rope_inv_freq();
+}
+
+int64_t Model::open_sequence() {
+  for (size_t id = 1; id < caches_.size(); ++id) {
+    if (!caches_[id]) {
+      caches_[id] = make_cache(cfg_);
+      return int64_t(id);
+    }
+  }
+  caches_.push_back(make_cache(cfg_));
+  return int64_t(caches_.size()) - 1;
+}
+
+void Model::close_sequence(int64_t id) {
+  sequence(id);  // checks it
+  if (id == 0) throw std::invalid_argument("sequence 0 cannot be closed");
+  caches_[size_t(id)].reset();
+}
+
+KVCache& Model::sequence(int64_t id) {
+  if (id < 0 || id >= int64_t(caches_.size()) || !caches_[size_t(id)])
+    throw std::invalid_argument("no open sequence " + std::to_string(id));
+  return *caches_[size_t(id)];
+}
+
+int64_t Model::cache_bytes() const {
+  int64_t total = 0;
+  for (const auto& c : caches_)
+    if (c) total += c->bytes_allocated();
+  return total;
 }
 
 }  // namespace r1lite

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -48,8 +49,15 @@ struct Weights {
   std::vector<LayerWeights> layers;
 };
 
+// Where one token of a batch goes: its sequence's cache and its position there.
+struct TokenSlot {
+  KVCache* cache;
+  int64_t pos;
+};
+
 // Activation buffers for a batch of n tokens.
 struct RunState {
+  std::vector<TokenSlot> slots;  // [n]
   std::vector<float> x;       // [n, D] residual stream
   std::vector<float> xn;      // [n, D] normed input of a sub-layer
   std::vector<float> q;       // [n, Hq·hd] (MLA: [n, H·qk])
@@ -82,19 +90,37 @@ class Model {
   // the vocabulary or past the context (nothing is changed then).
   void forward(const int32_t* tokens, int64_t n, bool all_logits, float* logits);
 
-  void reset() { cache_.clear(); }
-  int64_t n_past() const { return cache_.length; }
-  int64_t cache_bytes() const { return cache_.bytes_allocated(); }
-  int64_t cache_bytes_per_token() const { return cache_.bytes_per_position(); }
+  // Several sequences, each with its own cache, in one batch (continuous batching): segment s
+  // holds seg_len[s] tokens of sequence seg_seq[s] (each sequence at most once), fed after that
+  // sequence's cached positions; logits [n_seg, V] are those of each segment's last token. Every
+  // weight is read once for the whole batch. Throws std::invalid_argument (changing nothing) on
+  // an unknown sequence, a repeated one, a bad token id or a full context.
+  void forward_batch(const int32_t* tokens, const int64_t* seg_seq, const int64_t* seg_len,
+                     int64_t n_seg, float* logits);
+  // Sequence 0 always exists (forward() uses it); others are opened and closed by the caller.
+  int64_t open_sequence();
+  void close_sequence(int64_t id);
+  void reset_sequence(int64_t id) { sequence(id).clear(); }
+  int64_t sequence_length(int64_t id) { return sequence(id).length; }
+
+  void reset() { caches_[0]->clear(); }
+  int64_t n_past() const { return caches_[0]->length; }
+  int64_t cache_bytes() const;
+  int64_t cache_bytes_per_token() const { return caches_[0]->bytes_per_position(); }
   int threads() const { return pool_.size(); }
   const ModelConfig& config() const { return cfg_; }
 
  private:
+  KVCache& sequence(int64_t id);
+  // The layers over n tokens placed by s_.slots (caches reserved), then logits of the rows
+  // out_rows[0..n_out) into logits [n_out, V].
+  void run(const int32_t* tokens, int64_t n, const int64_t* out_rows, int64_t n_out, float* logits);
+  void check_tokens(const int32_t* tokens, int64_t n) const;
   // Each block reads s_.xn (the normed residual) of n tokens and writes s_.proj.
-  void gqa_block(int64_t layer, int64_t n, int64_t pos0);
-  void gqa_attention(int64_t layer, int64_t n, int64_t pos0);
-  void mla_block(int64_t layer, int64_t n, int64_t pos0);
-  void mla_attention(int64_t layer, int64_t n, int64_t pos0);
+  void gqa_block(int64_t layer, int64_t n);
+  void gqa_attention(int64_t layer, int64_t n);
+  void mla_block(int64_t layer, int64_t n);
+  void mla_attention(int64_t layer, int64_t n);
   void moe_block(int64_t layer, int64_t n);
   // out [n, D] = SwiGLU(f) of in [n, D] with hidden width `width`
   void swiglu(const FfnWeights& f, const float* in, int64_t n, int64_t width, float* out);
@@ -103,7 +129,7 @@ class Model {
   Weights w_;
   std::vector<float> inv_freq_;
   ThreadPool pool_;
-  KVCache cache_;
+  std::vector<std::unique_ptr<KVCache>> caches_;  // by sequence id; null when closed
   RunState s_;
 };
 

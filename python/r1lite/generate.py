@@ -74,24 +74,115 @@ def check_max_tokens(name: str, value, allow_zero: bool) -> None:
         raise ValueError(f"{name} must be an integer >= {low} or None, got {value!r}")
 
 
-class GenerationRun:
-    """Iterate to get Pieces; afterwards .generation holds the result."""
+class Sequence:
+    """One generation's token-by-token logic, apart from the model calls: given the logits of the
+    last fed position, choose the next token (sampled, or forced by the thinking budget), decode
+    it, cut stop strings, split reasoning from answer. GenerationRun drives one Sequence through a
+    model; the server drives many through one batched model."""
 
-    def __init__(self, core, tokenizer: Tokenizer | None, prompt_ids: list[int], *,
+    def __init__(self, tokenizer: Tokenizer | None, prompt_ids: list[int], *,
                  sampling: SamplingParams, max_new_tokens: int | None, stop,
-                 max_thinking_tokens: int | None, inside_think: bool, eos_ids, exclusive):
+                 max_thinking_tokens: int | None, inside_think: bool, eos_ids, context: int):
         check_max_tokens("max_new_tokens", max_new_tokens, allow_zero=False)
         check_max_tokens("max_thinking_tokens", max_thinking_tokens, allow_zero=True)
         self.sampler = Sampler(sampling)
         self.stops = StopStrings(stop)
         if self.stops.stops and tokenizer is None:
             raise ValueError("stop strings need a model with a tokenizer")
-        self.core, self.tok, self.prompt = core, tokenizer, list(prompt_ids)
+        self.tok, self.prompt, self.context = tokenizer, list(prompt_ids), context
         self.max_new_tokens, self.max_thinking_tokens = max_new_tokens, max_thinking_tokens
         self.eos_ids = set(eos_ids)
         thinks = tokenizer is not None and tokenizer.thinks
         self.splitter = ReasoningSplitter(inside_think=inside_think and thinks, thinks=thinks)
         self.budget_ids = tokenizer.encode(BUDGET_CLOSE) if thinks else []
+        self.decoder = StreamDecoder(tokenizer) if tokenizer is not None else None
+        self.history, self.tokens, self.forced = list(self.prompt), [], deque()
+        self.untold: list[int] = []  # tokens not yet attached to a piece
+        self.texts, self.parts = [], {"reasoning": [], "answer": []}
+        self.n_reasoning, self.budget_spent = 0, False
+        self.finish: str | None = None  # "stop" or "length" once finished
+        self.hit_stop_string = False
+        self.next_token: int | None = None  # to feed to the model before the next advance()
+
+    def _emit(self, pairs) -> list[Piece]:
+        out = []
+        for kind, text in pairs:
+            self.parts[kind].append(text)
+            out.append(Piece(kind, text, self.untold))
+            self.untold = []
+        return out
+
+    def advance(self, logits) -> list[Piece]:
+        """Consume the logits of the last fed position. Afterwards either self.next_token is the
+        token to feed, or self.finish is set (then call close())."""
+        self.next_token = None
+        if self.max_new_tokens is not None and len(self.tokens) >= self.max_new_tokens:
+            self.finish = "length"
+            return []
+        if self.forced:
+            token = self.forced.popleft()
+        else:
+            token = self.sampler(logits, self.history)
+            if token in self.eos_ids:
+                self.finish = "stop"
+                return []
+        if self.splitter.thinking:
+            self.n_reasoning += 1
+        self.tokens.append(token)
+        self.history.append(token)
+        self.untold.append(token)
+        pieces = []
+        if self.decoder is not None:
+            text, stopped = self.stops.feed(self.decoder.push(token))
+            self.texts.append(text)
+            pieces = self._emit(self.splitter.feed(text))
+            if stopped:
+                self.finish, self.hit_stop_string = "stop", True
+                return pieces
+        if (self.max_thinking_tokens is not None and not self.budget_spent and self.budget_ids
+                and self.n_reasoning >= self.max_thinking_tokens and self.splitter.thinking):
+            self.forced.extend(self.budget_ids)  # budget forcing: close the think block now
+            self.budget_spent = True
+        if len(self.prompt) + len(self.tokens) - 1 >= self.context:  # no room to feed it
+            self.finish = "length"
+            return pieces
+        self.next_token = token
+        return pieces
+
+    def close(self, stats: dict | None = None) -> list[Piece]:
+        """The held-back text as final pieces; sets self.generation."""
+        pieces = []
+        if self.decoder is not None and not self.hit_stop_string:
+            # the decoder's held-back bytes and the text held back as a possible stop string
+            text, self.hit_stop_string = self.stops.feed(self.decoder.flush())
+            if self.hit_stop_string:
+                self.finish = "stop"
+            else:
+                text += self.stops.finish()
+            self.texts.append(text)
+            pieces += self._emit(self.splitter.feed(text))
+        pieces += self._emit(self.splitter.finish())
+        if self.untold:
+            pieces.append(Piece("reasoning" if self.splitter.thinking else "answer", "", self.untold))
+            self.untold = []
+        self.generation = Generation(
+            text="".join(self.texts),
+            reasoning="".join(self.parts["reasoning"]).strip(),
+            answer="".join(self.parts["answer"]).strip(),
+            tokens=self.tokens,
+            finish_reason=self.finish or "length",
+            stats=dict(prompt_tokens=len(self.prompt), generated_tokens=len(self.tokens), **(stats or {})),
+        )
+        return pieces
+
+
+class GenerationRun:
+    """Iterate to get Pieces; afterwards .generation holds the result."""
+
+    def __init__(self, core, tokenizer: Tokenizer | None, prompt_ids: list[int], *,
+                 exclusive, **sequence_kw):
+        self.seq = Sequence(tokenizer, prompt_ids, context=core.context, **sequence_kw)
+        self.core, self.prompt = core, list(prompt_ids)
         self.generation: Generation | None = None
         self._exclusive = exclusive  # context manager holding the model for the whole run
 
@@ -100,79 +191,22 @@ class GenerationRun:
             yield from self._steps()
 
     def _steps(self):
-        core, splitter = self.core, self.splitter
-        decoder = StreamDecoder(self.tok) if self.tok is not None else None
+        core, seq = self.core, self.seq
         t0 = time.perf_counter()
         core.reset()
         for i in range(0, len(self.prompt), PREFILL_CHUNK):
             logits = core.forward(self.prompt[i:i + PREFILL_CHUNK], False)
         t_prefill = time.perf_counter() - t0
 
-        history, tokens, forced = list(self.prompt), [], deque()
-        untold: list[int] = []  # tokens not yet attached to a piece
-        texts, parts = [], {"reasoning": [], "answer": []}
-        n_reasoning, budget_spent, finish, hit_stop_string = 0, False, None, False
-
-        def emit(pairs):
-            nonlocal untold
-            for kind, text in pairs:
-                parts[kind].append(text)
-                yield Piece(kind, text, untold)
-                untold = []
-
         t1 = time.perf_counter()
-        while finish is None:
-            if self.max_new_tokens is not None and len(tokens) >= self.max_new_tokens:
-                finish = "length"
+        while True:
+            yield from seq.advance(logits)
+            if seq.next_token is None:
                 break
-            if forced:
-                token = forced.popleft()
-            else:
-                token = self.sampler(logits, history)
-                if token in self.eos_ids:
-                    finish = "stop"
-                    break
-            if splitter.thinking:
-                n_reasoning += 1
-            tokens.append(token)
-            history.append(token)
-            untold.append(token)
-            if decoder is not None:
-                text, stopped = self.stops.feed(decoder.push(token))
-                texts.append(text)
-                yield from emit(splitter.feed(text))
-                if stopped:
-                    finish, hit_stop_string = "stop", True
-                    break
-            if (self.max_thinking_tokens is not None and not budget_spent and self.budget_ids
-                    and n_reasoning >= self.max_thinking_tokens and splitter.thinking):
-                forced.extend(self.budget_ids)  # budget forcing: close the think block now
-                budget_spent = True
-            if core.n_past >= core.context:
-                finish = "length"
-                break
-            logits = core.forward([token], False)
+            logits = core.forward([seq.next_token], False)
         t_decode = time.perf_counter() - t1
-
-        if decoder is not None and not hit_stop_string:
-            # the decoder's held-back bytes and the text held back as a possible stop string
-            text, hit_stop_string = self.stops.feed(decoder.flush())
-            if hit_stop_string:
-                finish = "stop"
-            else:
-                text += self.stops.finish()
-            texts.append(text)
-            yield from emit(splitter.feed(text))
-        yield from emit(splitter.finish())
-        if untold:
-            yield Piece("reasoning" if splitter.thinking else "answer", "", untold)
-        self.generation = Generation(
-            text="".join(texts),
-            reasoning="".join(parts["reasoning"]).strip(),
-            answer="".join(parts["answer"]).strip(),
-            tokens=tokens,
-            finish_reason=finish,
-            stats=dict(prompt_tokens=len(self.prompt), generated_tokens=len(tokens),
-                       prefill_tok_s=len(self.prompt) / t_prefill if t_prefill > 0 else 0.0,
-                       decode_tok_s=len(tokens) / t_decode if t_decode > 0 and tokens else 0.0),
-        )
+        n = len(seq.tokens)
+        yield from seq.close(dict(
+            prefill_tok_s=len(self.prompt) / t_prefill if t_prefill > 0 else 0.0,
+            decode_tok_s=n / t_decode if t_decode > 0 and n else 0.0))
+        self.generation = seq.generation
