@@ -1,4 +1,4 @@
-"""The `r1lite` command: run, chat, info, convert."""
+"""The `r1lite` command: run, chat, info, convert, serve."""
 
 from __future__ import annotations
 
@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--raw", action="store_true", help="no chat template: complete the prompt")
     sub.add_parser("chat", parents=[common, gen], help="interactive chat")
     sub.add_parser("info", parents=[common], help="describe a model")
+    srv = sub.add_parser("serve", parents=[common], help="an OpenAI-compatible HTTP server")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
+    srv.add_argument("--port", type=int, default=8080)
+    srv.add_argument("--api-key", default=None, help="require Authorization: Bearer KEY")
+    srv.add_argument("--max-batch", type=int, default=8, help="requests decoded together")
+    srv.add_argument("--name", default=None, help="model id clients send (default: MODEL)")
     conv = sub.add_parser("convert", help="write a checkpoint as an r1lite model file")
     conv.add_argument("src", help="Hugging Face model folder, GGUF file, or demo")
     conv.add_argument("out", help="output .safetensors file")
@@ -205,6 +211,18 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .server import serve
+
+    if args.max_batch < 1:
+        raise ValueError(f"--max-batch must be >= 1, got {args.max_batch}")
+    model = _load(args)
+    name = args.name or args.model
+    print(f"serving {name} on http://{args.host}:{args.port}/v1 (Ctrl-C stops)", file=sys.stderr)
+    serve(model, name, host=args.host, port=args.port, api_key=args.api_key, max_batch=args.max_batch)
+    return 0
+
+
 def cmd_convert(args) -> int:
     import time
 
@@ -219,10 +237,11 @@ def cmd_convert(args) -> int:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"run": cmd_run, "chat": cmd_chat, "info": cmd_info, "convert": cmd_convert}[args.command]
+    handler = {"run": cmd_run, "chat": cmd_chat, "info": cmd_info, "convert": cmd_convert,
+               "serve": cmd_serve}[args.command]
     try:
         return handler(args)
-    except (FileNotFoundError, ValueError, OSError) as e:
+    except (FileNotFoundError, ValueError, OSError, ImportError) as e:
         print(f"r1lite: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -179,9 +179,9 @@ class Sequence:
 class GenerationRun:
     """Iterate to get Pieces; afterwards .generation holds the result."""
 
-    def __init__(self, core, tokenizer: Tokenizer | None, prompt_ids: list[int], *,
-                 exclusive, **sequence_kw):
-        self.seq = Sequence(tokenizer, prompt_ids, context=core.context, **sequence_kw)
+    def __init__(self, core, *, exclusive, **sequence_kw):
+        self.seq = Sequence(context=core.context, **sequence_kw)
+        prompt_ids = sequence_kw["prompt_ids"]
         self.core, self.prompt = core, list(prompt_ids)
         self.generation: Generation | None = None
         self._exclusive = exclusive  # context manager holding the model for the whole run

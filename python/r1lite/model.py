@@ -148,8 +148,10 @@ class Model:
         """The prompt ids, or ValueError if empty, outside the vocabulary or longer than the context."""
         return check_tokens(ids, self._config["vocab_size"], self.context).tolist()
 
-    def _run(self, prompt_ids, *, max_new_tokens=None, temperature=None, top_k=None, top_p=None,
-             min_p=None, repetition_penalty=None, seed=None, stop=None, max_thinking_tokens=None):
+    def _sequence_args(self, prompt_ids, *, max_new_tokens=None, temperature=None, top_k=None,
+                       top_p=None, min_p=None, repetition_penalty=None, seed=None, stop=None,
+                       max_thinking_tokens=None) -> dict:
+        """The arguments of a generate.Sequence for these prompt ids and generation keywords."""
         defaults = defaults_from_generation_config(
             self.tokenizer.generation_config if self.tokenizer else None)
         given = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
@@ -159,11 +161,14 @@ class Model:
         tok = self.tokenizer
         inside_think = tok is not None and tok.thinks and \
             tok.decode(prompt_ids[-3:]).rstrip().endswith(THINK_OPEN)
-        run = GenerationRun(self._core, tok, prompt_ids, sampling=sampling,
-                            max_new_tokens=max_new_tokens, stop=stop,
-                            max_thinking_tokens=max_thinking_tokens, inside_think=inside_think,
-                            eos_ids=tok.eos_ids if tok else [], exclusive=self._exclusive)
-        return _Stream(run)
+        return dict(tokenizer=tok, prompt_ids=prompt_ids, sampling=sampling,
+                    max_new_tokens=max_new_tokens, stop=stop,
+                    max_thinking_tokens=max_thinking_tokens, inside_think=inside_think,
+                    eos_ids=tok.eos_ids if tok else [])
+
+    def _run(self, prompt_ids, **kw):
+        return _Stream(GenerationRun(self._core, exclusive=self._exclusive,
+                                     **self._sequence_args(prompt_ids, **kw)))
 
     @staticmethod
     def _collect(stream) -> Generation:

@@ -1,0 +1,143 @@
+"""Continuous batching: one thread steps every active request through the model together.
+
+Each step feeds every active sequence in one batched forward (the core reads each weight once for
+the whole batch): a new request's prompt in chunks, the others one token each. Requests join at
+the next step and leave when finished or cancelled, freeing their cache at once. Each request has
+its own generate.Sequence (sampler with its seed, stop strings, reasoning split), so its output
+does not depend on what else is in the batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from .generate import PREFILL_CHUNK, Sequence
+
+
+class Request:
+    """One submitted generation (a fresh Sequence). The engine calls on_event(kind, payload) from
+    its thread: ("pieces", [Piece, ...]) as text is produced, then ("done", Generation) or
+    ("error", str)."""
+
+    def __init__(self, seq: Sequence, on_event):
+        self.seq = seq
+        self.on_event = on_event
+        self.cancelled = False
+        self.seq_id: int | None = None
+        self.fed = 0  # prompt tokens fed so far
+        self.t_start = time.perf_counter()
+
+    def cancel(self) -> None:
+        """Stop generating (a client went away); the engine frees the slot at its next step."""
+        self.cancelled = True
+
+
+class Engine:
+    """Owns a Model while serving: holds its lock, so no other caller can use it meanwhile."""
+
+    def __init__(self, model, max_batch: int = 8):
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ValueError(f"max_batch must be a positive integer, got {max_batch!r}")
+        self.model, self.core, self.max_batch = model, model._core, max_batch
+        self._waiting: deque[Request] = deque()
+        self._active: list[Request] = []
+        self._wake = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="r1lite-engine", daemon=True)
+        self.steps = 0
+        self.widest_batch = 0  # the most sequences one step has carried
+
+    def start(self) -> "Engine":
+        self.model._lock.acquire()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stop = True
+            self._wake.notify()
+        self._thread.join()
+        for req in list(self._active) + list(self._waiting):
+            self._release(req)
+            req.on_event("error", "the server is shutting down")
+        self._active.clear()
+        self._waiting.clear()
+        self.model._lock.release()
+
+    def new_sequence(self, prompt_ids: list[int], **generation_kw) -> Sequence:
+        """A Sequence for this model (ValueError on bad generation keywords)."""
+        return Sequence(context=self.core.context,
+                        **self.model._sequence_args(prompt_ids, **generation_kw))
+
+    def submit(self, request: Request) -> Request:
+        with self._wake:
+            self._waiting.append(request)
+            self._wake.notify()
+        return request
+
+    def counts(self) -> dict:
+        with self._wake:
+            return {"active": len(self._active), "waiting": len(self._waiting)}
+
+    # -- the engine thread ---------------------------------------------------------------------
+
+    def _admit(self) -> None:
+        """Move waiting requests into free slots (called with the lock held)."""
+        while self._waiting and len(self._active) < self.max_batch:
+            req = self._waiting.popleft()
+            if req.cancelled:
+                continue
+            req.seq_id = self.core.open_sequence()
+            self._active.append(req)
+
+    def _release(self, req: Request) -> None:
+        if req.seq_id is not None:
+            self.core.close_sequence(req.seq_id)
+            req.seq_id = None
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                for req in [r for r in self._active if r.cancelled]:
+                    self._release(req)
+                    self._active.remove(req)
+                self._admit()
+                while not self._active and not self._stop:
+                    self._wake.wait()
+                    self._admit()
+                if self._stop:
+                    return
+                batch = list(self._active)
+            try:
+                self._step(batch)
+            except Exception as e:  # a bug, or memory: fail these requests, keep serving
+                for req in batch:
+                    req.on_event("error", f"generation failed: {e}")
+                    req.cancel()
+
+    def _step(self, batch: list[Request]) -> None:
+        segments = []
+        for req in batch:
+            if req.fed < len(req.seq.prompt):
+                chunk = req.seq.prompt[req.fed:req.fed + PREFILL_CHUNK]
+                req.fed += len(chunk)
+            else:
+                chunk = [req.seq.next_token]
+            segments.append((req.seq_id, chunk))
+        logits = self.core.forward_batch(segments)
+        self.steps += 1
+        self.widest_batch = max(self.widest_batch, len(segments))
+        for req, row in zip(batch, logits):
+            if req.fed < len(req.seq.prompt) or req.cancelled:
+                continue  # more prompt to feed first
+            pieces = req.seq.advance(row)
+            if pieces:
+                req.on_event("pieces", pieces)
+            if req.seq.next_token is None:
+                last = req.seq.close(dict(seconds=time.perf_counter() - req.t_start))
+                if last:
+                    req.on_event("pieces", last)
+                req.on_event("done", req.seq.generation)
+                req.cancel()  # leaves at the next step

@@ -1,0 +1,286 @@
+"""`r1lite serve` through the official openai client: answers equal the Python API's, streaming,
+reasoning_content, stop strings, seeds, usage, errors, concurrency, disconnects."""
+
+import contextlib
+import http.client as http_client
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import openai
+import pytest
+import uvicorn
+
+import r1lite
+from r1lite.engine import Engine, Request
+from r1lite.server import Server
+
+HI = [{"role": "user", "content": "Hi"}]
+
+
+@contextlib.contextmanager
+def running(model, **kw):
+    """A server for `model` on a free localhost port: yields (base URL, the Server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = Server(model, "tiny", **kw)
+    app = srv.app()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started:
+        assert time.time() < deadline, "server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", srv
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def http(method: str, url: str, body=None, raw: bytes | None = None) -> tuple[int, dict]:
+    """(status, JSON body) of a plain HTTP request (for what the openai client hides)."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def health(url: str) -> dict:
+    return http("GET", url + "/health")[1]
+
+
+@pytest.fixture(scope="module")
+def direct(tiny_r1):
+    """A model for the reference answers (the served one belongs to its engine)."""
+    return r1lite.load(tiny_r1, threads=2, context=256)
+
+
+@pytest.fixture(scope="module")
+def url(tiny_r1):
+    model = r1lite.load(tiny_r1, threads=2, context=256)
+    with running(model, max_batch=4) as (base, _):
+        yield base
+
+
+@pytest.fixture(scope="module")
+def client(url):
+    return openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+
+
+def test_models_and_health(client, url):
+    assert [m.id for m in client.models.list()] == ["tiny"]
+    h = health(url)
+    assert h["status"] == "ok" and h["active"] == 0
+
+
+def test_chat_equals_the_python_api(client, direct):
+    want = direct.chat(HI, max_new_tokens=12, temperature=0, max_thinking_tokens=4)
+    assert want.reasoning and want.answer  # the budget closed the think block
+    r = client.chat.completions.create(model="tiny", messages=HI, max_tokens=12, temperature=0,
+                                       extra_body={"max_thinking_tokens": 4})
+    msg = r.choices[0].message
+    assert msg.content == want.answer and msg.reasoning_content == want.reasoning
+    assert r.choices[0].finish_reason == "length" and r.object == "chat.completion"
+    assert r.usage.prompt_tokens == want.stats["prompt_tokens"]
+    assert r.usage.completion_tokens == 12 and r.usage.total_tokens == r.usage.prompt_tokens + 12
+
+
+def test_stream_equals_unstreamed(client):
+    kw = dict(model="tiny", messages=HI, max_tokens=10, temperature=0,
+              extra_body={"max_thinking_tokens": 3})
+    whole = client.chat.completions.create(**kw).choices[0].message
+    content, reasoning, finish, usage = "", "", None, None
+    for chunk in client.chat.completions.create(**kw, stream=True,
+                                                stream_options={"include_usage": True}):
+        if chunk.usage:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            content += choice.delta.content or ""
+            reasoning += getattr(choice.delta, "reasoning_content", None) or ""
+            finish = choice.finish_reason or finish
+    assert (content, reasoning) == (whole.content, whole.reasoning_content)
+    assert finish == "length" and usage.completion_tokens == 10
+
+
+def test_stop_strings(client, direct):
+    full = direct.chat(HI, max_new_tokens=12, temperature=0, max_thinking_tokens=4).answer
+    stop = full[3:7]
+    want = direct.chat(HI, max_new_tokens=12, temperature=0, max_thinking_tokens=4, stop=stop)
+    r = client.chat.completions.create(model="tiny", messages=HI, max_tokens=12, temperature=0,
+                                       stop=[stop], extra_body={"max_thinking_tokens": 4})
+    assert r.choices[0].finish_reason == "stop" == want.finish_reason
+    assert r.choices[0].message.content == want.answer and stop not in want.answer
+
+
+def test_seed_reproducibility(client, direct):
+    def ask(seed):
+        return client.chat.completions.create(model="tiny", messages=HI, max_tokens=16,
+                                              temperature=2.0, top_p=1.0, seed=seed,
+                                              extra_body=dict(top_k=0, min_p=0)).choices[0].message
+    a, b, c = ask(7), ask(7), ask(8)
+    assert (a.content, a.reasoning_content) == (b.content, b.reasoning_content)
+    assert (a.content, a.reasoning_content) != (c.content, c.reasoning_content)
+    want = direct.chat(HI, max_new_tokens=16, temperature=2.0, top_p=1.0, top_k=0, min_p=0, seed=7)
+    assert (a.reasoning_content or "") == want.reasoning and a.content == want.answer
+
+
+def test_completions(client, direct):
+    want = direct.generate("Hello", max_new_tokens=8, temperature=0)
+    r = client.completions.create(model="tiny", prompt="Hello", max_tokens=8, temperature=0)
+    assert r.choices[0].text == want.text and r.usage.completion_tokens == 8
+    streamed = "".join(c.choices[0].text for c in client.completions.create(
+        model="tiny", prompt="Hello", max_tokens=8, temperature=0, stream=True))
+    assert streamed == want.text
+
+
+def test_concurrent_clients_get_their_own_answers(client, direct):
+    prompts = [f"Question number {i}: what is {i} + {i}?" for i in range(6)]
+    want = [direct.chat([{"role": "user", "content": p}], max_new_tokens=20, temperature=2.0,
+                        top_p=1.0, seed=i) for i, p in enumerate(prompts)]
+    got = [None] * len(prompts)
+
+    def ask(i):
+        r = client.chat.completions.create(model="tiny", max_tokens=20, temperature=2.0, top_p=1.0,
+                                           seed=i, messages=[{"role": "user", "content": prompts[i]}])
+        m = r.choices[0].message
+        got[i] = (m.reasoning_content or "", m.content)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, w in enumerate(want):
+        assert got[i] == (w.reasoning, w.answer), i
+    assert len({w.text for w in want}) > 1
+
+
+def test_engine_batches_and_matches_single_runs(direct, tiny_r1):
+    """Requests waiting together are decoded in one batch; each gets what it gets alone."""
+    prompts = [[151646, 9707 + i, 11, 1879 + 3 * i][: 2 + i % 3] for i in range(5)]
+    alone = [direct.generate(p, max_new_tokens=12 + i, temperature=0).tokens for i, p in enumerate(prompts)]
+    model = r1lite.load(tiny_r1, threads=2, context=256)
+    engine = Engine(model, max_batch=4)
+    results = {}
+    for i, p in enumerate(prompts):
+        seq = engine.new_sequence(p, max_new_tokens=12 + i, temperature=0)
+        engine.submit(Request(seq, lambda kind, g, i=i: results.__setitem__(i, g) if kind == "done" else None))
+    engine.start()
+    deadline = time.time() + 60
+    while len(results) < len(prompts):
+        assert time.time() < deadline
+        time.sleep(0.01)
+    engine.stop()
+    assert engine.widest_batch == 4  # max_batch; the fifth joined when one left
+    for i in range(len(prompts)):
+        assert results[i].tokens == alone[i], i
+    assert model.logits([1, 2]).shape == (2, model.config["vocab_size"])  # the model is free again
+
+
+@pytest.mark.parametrize("change,status,param", [
+    (dict(temperature=-1), 400, "temperature"),
+    (dict(temperature="hot"), 400, "temperature"),
+    (dict(top_p=1.5), 400, "top_p"),
+    (dict(n=2), 400, "n"),
+    (dict(max_tokens=0), 400, "max_tokens"),
+    (dict(max_tokens="many"), 400, "max_tokens"),
+    (dict(seed=-3), 400, "seed"),
+    (dict(stop=[""]), 400, "stop"),
+    (dict(messages=[]), 400, "messages"),
+    (dict(messages=[{"role": "robot", "content": "x"}]), 400, "messages[0].role"),
+    (dict(messages=[{"role": "user", "content": "word " * 400}]), 400, None),
+    (dict(model="other"), 404, "model"),
+])
+def test_request_errors(url, change, status, param):
+    body = {**dict(model="tiny", messages=HI, max_tokens=2), **change}
+    code, reply = http("POST", url + "/v1/chat/completions", body)
+    assert code == status
+    err = reply["error"]
+    assert err["message"] and err["param"] == param
+    if "word " in str(change):
+        assert err["code"] == "context_length_exceeded"
+
+
+def test_openai_client_sees_the_errors(client):
+    with pytest.raises(openai.BadRequestError, match="temperature"):
+        client.chat.completions.create(model="tiny", messages=HI, temperature=5)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-4", messages=HI)
+
+
+def test_unknown_paths_and_bad_json(url):
+    code, reply = http("GET", url + "/v1/nothing")
+    assert code == 404 and "error" in reply
+    code, reply = http("POST", url + "/v1/chat/completions", raw=b"{not json")
+    assert code == 400 and "JSON" in reply["error"]["message"]
+
+
+def test_api_key(tiny_r1):
+    model = r1lite.load(tiny_r1, threads=1, context=256)
+    with running(model, api_key="sesame") as (base, _):
+        bad = openai.OpenAI(base_url=base + "/v1", api_key="wrong", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            bad.models.list()
+        assert http("GET", base + "/v1/models")[0] == 401
+        good = openai.OpenAI(base_url=base + "/v1", api_key="sesame", max_retries=0)
+        r = good.chat.completions.create(model="tiny", messages=HI, max_tokens=3, temperature=0)
+        assert r.usage.completion_tokens == 3
+
+
+def test_disconnect_frees_the_slot(tiny_r1):
+    model = r1lite.load(tiny_r1, threads=1, context=4096)
+    with running(model) as (url, srv):
+        host, port = url.removeprefix("http://").split(":")
+        conn = http_client.HTTPConnection(host, int(port), timeout=30)
+        conn.request("POST", "/v1/chat/completions", headers={"Content-Type": "application/json"},
+                     body=json.dumps(dict(model="tiny", messages=HI, stream=True, temperature=0)))
+        r = conn.getresponse()
+        assert r.status == 200 and r.readline().startswith(b"data: ")
+        assert health(url)["active"] == 1  # would generate until the context (4096) is full
+        conn.close()  # the client goes away mid-stream
+        deadline = time.time() + 10
+        while health(url)["active"] != 0:
+            assert time.time() < deadline, "the slot of a client that left was not freed"
+            time.sleep(0.02)
+        assert srv.engine.steps < 4000  # stopped early, not at the end of the context
+
+
+def test_serve_command(tiny_r1):
+    import signal
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "r1lite.cli", "serve", str(tiny_r1), "--port",
+                             str(port), "-c", "256", "-t", "1", "--name", "tiny-r1"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while True:
+            try:
+                if health(url)["status"] == "ok":
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read()
+                assert time.time() < deadline, "r1lite serve did not come up"
+                time.sleep(0.1)
+        assert http("GET", url + "/v1/models")[1]["data"][0]["id"] == "tiny-r1"
+        code, reply = http("POST", url + "/v1/completions",
+                           dict(model="tiny-r1", prompt="Hello", max_tokens=4, temperature=0))
+        assert code == 200 and reply["usage"]["completion_tokens"] == 4
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
