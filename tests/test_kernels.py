@@ -127,3 +127,27 @@ def test_weighted_sum_agrees_with_reference(count, dim, ld):
         if _core.isa_supported(isa):
             np.testing.assert_allclose(_core.weighted_sum(p, rows, isa, dim), exact, rtol=0,
                                        atol=1e-5 * np.sqrt(count) * 4, err_msg=isa)
+
+
+@pytest.mark.parametrize("fmt", FORMATS + ["q8_0", "q4_0"])
+def test_a_rows_result_does_not_depend_on_its_batch(fmt):
+    """Bit for bit: the server batches requests, and each must get what it gets alone. A token
+    goes through a 4-token tile or the 1-token path depending on its place in the batch; both
+    must round the same way."""
+    from r1lite import quant
+
+    rng = np.random.default_rng(7)
+    rows, inner = 37, 32 * 11 + 5
+    x = rng.standard_normal((9, inner)).astype(np.float32)
+    if fmt in ("q8_0", "q4_0"):
+        q, _, d = quant.encode(rng.standard_normal((rows, inner)).astype(np.float32), fmt)
+        w, scales = q, d
+    else:
+        w, scales = random_weight(rng, rows, inner, fmt)[0], None
+    for isa in ISAS:
+        if not _core.isa_supported(isa):
+            continue
+        alone = np.stack([_core.matmul(x[i:i + 1], w, fmt, isa, scales)[0] for i in range(9)])
+        for n in (2, 4, 5, 9):
+            np.testing.assert_array_equal(_core.matmul(x[:n], w, fmt, isa, scales), alone[:n],
+                                          err_msg=f"{isa}, {n} rows")

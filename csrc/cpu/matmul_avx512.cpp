@@ -168,15 +168,13 @@ void prefill_qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t
   qtile_zmm<typename ZmmOf<W>::type, W, kPrefillRows, 4>(xq, xd, xs, blocks, w, stride, wd, y, ldy);
 }
 
-// One token, four rows: q4_0 through the 512-bit tile (its correction is per token, free here);
-// q8_0 through the 256-bit one (a weight sum per block would cost more than it saves).
+// One token, four rows: the same 512-bit tile as prefill, so that a token's result does not
+// depend on how many other tokens share its batch (the server's batches must give each request
+// what it gets alone).
 template <class W>
 void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks,
                   const uint8_t* w, int64_t stride, const uint16_t* wd, float* y) {
-  if constexpr (std::is_same<W, Q4W>::value)
-    qtile_zmm<Q4Z, W, 4, 1>(xq, xd, xs, blocks, w, stride, wd, y, 0);
-  else
-    qtile<W, 4, 1>(xq, xd, xs, blocks, w, stride, wd, y, 0);
+  qtile_zmm<typename ZmmOf<W>::type, W, 4, 1>(xq, xd, xs, blocks, w, stride, wd, y, 0);
 }
 
 #include "cpu/row_loops.inc"
