@@ -143,6 +143,11 @@ def main(argv=None) -> int:
 
     def pct(xs, q):
         return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+    # decode rate of one stream: tokens after the first over the time after the first
+    rates = sorted((r[2] - 1) / (r[4] - r[3]) for r in done if r[2] > 1 and r[4] > r[3])
+    together = min(args.clients, args.max_batch)
+    print(f"decode per stream: p50 {pct(rates, .5):.2f} tok/s; x {together} streams at once = "
+          f"{together * pct(rates, .5):.2f} tok/s aggregate decode")
     print(f"time to first token: p50 {pct(firsts, .5):.2f} s, p90 {pct(firsts, .9):.2f} s; "
           f"request time: p50 {pct(totals, .5):.2f} s, p90 {pct(totals, .9):.2f} s, "
           f"mean {statistics.fmean(totals) if totals else float('nan'):.2f} s")
