@@ -284,3 +284,20 @@ def test_serve_command(tiny_r1):
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
+
+
+def test_reasoning_of_earlier_turns_is_dropped(client):
+    """The R1 template strips the think block of earlier assistant turns (and the API's separate
+    reasoning_content field is not part of the prompt)."""
+    def prompt_tokens(assistant):
+        r = client.chat.completions.create(model="tiny", max_tokens=1, temperature=0, messages=[
+            {"role": "user", "content": "Hi"}, assistant, {"role": "user", "content": "And?"}])
+        return r.usage.prompt_tokens
+    plain = prompt_tokens({"role": "assistant", "content": "Hello."})
+    # the template keeps what follows </think>: here "\n\nHello."
+    after_think = prompt_tokens({"role": "assistant", "content": "\n\nHello."})
+    assert prompt_tokens({"role": "assistant",
+                          "content": "<think>\nlong thoughts here\n</think>\n\nHello."}) == after_think
+    assert prompt_tokens({"role": "assistant", "content": "Hello.",
+                          "reasoning_content": "more thoughts"}) == plain
+    assert prompt_tokens({"role": "assistant", "content": "Hello there, friend."}) > plain
