@@ -74,14 +74,28 @@ def convert(src, out, quant: str = "q8_0", *, progress: bool | None = None) -> P
     (f32, bf16, f16, q8_0, q4_0); norms and biases stay f32. Returns the output path."""
     if quant not in FORMATS:
         raise ValueError(f"unknown format {quant!r} (choose from {', '.join(FORMATS)})")
-    out = Path(out)
     config, tensors, meta = _source(src)
+    formats = {name: "f32" if kind == "f32" else quant
+               for name, (_shape, kind) in expected_tensors(config).items()}
 
+    def encoded(name):
+        arr, fmt = materialize(tensors[name])[:2]
+        return encode(as_f32(arr, fmt), formats[name])
+
+    return write_model_file(out, config, formats, encoded, meta, progress=progress)
+
+
+def write_model_file(out, config: dict, formats: dict, encoded, meta: dict, *,
+                     progress: bool | None = None) -> Path:
+    """Write r1lite's model file: `formats` maps every tensor name to its format, and
+    encoded(name) gives its planes as quant.encode does ((values,) or (quants, _, scales)), one
+    tensor at a time. Written under a temporary name and renamed when complete."""
+    out = Path(out)
+    shapes = {name: shape for name, (shape, _kind) in expected_tensors(config).items()}
     # The layout: every plane's dtype and shape, 8-byte-wide dtypes first so each stays aligned.
-    formats, planes = {}, []
-    for name, (shape, kind) in expected_tensors(config).items():
-        formats[name] = "f32" if kind == "f32" else quant
-        for plane, (dtype, pshape) in zip((name, name + SCALE_SUFFIX), plane_shapes(formats[name], shape)):
+    planes = []
+    for name, fmt in formats.items():
+        for plane, (dtype, pshape) in zip((name, name + SCALE_SUFFIX), plane_shapes(fmt, shapes[name])):
             planes.append((plane, dtype, pshape))
     planes.sort(key=lambda p: -np.dtype(NP_DTYPES[p[1]]).itemsize)
     header, offset = {}, 0
@@ -89,8 +103,8 @@ def convert(src, out, quant: str = "q8_0", *, progress: bool | None = None) -> P
         nbytes = int(np.prod(pshape)) * np.dtype(NP_DTYPES[dtype]).itemsize
         header[plane] = {"dtype": dtype, "shape": list(pshape), "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
-    meta.update({"r1lite.format": FORMAT_NAME, "r1lite.version": str(FORMAT_VERSION),
-                 "r1lite.config": json.dumps(config), "r1lite.formats": json.dumps(formats)})
+    meta = {**meta, "r1lite.format": FORMAT_NAME, "r1lite.version": str(FORMAT_VERSION),
+            "r1lite.config": json.dumps(config), "r1lite.formats": json.dumps(formats)}
     header_bytes = json.dumps({"__metadata__": meta, **header}, ensure_ascii=False).encode("utf-8")
     header_bytes += b" " * (-len(header_bytes) % 8)
     data_start = 8 + len(header_bytes)
@@ -103,12 +117,17 @@ def convert(src, out, quant: str = "q8_0", *, progress: bool | None = None) -> P
             f.write(header_bytes)
             f.truncate(data_start + offset)
             for name in formats:
-                arr, fmt = materialize(tensors[name])[:2]
-                encoded = encode(as_f32(arr, fmt), formats[name])
-                for plane, data in ((name, encoded[0]), (name + SCALE_SUFFIX, encoded[2] if len(encoded) == 3 else None)):
+                planes_of = encoded(name)
+                for plane, data in ((name, planes_of[0]),
+                                    (name + SCALE_SUFFIX, planes_of[2] if len(planes_of) == 3 else None)):
                     if data is None:
                         continue
-                    f.seek(data_start + header[plane]["data_offsets"][0])
+                    want = header[plane]
+                    begin, end = want["data_offsets"]
+                    if list(np.shape(data)) != want["shape"] or data.nbytes != end - begin:
+                        raise ValueError(f"{plane}: {data.dtype} plane of shape {list(np.shape(data))}, "
+                                         f"expected {want['dtype']} {want['shape']}")
+                    f.seek(data_start + want["data_offsets"][0])
                     f.write(np.ascontiguousarray(data).tobytes())
                     bar.step(data.nbytes, name)
         os.replace(tmp, out)
