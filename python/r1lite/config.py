@@ -120,6 +120,7 @@ def normalize_hf_config(cfg: dict, where: str) -> dict:
         "context": max_pos,
     }
     out.update(_rope_settings(cfg, where))
+    check_size(out, where)
     return out
 
 
@@ -165,6 +166,7 @@ def _normalize_deepseek(cfg: dict, arch: str, where: str) -> dict:
     out.update(_deepseek_moe(cfg, arch, where))
     if out["num_experts"] == 0 or out["moe_first_layer"] > 0:
         _need(cfg, "intermediate_size", where)
+    check_size(out, where)
     return out
 
 
@@ -209,6 +211,75 @@ def _deepseek_moe(cfg: dict, arch: str, where: str) -> dict:
         "normalize_expert_weights": norm,
         "routed_scale": scale,
     }
+
+
+# Sanity bounds far above any real model (R1: 61 layers, 256 experts): a config beyond them is
+# corrupt, and listing its tensors would not end.
+MAX_LAYERS, MAX_EXPERTS = 4096, 65536
+
+_POSITIVE_INTS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
+                  "max_position_embeddings", "context")
+_SCHEMA = {  # per optional part: {key: kind}; kinds: "int>0", "int>=0", "float", "bool", "str"
+    "llama3": {"rope_factor": "float", "rope_low_freq_factor": "float",
+               "rope_high_freq_factor": "float", "rope_original_context": "int>0"},
+    "yarn": {"rope_factor": "float", "rope_original_context": "int>0", "yarn_beta_fast": "float",
+             "yarn_beta_slow": "float", "rope_attn_factor": "float"},
+    "mla": {"q_lora_rank": "int>=0", "kv_lora_rank": "int>0", "qk_nope_head_dim": "int>0",
+            "qk_rope_head_dim": "int>0", "v_head_dim": "int>0", "rope_interleaved": "bool"},
+    "moe": {"num_shared_experts": "int>=0", "experts_per_token": "int>0",
+            "moe_intermediate_size": "int>0", "moe_first_layer": "int>=0", "expert_groups": "int>0",
+            "expert_groups_kept": "int>0", "router": "str", "router_bias": "bool",
+            "normalize_expert_weights": "bool", "routed_scale": "float"},
+}
+
+
+def _check_value(cfg: dict, key: str, kind: str, where: str) -> None:
+    v = cfg.get(key)
+    is_int = isinstance(v, int) and not isinstance(v, bool)
+    ok = {"int>0": is_int and v > 0, "int>=0": is_int and v >= 0,
+          "float": (is_int or isinstance(v, float)) and math.isfinite(v),
+          "bool": isinstance(v, bool), "str": isinstance(v, str)}[kind]
+    if not ok:
+        raise ModelFormatError(f"{where}: config '{key}' must be {kind.replace('int', 'an integer ')}"
+                               f", got {v!r}")
+
+
+def check_normalized(cfg, where: str) -> dict:
+    """A normalized config read back from a file, checked key by key (ModelFormatError)."""
+    if not isinstance(cfg, dict):
+        raise ModelFormatError(f"{where}: the config is not a JSON object")
+    for key in _POSITIVE_INTS:
+        _check_value(cfg, key, "int>0", where)
+    _check_value(cfg, "intermediate_size", "int>=0", where)
+    for key in ("norm_eps", "rope_theta"):
+        _check_value(cfg, key, "float", where)
+    for key in ("qkv_bias", "tied_embeddings"):
+        _check_value(cfg, key, "bool", where)
+    _check_value(cfg, "architecture", "str", where)
+    if cfg.get("rope_kind") not in ROPE_KINDS:
+        raise ModelFormatError(f"{where}: config 'rope_kind' must be one of {', '.join(ROPE_KINDS)}")
+    parts = [cfg["rope_kind"]] if cfg["rope_kind"] in _SCHEMA else []
+    if cfg.get("attention", "gqa") not in ("gqa", "mla"):
+        raise ModelFormatError(f"{where}: config 'attention' must be gqa or mla")
+    if cfg.get("attention") == "mla":
+        parts.append("mla")
+    if "num_experts" in cfg:
+        _check_value(cfg, "num_experts", "int>=0", where)
+        if cfg["num_experts"]:
+            parts.append("moe")
+    for part in parts:
+        for key, kind in _SCHEMA[part].items():
+            _check_value(cfg, key, kind, where)
+    if "attn_scale_mult" in cfg:
+        _check_value(cfg, "attn_scale_mult", "float", where)
+    check_size(cfg, where)
+    return cfg
+
+
+def check_size(cfg: dict, where: str) -> None:
+    if cfg["num_layers"] > MAX_LAYERS or cfg.get("num_experts", 0) > MAX_EXPERTS:
+        raise ModelFormatError(f"{where}: {cfg['num_layers']} layers / {cfg.get('num_experts', 0)} "
+                               f"experts is beyond any real model (corrupt config?)")
 
 
 def with_context(config: dict, context: int | None) -> dict:

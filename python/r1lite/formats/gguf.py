@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import check_normalized
 from ..errors import ModelFormatError, UnsupportedModelError
 from .names import gguf_name
 from .tensors import expected_tensors
@@ -165,10 +166,19 @@ def _tokenizer_json(g: GGUFFile) -> str:
     return tok.to_str()
 
 
+def _checked_tokenizer_json(g: GGUFFile) -> str:
+    try:
+        return _tokenizer_json(g)
+    except (ModelFormatError, UnsupportedModelError):
+        raise
+    except Exception as e:  # tokenizers refuses inconsistent vocabularies, merges, ids
+        raise ModelFormatError(f"{g.path}: the tokenizer in the metadata is unusable ({e})") from None
+
+
 def load_gguf(path) -> tuple[dict, dict, dict]:
     """(config, {r1lite name: (f32 array, "f32")}, tokenizer metadata strings as r1file keeps them)."""
     g = GGUFFile(path)
-    config = _config(g)
+    config = check_normalized(_config(g), str(g.path))
     tensors = {}
     for name, (shape, kind) in expected_tensors(config).items():
         gname = gguf_name(name)
@@ -188,7 +198,7 @@ def load_gguf(path) -> tuple[dict, dict, dict]:
     tok_config = {"bos_token": token("tokenizer.ggml.bos_token_id"),
                   "eos_token": token("tokenizer.ggml.eos_token_id"),
                   "chat_template": g.get("tokenizer.chat_template")}
-    meta = {"r1lite.tokenizer": _tokenizer_json(g) if tokens else None,
+    meta = {"r1lite.tokenizer": _checked_tokenizer_json(g) if tokens else None,
             "r1lite.tokenizer_config": json.dumps(tok_config),
             "r1lite.model_config": json.dumps({"eos_token_id": g.get("tokenizer.ggml.eos_token_id")})}
     return config, tensors, {k: v for k, v in meta.items() if v is not None}

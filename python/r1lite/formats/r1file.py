@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 
+from ..config import check_normalized
 from ..errors import ModelFormatError
 from ..quant import FORMATS, QUANT_FORMATS
 from .safetensors import SafetensorsFile
@@ -30,9 +31,6 @@ FORMAT_VERSION = 1
 PLANE_DTYPE = {"f32": "F32", "bf16": "BF16", "f16": "F16", "q8_0": "I8", "q4_0": "U8"}
 SCALE_SUFFIX = ".scale"
 
-CONFIG_INTS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
-               "intermediate_size", "max_position_embeddings", "context")
-
 
 def plane_shapes(fmt: str, shape: tuple) -> list[tuple[str, tuple]]:
     """[(safetensors dtype, shape)] of the planes that store a tensor of logical `shape`."""
@@ -42,21 +40,6 @@ def plane_shapes(fmt: str, shape: tuple) -> list[tuple[str, tuple]]:
     blocks = -(-cols // 32)
     per_row = blocks * 32 if fmt == "q8_0" else blocks * 16
     return [(PLANE_DTYPE[fmt], (rows, per_row)), ("F16", (rows, blocks))]
-
-
-def _check_config(cfg, where: str) -> dict:
-    if not isinstance(cfg, dict):
-        raise ModelFormatError(f"{where}: r1lite.config is not a JSON object")
-    for key in CONFIG_INTS:
-        v = cfg.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ModelFormatError(f"{where}: r1lite.config '{key}' must be a positive integer, got {v!r}")
-    for key in ("qkv_bias", "tied_embeddings"):
-        if not isinstance(cfg.get(key), bool):
-            raise ModelFormatError(f"{where}: r1lite.config '{key}' must be true or false")
-    if not isinstance(cfg.get("architecture"), str) or not isinstance(cfg.get("rope_kind"), str):
-        raise ModelFormatError(f"{where}: r1lite.config lacks architecture or rope_kind")
-    return cfg
 
 
 def _json_meta(meta: dict, key: str, where: str, required: bool = True):
@@ -92,7 +75,7 @@ def load_r1_file(path) -> tuple[dict, dict, object]:
         raise ModelFormatError(
             f"{where}: model file format version {version} is newer than this r1lite reads "
             f"({FORMAT_VERSION}); upgrade r1lite")
-    config = _check_config(_json_meta(meta, "r1lite.config", where), where)
+    config = check_normalized(_json_meta(meta, "r1lite.config", where), where)
     formats = _json_meta(meta, "r1lite.formats", where)
     if not isinstance(formats, dict):
         raise ModelFormatError(f"{where}: r1lite.formats is not a JSON object")
