@@ -34,6 +34,10 @@ class Tokenizer:
             self._tok = HFTokenizer.from_str(tokenizer_json)
         except Exception as e:  # tokenizers raises bare Exceptions for bad JSON
             raise ModelFormatError(f"{where}: tokenizer.json does not load ({e})") from None
+        for name, value in (("tokenizer_config", tokenizer_config), ("generation_config", generation_config),
+                            ("model config", model_config)):
+            if value is not None and not isinstance(value, dict):
+                raise ModelFormatError(f"{where}: {name} must be a JSON object, got {type(value).__name__}")
         cfg = tokenizer_config or {}
         self.generation_config = dict(generation_config or {})
         self.bos_token = _token_text(cfg.get("bos_token"))
