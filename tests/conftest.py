@@ -21,6 +21,20 @@ def rel_err(got: np.ndarray, want: np.ndarray) -> float:
     return float(np.abs(got - want).max() / np.abs(want).max())
 
 
+def write_safetensors(path: Path, tensors: dict) -> None:
+    """A safetensors file from {name: (dtype string, array)}, any dtype string (numpy's safetensors
+    cannot write F8_E4M3)."""
+    header, offset = {}, 0
+    for name, (dtype, arr) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [offset, offset + arr.nbytes]}
+        offset += arr.nbytes
+    raw = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little") + raw)
+        for _dtype, arr in tensors.values():
+            f.write(np.ascontiguousarray(arr).tobytes())
+
+
 def is_moe(folder: Path) -> bool:
     return bool(json.loads((folder / "config.json").read_text()).get("n_routed_experts"))
 

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 
 import r1lite
+from conftest import write_safetensors
 
 HIDDEN, EXPERTS, MOE_INTER, LAYERS, VOCAB = 512, 48, 384, 5, 1024
 SHARD_BYTES = 24 << 20
@@ -16,20 +17,6 @@ SHARD_BYTES = 24 << 20
 def _fp8_bytes(rng, shape):
     """Random E4M3 bytes without NaN (0x7F / 0xFF), magnitudes up to 2."""
     return (rng.integers(0, 0x41, shape, dtype=np.uint8) | (rng.integers(0, 2, shape, dtype=np.uint8) << 7))
-
-
-def _write_shard(path, tensors):
-    header, blobs, offset = {}, [], 0
-    for name, (dtype, arr) in tensors.items():
-        data = np.ascontiguousarray(arr).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    raw = json.dumps(header).encode()
-    with open(path, "wb") as f:
-        f.write(len(raw).to_bytes(8, "little") + raw)
-        for b in blobs:
-            f.write(b)
 
 
 def build_fp8_checkpoint(folder, seed=0):
@@ -94,7 +81,7 @@ def build_fp8_checkpoint(folder, seed=0):
     weight_map = {}
     for i, shard in enumerate(shards):
         file = f"model-{i + 1:05d}-of-{len(shards):06d}.safetensors"
-        _write_shard(folder / file, shard)
+        write_safetensors(folder / file, shard)
         weight_map.update({name: file for name in shard})
     (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     return sum(t[1].nbytes for t in tensors.values()), len(shards)

@@ -12,7 +12,7 @@ import r1lite
 from r1lite import ModelFormatError, UnsupportedModelError, _core
 from r1lite.config import normalize_hf_config
 from r1lite.formats import fp8, mla
-from conftest import FIXTURES, ROOT, rel_err
+from conftest import FIXTURES, ROOT, rel_err, write_safetensors
 
 # DeepSeek-R1's config.json (ARCH.md §1)
 R1_CONFIG = json.loads((ROOT / "tools" / "bench_configs" / "deepseek-r1.json").read_text())
@@ -142,16 +142,9 @@ def _rewrite_safetensors(path, edit):
 
     f = SafetensorsFile(path)
     entries = {name: [f.dtype(name), np.array(f.array(name))] for name in f.keys()}
-    edit(entries)
-    header, blobs, offset = {}, [], 0
-    for name, (dtype, arr) in entries.items():
-        data = np.ascontiguousarray(arr).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    raw = json.dumps(header).encode()
     del f
-    path.write_bytes(len(raw).to_bytes(8, "little") + raw + b"".join(blobs))
+    edit(entries)
+    write_safetensors(path, entries)
 
 
 Q_A = "model.layers.0.self_attn.q_a_proj.weight"

@@ -26,6 +26,7 @@ def seeds():
     """Small GGUF files (f32, f16 matrices) written with the gguf package from a fixture."""
     import gguf
     import numpy as np
+    from make_bench_models import add_model_header
 
     from r1lite.formats.hf import load_hf_folder
     from r1lite.formats.names import gguf_name
@@ -36,14 +37,7 @@ def seeds():
     for ftype in ("f32", "f16"):
         path = SCRATCH / f"seed-{ftype}.gguf"
         w = gguf.GGUFWriter(str(path), "llama")
-        w.add_context_length(cfg["max_position_embeddings"])
-        w.add_embedding_length(cfg["hidden_size"])
-        w.add_block_count(cfg["num_layers"])
-        w.add_feed_forward_length(cfg["intermediate_size"])
-        w.add_head_count(cfg["num_heads"])
-        w.add_head_count_kv(cfg["num_kv_heads"])
-        w.add_rope_freq_base(cfg["rope_theta"])
-        w.add_layer_norm_rms_eps(cfg["norm_eps"])
+        add_model_header(w, cfg)
         w.add_tokenizer_model("gpt2")
         vocab = ["a", "b", "ab"] + [f"<x{i}>" for i in range(cfg["vocab_size"] - 3)]
         w.add_token_list(vocab)

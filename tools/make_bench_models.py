@@ -57,6 +57,18 @@ def write_hf(folder: Path, raw_cfg: dict, tensors: dict) -> None:
     save_file({hf_name(k): v for k, v in tensors.items()}, str(folder / "model.safetensors"))
 
 
+def add_model_header(w, cfg: dict) -> None:
+    """The GGUF metadata of a dense model's shape (a gguf.GGUFWriter, r1lite's config)."""
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_block_count(cfg["num_layers"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_head_count(cfg["num_heads"])
+    w.add_head_count_kv(cfg["num_kv_heads"])
+    w.add_rope_freq_base(cfg["rope_theta"])
+    w.add_layer_norm_rms_eps(cfg["norm_eps"])
+
+
 def write_gguf(path: Path, cfg: dict, tensors: dict) -> None:
     import gguf
 
@@ -80,14 +92,7 @@ def write_gguf(path: Path, cfg: dict, tensors: dict) -> None:
 
     w = gguf.GGUFWriter(str(path), "qwen2")
     w.add_name("r1lite bench model")
-    w.add_context_length(cfg["max_position_embeddings"])
-    w.add_embedding_length(cfg["hidden_size"])
-    w.add_block_count(cfg["num_layers"])
-    w.add_feed_forward_length(cfg["intermediate_size"])
-    w.add_head_count(cfg["num_heads"])
-    w.add_head_count_kv(cfg["num_kv_heads"])
-    w.add_rope_freq_base(cfg["rope_theta"])
-    w.add_layer_norm_rms_eps(cfg["norm_eps"])
+    add_model_header(w, cfg)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("deepseek-r1-qwen")
