@@ -3,7 +3,6 @@ FP8 decoding, the re-layout of MLA weights, and the importer's errors."""
 
 import json
 import shutil
-import warnings
 
 import numpy as np
 import pytest

@@ -115,13 +115,14 @@ def test_peak_memory_of_a_1_5b_q8_0_model(tmp_path):
     from r1lite.config import normalize_hf_config
     from r1lite.converter import write_model_file
 
-    cfg_path = ROOT.parent / "shared" / "assets" / "deepseek-r1-distill-qwen" / "config-1.5b.json"
-    cfg = normalize_hf_config(json.loads(cfg_path.read_text()), str(cfg_path))
-    tensors = random_weights(cfg, "q8_0")
-    formats = {name: entry[1] for name, entry in tensors.items()}
-    out = write_model_file(tmp_path / "1.5b-q8_0.safetensors", cfg, formats,
-                           lambda name: tensors[name], {}, progress=False)
-    del tensors
+    def write_random_model(path):
+        cfg_path = ROOT.parent / "shared" / "assets" / "deepseek-r1-distill-qwen" / "config-1.5b.json"
+        cfg = normalize_hf_config(json.loads(cfg_path.read_text()), str(cfg_path))
+        tensors = random_weights(cfg, "q8_0")
+        formats = {name: entry[1] for name, entry in tensors.items()}
+        return write_model_file(path, cfg, formats, lambda name: tensors[name], {}, progress=False)
+
+    out = write_random_model(tmp_path / "1.5b-q8_0.safetensors")
     run = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(out)], capture_output=True,
                          text=True, check=True)
     peak, cache = map(int, run.stdout.split())

@@ -1,6 +1,5 @@
 """The real R1-Distill-Qwen tokenizer and chat template (../shared/assets)."""
 
-import json
 
 import pytest
 

@@ -15,9 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from repo_path import ROOT  # noqa: E402  (r1lite from this checkout when built in place)
 FIXTURES = ROOT / "tests" / "fixtures"
-sys.path.insert(0, str(ROOT / "python"))
 
 SCRATCH = Path(tempfile.mkdtemp(prefix="r1lite-fuzz-"))
 

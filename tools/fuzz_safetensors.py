@@ -2,10 +2,7 @@
 """Fuzz r1lite's safetensors reader (header JSON, offsets, dtypes incl. F8_E4M3, bounds) and the
 FP8 dequantization that reads through it. See tools/fuzz_common.py."""
 
-import sys
-
 import atheris
-import numpy as np
 
 from fuzz_common import FIXTURES, expected_errors, quiet, run, write_scratch
 

@@ -22,10 +22,8 @@ import statistics
 import sys
 import threading
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "python"))
+import repo_path  # noqa: E402,F401  (r1lite from this checkout when built in place)
 
 import r1lite  # noqa: E402
 from r1lite.server import Server  # noqa: E402

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "python"))
+from repo_path import ROOT  # noqa: E402  (r1lite from this checkout when built in place)
 ASSETS = ROOT.parent / "shared" / "assets" / "deepseek-r1-distill-qwen"
 
 from r1lite.config import normalize_hf_config  # noqa: E402

@@ -238,7 +238,7 @@ def transformers_logits_quantized(folder: Path, tokens: np.ndarray, fmt: str) ->
     `r1lite convert --quant fmt` stores): an oracle for r1lite's quantized kernels."""
     import torch
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
+    import repo_path  # noqa: F401  (r1lite from this checkout when built in place)
     from r1lite import quant
 
     def round_trip(w: np.ndarray) -> np.ndarray:  # each row of the last dim, as r1lite stores it

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "python"))
+from repo_path import ROOT  # noqa: E402  (r1lite from this checkout when built in place)
 OUT = ROOT / "tests" / "fixtures" / "smollm2_oracle.json"
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
