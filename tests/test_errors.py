@@ -176,3 +176,28 @@ def test_core_refuses_tokens_past_context(qwen2_dir):
     assert core.n_past == 8
     core.forward(np.arange(2, dtype=np.int32), False)
     assert core.n_past == 10
+
+
+def test_batched_forward_checks_its_sequences(qwen2_dir):
+    core = r1lite.load(qwen2_dir, context=16)._core
+    a, b = core.open_sequence(), core.open_sequence()
+    core.forward_batch([(a, np.array([1, 2], np.int32))])
+    bad = [
+        ([(99, np.array([1], np.int32))], "no open sequence 99"),
+        ([(-1, np.array([1], np.int32))], "no open sequence -1"),
+        ([(a, np.array([1], np.int32)), (a, np.array([2], np.int32))], "appears twice"),
+        ([(b, np.array([], np.int32))], "empty segment"),
+        ([(b, np.array([1], np.int32)), (a, np.array([131], np.int32))], "outside the vocabulary"),
+        ([(b, np.array([1], np.int32)), (a, np.arange(15, dtype=np.int32))], "context full for sequence"),
+        ([], "no segments"),
+    ]
+    for segments, match in bad:
+        with pytest.raises(ValueError, match=match):
+            core.forward_batch(segments)
+    assert (core.sequence_length(a), core.sequence_length(b)) == (2, 0)  # nothing changed
+    core.close_sequence(a)
+    with pytest.raises(ValueError, match="no open sequence"):
+        core.sequence_length(a)
+    with pytest.raises(ValueError, match="cannot be closed"):
+        core.close_sequence(0)
+    assert core.open_sequence() == a  # the slot is reused

@@ -33,6 +33,13 @@ class Request:
         """Stop generating (a client went away); the engine frees the slot at its next step."""
         self.cancelled = True
 
+    def notify(self, kind: str, payload) -> None:
+        """on_event, cancelling the request if its receiver is gone (e.g. the event loop closed)."""
+        try:
+            self.on_event(kind, payload)
+        except Exception:
+            self.cancel()
+
 
 class Engine:
     """Owns a Model while serving: holds its lock, so no other caller can use it meanwhile."""
@@ -61,7 +68,7 @@ class Engine:
         self._thread.join()
         for req in list(self._active) + list(self._waiting):
             self._release(req)
-            req.on_event("error", "the server is shutting down")
+            req.notify("error", "the server is shutting down")
         self._active.clear()
         self._waiting.clear()
         self.model._lock.release()
@@ -114,7 +121,7 @@ class Engine:
                 self._step(batch)
             except Exception as e:  # a bug, or memory: fail these requests, keep serving
                 for req in batch:
-                    req.on_event("error", f"generation failed: {e}")
+                    req.notify("error", f"generation failed: {e}")
                     req.cancel()
 
     def _step(self, batch: list[Request]) -> None:
@@ -134,10 +141,10 @@ class Engine:
                 continue  # more prompt to feed first
             pieces = req.seq.advance(row)
             if pieces:
-                req.on_event("pieces", pieces)
+                req.notify("pieces", pieces)
             if req.seq.next_token is None:
                 last = req.seq.close(dict(seconds=time.perf_counter() - req.t_start))
                 if last:
-                    req.on_event("pieces", last)
-                req.on_event("done", req.seq.generation)
+                    req.notify("pieces", last)
+                req.notify("done", req.seq.generation)
                 req.cancel()  # leaves at the next step
