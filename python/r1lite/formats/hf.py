@@ -16,6 +16,7 @@ from .tensors import LazyTensor, as_f32, expected_tensors
 
 MATRIX_FORMATS = ("f32", "bf16", "f16")
 INDEX_FILE = "model.safetensors.index.json"
+SCALE_INV = "_scale_inv"  # an fp8 weight's block scales sit beside it under this suffix
 
 
 def read_json(path: Path) -> dict:
@@ -105,9 +106,6 @@ def _reader(f: SafetensorsFile, src: _Source, kind: str, scale_file, fp8_block, 
         return (as_f32(arr, fmt), "f32") if kind == "f32" else (arr, fmt)
 
     return read
-
-
-SCALE_INV = "_scale_inv"
 
 
 def load_hf_folder(folder, lazy: bool = False) -> tuple[dict, dict, dict]:
