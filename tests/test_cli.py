@@ -98,3 +98,18 @@ def test_convert_then_run(tiny_r1, tmp_path):
     assert r.returncode == 0 and r.stdout.strip()
     bad = run_cli("convert", str(tmp_path / "nope"), str(tmp_path / "o"))
     assert bad.returncode == 1 and "nope" in bad.stderr
+
+
+def test_bench_command(qwen2_dir):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "r1lite.cli", "bench", str(qwen2_dir), "--prefill", "20",
+                          "--decode", "5", "-t", "2"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[1].startswith("prefill 20 tokens:") and lines[2].startswith("decode 5 tokens:")
+    assert "% of the measured read bandwidth" in lines[2] and "MB of weights read" in lines[0]
+    bad = subprocess.run([sys.executable, "-m", "r1lite.cli", "bench", str(qwen2_dir), "--decode", "0"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "--decode must be >= 1" in bad.stderr

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 
 import r1lite
 from r1lite import _core
+from r1lite.benchmark import decode_bytes_per_token, run
 from r1lite.config import normalize_hf_config
 from r1lite.formats.r1file import plane_shapes
 from r1lite.formats.tensors import expected_tensors
@@ -69,24 +69,6 @@ def random_weights(cfg: dict, fmt: str, seed: int = 0) -> dict:
     return tensors
 
 
-def decode_bytes_per_token(tensors: dict, cfg: dict) -> int:
-    """Bytes of weights one decode step reads: every matrix except the embedding table (one row)
-    and the routed experts, of which each MoE layer reads experts_per_token; the embedding counts
-    when it doubles as lm_head."""
-    def nbytes(entry):
-        return sum(a.nbytes for a in entry if isinstance(a, np.ndarray))
-    total = sum(nbytes(t) for name, t in tensors.items()
-                if name != "tok_embd" and ".experts." not in name)
-    if cfg["tied_embeddings"]:
-        total += nbytes(tensors["tok_embd"])
-    if cfg.get("num_experts"):
-        one_expert = sum(nbytes(tensors[f"layers.{cfg['num_layers'] - 1}.experts.0.{w}"])
-                         for w in ("w_gate", "w_up", "w_down"))
-        moe_layers = cfg["num_layers"] - cfg["moe_first_layer"]
-        total += moe_layers * cfg["experts_per_token"] * one_expert
-    return total
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="a Hugging Face config.json")
@@ -122,22 +104,8 @@ def main(argv=None) -> int:
           f"isa {_core.active_isa()}")
 
     bandwidth = _core.measure_read_bandwidth(1 << 30, threads, 5)
-    rng = np.random.default_rng(1)
-    prompt = rng.integers(0, cfg["vocab_size"], args.prefill).astype(np.int32)
-    core.reset()
-    core.forward(prompt[:1], False)  # warm-up: touch every weight page once (mmap faults)
-    prefill_rates, decode_rates = [], []
-    for _ in range(args.repeats):
-        core.reset()
-        t = time.perf_counter()
-        logits = core.forward(prompt, False)
-        prefill_rates.append(args.prefill / (time.perf_counter() - t))
-        token = int(logits.argmax())
-        t = time.perf_counter()
-        for _ in range(args.decode):
-            token = int(core.forward(np.array([token], np.int32), False).argmax())
-        decode_rates.append(args.decode / (time.perf_counter() - t))
-    prefill, decode = statistics.median(prefill_rates), statistics.median(decode_rates)
+    rates = run(core, cfg["vocab_size"], args.prefill, args.decode, args.repeats)
+    prefill, decode = rates["prefill_tok_s"], rates["decode_tok_s"]
     achieved = decode * per_token
     print(f"prefill {args.prefill} tokens: {prefill:.1f} tok/s")
     print(f"decode {args.decode} tokens:  {decode:.2f} tok/s = {achieved / 1e9:.1f} GB/s of weights, "

@@ -1,4 +1,4 @@
-"""The `r1lite` command: run, chat, info, convert, serve."""
+"""The `r1lite` command: run, chat, info, bench, convert, serve."""
 
 from __future__ import annotations
 
@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--raw", action="store_true", help="no chat template: complete the prompt")
     sub.add_parser("chat", parents=[common, gen], help="interactive chat")
     sub.add_parser("info", parents=[common], help="describe a model")
+    bench = sub.add_parser("bench", parents=[common], help="prefill and decode speed")
+    bench.add_argument("--prefill", type=int, default=512, help="prompt tokens (default 512)")
+    bench.add_argument("--decode", type=int, default=128, help="generated tokens (default 128)")
+    bench.add_argument("--repeats", type=int, default=1, help="rounds; medians are reported")
     srv = sub.add_parser("serve", parents=[common], help="an OpenAI-compatible HTTP server")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
     srv.add_argument("--port", type=int, default=8080)
@@ -198,6 +202,7 @@ def cmd_info(args) -> int:
                        f"{c['num_shared_experts']} shared, from layer {c['moe_first_layer']}, "
                        f"router {c['router']}")] if c.get("num_experts") else []),
         ("cache per token", f"{model.kv_bytes_per_token / 1024:.1f} KiB"),
+        ("read per token", f"{_size(s['decode_bytes_per_token'])} of weights per decode step"),
         ("weight formats", ", ".join(f"{k} ({v} tensors)" for k, v in sorted(s["tensor_formats"].items()))),
         ("context", f"{c['context']} (trained for {c['max_position_embeddings']})"),
         ("rope", c["rope_kind"] + f", theta {c['rope_theta']:g}"),
@@ -208,6 +213,33 @@ def cmd_info(args) -> int:
     ]
     for k, v in rows:
         print(f"{k:18} {v}")
+    return 0
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.2f} MB"
+
+
+def cmd_bench(args) -> int:
+    import r1lite
+
+    from . import _core
+    from .benchmark import run
+
+    for name in ("prefill", "decode", "repeats"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    print(f"loading {args.model} ...", file=sys.stderr)
+    model = r1lite.load(args.model, threads=args.threads, context=args.prefill + args.decode + 1)
+    per_token = model.summary["decode_bytes_per_token"]
+    bandwidth = _core.measure_read_bandwidth(1 << 30, model.threads, 5)
+    rates = run(model._core, model.config["vocab_size"], args.prefill, args.decode, args.repeats)
+    achieved = rates["decode_tok_s"] * per_token
+    print(f"{args.model}: {model.threads} threads, {_core.active_isa()}, "
+          f"{_size(per_token)} of weights read per decode step")
+    print(f"prefill {args.prefill} tokens: {rates['prefill_tok_s']:.1f} tok/s")
+    print(f"decode {args.decode} tokens:  {rates['decode_tok_s']:.2f} tok/s = {achieved / 1e9:.2f} GB/s, "
+          f"{100 * achieved / bandwidth:.0f}% of the measured read bandwidth ({bandwidth / 1e9:.1f} GB/s)")
     return 0
 
 
@@ -238,7 +270,7 @@ def cmd_convert(args) -> int:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     handler = {"run": cmd_run, "chat": cmd_chat, "info": cmd_info, "convert": cmd_convert,
-               "serve": cmd_serve}[args.command]
+               "serve": cmd_serve, "bench": cmd_bench}[args.command]
     try:
         return handler(args)
     except (FileNotFoundError, ValueError, OSError, ImportError) as e:

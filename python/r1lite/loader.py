@@ -63,7 +63,9 @@ def load(path, *, threads: int | None = None, context: int | None = None) -> Mod
 
 
 def summarize(path: Path, config: dict, tensors: dict) -> dict:
-    """Parameter count, weight formats and bytes on disk, for `r1lite info`."""
+    """Parameter count, weight formats, bytes on disk and bytes one decode step reads, for
+    `r1lite info` and `r1lite bench`."""
+    from .benchmark import decode_bytes_per_token
     from .formats.tensors import expected_tensors
 
     formats: dict[str, int] = {}
@@ -72,7 +74,8 @@ def summarize(path: Path, config: dict, tensors: dict) -> dict:
     n_params = sum(int(np.prod(shape)) for shape, _ in expected_tensors(config).values())
     files = [f for f in path.iterdir() if f.suffix == ".safetensors"] if path.is_dir() else [path]
     return {"parameters": n_params, "tensor_formats": formats,
-            "file_bytes": sum(f.stat().st_size for f in files)}
+            "file_bytes": sum(f.stat().st_size for f in files),
+            "decode_bytes_per_token": decode_bytes_per_token(tensors, config)}
 
 
 def _with_model(model_or_path, fn, load_kw):

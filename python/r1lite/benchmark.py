@@ -1,0 +1,50 @@
+"""Speed of a loaded model: prefill and decode tokens/s, and decode's share of the machine's read
+bandwidth (measured in the same run). Used by `r1lite bench` and tools/bench.py."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+
+def decode_bytes_per_token(tensors: dict, cfg: dict) -> int:
+    """Bytes of weights one decode step reads: every matrix except the embedding table (one row)
+    and the routed experts, of which each MoE layer reads experts_per_token; the embedding counts
+    when it doubles as lm_head. `tensors` maps names to (array, format[, scales])."""
+    def nbytes(entry):
+        return sum(a.nbytes for a in entry if isinstance(a, np.ndarray))
+    total = sum(nbytes(t) for name, t in tensors.items()
+                if name != "tok_embd" and ".experts." not in name)
+    if cfg["tied_embeddings"]:
+        total += nbytes(tensors["tok_embd"])
+    if cfg.get("num_experts"):
+        one_expert = sum(nbytes(tensors[f"layers.{cfg['num_layers'] - 1}.experts.0.{w}"])
+                         for w in ("w_gate", "w_up", "w_down"))
+        moe_layers = cfg["num_layers"] - cfg["moe_first_layer"]
+        total += moe_layers * cfg["experts_per_token"] * one_expert
+    return total
+
+
+def run(core, vocab_size: int, prefill: int, decode: int, repeats: int = 1, seed: int = 1) -> dict:
+    """Median prefill and decode tok/s of `repeats` rounds (random prompt, greedy decode) on a
+    core model whose context holds prefill + decode tokens; the cache is emptied before each."""
+    rng = np.random.default_rng(seed)
+    prompt = rng.integers(0, vocab_size, prefill).astype(np.int32)
+    core.reset()
+    core.forward(prompt[:1], False)  # warm-up: touch every weight page once (mmap faults)
+    prefill_rates, decode_rates = [], []
+    for _ in range(repeats):
+        core.reset()
+        t = time.perf_counter()
+        logits = core.forward(prompt, False)
+        prefill_rates.append(prefill / (time.perf_counter() - t))
+        token = int(logits.argmax())
+        t = time.perf_counter()
+        for _ in range(decode):
+            token = int(core.forward(np.array([token], np.int32), False).argmax())
+        decode_rates.append(decode / (time.perf_counter() - t))
+    core.reset()
+    return {"prefill_tok_s": statistics.median(prefill_rates),
+            "decode_tok_s": statistics.median(decode_rates)}
