@@ -208,10 +208,6 @@ class PyModel {
     std::lock_guard<std::mutex> lock(mu_);
     model_->close_sequence(id);
   }
-  void reset_sequence(int64_t id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    model_->reset_sequence(id);
-  }
   int64_t sequence_length(int64_t id) {
     std::lock_guard<std::mutex> lock(mu_);
     return model_->sequence_length(id);
@@ -262,7 +258,6 @@ PYBIND11_MODULE(_core, m) {
            "Tokens of several sequences [(id, tokens), ...] in one pass; logits of each last token.")
       .def("open_sequence", &PyModel::open_sequence, "A new sequence with its own cache: its id.")
       .def("close_sequence", &PyModel::close_sequence, py::arg("id"))
-      .def("reset_sequence", &PyModel::reset_sequence, py::arg("id"))
       .def("sequence_length", &PyModel::sequence_length, py::arg("id"))
       .def_property_readonly("n_past", &PyModel::n_past)
       .def_property_readonly("cache_bytes", &PyModel::cache_bytes)

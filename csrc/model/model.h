@@ -100,7 +100,6 @@ class Model {
   // Sequence 0 always exists (forward() uses it); others are opened and closed by the caller.
   int64_t open_sequence();
   void close_sequence(int64_t id);
-  void reset_sequence(int64_t id) { sequence(id).clear(); }
   int64_t sequence_length(int64_t id) { return sequence(id).length; }
 
   void reset() { caches_[0]->clear(); }

@@ -181,8 +181,7 @@ class GenerationRun:
 
     def __init__(self, core, *, exclusive, **sequence_kw):
         self.seq = Sequence(context=core.context, **sequence_kw)
-        prompt_ids = sequence_kw["prompt_ids"]
-        self.core, self.prompt = core, list(prompt_ids)
+        self.core = core
         self.generation: Generation | None = None
         self._exclusive = exclusive  # context manager holding the model for the whole run
 
@@ -194,8 +193,8 @@ class GenerationRun:
         core, seq = self.core, self.seq
         t0 = time.perf_counter()
         core.reset()
-        for i in range(0, len(self.prompt), PREFILL_CHUNK):
-            logits = core.forward(self.prompt[i:i + PREFILL_CHUNK], False)
+        for i in range(0, len(seq.prompt), PREFILL_CHUNK):
+            logits = core.forward(seq.prompt[i:i + PREFILL_CHUNK], False)
         t_prefill = time.perf_counter() - t0
 
         t1 = time.perf_counter()
@@ -207,6 +206,6 @@ class GenerationRun:
         t_decode = time.perf_counter() - t1
         n = len(seq.tokens)
         yield from seq.close(dict(
-            prefill_tok_s=len(self.prompt) / t_prefill if t_prefill > 0 else 0.0,
+            prefill_tok_s=len(seq.prompt) / t_prefill if t_prefill > 0 else 0.0,
             decode_tok_s=n / t_decode if t_decode > 0 and n else 0.0))
         self.generation = seq.generation

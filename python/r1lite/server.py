@@ -55,6 +55,11 @@ def _number(body, name, low, high, what):
     return _field(body, name, (int, float), lambda v: math.isfinite(v) and low <= v <= high, what)
 
 
+# request fields passed to generation as they are (the last four are r1lite's extras)
+GENERATION_FIELDS = ("temperature", "top_p", "seed", "top_k", "min_p", "repetition_penalty",
+                     "max_thinking_tokens")
+
+
 def _generation_kw(body: dict) -> dict:
     """Generation keywords from an OpenAI request body (and r1lite's extras: top_k, min_p,
     repetition_penalty, max_thinking_tokens)."""
@@ -72,18 +77,11 @@ def _generation_kw(body: dict) -> dict:
                 or not all(isinstance(s, str) and s for s in stop)):
             raise ApiError(400, "'stop' must be a non-empty string or a list of 1 to 4 of them",
                            param="stop")
-    return dict(
-        max_new_tokens=max_tokens,
-        temperature=_number(body, "temperature", 0, 2, "a number in [0, 2]"),
-        top_p=_number(body, "top_p", 0, 1, "a number in (0, 1]"),
-        top_k=_field(body, "top_k", int, lambda v: v >= 0, "an integer >= 0"),
-        min_p=_number(body, "min_p", 0, 1, "a number in [0, 1)"),
-        repetition_penalty=_number(body, "repetition_penalty", 1e-6, 100, "a number > 0"),
-        seed=_field(body, "seed", int, lambda v: v >= 0, "a non-negative integer"),
-        stop=stop,
-        max_thinking_tokens=_field(body, "max_thinking_tokens", int, lambda v: v >= 0,
-                                   "an integer >= 0"),
-    )
+    # OpenAI allows temperatures up to 2; every other value is checked where generation checks
+    # it (sampling.SamplingParams, generate.Sequence), whose errors name the field (_sequence).
+    _number(body, "temperature", 0, 2, "a number in [0, 2]")
+    return dict(max_new_tokens=max_tokens, stop=stop,
+                **{name: body.get(name) for name in GENERATION_FIELDS})
 
 
 def _messages(body: dict) -> list[dict]:
@@ -184,15 +182,19 @@ class Server:
     def _sequence(self, prompt_ids, kw):
         try:
             return self.engine.new_sequence(prompt_ids, **kw)
-        except ValueError as e:
-            raise ApiError(400, str(e)) from None
+        except ValueError as e:  # generation's checks begin their messages with the field's name
+            field = str(e).split(" ", 1)[0]
+            raise ApiError(400, str(e), param=field if field in GENERATION_FIELDS else None) from None
+
+    @staticmethod
+    def _prompt_error(e: ValueError) -> ApiError:
+        return ApiError(400, str(e), code="context_length_exceeded" if "context" in str(e) else None)
 
     def _checked_ids(self, ids) -> list[int]:
         try:
             return self.model._checked(ids)
         except ValueError as e:
-            code = "context_length_exceeded" if "context" in str(e) else None
-            raise ApiError(400, str(e), code=code) from None
+            raise self._prompt_error(e) from None
 
     async def chat_completions(self, request):
         try:
@@ -204,8 +206,7 @@ class Server:
             try:
                 ids = self.model._chat_ids(messages, kw["max_thinking_tokens"])
             except ValueError as e:
-                code = "context_length_exceeded" if "context" in str(e) else None
-                raise ApiError(400, str(e), code=code) from None
+                raise self._prompt_error(e) from None
             seq = self._sequence(ids, kw)
         except ApiError as e:
             return self._error(e)
