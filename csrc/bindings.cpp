@@ -13,6 +13,9 @@
 #include "core/cpu_features.h"
 #include "cpu/matmul.h"
 #include "model/model.h"
+#if R1LITE_HAVE_CUDA
+#include "cuda/device_model.h"
+#endif
 
 namespace py = pybind11;
 using namespace r1lite;
@@ -132,11 +135,15 @@ ModelConfig config_from_dict(const py::dict& d) {
   return c;
 }
 
-// The Python-facing model: the core model plus the arrays its weights point into, and a lock so
-// that calls from several Python threads run one after another.
+// The Python-facing model: a core model (the CPU's Model or the GPU's DeviceModel, same
+// interface) plus the arrays its weights point into, and a lock so that calls from several Python
+// threads run one after another.
+template <class Core>
 class PyModel {
  public:
-  PyModel(const py::dict& config, const py::dict& tensors, int threads) {
+  // make(views) builds the core from the tensors as views of the given arrays.
+  template <class Make>
+  PyModel(const py::dict& tensors, Make make) {
     std::map<std::string, Tensor> views;
     for (auto item : tensors) {
       const auto name = item.first.cast<std::string>();
@@ -148,14 +155,12 @@ class PyModel {
       views[name] = tensor_from_array(name, arr, entry[1].cast<std::string>(), scales);
       keep_alive_.push_back(entry);
     }
-    model_ = std::make_unique<Model>(config_from_dict(config), views, threads);
+    model_ = make(views);
   }
 
   py::array_t<float> forward(const py::array_t<int32_t, py::array::c_style | py::array::forcecast>& tokens,
                              bool all_logits) {
-    if (tokens.ndim() != 1) throw std::invalid_argument("tokens must be a 1-D array");
-    const int64_t n = tokens.shape(0);
-    if (n == 0) throw std::invalid_argument("tokens is empty");
+    const int64_t n = token_count(tokens);
     const int64_t vocab = model_->config().vocab_size;
     py::array_t<float> out(all_logits ? std::vector<py::ssize_t>{py::ssize_t(n), py::ssize_t(vocab)}
                                       : std::vector<py::ssize_t>{py::ssize_t(vocab)});
@@ -169,11 +174,15 @@ class PyModel {
     return out;
   }
 
-  void reset() {
+  // The core model, under the lock and without the GIL.
+  template <class Fn>
+  auto locked(Fn fn) {
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mu_);
-    model_->reset();
+    return fn(*model_);
   }
+
+  void reset() { locked([](Core& m) { m.reset(); }); }
 
   // segments: a list of (sequence id, 1-D int32 tokens); logits [len(segments), V] of each
   // segment's last token.
@@ -192,38 +201,44 @@ class PyModel {
     const auto vocab = py::ssize_t(model_->config().vocab_size);
     py::array_t<float> out({py::ssize_t(seqs.size()), vocab});
     float* dst = out.mutable_data();
-    {
-      py::gil_scoped_release release;
-      std::lock_guard<std::mutex> lock(mu_);
-      model_->forward_batch(tokens.data(), seqs.data(), lens.data(), int64_t(seqs.size()), dst);
-    }
+    locked([&](Core& m) { m.forward_batch(tokens.data(), seqs.data(), lens.data(), int64_t(seqs.size()), dst); });
     return out;
   }
 
-  int64_t open_sequence() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return model_->open_sequence();
+  Core& core() { return *model_; }
+  static int64_t token_count(const py::array_t<int32_t, py::array::c_style | py::array::forcecast>& tokens) {
+    if (tokens.ndim() != 1) throw std::invalid_argument("tokens must be a 1-D array");
+    if (tokens.shape(0) == 0) throw std::invalid_argument("tokens is empty");
+    return tokens.shape(0);
   }
-  void close_sequence(int64_t id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    model_->close_sequence(id);
-  }
-  int64_t sequence_length(int64_t id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    return model_->sequence_length(id);
-  }
-
-  int64_t n_past() const { return model_->n_past(); }
-  int64_t cache_bytes() const { return model_->cache_bytes(); }
-  int64_t cache_bytes_per_token() const { return model_->cache_bytes_per_token(); }
-  int threads() const { return model_->threads(); }
-  int64_t context() const { return model_->config().context; }
 
  private:
-  std::unique_ptr<Model> model_;
+  std::unique_ptr<Core> model_;
   std::vector<py::object> keep_alive_;
   std::mutex mu_;
 };
+
+// The methods both model classes offer (python/r1lite/model.py uses only these).
+template <class Core>
+void def_model_methods(py::class_<PyModel<Core>>& cls) {
+  using P = PyModel<Core>;
+  cls.def("forward", &P::forward, py::arg("tokens"), py::arg("all_logits"),
+          "Feed tokens after the cached ones; logits of every position or of the last.")
+      .def("reset", &P::reset, "Empty the KV cache.")
+      .def("forward_batch", &P::forward_batch, py::arg("segments"),
+           "Tokens of several sequences [(id, tokens), ...] in one pass; logits of each last token.")
+      .def("open_sequence", [](P& p) { return p.locked([](Core& m) { return m.open_sequence(); }); },
+           "A new sequence with its own cache: its id.")
+      .def("close_sequence", [](P& p, int64_t id) { p.locked([id](Core& m) { m.close_sequence(id); }); },
+           py::arg("id"))
+      .def("sequence_length", [](P& p, int64_t id) { return p.locked([id](Core& m) { return m.sequence_length(id); }); },
+           py::arg("id"))
+      .def_property_readonly("n_past", [](P& p) { return p.core().n_past(); })
+      .def_property_readonly("cache_bytes", [](P& p) { return p.core().cache_bytes(); })
+      .def_property_readonly("cache_bytes_per_token", [](P& p) { return p.core().cache_bytes_per_token(); })
+      .def_property_readonly("threads", [](P& p) { return p.core().threads(); })
+      .def_property_readonly("context", [](P& p) { return p.core().config().context; });
+}
 
 py::array_t<float> matmul_for_test(const py::array_t<float, py::array::c_style | py::array::forcecast>& x,
                                    const py::array& w, const std::string& fmt, const std::string& isa,
@@ -243,28 +258,62 @@ py::array_t<float> matmul_for_test(const py::array_t<float, py::array::c_style |
   return y;
 }
 
+#if R1LITE_HAVE_CUDA
+void def_device_model(py::module_& m) {
+  using P = PyModel<DeviceModel>;
+  py::class_<P> cls(m, "DeviceModel");
+  cls.def(py::init([](const py::dict& config, const py::dict& tensors, int device) {
+            return std::make_unique<P>(tensors, [&](const std::map<std::string, Tensor>& views) {
+              return std::make_unique<DeviceModel>(config_from_dict(config), views, device);
+            });
+          }),
+          py::arg("config"), py::arg("tensors"), py::arg("device") = 0,
+          "Upload the weights to CUDA device `device` and run the forward pass there.");
+  def_model_methods(cls);
+  cls.def("forward_argmax",
+          [](P& p, const py::array_t<int32_t, py::array::c_style | py::array::forcecast>& tokens) {
+            const int64_t n = P::token_count(tokens);
+            const int32_t* ids = tokens.data();
+            return p.locked([&](DeviceModel& dm) { return dm.forward_argmax(ids, n); });
+          },
+          py::arg("tokens"), "Feed tokens; the argmax of the last logits, computed on the device.")
+      .def("set_graphs", [](P& p, bool on) { p.locked([on](DeviceModel& dm) { dm.set_graphs(on); }); },
+           py::arg("on"), "Replay decode steps as a captured CUDA graph (default on).")
+      .def("copy_bandwidth",
+           [](P& p, int64_t bytes, int repeats) {
+             return p.locked([&](DeviceModel& dm) { return dm.copy_bandwidth(bytes, repeats); });
+           },
+           py::arg("bytes"), py::arg("repeats") = 10,
+           "Best device-to-device copy rate over `bytes`, bytes read + written per second.")
+      .def_property_readonly("device_name", [](P& p) { return p.core().device_name(); })
+      .def_property_readonly("weight_bytes", [](P& p) { return p.core().weight_bytes(); });
+  m.def("cuda_unavailable_reason", &cuda_unavailable_reason,
+        "'' when a CUDA device can be used, else why not.");
+}
+#else
+void def_device_model(py::module_& m) {
+  m.def("cuda_unavailable_reason",
+        [] { return std::string("this r1lite was built without CUDA (no nvcc when it was compiled)"); },
+        "'' when a CUDA device can be used, else why not.");
+}
+#endif
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "r1lite's C++ core";
 
-  py::class_<PyModel>(m, "Model")
-      .def(py::init<const py::dict&, const py::dict&, int>(), py::arg("config"), py::arg("tensors"),
-           py::arg("threads"))
-      .def("forward", &PyModel::forward, py::arg("tokens"), py::arg("all_logits"),
-           "Feed tokens after the cached ones; logits of every position or of the last.")
-      .def("reset", &PyModel::reset, "Empty the KV cache.")
-      .def("forward_batch", &PyModel::forward_batch, py::arg("segments"),
-           "Tokens of several sequences [(id, tokens), ...] in one pass; logits of each last token.")
-      .def("open_sequence", &PyModel::open_sequence, "A new sequence with its own cache: its id.")
-      .def("close_sequence", &PyModel::close_sequence, py::arg("id"))
-      .def("sequence_length", &PyModel::sequence_length, py::arg("id"))
-      .def_property_readonly("n_past", &PyModel::n_past)
-      .def_property_readonly("cache_bytes", &PyModel::cache_bytes)
-      .def_property_readonly("cache_bytes_per_token", &PyModel::cache_bytes_per_token)
-      .def_property_readonly("threads", &PyModel::threads)
-      .def_property_readonly("context", &PyModel::context);
+  py::class_<PyModel<Model>> cpu_model(m, "Model");
+  cpu_model.def(py::init([](const py::dict& config, const py::dict& tensors, int threads) {
+                  return std::make_unique<PyModel<Model>>(tensors, [&](const std::map<std::string, Tensor>& views) {
+                    return std::make_unique<Model>(config_from_dict(config), views, threads);
+                  });
+                }),
+                py::arg("config"), py::arg("tensors"), py::arg("threads"));
+  def_model_methods(cpu_model);
+  def_device_model(m);
 
+  m.attr("cuda_built") = bool(R1LITE_HAVE_CUDA);
   m.def("cpu_features", [] {
     const CpuFeatures& f = cpu_features();
     py::dict d;

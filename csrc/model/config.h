@@ -18,6 +18,10 @@ enum class RouterKind : int {
   SoftmaxGroupMax = 2,    // V2 "group_limited_greedy": softmax, groups by their best expert
 };
 
+// MLA's q_a_layernorm and kv_a_layernorm keep RMSNorm's default epsilon in both transformers and
+// DeepSeek's code, whatever rms_norm_eps says.
+constexpr float kLatentNormEps = 1e-6f;
+
 struct ModelConfig {
   int64_t vocab_size = 0;         // rows of the embedding and of lm_head
   int64_t hidden_size = 0;        // model dim D

@@ -12,17 +12,17 @@
 
 namespace r1lite {
 
-void Model::check_tokens(const int32_t* tokens, int64_t n) const {
+void check_tokens(const int32_t* tokens, int64_t n, int64_t vocab_size) {
   if (n <= 0) throw std::invalid_argument("forward: no tokens");
   for (int64_t i = 0; i < n; ++i)
-    if (tokens[i] < 0 || tokens[i] >= cfg_.vocab_size)
+    if (tokens[i] < 0 || tokens[i] >= vocab_size)
       throw std::invalid_argument("token id " + std::to_string(tokens[i]) + " at index " +
                                   std::to_string(i) + " is outside the vocabulary [0, " +
-                                  std::to_string(cfg_.vocab_size) + ")");
+                                  std::to_string(vocab_size) + ")");
 }
 
 void Model::forward(const int32_t* tokens, int64_t n, bool all_logits, float* logits) {
-  check_tokens(tokens, n);
+  check_tokens(tokens, n, cfg_.vocab_size);
   KVCache& cache = *caches_[0];
   const int64_t pos0 = cache.length;
   cache.reserve(pos0 + n);  // throws when the context is full
@@ -49,7 +49,7 @@ void Model::forward_batch(const int32_t* tokens, const int64_t* seg_seq, const i
     if (seg_len[s] <= 0) throw std::invalid_argument("forward_batch: an empty segment");
     n += seg_len[s];
   }
-  check_tokens(tokens, n);
+  check_tokens(tokens, n, cfg_.vocab_size);
   for (int64_t s = 0; s < n_seg; ++s) {
     KVCache& cache = *caches[size_t(s)];
     if (cache.length + seg_len[s] > cache.max_positions())

@@ -15,12 +15,6 @@
 
 namespace r1lite {
 
-namespace {
-// q_a_layernorm and kv_a_layernorm keep RMSNorm's default epsilon in both transformers and
-// DeepSeek's code, whatever rms_norm_eps says.
-constexpr float kLatentNormEps = 1e-6f;
-}  // namespace
-
 void Model::mla_block(int64_t li, int64_t n) {
   const ModelConfig& c = cfg_;
   const LayerWeights& l = w_.layers[size_t(li)];

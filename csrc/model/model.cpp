@@ -98,23 +98,20 @@ void RunState::resize(const ModelConfig& c, int64_t n) {
   }
 }
 
-Model::Model(const ModelConfig& config, const std::map<std::string, Tensor>& tensors, int threads)
-    : cfg_(config), pool_(threads < 1 ? 1 : threads) {
-  cfg_.validate();
-  caches_.push_back(make_cache(cfg_));
+Weights bind_weights(const ModelConfig& cfg, const std::map<std::string, Tensor>& tensors) {
   const Binder b(tensors);
-  const int64_t D = cfg_.hidden_size, V = cfg_.vocab_size, H = cfg_.num_heads;
-
-  w_.tok_embd = b.get("tok_embd", {V, D}, false);
-  w_.out_norm = b.get("out_norm", {D}, true);
-  w_.lm_head = cfg_.tied_embeddings ? w_.tok_embd : b.get("lm_head", {V, D}, false);
-  for (int64_t i = 0; i < cfg_.num_layers; ++i) {
+  const int64_t D = cfg.hidden_size, V = cfg.vocab_size, H = cfg.num_heads;
+  Weights w;
+  w.tok_embd = b.get("tok_embd", {V, D}, false);
+  w.out_norm = b.get("out_norm", {D}, true);
+  w.lm_head = cfg.tied_embeddings ? w.tok_embd : b.get("lm_head", {V, D}, false);
+  for (int64_t i = 0; i < cfg.num_layers; ++i) {
     const std::string p = "layers." + std::to_string(i) + ".";
     LayerWeights l;
     l.attn_norm = b.get(p + "attn_norm", {D}, true);
-    if (cfg_.attention == AttentionKind::Mla) {
-      const int64_t C = cfg_.kv_lora_rank, dn = cfg_.mla_nope_dim, dr = cfg_.mla_rope_dim;
-      const int64_t dv = cfg_.mla_v_dim, ql = cfg_.q_lora_rank;
+    if (cfg.attention == AttentionKind::Mla) {
+      const int64_t C = cfg.kv_lora_rank, dn = cfg.mla_nope_dim, dr = cfg.mla_rope_dim;
+      const int64_t dv = cfg.mla_v_dim, ql = cfg.q_lora_rank;
       if (ql == 0) {
         l.wq = b.get(p + "wq", {H * (dn + dr), D}, false);
       } else {
@@ -128,11 +125,11 @@ Model::Model(const ModelConfig& config, const std::map<std::string, Tensor>& ten
       l.w_uv = b.get(p + "w_uv", {H * dv, C}, false);
       l.wo = b.get(p + "wo", {D, H * dv}, false);
     } else {
-      const int64_t q_dim = H * cfg_.head_dim, kv_dim = cfg_.num_kv_heads * cfg_.head_dim;
+      const int64_t q_dim = H * cfg.head_dim, kv_dim = cfg.num_kv_heads * cfg.head_dim;
       l.wq = b.get(p + "wq", {q_dim, D}, false);
       l.wk = b.get(p + "wk", {kv_dim, D}, false);
       l.wv = b.get(p + "wv", {kv_dim, D}, false);
-      if (cfg_.qkv_bias) {
+      if (cfg.qkv_bias) {
         l.bq = b.get(p + "bq", {q_dim}, true);
         l.bk = b.get(p + "bk", {kv_dim}, true);
         l.bv = b.get(p + "bv", {kv_dim}, true);
@@ -140,19 +137,27 @@ Model::Model(const ModelConfig& config, const std::map<std::string, Tensor>& ten
       l.wo = b.get(p + "wo", {D, q_dim}, false);
     }
     l.ffn_norm = b.get(p + "ffn_norm", {D}, true);
-    if (cfg_.is_moe_layer(i)) {
-      const int64_t E = cfg_.num_experts, Im = cfg_.moe_intermediate;
+    if (cfg.is_moe_layer(i)) {
+      const int64_t E = cfg.num_experts, Im = cfg.moe_intermediate;
       l.router = b.get(p + "router", {E, D}, true);
-      if (cfg_.router_bias) l.router_bias = b.get(p + "router_bias", {E}, true);
+      if (cfg.router_bias) l.router_bias = b.get(p + "router_bias", {E}, true);
       for (int64_t e = 0; e < E; ++e)
         l.experts.push_back(bind_ffn(b, p + "experts." + std::to_string(e) + ".", D, Im));
-      if (cfg_.num_shared_experts > 0)
-        l.shared = bind_ffn(b, p + "shared.", D, Im * cfg_.num_shared_experts);
+      if (cfg.num_shared_experts > 0)
+        l.shared = bind_ffn(b, p + "shared.", D, Im * cfg.num_shared_experts);
     } else {
-      l.ffn = bind_ffn(b, p, D, cfg_.intermediate_size);
+      l.ffn = bind_ffn(b, p, D, cfg.intermediate_size);
     }
-    w_.layers.push_back(std::move(l));
+    w.layers.push_back(std::move(l));
   }
+  return w;
+}
+
+Model::Model(const ModelConfig& config, const std::map<std::string, Tensor>& tensors, int threads)
+    : cfg_(config), pool_(threads < 1 ? 1 : threads) {
+  cfg_.validate();
+  caches_.push_back(make_cache(cfg_));
+  w_ = bind_weights(cfg_, tensors);
   inv_freq_ = cfg_.rope_inv_freq();
 }
 

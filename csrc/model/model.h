@@ -49,6 +49,13 @@ struct Weights {
   std::vector<LayerWeights> layers;
 };
 
+// Binds r1lite-named tensors to the weight struct (the config validated). Throws
+// std::invalid_argument naming a missing tensor or one of the wrong format or shape.
+Weights bind_weights(const ModelConfig& config, const std::map<std::string, Tensor>& tensors);
+
+// Throws std::invalid_argument unless 0 < n and every id is in [0, vocab_size).
+void check_tokens(const int32_t* tokens, int64_t n, int64_t vocab_size);
+
 // Where one token of a batch goes: its sequence's cache and its position there.
 struct TokenSlot {
   KVCache* cache;
@@ -114,7 +121,6 @@ class Model {
   // The layers over n tokens placed by s_.slots (caches reserved), then logits of the rows
   // out_rows[0..n_out) into logits [n_out, V].
   void run(const int32_t* tokens, int64_t n, const int64_t* out_rows, int64_t n_out, float* logits);
-  void check_tokens(const int32_t* tokens, int64_t n) const;
   // Each block reads s_.xn (the normed residual) of n tokens and writes s_.proj.
   void gqa_block(int64_t layer, int64_t n);
   void gqa_attention(int64_t layer, int64_t n);

@@ -18,6 +18,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("model", help="model folder (Hugging Face config.json + safetensors)")
     common.add_argument("-c", "--context", type=int, default=None, help="context size in tokens")
     common.add_argument("-t", "--threads", type=int, default=None, help="threads (default: all cores)")
+    common.add_argument("--device", default="cpu",
+                        help="cpu (default), or cuda / cuda:N to run on that GPU")
 
     gen = argparse.ArgumentParser(add_help=False)
     gen.add_argument("-n", "--max-tokens", type=int, default=-1,
@@ -124,7 +126,7 @@ def _load(args):
     import r1lite
 
     print(f"loading {args.model} ...", file=sys.stderr)
-    return r1lite.load(args.model, threads=args.threads, context=args.context)
+    return r1lite.load(args.model, threads=args.threads, context=args.context, device=args.device)
 
 
 def cmd_run(args) -> int:
@@ -230,16 +232,21 @@ def cmd_bench(args) -> int:
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
     print(f"loading {args.model} ...", file=sys.stderr)
-    model = r1lite.load(args.model, threads=args.threads, context=args.prefill + args.decode + 1)
+    model = r1lite.load(args.model, threads=args.threads, context=args.prefill + args.decode + 1,
+                        device=args.device)
     per_token = model.summary["decode_bytes_per_token"]
-    bandwidth = _core.measure_read_bandwidth(1 << 30, model.threads, 5)
+    if model.device == "cpu":
+        bandwidth = _core.measure_read_bandwidth(1 << 30, model.threads, 5)
+        where, measured = f"{model.threads} threads, {_core.active_isa()}", "read bandwidth"
+    else:
+        bandwidth = model._core.copy_bandwidth(1 << 30, 10)
+        where, measured = model._core.device_name, "device copy bandwidth (read + write)"
     rates = run(model._core, model.config["vocab_size"], args.prefill, args.decode, args.repeats)
     achieved = rates["decode_tok_s"] * per_token
-    print(f"{args.model}: {model.threads} threads, {_core.active_isa()}, "
-          f"{_size(per_token)} of weights read per decode step")
+    print(f"{args.model}: {where}, {_size(per_token)} of weights read per decode step")
     print(f"prefill {args.prefill} tokens: {rates['prefill_tok_s']:.1f} tok/s")
     print(f"decode {args.decode} tokens:  {rates['decode_tok_s']:.2f} tok/s = {achieved / 1e9:.2f} GB/s, "
-          f"{100 * achieved / bandwidth:.0f}% of the measured read bandwidth ({bandwidth / 1e9:.1f} GB/s)")
+          f"{100 * achieved / bandwidth:.0f}% of the measured {measured} ({bandwidth / 1e9:.1f} GB/s)")
     return 0
 
 
@@ -248,6 +255,9 @@ def cmd_serve(args) -> int:
 
     if args.max_batch < 1:
         raise ValueError(f"--max-batch must be >= 1, got {args.max_batch}")
+    if args.device != "cpu":
+        raise ValueError("r1lite serve runs on the CPU (continuous batching of several sequences); "
+                         "--device cuda serves run, chat and bench")
     model = _load(args)
     name = args.name or args.model
     print(f"serving {name} on http://{args.host}:{args.port}/v1 (Ctrl-C stops)", file=sys.stderr)

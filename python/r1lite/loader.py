@@ -19,7 +19,31 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def load(path, *, threads: int | None = None, context: int | None = None) -> Model:
+def parse_device(device) -> int | None:
+    """None for "cpu", the device index for "cuda" / "cuda:N"; ValueError otherwise."""
+    if device == "cpu":
+        return None
+    if isinstance(device, str) and (device == "cuda" or device.startswith("cuda:")):
+        index = device[5:] or "0"
+        if index.isdigit():
+            return int(index)
+    raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+def make_core(config: dict, tensors: dict, threads: int, device: str):
+    """The C++ model: on the CPU, or uploaded to a CUDA device (RuntimeError saying why not when
+    there is none, or this build has no CUDA backend)."""
+    index = parse_device(device)
+    if index is None:
+        return _core.Model(config, tensors, threads)
+    reason = _core.cuda_unavailable_reason()
+    if reason:
+        raise RuntimeError(f"device={device!r} is not available: {reason}")
+    return _core.DeviceModel(config, tensors, index)
+
+
+def load(path, *, threads: int | None = None, context: int | None = None,
+         device: str = "cpu") -> Model:
     """Load a model: r1lite's model file (made by `r1lite convert`; mapped, not copied), a
     Hugging Face folder (config.json + safetensors), a GGUF file (dequantized to f32), or the name
     "demo" (SmolLM2-135M-Instruct, fetched once into r1lite's cache).
@@ -27,11 +51,14 @@ def load(path, *, threads: int | None = None, context: int | None = None) -> Mod
     threads: worker threads for the matmuls (default: this machine's cores).
     context: most positions the KV cache may hold (default: the model's max_position_embeddings;
     the cache grows in pages as it is used, so this costs nothing up front).
+    device: "cpu" (default), or "cuda" / "cuda:N" to upload the weights once to that GPU and run
+    the forward pass there (one sequence at a time; needs r1lite built with nvcc present).
     """
     if threads is None:
         threads = default_threads()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    parse_device(device)  # a bad name fails before any reading
     from .resolve import resolve_model
 
     p = resolve_model(path)
@@ -56,8 +83,8 @@ def load(path, *, threads: int | None = None, context: int | None = None) -> Mod
         else:
             config, tensors, tokenizer = load_r1_file(p)
     config = with_context(config, context)
-    core = _core.Model(config, tensors, threads)
-    model = Model(core, config, source=str(p), tokenizer=tokenizer)
+    core = make_core(config, tensors, threads, device)
+    model = Model(core, config, source=str(p), tokenizer=tokenizer, device=device)
     model.summary = summarize(p, config, tensors)
     return model
 
@@ -84,13 +111,13 @@ def _with_model(model_or_path, fn, load_kw):
     return fn(model)
 
 
-def generate(model_or_path, prompt, *, threads=None, context=None, **kw):
+def generate(model_or_path, prompt, *, threads=None, context=None, device="cpu", **kw):
     """One-shot raw completion: a path is loaded, used and released. See Model.generate."""
     return _with_model(model_or_path, lambda m: m.generate(prompt, **kw),
-                       dict(threads=threads, context=context))
+                       dict(threads=threads, context=context, device=device))
 
 
-def chat(model_or_path, messages, *, threads=None, context=None, **kw):
+def chat(model_or_path, messages, *, threads=None, context=None, device="cpu", **kw):
     """One-shot chat: a path is loaded, used and released. See Model.chat."""
     return _with_model(model_or_path, lambda m: m.chat(messages, **kw),
-                       dict(threads=threads, context=context))
+                       dict(threads=threads, context=context, device=device))

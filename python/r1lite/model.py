@@ -35,8 +35,10 @@ def check_tokens(tokens, vocab_size: int, context: int) -> np.ndarray:
 class Model:
     """A loaded model. Create it with r1lite.load()."""
 
-    def __init__(self, core, config: dict, source: str, tokenizer: Tokenizer | None = None):
+    def __init__(self, core, config: dict, source: str, tokenizer: Tokenizer | None = None,
+                 device: str = "cpu"):
         self._core = core
+        self.device = device  # "cpu", or the CUDA device the forward pass runs on
         self._config = config
         self.source = source
         self.tokenizer = tokenizer
