@@ -128,6 +128,7 @@ ModelConfig config_from_dict(const py::dict& d) {
   c.rope_theta = get_key<float>(d, "rope_theta");
   c.yarn_attn_factor = get_key_or<float>(d, "rope_attn_factor", 1.f);
   c.attn_scale_mult = get_key_or<float>(d, "attn_scale_mult", 1.f);
+  c.rope_freq_factors = get_key_or<std::vector<float>>(d, "rope_freq_factors", {});
   const auto attention = get_key_or<std::string>(d, "attention", "gqa");
   if (attention == "mla") mla_from_dict(d, c);
   else if (attention != "gqa") throw std::invalid_argument("unknown attention '" + attention + "'");

@@ -47,6 +47,9 @@ void ModelConfig::validate() const {
   need(context > 0, "context must be > 0");
   need(norm_eps > 0.f, "norm_eps must be > 0");
   need(rope_theta > 0.f, "rope_theta must be > 0");
+  need(rope_freq_factors.empty() || int64_t(rope_freq_factors.size()) == rope_dim() / 2,
+       "rope_freq_factors must hold one factor per rotary frequency (rotary dims / 2)");
+  for (float f : rope_freq_factors) need(std::isfinite(f) && f > 0.f, "rope_freq_factors must be positive");
   if (rope_kind == RopeKind::Llama3) {
     need(rope_factor > 0.f, "llama3 rope factor must be > 0");
     need(rope_original_context > 0, "llama3 rope needs original_max_position_embeddings");
@@ -112,6 +115,7 @@ std::vector<float> ModelConfig::rope_inv_freq() const {
       inv[i] = inv[i] / rope_factor * ramp + inv[i] * (1.f - ramp);
     }
   }
+  for (size_t i = 0; i < rope_freq_factors.size(); ++i) inv[i] /= rope_freq_factors[i];
   return inv;
 }
 

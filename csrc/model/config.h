@@ -42,6 +42,9 @@ struct ModelConfig {
   float rope_low_freq_factor = 1.f;    // llama3
   float rope_high_freq_factor = 4.f;   // llama3
   int64_t rope_original_context = 0;   // llama3, yarn: original_max_position_embeddings
+  // Per-frequency divisors of the inverse frequencies (GGUF's rope_freqs tensor: llama.cpp's
+  // converter writes llama3 scaling this way); empty: none. Applied after rope_kind's own.
+  std::vector<float> rope_freq_factors;
 
   // YaRN (ARCH.md §5)
   float yarn_beta_fast = 32.f;

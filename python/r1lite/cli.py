@@ -207,7 +207,8 @@ def cmd_info(args) -> int:
         ("read per token", f"{_size(s['decode_bytes_per_token'])} of weights per decode step"),
         ("weight formats", ", ".join(f"{k} ({v} tensors)" for k, v in sorted(s["tensor_formats"].items()))),
         ("context", f"{c['context']} (trained for {c['max_position_embeddings']})"),
-        ("rope", c["rope_kind"] + f", theta {c['rope_theta']:g}"),
+        ("rope", c["rope_kind"] + f", theta {c['rope_theta']:g}"
+                 + (", per-frequency factors (GGUF rope_freqs)" if c.get("rope_freq_factors") else "")),
         ("file size", f"{s['file_bytes'] / 2**20:.1f} MiB"),
         ("tokenizer", "none" if tok is None else
          f"{tok.vocab_size} tokens, chat template: {'yes' if tok.has_chat_template else 'no'}, "

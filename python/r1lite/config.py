@@ -272,6 +272,12 @@ def check_normalized(cfg, where: str) -> dict:
             _check_value(cfg, key, kind, where)
     if "attn_scale_mult" in cfg:
         _check_value(cfg, "attn_scale_mult", "float", where)
+    factors = cfg.get("rope_freq_factors")
+    if factors is not None and not (
+            isinstance(factors, list)
+            and all(isinstance(f, (int, float)) and not isinstance(f, bool) and math.isfinite(f) and f > 0
+                    for f in factors)):
+        raise ModelFormatError(f"{where}: config 'rope_freq_factors' must be a list of positive numbers")
     check_size(cfg, where)
     return cfg
 

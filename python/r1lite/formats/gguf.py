@@ -171,10 +171,17 @@ def _config(g: GGUFFile) -> dict:
     scaling = g.get(f"{arch}.rope.scaling.type")
     if scaling not in (None, "none"):
         raise UnsupportedModelError(f"{g.path}: rope scaling '{scaling}' is not supported")
-    if "rope_freqs.weight" in g.tensors:
-        raise UnsupportedModelError(f"{g.path}: per-frequency rope factors (rope_freqs) are not supported yet")
     ctx = int(g.get(f"{arch}.context_length") or 4096)
     head_dim = int(g.get(f"{arch}.attention.key_length") or hidden // heads)
+    extra = {}
+    if "rope_freqs.weight" in g.tensors:
+        # llama.cpp's converter stores llama3 rope scaling as one divisor per frequency
+        # (ARCH.md §8 in that form); the core divides its inverse frequencies by them.
+        factors = g.f32("rope_freqs.weight").reshape(-1)
+        if factors.size != head_dim // 2 or not np.all(np.isfinite(factors) & (factors > 0)):
+            raise ModelFormatError(f"{g.path}: tensor 'rope_freqs.weight' must hold {head_dim // 2} "
+                                   f"positive factors, got {factors.size} values")
+        extra["rope_freq_factors"] = [float(f) for f in factors]
     return {
         "architecture": arch,
         "vocab_size": vocab,
@@ -191,6 +198,7 @@ def _config(g: GGUFFile) -> dict:
         "context": ctx,
         "rope_kind": "default",
         "rope_theta": float(g.get(f"{arch}.rope.freq_base") or 10000.0),
+        **extra,
     }
 
 
