@@ -17,6 +17,7 @@ from conftest import FIXTURES, rel_err
 from r1lite.errors import ModelFormatError
 from r1lite.formats.hf import load_hf_folder
 from r1lite.formats.names import gguf_name
+from r1lite.formats.tensors import as_f32, materialize
 
 gguf = pytest.importorskip("gguf")
 
@@ -64,7 +65,7 @@ def write_llama_gguf(folder, out, *, rope_freqs=True):
     w.add_rope_freq_base(cfg["rope_theta"])
     w.add_layer_norm_rms_eps(cfg["norm_eps"])
     for name, entry in tensors.items():
-        arr = np.asarray(entry[0], np.float32)
+        arr = as_f32(*materialize(entry)[:2])
         if name.endswith((".wq", ".wk")):
             arr = llama_cpp_permute(arr, cfg["num_heads"] if name.endswith(".wq") else cfg["num_kv_heads"])
         w.add_tensor(gguf_name(name), np.ascontiguousarray(arr))

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Checks the test suite's llama.cpp-style GGUF writer (tests/test_gguf_llama.py) against llama.cpp
-itself: the llama3 fixture written as GGUF (q/k rows permuted, rope_freqs) is evaluated by
-llama-cpp-python and compared with transformers' stored logits, with and without rope_freqs.
+"""Checks the test suite's llama.cpp-style GGUF writers (tests/test_gguf_llama.py,
+tests/test_gguf_deepseek.py) against llama.cpp itself: fixtures written as GGUF (llama3 with and
+without rope_freqs; the deepseek2 fixtures GGUF can express) are evaluated by llama-cpp-python
+and compared with transformers' stored logits.
 
     python tools/llamacpp_gguf_check.py --llama-python /work/llama-venv/bin/python
 
@@ -11,6 +12,7 @@ Two interpreters: this one writes the files (r1lite's checkout, gguf), the other
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -22,9 +24,10 @@ sys.path[:0] = [str(ROOT / "python"), str(ROOT / "tests")]
 EVAL = """
 import sys, numpy as np
 from llama_cpp import Llama
-oracle = np.load(sys.argv[1])
-tokens = [int(t) for t in oracle["tokens"]]
-for path in sys.argv[2:]:
+for arg in sys.argv[1:]:
+    path, oracle_path = arg.split("=")
+    oracle = np.load(oracle_path)
+    tokens = [int(t) for t in oracle["tokens"]]
     llm = Llama(model_path=path, n_ctx=256, logits_all=True, verbose=False, n_threads=2)
     llm.eval(tokens)
     got, want = np.array(llm.scores[:len(tokens)]), oracle["logits"]
@@ -40,10 +43,10 @@ def main() -> int:
     args = ap.parse_args()
     import gguf
     from conftest import FIXTURES
+    from test_gguf_deepseek import REPRESENTABLE, write_deepseek2_gguf
     from test_gguf_llama import write_llama_gguf
 
-    folder = FIXTURES / "llama3_f32"
-    vocab = 157
+    vocab = 0
     write_header = gguf.GGUFWriter.write_header_to_file
 
     def with_vocab(self, *a, **k):  # llama.cpp will not load a model without a vocabulary
@@ -56,9 +59,21 @@ def main() -> int:
 
     gguf.GGUFWriter.write_header_to_file = with_vocab
     with tempfile.TemporaryDirectory() as tmp:
-        paths = [str(write_llama_gguf(folder, Path(tmp) / f"llama3-{name}.gguf", rope_freqs=flag))
-                 for name, flag in (("rope_freqs", True), ("no_rope_freqs", False))]
-        return subprocess.call([args.llama_python, "-c", EVAL, str(folder / "oracle.npz"), *paths])
+        jobs = []
+        for name, flag in (("rope_freqs", True), ("no_rope_freqs", False)):
+            folder = FIXTURES / "llama3_f32"
+            jobs.append((folder, lambda f, out, flag=flag: write_llama_gguf(f, out, rope_freqs=flag), name))
+        for name in REPRESENTABLE:
+            if json.loads((FIXTURES / name / "config.json").read_text()).get("q_lora_rank"):
+                # llama.cpp reads "no q_lora" only from a 27-layer model (V2-Lite), so it
+                # cannot load the small fixture without one
+                jobs.append((FIXTURES / name, write_deepseek2_gguf, "deepseek2"))
+        pairs = []
+        for folder, write, label in jobs:
+            vocab = json.loads((folder / "config.json").read_text())["vocab_size"]
+            path = write(folder, Path(tmp) / f"{folder.name}-{label}.gguf")
+            pairs.append(f"{path}={folder / 'oracle.npz'}")
+        return subprocess.call([args.llama_python, "-c", EVAL, *pairs])
 
 
 if __name__ == "__main__":

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import check_normalized
+from ..config import check_normalized, normalize_hf_config
 from ..errors import ModelFormatError, UnsupportedModelError
+from . import mla
 from .names import gguf_name
 from .tensors import expected_tensors
 
-ARCHITECTURES = ("llama", "qwen2")
+ARCHITECTURES = ("llama", "qwen2", "deepseek2")
 # GGML types r1lite dequantizes (gguf.GGMLQuantizationType names)
 SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K",
                    "Q4_K", "Q5_K", "Q6_K")
@@ -164,6 +165,8 @@ def _config(g: GGUFFile) -> dict:
     if arch not in ARCHITECTURES:
         raise UnsupportedModelError(
             f"{g.path}: GGUF architecture '{arch}' is not supported (supported: {', '.join(ARCHITECTURES)})")
+    if arch == "deepseek2":
+        return normalize_hf_config(_deepseek2_as_hf(g), str(g.path))
     heads = int(g.need(f"{arch}.attention.head_count"))
     hidden = int(g.need(f"{arch}.embedding_length"))
     tokens = g.get("tokenizer.ggml.tokens") or []
@@ -200,6 +203,106 @@ def _config(g: GGUFFile) -> dict:
         "rope_theta": float(g.get(f"{arch}.rope.freq_base") or 10000.0),
         **extra,
     }
+
+
+# llama.cpp's expert_gating_func values
+GATING_SOFTMAX, GATING_SIGMOID = 1, 2
+
+
+def _deepseek2_as_hf(g: GGUFFile) -> dict:
+    """The Hugging Face config that llama.cpp's converter turned into this deepseek2 metadata, so
+    that one normalization (config.py) serves both. The converter writes MLA as MQA: key_length is
+    kv_lora_rank + rope dims, the per-head sizes are in key_length_mla / value_length_mla (older
+    files: key_length / value_length themselves). YaRN keeps only yarn_log_multiplier
+    (0.1·mscale_all_dim): llama.cpp takes mscale = mscale_all_dim, as every DeepSeek release has."""
+    a = "deepseek2"
+    dr = int(g.need(f"{a}.rope.dimension_count"))
+    key_mla = g.get(f"{a}.attention.key_length_mla")
+    value_mla = g.get(f"{a}.attention.value_length_mla")
+    if key_mla is None:
+        key_mla, value_mla = g.need(f"{a}.attention.key_length"), g.need(f"{a}.attention.value_length")
+    heads = int(g.need(f"{a}.attention.head_count"))
+    tokens = g.get("tokenizer.ggml.tokens") or []
+    sigmoid = int(g.get(f"{a}.expert_gating_func") or GATING_SOFTMAX) == GATING_SIGMOID
+    groups = int(g.get(f"{a}.expert_group_count") or 1)
+    cfg = {
+        "architectures": ["DeepseekV3ForCausalLM" if sigmoid else "DeepseekV2ForCausalLM"],
+        "vocab_size": int(g.get(f"{a}.vocab_size") or len(tokens) or g.tensors["token_embd.weight"].shape[1]),
+        "hidden_size": int(g.need(f"{a}.embedding_length")),
+        "num_hidden_layers": int(g.need(f"{a}.block_count")),
+        "num_attention_heads": heads,
+        "intermediate_size": int(g.get(f"{a}.feed_forward_length") or 0),
+        "rms_norm_eps": float(g.get(f"{a}.attention.layer_norm_rms_epsilon") or 1e-6),
+        "max_position_embeddings": int(g.get(f"{a}.context_length") or 4096),
+        "tie_word_embeddings": "output.weight" not in g.tensors,
+        "rope_theta": float(g.get(f"{a}.rope.freq_base") or 10000.0),
+        "q_lora_rank": int(g.get(f"{a}.attention.q_lora_rank") or 0) or None,
+        "kv_lora_rank": int(g.need(f"{a}.attention.kv_lora_rank")),
+        "qk_rope_head_dim": dr,
+        "qk_nope_head_dim": int(key_mla) - dr,
+        "v_head_dim": int(value_mla),
+        "rope_interleave": True,  # llama.cpp's deepseek2 rope pairs adjacent channels
+        "n_routed_experts": int(g.get(f"{a}.expert_count") or 0),
+        "n_shared_experts": int(g.get(f"{a}.expert_shared_count") or 0),
+        "num_experts_per_tok": int(g.get(f"{a}.expert_used_count") or 0),
+        "moe_intermediate_size": int(g.get(f"{a}.expert_feed_forward_length") or 0),
+        "first_k_dense_replace": int(g.get(f"{a}.leading_dense_block_count") or 0),
+        "n_group": groups,
+        "topk_group": int(g.get(f"{a}.expert_group_used_count") or 1),
+        "routed_scaling_factor": float(g.get(f"{a}.expert_weights_scale") or 1.0),
+        "norm_topk_prob": bool(g.get(f"{a}.expert_weights_norm") or False),
+        "scoring_func": "sigmoid" if sigmoid else "softmax",
+        "topk_method": "noaux_tc" if sigmoid else ("group_limited_greedy" if groups > 1 else "greedy"),
+    }
+    scaling = g.get(f"{a}.rope.scaling.type")
+    if scaling == "yarn":
+        mscale = float(g.get(f"{a}.rope.scaling.yarn_log_multiplier") or 0.0) / 0.1
+        cfg["rope_scaling"] = {
+            "type": "yarn", "factor": float(g.need(f"{a}.rope.scaling.factor")),
+            "original_max_position_embeddings": int(g.need(f"{a}.rope.scaling.original_context_length")),
+            "beta_fast": float(g.get(f"{a}.rope.scaling.yarn_beta_fast") or 32.0),
+            "beta_slow": float(g.get(f"{a}.rope.scaling.yarn_beta_slow") or 1.0),
+            "mscale": mscale, "mscale_all_dim": mscale}
+    elif scaling not in (None, "none"):
+        raise UnsupportedModelError(f"{g.path}: rope scaling '{scaling}' is not supported")
+    return cfg
+
+
+def _deepseek2_tensor(g: GGUFFile, config: dict, name: str, stacked: dict) -> np.ndarray:
+    """An r1lite tensor of a deepseek2 file: experts cut from the stacked [E, out, in] tensors
+    (`stacked` caches the current layer's three), W_UKᵀ / W_UV from attn_k_b / attn_v_b (or from attn_kv_b in
+    files written before llama.cpp split it), rope rows in rotate-half order (formats/mla.py)."""
+    layer, short = (name.split(".", 2)[1:] if name.startswith("layers.") else (None, name))
+    h, c = config["num_heads"], config["kv_lora_rank"]
+    dn, dr, dv = config["qk_nope_head_dim"], config["qk_rope_head_dim"], config["v_head_dim"]
+    if short.startswith("experts."):
+        _, e, what = short.split(".")
+        gname = f"blk.{layer}.ffn_{what[2:]}_exps.weight"
+        if gname not in stacked:
+            if stacked.get("layer") != layer:
+                stacked.clear()  # one layer's experts at a time
+                stacked["layer"] = layer
+            stacked[gname] = _need_tensor(g, gname)
+        return stacked[gname][int(e)]
+    if short in ("w_uk_t", "w_uv"):
+        split = f"blk.{layer}.attn_{'k' if short == 'w_uk_t' else 'v'}_b.weight"
+        if split in g.tensors:
+            arr = _need_tensor(g, split)
+            return arr.reshape(h * c, dn) if short == "w_uk_t" else arr.reshape(h * dv, c)
+        kv_b = _need_tensor(g, f"blk.{layer}.attn_kv_b.weight")
+        return mla.split_kv_b(kv_b, h, dn, dv, "uk_t" if short == "w_uk_t" else "uv")
+    arr = _need_tensor(g, gguf_name(name))
+    if short in ("wq", "wq_b"):
+        arr = mla.reorder_rope_rows(arr, h, dn + dr, dr)
+    elif short == "wkv_a":
+        arr = mla.reorder_rope_rows(arr, 1, c + dr, dr)
+    return arr
+
+
+def _need_tensor(g: GGUFFile, gname: str) -> np.ndarray:
+    if gname not in g.tensors:
+        raise ModelFormatError(f"{g.path}: tensor '{gname}' is missing")
+    return g.f32(gname)
 
 
 def _unpermute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
@@ -264,14 +367,13 @@ def load_gguf(path) -> tuple[dict, dict, dict]:
     """(config, {r1lite name: (f32 array, "f32")}, tokenizer metadata strings as r1file keeps them)."""
     g = GGUFFile(path)
     config = check_normalized(_config(g), str(g.path))
-    tensors = {}
+    tensors, stacked = {}, {}
+    deepseek = config.get("attention") == "mla"
     for name, (shape, kind) in expected_tensors(config).items():
-        gname = gguf_name(name)
-        if gname not in g.tensors:
-            raise ModelFormatError(f"{g.path}: tensor '{gname}' is missing")
-        arr = g.f32(gname)
+        arr = _deepseek2_tensor(g, config, name, stacked) if deepseek else _need_tensor(g, gguf_name(name))
         if arr.shape != shape:
-            raise ModelFormatError(f"{g.path}: tensor '{gname}' has shape {list(arr.shape)}, expected {list(shape)}")
+            raise ModelFormatError(f"{g.path}: tensor for '{name}' has shape {list(arr.shape)}, "
+                                   f"expected {list(shape)}")
         if config["architecture"] == "llama" and name.split(".")[-1] in ("wq", "bq", "wk", "bk"):
             heads = config["num_heads"] if name.endswith(("wq", "bq")) else config["num_kv_heads"]
             arr = _unpermute_rope_rows(arr, heads)
