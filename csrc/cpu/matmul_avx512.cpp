@@ -70,15 +70,15 @@ constexpr int kPrefillRows = 4;  // 32 registers: 4x4 accumulators + operands
 
 #include "cpu/quant_tiles_256.inc"
 
-// ---- 512-bit tiles: two blocks per vector ----
+// ---- 512-bit tiles ----
 // AVX-512 has no 512-bit byte sign instruction, so the |w|, sign(x, w) trick of the 256-bit tiles
 // does not widen. Instead one operand is made unsigned and the offset corrected:
-//   q8_0: (x + 128)·w = x·w + 128·sum(w)  ->  start each lane at -128·(its 4 weights' sum)
-//   q4_0: nibbles n are unsigned already; (n - 8)·x = n·x - 8·sum(x)  ->  start at -sum(x)
-// The corrections are per row (q8_0, shared by the tile's tokens) or per token (q4_0, shared by
-// the tile's rows). Lanes 0-7 hold block b, lanes 8-15 block b+1.
+//   q8_0 (two blocks per vector, lanes 0-7 block b, 8-15 block b+1):
+//     (x + 128)·w = x·w + 128·sum(w)  ->  start each lane at -128·(its 4 weights' sum), per row
+//   q4_0 (four blocks per vector, q4tile_zmm below): nibbles n are unsigned already;
+//     (n - 8)·x = n·x - 8·sum(x)  ->  start at a share of -8·sum(x), per token
 
-struct Q8Z {
+struct Q8Z {  // the q8_0 operations of qtile_zmm
   static __m512i load2(const uint8_t* row, int64_t b) { return _mm512_loadu_si512(row + b * 32); }
   static __m512i row_init(__m512i w) {
     const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), w);
@@ -88,23 +88,6 @@ struct Q8Z {
   static __m512i prep_x(__m512i x) { return _mm512_xor_si512(x, _mm512_set1_epi8(char(0x80))); }
   static __m512i dot(__m512i w, __m512i x, __m512i rinit, __m512i /*tinit*/) {
     return _mm512_dpbusd_epi32(rinit, x, w);
-  }
-};
-
-struct Q4Z {
-  static __m512i load2(const uint8_t* row, int64_t b) {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + b * 16));
-    const __m256i mask = _mm256_set1_epi8(0x0f);
-    const __m256i lo = _mm256_and_si256(v, mask), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
-    // [block b low nibbles, block b high, block b+1 low, block b+1 high] = elements in order
-    const __m512i idx = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
-    return _mm512_permutex2var_epi64(_mm512_castsi256_si512(lo), idx, _mm512_castsi256_si512(hi));
-  }
-  static __m512i row_init(__m512i /*w*/) { return _mm512_setzero_si512(); }
-  static __m512i token_init(__m512i neg_xsum) { return neg_xsum; }
-  static __m512i prep_x(__m512i x) { return x; }
-  static __m512i dot(__m512i w, __m512i x, __m512i /*rinit*/, __m512i tinit) {
-    return _mm512_dpbusd_epi32(tinit, w, x);
   }
 };
 
@@ -156,16 +139,81 @@ void qtile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blo
     for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]) + tail[t][r];
 }
 
+// q4_0, four blocks per 512-bit vector. The 64 quant bytes of blocks b..b+3 split into low
+// nibbles [b 0-15 | b+1 0-15 | b+2 0-15 | b+3 0-15] and high nibbles (elements 16-31 in the same
+// arrangement) with one and / shift each; the activations of the four blocks are permuted to the
+// same arrangement once per token, so lane L of both products belongs to block L/4 and no weight
+// shuffle is needed (the 2-block tile spends a permute per row and block pair instead).
+// (n - 8)·x = n·x - 8·sum(x): each of a block's 4 lanes starts at -2·sum(x).
+template <int NR, int NT>
+void q4tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks,
+                const uint8_t* w, int64_t stride, const uint16_t* wd, float* y, int64_t ldy) {
+  __m512 acc[NR][NT];
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
+  const __m512i nibble = _mm512_set1_epi8(0x0f);
+  const __m512i x_lo_idx = _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0);   // elements 0-15 of each block
+  const __m512i x_hi_idx = _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2);  // elements 16-31
+  const int64_t main_blocks = blocks / 8 * 8;
+  for (int64_t g = 0; g < main_blocks; g += 8) {
+    __m512 dw[NR], dx[NT];
+    __m512i neg_xsum2[NT];
+    for (int r = 0; r < NR; ++r)
+      dw[r] = _mm512_castps256_ps512(
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wd + r * blocks + g))));
+    for (int t = 0; t < NT; ++t) {
+      dx[t] = _mm512_castps256_ps512(_mm256_loadu_ps(xd + t * blocks + g));
+      neg_xsum2[t] = _mm512_castsi256_si512(_mm256_sub_epi32(
+          _mm256_setzero_si256(),
+          _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs + t * blocks + g)), 1)));
+    }
+    for (int p = 0; p < 2; ++p) {
+      const int64_t b = g + 4 * p;
+      const int q = 4 * p;  // lanes 0-3: block b, 4-7: b+1, 8-11: b+2, 12-15: b+3
+      const __m512i idx = _mm512_set_epi32(q + 3, q + 3, q + 3, q + 3, q + 2, q + 2, q + 2, q + 2,
+                                           q + 1, q + 1, q + 1, q + 1, q, q, q, q);
+      __m512i w_lo[NR], w_hi[NR];
+      __m512 sw[NR];
+      for (int r = 0; r < NR; ++r) {
+        prefetch_ahead(w + (r + NR) * stride + b * 16);
+        const __m512i v = _mm512_loadu_si512(w + r * stride + b * 16);
+        w_lo[r] = _mm512_and_si512(v, nibble);
+        w_hi[r] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+        sw[r] = _mm512_permutexvar_ps(idx, dw[r]);
+      }
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* xb = xq + (t * blocks + b) * 32;
+        const __m512i x01 = _mm512_loadu_si512(xb), x23 = _mm512_loadu_si512(xb + 64);
+        const __m512i x_lo = _mm512_permutex2var_epi64(x01, x_lo_idx, x23);
+        const __m512i x_hi = _mm512_permutex2var_epi64(x01, x_hi_idx, x23);
+        const __m512 sx = _mm512_permutexvar_ps(idx, dx[t]);
+        const __m512i start = _mm512_permutexvar_epi32(idx, neg_xsum2[t]);
+        for (int r = 0; r < NR; ++r) {
+          const __m512i dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, w_lo[r], x_lo), w_hi[r], x_hi);
+          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(sw[r], sx), acc[r][t]);
+        }
+      }
+    }
+  }
+  float tail[NT][NR] = {};
+  if (main_blocks < blocks)
+    qtile<Q4W, NR, NT>(xq, xd, xs, blocks, w, stride, wd, &tail[0][0], NR, main_blocks);
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]) + tail[t][r];
+}
+
 template <class W> struct ZmmOf;
 template <> struct ZmmOf<Q8W> { using type = Q8Z; };
-template <> struct ZmmOf<Q4W> { using type = Q4Z; };
 
 constexpr int kFloatPrefillRows = 4;
 
 template <class W>
 void prefill_qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks,
                    const uint8_t* w, int64_t stride, const uint16_t* wd, float* y, int64_t ldy) {
-  qtile_zmm<typename ZmmOf<W>::type, W, kPrefillRows, 4>(xq, xd, xs, blocks, w, stride, wd, y, ldy);
+  if constexpr (std::is_same_v<W, Q4W>)
+    q4tile_zmm<kPrefillRows, 4>(xq, xd, xs, blocks, w, stride, wd, y, ldy);
+  else
+    qtile_zmm<typename ZmmOf<W>::type, W, kPrefillRows, 4>(xq, xd, xs, blocks, w, stride, wd, y, ldy);
 }
 
 // One token, four rows: the same 512-bit tile as prefill, so that a token's result does not
@@ -174,7 +222,10 @@ void prefill_qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t
 template <class W>
 void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks,
                   const uint8_t* w, int64_t stride, const uint16_t* wd, float* y) {
-  qtile_zmm<typename ZmmOf<W>::type, W, 4, 1>(xq, xd, xs, blocks, w, stride, wd, y, 0);
+  if constexpr (std::is_same_v<W, Q4W>)
+    q4tile_zmm<4, 1>(xq, xd, xs, blocks, w, stride, wd, y, 0);
+  else
+    qtile_zmm<typename ZmmOf<W>::type, W, 4, 1>(xq, xd, xs, blocks, w, stride, wd, y, 0);
 }
 
 #include "cpu/row_loops.inc"
