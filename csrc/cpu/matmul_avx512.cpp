@@ -175,7 +175,10 @@ void q4tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, int64_t bl
       __m512i w_lo[NR], w_hi[NR];
       __m512 sw[NR];
       for (int r = 0; r < NR; ++r) {
-        prefetch_ahead(w + (r + NR) * stride + b * 16);
+        // the next tile's rows at the same offset: q4_0 rows are short (768 bytes for 1536
+        // columns), so prefetch_ahead's 512 would leave most of them to the hardware
+        // (interleaved A/B on the 1.5B shape: 26.5 -> 28.0 tok/s; q8_0 keeps prefetch_ahead)
+        _mm_prefetch(reinterpret_cast<const char*>(w + (r + NR) * stride + b * 16), _MM_HINT_T0);
         const __m512i v = _mm512_loadu_si512(w + r * stride + b * 16);
         w_lo[r] = _mm512_and_si512(v, nibble);
         w_hi[r] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
