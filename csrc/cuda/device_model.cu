@@ -63,16 +63,17 @@ class DeviceCache {
     if (n > max_positions_)
       throw std::invalid_argument("context full: " + std::to_string(n) + " positions requested, " +
                                   std::to_string(max_positions_) + " allowed");
-    const size_t before = pages_.size();
     while (int64_t(pages_.size()) * KVCache::kPagePositions < n) {
       float* page = nullptr;
       CUDA_CHECK(cudaMalloc(&page, size_t(page_floats()) * sizeof(float)));
       pages_.push_back(page);
     }
-    if (pages_.size() != before) {  // stream-ordered, so the steps after it see the new pages
+    // Every page allocated so far goes up, also after an earlier call failed halfway.
+    if (pages_.size() != uploaded_) {  // stream-ordered, so the steps after it see the new pages
       CUDA_CHECK(cudaMemcpyAsync(table_.get(), pages_.data(), pages_.size() * sizeof(float*),
                                  cudaMemcpyHostToDevice, stream));
       CUDA_CHECK(cudaStreamSynchronize(stream));  // pages_ may change before a later copy
+      uploaded_ = pages_.size();
     }
   }
   void clear() {
@@ -90,9 +91,11 @@ class DeviceCache {
   void free_pages() {
     for (float* p : pages_) cudaFree(p);
     pages_.clear();
+    uploaded_ = 0;
   }
   int64_t layers_, heads_, key_dim_, value_dim_, max_positions_;
   std::vector<float*> pages_;
+  size_t uploaded_ = 0;  // entries of the device table that are current
   DeviceBuffer<float*> table_;
 };
 
@@ -139,8 +142,7 @@ struct DeviceModel::Impl {
   DeviceBuffer<float> inv_freq;
   std::unique_ptr<DeviceCache> cache;
 
-  // Activations for up to `rows` tokens (names as RunState in model.h).
-  int64_t rows = 0;
+  // Activations of one chunk (names as RunState in model.h).
   DeviceBuffer<float> x, xn, proj, q, k, v, att, gate, up, q_a, kv_a, q_abs, latent;
   DeviceBuffer<float> router_logits, expert_weights, expert_in, expert_gate, expert_up, expert_out;
   DeviceBuffer<int32_t> expert_ids, expert_offsets, slot_at, place_of;
@@ -284,7 +286,7 @@ struct DeviceModel::Impl {
   // ---- buffers ----
 
   // Room for n rows (n ≤ kMaxChunk) and n_out logits rows; drops the decode graph if anything moved.
-  void prepare(int64_t n) {
+  void prepare(int64_t n, int64_t n_out) {
     const ModelConfig& c = cfg;
     const int64_t D = c.hidden_size, H = c.num_heads, K = std::max<int64_t>(c.experts_per_token, 1);
     int64_t widest = c.intermediate_size;
@@ -312,11 +314,10 @@ struct DeviceModel::Impl {
       fit(expert_gate, n * K * c.moe_intermediate); fit(expert_up, n * K * c.moe_intermediate);
     }
     fit(partial, attention_partial_floats(n, H, value_dim, attention_splits(n, H, sms)));
-    fit(logits, n * c.vocab_size);
+    fit(logits, n_out * c.vocab_size);
     fit(xq, n * q_blocks_per_row * 32); fit(xd, n * q_blocks_per_row); fit(xs, n * q_blocks_per_row);
     fit(tokens, n); fit(positions, n); fit(best, 1);
     if (moved) drop_graph();
-    rows = std::max(rows, n);
   }
 
   // ---- the forward pass (same steps as Model::run) ----
@@ -472,7 +473,7 @@ struct DeviceModel::Impl {
   // One chunk: ids up, the layers (a replayed graph for a single token), logits of rows
   // [out_first, out_first + n_out) into host_logits (may be null), the cache advanced.
   void step(const int32_t* ids, int64_t n, int64_t out_first, int64_t n_out) {
-    prepare(n);
+    prepare(n, std::max<int64_t>(n_out, 1));
     const int64_t pos0 = cache->length;
     for (int64_t i = 0; i < n; ++i) {
       host_staging[i] = ids[i];
@@ -481,11 +482,16 @@ struct DeviceModel::Impl {
     CUDA_CHECK(cudaMemcpyAsync(tokens.get(), host_staging, size_t(n) * 4, cudaMemcpyHostToDevice, stream));
     CUDA_CHECK(cudaMemcpyAsync(positions.get(), host_staging + kMaxChunk, size_t(n) * 4,
                                cudaMemcpyHostToDevice, stream));
-    if (n == 1 && n_out == 1 && graphs) {
-      if (!decode_graph) capture_decode();
-      CUDA_CHECK(cudaGraphLaunch(decode_graph, stream));
-    } else {
-      layers(n, out_first, n_out);
+    try {
+      if (n == 1 && n_out == 1 && graphs) {
+        if (!decode_graph) capture_decode();
+        CUDA_CHECK(cudaGraphLaunch(decode_graph, stream));
+      } else {
+        layers(n, out_first, n_out);
+      }
+    } catch (...) {
+      cudaStreamSynchronize(stream);  // the staging copies must finish before it is reused
+      throw;
     }
     CUDA_CHECK(cudaStreamSynchronize(stream));  // also frees the staging buffer for the next chunk
     cache->length = pos0 + n;
@@ -504,6 +510,7 @@ struct DeviceModel::Impl {
     CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
     const cudaError_t status = cudaGraphInstantiate(&decode_graph, graph, 0);
     cudaGraphDestroy(graph);
+    if (status != cudaSuccess) decode_graph = nullptr;
     CUDA_CHECK(status);
   }
 
@@ -559,6 +566,8 @@ DeviceModel::DeviceModel(const ModelConfig& config, const std::map<std::string, 
     m.cache = std::make_unique<DeviceCache>(c.num_layers, 1, c.kv_lora_rank + c.mla_rope_dim, 0, c.context);
   else
     m.cache = std::make_unique<DeviceCache>(c.num_layers, c.num_kv_heads, c.head_dim, c.head_dim, c.context);
+  // The uploads ran on the legacy stream, which the non-blocking compute stream does not wait for.
+  CUDA_CHECK(cudaDeviceSynchronize());
 }
 
 DeviceModel::~DeviceModel() = default;
@@ -597,7 +606,7 @@ double DeviceModel::copy_bandwidth(int64_t bytes, int repeats) {
   DeviceBuffer<char> src, dst;
   src.reserve(bytes);
   dst.reserve(bytes);
-  CUDA_CHECK(cudaMemset(src.get(), 1, size_t(bytes)));
+  CUDA_CHECK(cudaMemsetAsync(src.get(), 1, size_t(bytes), impl_->stream));
   cudaEvent_t start = nullptr, stop = nullptr;
   CUDA_CHECK(cudaEventCreate(&start));
   CUDA_CHECK(cudaEventCreate(&stop));

@@ -1,7 +1,5 @@
 // The element-wise and per-row operations of the forward pass: the same math as csrc/cpu/ops.cpp
 // (ARCH.md §4 RMSNorm, §7 RoPE), one block or one thread per row or element.
-#include <cfloat>
-
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.cuh"
 
@@ -92,18 +90,19 @@ __global__ void store_latent_kernel(const float* kv_a, int64_t C, int64_t dr, co
 __global__ void argmax_kernel(const float* x, int64_t count, int32_t* out) {
   __shared__ float best_value[kThreads];
   __shared__ int64_t best_index[kThreads];
-  float value = -FLT_MAX;
-  int64_t index = count;  // ties and NaN-free rows: the lowest index of the maximum wins
+  // Each thread's best (lowest index among equals); index == count: it saw nothing, and loses.
+  float value = -INFINITY;
+  int64_t index = count;
   for (int64_t i = threadIdx.x; i < count; i += blockDim.x)
-    if (x[i] > value || index == count) { value = x[i]; index = i; }
+    if (index == count || x[i] > value) { value = x[i]; index = i; }
   best_value[threadIdx.x] = value;
   best_index[threadIdx.x] = index;
   __syncthreads();
   for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
     if (int(threadIdx.x) < stride) {
-      const float v = best_value[threadIdx.x + stride];
-      const int64_t j = best_index[threadIdx.x + stride];
-      if (v > best_value[threadIdx.x] || (v == best_value[threadIdx.x] && j < best_index[threadIdx.x])) {
+      const float v = best_value[threadIdx.x + stride], mine = best_value[threadIdx.x];
+      const int64_t j = best_index[threadIdx.x + stride], own = best_index[threadIdx.x];
+      if (j != count && (own == count || v > mine || (v == mine && j < own))) {
         best_value[threadIdx.x] = v;
         best_index[threadIdx.x] = j;
       }
