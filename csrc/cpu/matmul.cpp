@@ -115,30 +115,56 @@ struct QuantScratch {
   }
 };
 
-void matmul(ThreadPool& pool, const float* x, int64_t n, const Tensor& w, float* y) {
+void matmul_many(ThreadPool& pool, const float* x, int64_t n, const Tensor* const* ws,
+                 float* const* ys, int count) {
   const MatmulKernels& k = *g_kernels;
-  const int64_t rows = w.rows(), in = w.cols();
-  // Chunks of rows small enough to balance the threads, in multiples of 16 (the kernels' row block).
-  int64_t grain = rows / (int64_t(pool.size()) * 4);
-  grain = grain < 16 ? 16 : (grain + 15) / 16 * 16;
-  if (is_quantized(w.dtype)) {
+  const int64_t in = ws[0]->cols();
+  bool any_quantized = false;
+  for (int j = 0; j < count; ++j) {
+    if (ws[j]->cols() != in) throw std::invalid_argument("matmul_many: matrices differ in width");
+    any_quantized |= is_quantized(ws[j]->dtype);
+  }
+  // Each matrix in chunks of rows small enough to balance the threads, in multiples of 16 (the
+  // kernels' row block), counted from its own first row: the same chunks, and so the same
+  // rounding, as when it is multiplied alone.
+  struct Chunk { int j; int64_t r0, r1; };
+  thread_local std::vector<Chunk> chunks;
+  chunks.clear();
+  for (int j = 0; j < count; ++j) {
+    const int64_t rows = ws[j]->rows();
+    int64_t grain = rows / (int64_t(pool.size()) * 4);
+    grain = grain < 16 ? 16 : (grain + 15) / 16 * 16;
+    for (int64_t r0 = 0; r0 < rows; r0 += grain) chunks.push_back({j, r0, std::min(rows, r0 + grain)});
+  }
+  const int8_t* xq = nullptr;
+  const float* xd = nullptr;
+  const int32_t* xs = nullptr;
+  if (any_quantized) {  // quantized once for every matrix
     thread_local QuantScratch scratch;
     scratch.fill(&pool, x, n, in);
-    const QMatmulRowsFn fn = quant_kernel(k, w.dtype);
-    const int64_t blocks = (in + kQuantBlock - 1) / kQuantBlock;
     // Pointers, not the thread_local itself: in a worker, `scratch` would name the worker's copy.
-    const int8_t* xq = scratch.xq.data();
-    const float* xd = scratch.xd.data();
-    const int32_t* xs = scratch.xs.data();
-    pool.parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
-      fn(xq, xd, xs, n, blocks, w.data, w.scales, r0, r1, y, rows);
-    });
-    return;
+    xq = scratch.xq.data();
+    xd = scratch.xd.data();
+    xs = scratch.xs.data();
   }
-  const MatmulRowsFn fn = float_kernel(k, w.dtype);
-  pool.parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
-    fn(x, n, in, w.data, in, r0, r1, y, rows);
+  const int64_t blocks = (in + kQuantBlock - 1) / kQuantBlock;
+  const Chunk* list = chunks.data();
+  pool.parallel_for(int64_t(chunks.size()), 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const Tensor& w = *ws[list[c].j];
+      float* y = ys[list[c].j];
+      if (is_quantized(w.dtype))
+        quant_kernel(k, w.dtype)(xq, xd, xs, n, blocks, w.data, w.scales, list[c].r0, list[c].r1, y, w.rows());
+      else
+        float_kernel(k, w.dtype)(x, n, in, w.data, in, list[c].r0, list[c].r1, y, w.rows());
+    }
   });
+}
+
+void matmul(ThreadPool& pool, const float* x, int64_t n, const Tensor& w, float* y) {
+  const Tensor* ws[] = {&w};
+  float* ys[] = {y};
+  matmul_many(pool, x, n, ws, ys, 1);
 }
 
 // The product on the calling thread with one ISA's kernels.

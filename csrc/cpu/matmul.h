@@ -27,6 +27,10 @@ void weighted_sum_with_isa(Isa isa, const float* p, const float* rows, int64_t c
 
 // x [n, in] f32 row-major, w [rows, in], y [n, rows].
 void matmul(ThreadPool& pool, const float* x, int64_t n, const Tensor& w, float* y);
+// y_j = x·w_jᵀ for `count` matrices of the same width (q/k/v, gate/up) in one parallel section,
+// the activations quantized once; each y_j as matmul would give it.
+void matmul_many(ThreadPool& pool, const float* x, int64_t n, const Tensor* const* ws,
+                 float* const* ys, int count);
 
 // One matmul per head: for h < heads, with in = w.cols() and out = w.rows() / heads,
 // y[i*ldy + h*y_head + r] = sum_k x[i*ldx + h*x_head + k] · w[h*out + r][k]   (i < n, r < out).

@@ -107,8 +107,9 @@ void Model::run(const int32_t* tokens, int64_t n, const int64_t* out_rows, int64
 
 // out = w_down · (silu(w_gate · in) ⊙ (w_up · in))
 void Model::swiglu(const FfnWeights& f, const float* in, int64_t n, int64_t width, float* out) {
-  matmul(pool_, in, n, f.w_gate, s_.gate.data());
-  matmul(pool_, in, n, f.w_up, s_.up.data());
+  const Tensor* ws[] = {&f.w_gate, &f.w_up};
+  float* ys[] = {s_.gate.data(), s_.up.data()};
+  matmul_many(pool_, in, n, ws, ys, 2);
   silu_mul(s_.gate.data(), s_.up.data(), n * width);
   matmul(pool_, s_.gate.data(), n, f.w_down, out);
 }
@@ -119,9 +120,9 @@ void Model::gqa_block(int64_t li, int64_t n) {
   const LayerWeights& l = w_.layers[size_t(li)];
   const int64_t hd = c.head_dim, half = hd / 2;
   const int64_t q_dim = c.num_heads * hd, kv_dim = c.num_kv_heads * hd;
-  matmul(pool_, s_.xn.data(), n, l.wq, s_.q.data());
-  matmul(pool_, s_.xn.data(), n, l.wk, s_.k.data());
-  matmul(pool_, s_.xn.data(), n, l.wv, s_.v.data());
+  const Tensor* ws[] = {&l.wq, &l.wk, &l.wv};
+  float* ys[] = {s_.q.data(), s_.k.data(), s_.v.data()};
+  matmul_many(pool_, s_.xn.data(), n, ws, ys, 3);
   for (int64_t i = 0; i < n; ++i) {
     float* q = &s_.q[size_t(i * q_dim)];
     float* k = &s_.k[size_t(i * kv_dim)];

@@ -21,17 +21,18 @@ void Model::mla_block(int64_t li, int64_t n) {
   const int64_t H = c.num_heads, C = c.kv_lora_rank, dn = c.mla_nope_dim, dr = c.mla_rope_dim;
   const int64_t qk = dn + dr, row = C + dr, half = dr / 2, ql = c.q_lora_rank;
 
-  if (ql == 0) {
-    matmul(pool_, s_.xn.data(), n, l.wq, s_.q.data());
-  } else {
-    matmul(pool_, s_.xn.data(), n, l.wq_a, s_.q_a.data());
+  {  // the two projections of xn (q or q_a, and kv_a) in one parallel section
+    const Tensor* ws[] = {ql == 0 ? &l.wq : &l.wq_a, &l.wkv_a};
+    float* ys[] = {ql == 0 ? s_.q.data() : s_.q_a.data(), s_.kv_a.data()};
+    matmul_many(pool_, s_.xn.data(), n, ws, ys, 2);
+  }
+  if (ql > 0) {
     for (int64_t i = 0; i < n; ++i) {
       float* qa = &s_.q_a[size_t(i * ql)];
       rmsnorm(qa, l.q_a_norm.f32(), ql, kLatentNormEps, qa);
     }
     matmul(pool_, s_.q_a.data(), n, l.wq_b, s_.q.data());
   }
-  matmul(pool_, s_.xn.data(), n, l.wkv_a, s_.kv_a.data());
 
   for (int64_t i = 0; i < n; ++i) {
     const float* cos = &s_.cos[size_t(i * half)];
