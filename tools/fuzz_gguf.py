@@ -3,6 +3,8 @@
 types and shapes, the tokenizer rebuilt from metadata), then one token through what loads.
 See tools/fuzz_common.py."""
 
+import sys
+
 import atheris
 
 from fuzz_common import FIXTURES, SCRATCH, expected_errors, quiet, run, write_scratch
@@ -56,6 +58,11 @@ def seeds():
         w.write_tensors_to_file()
         w.close()
         out.append(path.read_bytes())
+    # a deepseek2 file (MLA, experts stacked, yarn), as tests/test_gguf_deepseek.py writes it
+    sys.path.insert(0, str(FIXTURES.parent))
+    from test_gguf_deepseek import write_deepseek2_gguf
+
+    out.append(write_deepseek2_gguf(FIXTURES / "deepseek_v3_fp8", SCRATCH / "seed-deepseek2.gguf").read_bytes())
     return out
 
 
