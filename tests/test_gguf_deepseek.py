@@ -104,6 +104,26 @@ def write_deepseek2_gguf(folder, out):
     return out
 
 
+def rewrite_gguf(src, out, edit):
+    """A copy of the deepseek2 file `src` with the same model metadata and the tensors that
+    edit(name, array) returns for each tensor (a list of (name, array); [] drops it)."""
+    reader = gguf.GGUFReader(str(src))
+    w = gguf.GGUFWriter(str(out), "deepseek2")
+    for field in reader.fields.values():
+        if field.name.startswith("deepseek2."):
+            w.add_key_value(field.name, field.contents(), field.types[0],
+                            sub_type=field.types[1] if len(field.types) > 1 else None)
+    arrays = {t.name: np.array(t.data).reshape([int(d) for d in reversed(t.shape)]) for t in reader.tensors}
+    for name, arr in arrays.items():
+        for new_name, new_arr in edit(name, arr, arrays):
+            w.add_tensor(new_name, np.ascontiguousarray(new_arr))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out
+
+
 @pytest.mark.parametrize("name", REPRESENTABLE)
 def test_deepseek2_gguf_matches_transformers(name, tmp_path):
     folder = FIXTURES / name
@@ -123,30 +143,32 @@ def test_deepseek2_gguf_matches_transformers(name, tmp_path):
 def test_deepseek2_gguf_with_kv_b_as_older_files_have_it(tmp_path):
     """Files from before llama.cpp split kv_b carry attn_kv_b [H·(dn + dv), C] instead."""
     folder = FIXTURES / "deepseek_v2_f32"
-    path = write_deepseek2_gguf(folder, tmp_path / "split.gguf")
-    reader = gguf.GGUFReader(str(path))
     cfg = r1lite.load(folder, threads=1).config
     h, c, dn, dv = cfg["num_heads"], cfg["kv_lora_rank"], cfg["qk_nope_head_dim"], cfg["v_head_dim"]
-    old = tmp_path / "old.gguf"
-    w = gguf.GGUFWriter(str(old), "deepseek2")
-    for field in reader.fields.values():  # the same model metadata
-        if field.name.startswith("deepseek2."):
-            w.add_key_value(field.name, field.contents(), field.types[0],
-                            sub_type=field.types[1] if len(field.types) > 1 else None)
-    for tensor in reader.tensors:
-        arr = np.array(tensor.data).reshape([int(d) for d in reversed(tensor.shape)])
-        if tensor.name.endswith("attn_k_b.weight"):
-            v_b = next(x for x in reader.tensors if x.name == tensor.name.replace("k_b", "v_b"))
-            v = np.array(v_b.data).reshape(h, dv, c)
-            k = arr.reshape(h, c, dn).transpose(0, 2, 1)  # back to [H, dn, C]
-            w.add_tensor(tensor.name.replace("attn_k_b", "attn_kv_b"),
-                         np.ascontiguousarray(np.concatenate([k, v], axis=1).reshape(h * (dn + dv), c)))
-        elif not tensor.name.endswith("attn_v_b.weight"):
-            w.add_tensor(tensor.name, np.ascontiguousarray(arr))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+
+    def join_kv_b(name, arr, arrays):
+        if name.endswith("attn_v_b.weight"):
+            return []
+        if not name.endswith("attn_k_b.weight"):
+            return [(name, arr)]
+        k = arr.reshape(h, c, dn).transpose(0, 2, 1)  # back to [H, dn, C]
+        v = arrays[name.replace("k_b", "v_b")].reshape(h, dv, c)
+        return [(name.replace("attn_k_b", "attn_kv_b"), np.concatenate([k, v], axis=1).reshape(h * (dn + dv), c))]
+
+    old = rewrite_gguf(write_deepseek2_gguf(folder, tmp_path / "split.gguf"), tmp_path / "old.gguf", join_kv_b)
     oracle = np.load(folder / "oracle.npz")
     got = r1lite.load(old, threads=2).logits(oracle["tokens"])
     assert rel_err(got, oracle["logits"]) <= 1e-4
+
+
+def test_missing_deepseek2_tensors_are_named(tmp_path):
+    """A file without the experts of a layer, or without any form of kv_b, names what is missing."""
+    from r1lite.errors import ModelFormatError
+
+    full = write_deepseek2_gguf(FIXTURES / "deepseek_v2_f32", tmp_path / "full.gguf")
+    for dropped, missing in (("blk.1.ffn_up_exps.weight", "blk.1.ffn_up_exps.weight"),
+                             ("blk.0.attn_k_b.weight", "blk.0.attn_kv_b.weight")):
+        cut = rewrite_gguf(full, tmp_path / "cut.gguf",
+                           lambda name, arr, _: [] if name == dropped else [(name, arr)])
+        with pytest.raises(ModelFormatError, match=f"tensor '{missing}' is missing"):
+            r1lite.load(cut)
