@@ -315,6 +315,7 @@ PYBIND11_MODULE(_core, m) {
   def_device_model(m);
 
   m.attr("cuda_built") = bool(R1LITE_HAVE_CUDA);
+  m.attr("cuda_option") = std::string(R1LITE_CUDA_OPTION);  // the build's R1LITE_CUDA
   m.def("cpu_features", [] {
     const CpuFeatures& f = cpu_features();
     py::dict d;

@@ -29,6 +29,8 @@ def nvcc_present() -> bool:
 def test_backend_is_compiled_where_nvcc_is():
     if not nvcc_present():
         pytest.skip("no nvcc on this machine: the package is CPU-only here")
+    if _core.cuda_option == "OFF":
+        pytest.skip("built with R1LITE_CUDA=OFF")
     assert _core.cuda_built, "nvcc is here but the CUDA backend was not built (R1LITE_CUDA=AUTO)"
 
 
