@@ -142,6 +142,76 @@ __global__ void __launch_bounds__(kWarps * 32) rows_float_kernel(MatmulProblem p
   }
 }
 
+// Values of a float format in one 16-byte load.
+template <int kFormat>
+constexpr int kPerLoad = kFormat == int(DType::F32) ? 4 : 8;
+
+// The 16 bytes of weights at `p` as floats, in element order.
+template <int kFormat>
+__device__ inline void unpack16(const void* p, float (&w)[kPerLoad<kFormat>]) {
+  const uint4 raw = *static_cast<const uint4*>(p);
+  const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+  if constexpr (kFormat == int(DType::F32)) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) w[j] = __uint_as_float(words[j]);
+  } else {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {  // element 2j in the low half of word j
+      w[2 * j] = kFormat == int(DType::BF16) ? __uint_as_float(words[j] << 16)
+                                             : f16_bits_to_float(uint16_t(words[j] & 0xffffu));
+      w[2 * j + 1] = kFormat == int(DType::BF16) ? __uint_as_float(words[j] & 0xffff0000u)
+                                                 : f16_bits_to_float(uint16_t(words[j] >> 16));
+    }
+  }
+}
+
+// rows_float_kernel with 16-byte weight loads and float4 activation loads (rows of a multiple of
+// kPerLoad values, aligned x; float_rows_vectorizable checks): each lane keeps a whole load's
+// worth of values in flight instead of one.
+template <int kFormat>
+__global__ void __launch_bounds__(kWarps * 32) rows_float_vec_kernel(MatmulProblem p) {
+  constexpr int kPer = kPerLoad<kFormat>;
+  const int64_t g = blockIdx.y;
+  const GroupRows rows = group_rows(p, g);
+  if (rows.count <= 0) return;
+  const int lane = threadIdx.x % 32;
+  const int64_t o = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
+  if (o >= p.out) return;
+  const DevMatrix m = p.mats[g];
+  const int64_t elem = kFormat == int(DType::F32) ? 4 : 2;
+  const char* wrow = static_cast<const char*>(m.data) + o * p.in * elem;
+  const float* x = p.x + rows.first * p.ldx + g * p.x_group;
+  float acc[kMaxDecodeRows] = {};
+  for (int64_t k = int64_t(lane) * kPer; k < p.in; k += 32 * kPer) {
+    float w[kPer];
+    unpack16<kFormat>(wrow + k * elem, w);
+#pragma unroll
+    for (int t = 0; t < kMaxDecodeRows; ++t) {
+      if (t < rows.count) {
+        const float4* xv = reinterpret_cast<const float4*>(x + t * p.ldx + k);
+#pragma unroll
+        for (int q = 0; q < kPer / 4; ++q) {
+          const float4 v = xv[q];
+          acc[t] += w[4 * q] * v.x + w[4 * q + 1] * v.y + w[4 * q + 2] * v.z + w[4 * q + 3] * v.w;
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < kMaxDecodeRows; ++t) {
+    if (t < rows.count) {
+      const float sum = warp_sum(acc[t]);
+      if (lane == 0) p.y[(rows.first + t) * p.ldy + g * p.y_group + o] = sum;
+    }
+  }
+}
+
+template <int kFormat>
+bool float_rows_vectorizable(const MatmulProblem& p) {
+  return p.in % kPerLoad<kFormat> == 0 && p.ldx % 4 == 0 && p.x_group % 4 == 0 &&
+         reinterpret_cast<uintptr_t>(p.x) % 16 == 0;  // weight rows: cudaMalloc'd, in % kPer == 0
+}
+
 template <int kFormat>
 __global__ void __launch_bounds__(kTileThreads) tiled_quant_kernel(MatmulProblem p, QuantizedActivations qa) {
   const int64_t g = blockIdx.z;
@@ -246,7 +316,10 @@ template <int kFormat>
 void launch_float(const MatmulProblem& p, cudaStream_t stream) {
   if (p.max_group_rows <= kMaxDecodeRows) {
     const dim3 grid(unsigned(ceil_div(p.out, kWarps)), unsigned(p.groups));
-    rows_float_kernel<kFormat><<<grid, kWarps * 32, 0, stream>>>(p);
+    if (float_rows_vectorizable<kFormat>(p))
+      rows_float_vec_kernel<kFormat><<<grid, kWarps * 32, 0, stream>>>(p);
+    else
+      rows_float_kernel<kFormat><<<grid, kWarps * 32, 0, stream>>>(p);
   } else {
     const dim3 grid(unsigned(ceil_div(p.out, kTile)), unsigned(ceil_div(p.max_group_rows, kTile)),
                     unsigned(p.groups));
