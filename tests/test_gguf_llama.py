@@ -14,6 +14,7 @@ import pytest
 
 import r1lite
 from conftest import FIXTURES, rel_err
+from make_bench_models import add_model_header  # tools/, on the path through conftest
 from r1lite.errors import ModelFormatError
 from r1lite.formats.hf import load_hf_folder
 from r1lite.formats.names import gguf_name
@@ -54,16 +55,9 @@ def write_llama_gguf(folder, out, *, rope_freqs=True):
     raw = json.loads((folder / "config.json").read_text())
     cfg, tensors, _ = load_hf_folder(folder)
     w = gguf.GGUFWriter(str(out), "llama")
-    w.add_context_length(cfg["max_position_embeddings"])
-    w.add_embedding_length(cfg["hidden_size"])
-    w.add_block_count(cfg["num_layers"])
-    w.add_feed_forward_length(cfg["intermediate_size"])
-    w.add_head_count(cfg["num_heads"])
-    w.add_head_count_kv(cfg["num_kv_heads"])
+    add_model_header(w, cfg)
     w.add_key_length(cfg["head_dim"])
     w.add_value_length(cfg["head_dim"])
-    w.add_rope_freq_base(cfg["rope_theta"])
-    w.add_layer_norm_rms_eps(cfg["norm_eps"])
     for name, entry in tensors.items():
         arr = as_f32(*materialize(entry)[:2])
         if name.endswith((".wq", ".wk")):

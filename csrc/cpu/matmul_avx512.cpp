@@ -73,68 +73,53 @@ constexpr int kPrefillRows = 4;  // 32 registers: 4x4 accumulators + operands
 // ---- 512-bit tiles ----
 // AVX-512 has no 512-bit byte sign instruction, so the |w|, sign(x, w) trick of the 256-bit tiles
 // does not widen. Instead one operand is made unsigned and the offset corrected:
-//   q8_0 (two blocks per vector, lanes 0-7 block b, 8-15 block b+1):
+//   q8_0 (two blocks per vector, q8tile_zmm below):
 //     (x + 128)·w = x·w + 128·sum(w)  ->  start each lane at -128·(its 4 weights' sum), per row
 //   q4_0 (four blocks per vector, q4tile_zmm below): nibbles n are unsigned already;
 //     (n - 8)·x = n·x - 8·sum(x)  ->  start at a share of -8·sum(x), per token
 
-struct Q8Z {  // the q8_0 operations of qtile_zmm
-  static __m512i load2(const uint8_t* row, int64_t b) { return _mm512_loadu_si512(row + b * 32); }
-  static __m512i row_init(__m512i w) {
-    const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), w);
-    return _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, 7));
-  }
-  static __m512i token_init(__m512i /*neg_xsum*/) { return _mm512_setzero_si512(); }
-  static __m512i prep_x(__m512i x) { return _mm512_xor_si512(x, _mm512_set1_epi8(char(0x80))); }
-  static __m512i dot(__m512i w, __m512i x, __m512i rinit, __m512i /*tinit*/) {
-    return _mm512_dpbusd_epi32(rinit, x, w);
-  }
-};
-
-template <class Z, class W, int NR, int NT>
-void qtile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks,
-               const uint8_t* w, int64_t stride, const uint16_t* wd, float* y, int64_t ldy) {
+// q8_0, two blocks per vector (lanes 0-7 block b, 8-15 block b+1). The activations are made
+// unsigned (x + 128) and each lane starts at -128·(the sum of its 4 weights).
+template <int NR, int NT>
+void q8tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks,
+                const uint8_t* w, int64_t stride, const uint16_t* wd, float* y, int64_t ldy) {
   __m512 acc[NR][NT];
   for (int r = 0; r < NR; ++r)
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
+  const __m512i ones = _mm512_set1_epi8(1), bias = _mm512_set1_epi8(char(0x80));
   const int64_t main_blocks = blocks / 8 * 8;
   for (int64_t g = 0; g < main_blocks; g += 8) {
     __m512 dw[NR], dx[NT];
-    __m512i neg_xsum[NT];
     for (int r = 0; r < NR; ++r)
       dw[r] = _mm512_castps256_ps512(
           _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wd + r * blocks + g))));
-    for (int t = 0; t < NT; ++t) {
-      dx[t] = _mm512_castps256_ps512(_mm256_loadu_ps(xd + t * blocks + g));
-      neg_xsum[t] = _mm512_castsi256_si512(_mm256_sub_epi32(
-          _mm256_setzero_si256(), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs + t * blocks + g))));
-    }
+    for (int t = 0; t < NT; ++t) dx[t] = _mm512_castps256_ps512(_mm256_loadu_ps(xd + t * blocks + g));
     for (int p = 0; p < 4; ++p) {
       const int64_t b = g + 2 * p;
       const __m512i idx = _mm512_set_epi32(2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1,
                                            2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p, 2 * p, 2 * p,
                                            2 * p, 2 * p, 2 * p, 2 * p, 2 * p);
-      __m512i wv[NR], rinit[NR];
+      __m512i wv[NR], start[NR];
       __m512 sw[NR];
       for (int r = 0; r < NR; ++r) {
-        prefetch_ahead(w + (r + NR) * stride + b * W::kBlockBytes);
-        wv[r] = Z::load2(w + r * stride, b);
-        rinit[r] = Z::row_init(wv[r]);
+        prefetch_ahead(w + (r + NR) * stride + b * Q8W::kBlockBytes);
+        wv[r] = _mm512_loadu_si512(w + r * stride + b * Q8W::kBlockBytes);
+        const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, wv[r]);
+        start[r] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, 7));
         sw[r] = _mm512_permutexvar_ps(idx, dw[r]);
       }
       for (int t = 0; t < NT; ++t) {
-        const __m512i xv = Z::prep_x(_mm512_loadu_si512(xq + (t * blocks + b) * 32));
+        const __m512i xv = _mm512_xor_si512(_mm512_loadu_si512(xq + (t * blocks + b) * 32), bias);
         const __m512 sx = _mm512_permutexvar_ps(idx, dx[t]);
-        const __m512i tinit = Z::token_init(_mm512_permutexvar_epi32(idx, neg_xsum[t]));
         for (int r = 0; r < NR; ++r)
-          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(Z::dot(wv[r], xv, rinit[r], tinit)),
+          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start[r], xv, wv[r])),
                                       _mm512_mul_ps(sw[r], sx), acc[r][t]);
       }
     }
   }
   float tail[NT][NR] = {};
   if (main_blocks < blocks)
-    qtile<W, NR, NT>(xq, xd, xs, blocks, w, stride, wd, &tail[0][0], NR, main_blocks);
+    qtile<Q8W, NR, NT>(xq, xd, xs, blocks, w, stride, wd, &tail[0][0], NR, main_blocks);
   for (int r = 0; r < NR; ++r)
     for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]) + tail[t][r];
 }
@@ -205,8 +190,6 @@ void q4tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, int64_t bl
     for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]) + tail[t][r];
 }
 
-template <class W> struct ZmmOf;
-template <> struct ZmmOf<Q8W> { using type = Q8Z; };
 
 constexpr int kFloatPrefillRows = 4;
 
@@ -216,7 +199,7 @@ void prefill_qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t
   if constexpr (std::is_same_v<W, Q4W>)
     q4tile_zmm<kPrefillRows, 4>(xq, xd, xs, blocks, w, stride, wd, y, ldy);
   else
-    qtile_zmm<typename ZmmOf<W>::type, W, kPrefillRows, 4>(xq, xd, xs, blocks, w, stride, wd, y, ldy);
+    q8tile_zmm<kPrefillRows, 4>(xq, xd, xs, blocks, w, stride, wd, y, ldy);
 }
 
 // One token, four rows: the same 512-bit tile as prefill, so that a token's result does not
@@ -228,7 +211,7 @@ void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t 
   if constexpr (std::is_same_v<W, Q4W>)
     q4tile_zmm<4, 1>(xq, xd, xs, blocks, w, stride, wd, y, 0);
   else
-    qtile_zmm<typename ZmmOf<W>::type, W, 4, 1>(xq, xd, xs, blocks, w, stride, wd, y, 0);
+    q8tile_zmm<4, 1>(xq, xd, xs, blocks, w, stride, wd, y, 0);
 }
 
 #include "cpu/row_loops.inc"

@@ -101,6 +101,19 @@ class DeviceCache {
 
 // Indices of a layer's matrices in the descriptor array (-1: absent). Per-head matrices
 // (w_uk_t, w_uv) and experts occupy consecutive descriptors, one per head or expert.
+// The descriptor of a matrix whose data (and scales) already live on the device.
+DevMatrix dev_matrix(const Tensor& t) {
+  DevMatrix m;
+  m.data = t.data;
+  m.scales = t.scales;
+  m.dtype = int32_t(t.dtype);
+  m.rows = t.rows();
+  m.cols = t.cols();
+  m.blocks = ceil_div(m.cols, 32);
+  m.row_bytes = row_bytes(t.dtype, m.cols);
+  return m;
+}
+
 struct LayerMats {
   int64_t wq = -1, wk = -1, wv = -1, wo = -1, wq_a = -1, wq_b = -1, wkv_a = -1, w_uk_t = -1, w_uv = -1;
   int64_t gate = -1, up = -1, down = -1;                    // dense FFN
@@ -215,18 +228,7 @@ struct DeviceModel::Impl {
   int64_t describe(const Tensor& t, int64_t heads = 1) {
     if (t.empty()) return -1;
     const int64_t first = int64_t(descs.size()), out = t.rows() / heads;
-    for (int64_t h = 0; h < heads; ++h) {
-      const Tensor s = t.rows_slice(h * out, out);
-      DevMatrix m;
-      m.data = s.data;
-      m.scales = s.scales;
-      m.dtype = int32_t(s.dtype);
-      m.rows = out;
-      m.cols = s.cols();
-      m.blocks = ceil_div(m.cols, 32);
-      m.row_bytes = row_bytes(s.dtype, m.cols);
-      descs.push_back(m);
-    }
+    for (int64_t h = 0; h < heads; ++h) descs.push_back(dev_matrix(t.rows_slice(h * out, out)));
     return first;
   }
 
@@ -440,7 +442,7 @@ struct DeviceModel::Impl {
   void layers(int64_t n, int64_t out_first, int64_t n_out) {
     const ModelConfig& c = cfg;
     const int64_t D = c.hidden_size;
-    embed(embedding_matrix(), tokens.get(), n, x.get(), stream);
+    embed(dev_matrix(w.tok_embd), tokens.get(), n, x.get(), stream);
     for (int64_t li = 0; li < c.num_layers; ++li) {
       const LayerWeights& l = w.layers[size_t(li)];
       const LayerMats& m = mats[size_t(li)];
@@ -456,18 +458,6 @@ struct DeviceModel::Impl {
     rmsnorm(x.get() + out_first * D, D, w.out_norm.f32(), D, c.norm_eps, xn.get(), D, n_out, stream);
     mm(lm_head, xn.get(), n_out, logits.get());
     argmax(logits.get() + (n_out - 1) * c.vocab_size, c.vocab_size, best.get(), stream);
-  }
-
-  DevMatrix embedding_matrix() const {
-    DevMatrix m;
-    m.data = w.tok_embd.data;
-    m.scales = w.tok_embd.scales;
-    m.dtype = int32_t(w.tok_embd.dtype);
-    m.rows = w.tok_embd.rows();
-    m.cols = w.tok_embd.cols();
-    m.blocks = ceil_div(m.cols, 32);
-    m.row_bytes = row_bytes(w.tok_embd.dtype, m.cols);
-    return m;
   }
 
   // One chunk: ids up, the layers (a replayed graph for a single token), logits of rows

@@ -28,6 +28,18 @@ __device__ inline GroupRows group_rows(const MatmulProblem& p, int64_t g) {
 
 __device__ inline int64_t quant_groups(const MatmulProblem& p) { return p.x_group != 0 ? p.groups : 1; }
 
+// The warp's per-lane partial sums of output o for each row of its group, reduced and stored.
+__device__ inline void store_row_sums(const MatmulProblem& p, const GroupRows& rows, int64_t g,
+                                      int64_t o, const float (&acc)[kMaxDecodeRows]) {
+#pragma unroll
+  for (int t = 0; t < kMaxDecodeRows; ++t) {
+    if (t < rows.count) {
+      const float sum = warp_sum(acc[t]);
+      if (threadIdx.x % 32 == 0) p.y[(rows.first + t) * p.ldy + g * p.y_group + o] = sum;
+    }
+  }
+}
+
 // One warp per (quantized row, block): the CPU's quantize_activations on 32 values.
 __global__ void quantize_kernel(MatmulProblem p, int64_t blocks, QuantizedActivations qa) {
   const int64_t warp = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
@@ -107,39 +119,7 @@ __global__ void __launch_bounds__(kWarps * 32) rows_quant_kernel(MatmulProblem p
       }
     }
   }
-#pragma unroll
-  for (int t = 0; t < kMaxDecodeRows; ++t) {
-    if (t < rows.count) {
-      const float sum = warp_sum(acc[t]);
-      if (lane == 0) p.y[(rows.first + t) * p.ldy + g * p.y_group + o] = sum;
-    }
-  }
-}
-
-template <int kFormat>
-__global__ void __launch_bounds__(kWarps * 32) rows_float_kernel(MatmulProblem p) {
-  const int64_t g = blockIdx.y;
-  const GroupRows rows = group_rows(p, g);
-  if (rows.count <= 0) return;
-  const int lane = threadIdx.x % 32;
-  const int64_t o = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
-  if (o >= p.out) return;
-  const DevMatrix m = p.mats[g];
-  const float* x = p.x + rows.first * p.ldx + g * p.x_group;
-  float acc[kMaxDecodeRows] = {};
-  for (int64_t k = lane; k < p.in; k += 32) {  // lanes read consecutive values: coalesced
-    const float w = float_weight<kFormat>(m.data, o * p.in + k);
-#pragma unroll
-    for (int t = 0; t < kMaxDecodeRows; ++t)
-      if (t < rows.count) acc[t] += w * x[t * p.ldx + k];
-  }
-#pragma unroll
-  for (int t = 0; t < kMaxDecodeRows; ++t) {
-    if (t < rows.count) {
-      const float sum = warp_sum(acc[t]);
-      if (lane == 0) p.y[(rows.first + t) * p.ldy + g * p.y_group + o] = sum;
-    }
-  }
+  store_row_sums(p, rows, g, o, acc);
 }
 
 // Values of a float format in one 16-byte load.
@@ -165,12 +145,11 @@ __device__ inline void unpack16(const void* p, float (&w)[kPerLoad<kFormat>]) {
   }
 }
 
-// rows_float_kernel with 16-byte weight loads and float4 activation loads (rows of a multiple of
-// kPerLoad values, aligned x; float_rows_vectorizable checks): each lane keeps a whole load's
-// worth of values in flight instead of one.
-template <int kFormat>
-__global__ void __launch_bounds__(kWarps * 32) rows_float_vec_kernel(MatmulProblem p) {
-  constexpr int kPer = kPerLoad<kFormat>;
+// Float weights, one warp per output; lanes read consecutive values (coalesced). kVec: 16-byte
+// weight loads and float4 activation loads, so that each lane keeps a whole load's worth of
+// values in flight (rows of a multiple of kPerLoad values, aligned x: float_rows_vectorizable).
+template <int kFormat, bool kVec>
+__global__ void __launch_bounds__(kWarps * 32) rows_float_kernel(MatmulProblem p) {
   const int64_t g = blockIdx.y;
   const GroupRows rows = group_rows(p, g);
   if (rows.count <= 0) return;
@@ -178,32 +157,36 @@ __global__ void __launch_bounds__(kWarps * 32) rows_float_vec_kernel(MatmulProbl
   const int64_t o = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
   if (o >= p.out) return;
   const DevMatrix m = p.mats[g];
-  const int64_t elem = kFormat == int(DType::F32) ? 4 : 2;
-  const char* wrow = static_cast<const char*>(m.data) + o * p.in * elem;
   const float* x = p.x + rows.first * p.ldx + g * p.x_group;
   float acc[kMaxDecodeRows] = {};
-  for (int64_t k = int64_t(lane) * kPer; k < p.in; k += 32 * kPer) {
-    float w[kPer];
-    unpack16<kFormat>(wrow + k * elem, w);
+  if constexpr (kVec) {
+    constexpr int kPer = kPerLoad<kFormat>;
+    const int64_t elem = kFormat == int(DType::F32) ? 4 : 2;
+    const char* wrow = static_cast<const char*>(m.data) + o * p.in * elem;
+    for (int64_t k = int64_t(lane) * kPer; k < p.in; k += 32 * kPer) {
+      float w[kPer];
+      unpack16<kFormat>(wrow + k * elem, w);
 #pragma unroll
-    for (int t = 0; t < kMaxDecodeRows; ++t) {
-      if (t < rows.count) {
-        const float4* xv = reinterpret_cast<const float4*>(x + t * p.ldx + k);
+      for (int t = 0; t < kMaxDecodeRows; ++t) {
+        if (t < rows.count) {
+          const float4* xv = reinterpret_cast<const float4*>(x + t * p.ldx + k);
 #pragma unroll
-        for (int q = 0; q < kPer / 4; ++q) {
-          const float4 v = xv[q];
-          acc[t] += w[4 * q] * v.x + w[4 * q + 1] * v.y + w[4 * q + 2] * v.z + w[4 * q + 3] * v.w;
+          for (int q = 0; q < kPer / 4; ++q) {
+            const float4 v = xv[q];
+            acc[t] += w[4 * q] * v.x + w[4 * q + 1] * v.y + w[4 * q + 2] * v.z + w[4 * q + 3] * v.w;
+          }
         }
       }
     }
-  }
+  } else {
+    for (int64_t k = lane; k < p.in; k += 32) {
+      const float w = float_weight<kFormat>(m.data, o * p.in + k);
 #pragma unroll
-  for (int t = 0; t < kMaxDecodeRows; ++t) {
-    if (t < rows.count) {
-      const float sum = warp_sum(acc[t]);
-      if (lane == 0) p.y[(rows.first + t) * p.ldy + g * p.y_group + o] = sum;
+      for (int t = 0; t < kMaxDecodeRows; ++t)
+        if (t < rows.count) acc[t] += w * x[t * p.ldx + k];
     }
   }
+  store_row_sums(p, rows, g, o, acc);
 }
 
 template <int kFormat>
@@ -317,9 +300,9 @@ void launch_float(const MatmulProblem& p, cudaStream_t stream) {
   if (p.max_group_rows <= kMaxDecodeRows) {
     const dim3 grid(unsigned(ceil_div(p.out, kWarps)), unsigned(p.groups));
     if (float_rows_vectorizable<kFormat>(p))
-      rows_float_vec_kernel<kFormat><<<grid, kWarps * 32, 0, stream>>>(p);
+      rows_float_kernel<kFormat, true><<<grid, kWarps * 32, 0, stream>>>(p);
     else
-      rows_float_kernel<kFormat><<<grid, kWarps * 32, 0, stream>>>(p);
+      rows_float_kernel<kFormat, false><<<grid, kWarps * 32, 0, stream>>>(p);
   } else {
     const dim3 grid(unsigned(ceil_div(p.out, kTile)), unsigned(ceil_div(p.max_group_rows, kTile)),
                     unsigned(p.groups));
