@@ -11,6 +11,7 @@
 
 #include "core/bandwidth.h"
 #include "core/cpu_features.h"
+#include "cpu/ops.h"
 #include "cpu/matmul.h"
 #include "model/model.h"
 #if R1LITE_HAVE_CUDA
@@ -323,6 +324,7 @@ PYBIND11_MODULE(_core, m) {
     d["avx512"] = f.avx512;
     d["avx512_vnni"] = f.avx512_vnni;
     d["avx512_bf16"] = f.avx512_bf16;
+    d["gfni"] = f.gfni;
     return d;
   });
   m.def(
@@ -352,18 +354,28 @@ PYBIND11_MODULE(_core, m) {
       [](const py::array_t<float, py::array::c_style | py::array::forcecast>& p,
          const py::array_t<float, py::array::c_style | py::array::forcecast>& rows,
          const std::string& isa, int64_t dim) {
-        if (rows.ndim() != 2 || p.ndim() != 1 || p.shape(0) != rows.shape(0))
-          throw std::invalid_argument("need p [count] and rows [count, ld]");
+        if (rows.ndim() != 2 || p.ndim() != 2 || p.shape(1) != rows.shape(0))
+          throw std::invalid_argument("need p [heads, count] and rows [count, ld]");
         if (dim < 0) dim = rows.shape(1);
         if (dim > rows.shape(1)) throw std::invalid_argument("dim exceeds the rows' width");
-        py::array_t<float> out(dim);
-        std::fill(out.mutable_data(), out.mutable_data() + dim, 0.f);
-        weighted_sum_with_isa(isa_from_name(isa), p.data(), rows.data(), rows.shape(0), dim,
-                              rows.shape(1), out.mutable_data());
+        const int64_t heads = p.shape(0);
+        py::array_t<float> out({py::ssize_t(heads), py::ssize_t(dim)});
+        std::fill(out.mutable_data(), out.mutable_data() + heads * dim, 0.f);
+        weighted_sum_with_isa(isa_from_name(isa), p.data(), p.shape(1), heads, rows.data(),
+                              rows.shape(0), dim, rows.shape(1), out.mutable_data(), dim);
         return out;
       },
       py::arg("p"), py::arg("rows"), py::arg("isa"), py::arg("dim") = -1,
-      "p · rows[:, :dim] with one ISA's kernel (for tests).");
+      "p · rows[:, :dim] for p [heads, count] with one ISA's kernel (for tests).");
+  m.def(
+      "exp",
+      [](py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+        py::array_t<float> out(x.size());
+        std::copy_n(x.data(), x.size(), out.mutable_data());
+        exp_inplace(out.mutable_data(), x.size());
+        return out;
+      },
+      py::arg("x"), "e^x of a flat array with the exp of softmax and SwiGLU (for tests).");
   m.def(
       "config_facts",
       [](const py::dict& config) {

@@ -114,19 +114,24 @@ def test_weight_quantizer_matches_ggml(fmt):
 
 # ---- attention's weighted sum of value rows ----
 
+@pytest.mark.parametrize("heads", [1, 3, 6, 8, 13])
 @pytest.mark.parametrize("count,dim,ld", [(1, 1, 1), (3, 7, 7), (5, 16, 16), (17, 64, 64),
                                           (33, 100, 100), (256, 128, 128), (9, 37, 45),
                                           (40, 19, 24)])
-def test_weighted_sum_agrees_with_reference(count, dim, ld):
-    # ld > dim: MLA sums the latent part of cache rows that also hold the rope key
-    rng = np.random.default_rng(count * 1000 + dim)
-    p = rng.random(count).astype(np.float32)
+def test_weighted_sum_agrees_with_reference(heads, count, dim, ld):
+    # ld > dim: MLA sums the latent part of cache rows that also hold the rope key; several heads
+    # (a GQA group, an MLA block) share the rows
+    rng = np.random.default_rng(count * 1000 + dim + heads)
+    p = rng.random((heads, count)).astype(np.float32)
     rows = rng.standard_normal((count, ld)).astype(np.float32)
     exact = p.astype(np.float64) @ rows[:, :dim].astype(np.float64)
+    one_head = {}
     for isa in ISAS:
         if _core.isa_supported(isa):
-            np.testing.assert_allclose(_core.weighted_sum(p, rows, isa, dim), exact, rtol=0,
-                                       atol=1e-5 * np.sqrt(count) * 4, err_msg=isa)
+            got = _core.weighted_sum(p, rows, isa, dim)
+            np.testing.assert_allclose(got, exact, rtol=0, atol=1e-5 * np.sqrt(count) * 4, err_msg=isa)
+            one_head[isa] = np.stack([_core.weighted_sum(p[h:h + 1], rows, isa, dim)[0] for h in range(heads)])
+            np.testing.assert_array_equal(got, one_head[isa], err_msg=f"{isa}: a head alone")
 
 
 @pytest.mark.parametrize("fmt", FORMATS + ["q8_0", "q4_0"])
@@ -151,3 +156,54 @@ def test_a_rows_result_does_not_depend_on_its_batch(fmt):
         for n in (2, 4, 5, 9):
             np.testing.assert_array_equal(_core.matmul(x[:n], w, fmt, isa, scales), alone[:n],
                                           err_msg=f"{isa}, {n} rows")
+
+
+def test_q4_0_nibble_split_without_gfni_is_the_same():
+    """The AVX-512 q4_0 tile splits nibbles with GFNI where the CPU has it and with a shift
+    elsewhere (R1LITE_GFNI=0 forces the shift): both must give the same bits, one token and four."""
+    import os
+    import subprocess
+    import sys
+
+    if not (_core.isa_supported("avx512") and _core.cpu_features()["gfni"]):
+        pytest.skip("needs AVX-512 and GFNI to compare the two nibble splits")
+    script = (
+        "import sys, numpy as np\n"
+        "from r1lite import _core, quant\n"
+        "assert not _core.cpu_features()['gfni']\n"
+        "rng = np.random.default_rng(11)\n"
+        "x = rng.standard_normal((5, 32 * 21 + 3)).astype(np.float32)\n"
+        "q, _, d = quant.encode(rng.standard_normal((23, 32 * 21 + 3)).astype(np.float32), 'q4_0')\n"
+        "np.save(sys.argv[1], _core.matmul(x, q, 'q4_0', 'avx512', d))\n")
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "shift.npy")
+        env = dict(os.environ, R1LITE_GFNI="0", PYTHONPATH=os.pathsep.join(sys.path))
+        subprocess.run([sys.executable, "-c", script, out], env=env, check=True)
+        shifted = np.load(out)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((5, 32 * 21 + 3)).astype(np.float32)
+    q, _, d = quant.encode(rng.standard_normal((23, 32 * 21 + 3)).astype(np.float32), "q4_0")
+    np.testing.assert_array_equal(_core.matmul(x, q, "q4_0", "avx512", d), shifted)
+
+
+# ---- the exp of softmax and SwiGLU ----
+
+def test_exp_is_within_two_ulp():
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.uniform(-87, 88, 200_000), rng.uniform(-1, 1, 10_000),
+                        [0.0, -0.0, 1e-30, -1e-30, 0.5, -0.5, 1.0, 10.0, -87.0, 88.0],
+                        np.arange(-80, 81) * np.log(2)]).astype(np.float32)
+    for n in (1, 3, 4, 5, 7, len(x)):  # the four-wide loop and its tail
+        got = _core.exp(x[:n])
+        exact = np.exp(x[:n].astype(np.float64))
+        ulp = np.spacing(exact.astype(np.float32)).astype(np.float64)
+        assert np.all(np.abs(got - exact) <= 2 * ulp), np.max(np.abs(got - exact) / ulp)
+
+
+def test_exp_at_the_ends():
+    got = _core.exp(np.array([-np.inf, -1e4, -100.0, -88.5, 89.0, 1e4, np.inf], np.float32))
+    assert np.all(got[:4] == 0.0)
+    saturated = np.exp(np.float64(np.float32(88.3)))  # finite, never inf
+    assert np.all(np.abs(got[4:] / saturated - 1) < 1e-6), got[4:]
+    assert np.isnan(_core.exp(np.array([np.nan], np.float32))[0])

@@ -1,5 +1,8 @@
 #include "core/cpu_features.h"
 
+#include <cstdlib>
+#include <cstring>
+
 namespace r1lite {
 
 static CpuFeatures detect() {
@@ -14,6 +17,9 @@ static CpuFeatures detect() {
   f.avx512_vnni = f.avx512 && __builtin_cpu_supports("avx512vnni");
   f.avx512 = f.avx512 && f.avx512_vnni;  // our AVX-512 kernels use VNNI for the quantized formats
   f.avx512_bf16 = f.avx512 && __builtin_cpu_supports("avx512bf16");
+  // R1LITE_GFNI=0 turns it off (the tests use it to run the other q4_0 path on a GFNI CPU)
+  const char* gfni_env = std::getenv("R1LITE_GFNI");
+  f.gfni = f.avx512 && __builtin_cpu_supports("gfni") && !(gfni_env && !std::strcmp(gfni_env, "0"));
 #endif
   return f;
 }

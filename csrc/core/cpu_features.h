@@ -10,6 +10,7 @@ struct CpuFeatures {
   bool avx512 = false;   // AVX-512 F/BW/VL/DQ + VNNI
   bool avx512_vnni = false;
   bool avx512_bf16 = false;
+  bool gfni = false;      // GF(2) affine byte maps (the q4_0 AVX-512 tile's nibble split)
 };
 
 const CpuFeatures& cpu_features();

@@ -44,13 +44,13 @@ void dot_rows_f32(const float* x, int64_t n, int64_t ldx, const float* rows, int
                   int64_t dim, float* y, int64_t ldy) {
   g_kernels->f32(x, n, ldx, rows, dim, 0, count, y, ldy);
 }
-void weighted_sum_f32(const float* p, const float* rows, int64_t count, int64_t dim, int64_t ld,
-                      float* out) {
-  g_kernels->weighted_sum(p, rows, count, dim, ld, out);
+void weighted_sum_f32(const float* p, int64_t ldp, int64_t heads, const float* rows,
+                      int64_t count, int64_t dim, int64_t ld, float* out, int64_t ldo) {
+  g_kernels->weighted_sum(p, ldp, heads, rows, count, dim, ld, out, ldo);
 }
-void weighted_sum_with_isa(Isa isa, const float* p, const float* rows, int64_t count, int64_t dim,
-                           int64_t ld, float* out) {
-  kernels_for(isa).weighted_sum(p, rows, count, dim, ld, out);
+void weighted_sum_with_isa(Isa isa, const float* p, int64_t ldp, int64_t heads, const float* rows,
+                           int64_t count, int64_t dim, int64_t ld, float* out, int64_t ldo) {
+  kernels_for(isa).weighted_sum(p, ldp, heads, rows, count, dim, ld, out, ldo);
 }
 
 static MatmulRowsFn float_kernel(const MatmulKernels& k, DType t) {

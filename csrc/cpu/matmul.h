@@ -18,12 +18,13 @@ void set_active_isa(Isa isa);
 // y[i*ldy + t] = x_i · rows[t] for i < n, t < count (x_i at x + i*ldx; rows [count, dim])
 void dot_rows_f32(const float* x, int64_t n, int64_t ldx, const float* rows, int64_t count,
                   int64_t dim, float* y, int64_t ldy);
-// out[j] += sum_t p[t] * rows[t*ld + j] for j < dim (rows at a stride of ld >= dim values)
-void weighted_sum_f32(const float* p, const float* rows, int64_t count, int64_t dim, int64_t ld,
-                      float* out);
+// out[h*ldo + j] += sum_t p[h*ldp + t] * rows[t*ld + j] for h < heads, j < dim (rows at a
+// stride of ld >= dim values): the query heads that share these value rows, which are read once.
+void weighted_sum_f32(const float* p, int64_t ldp, int64_t heads, const float* rows,
+                      int64_t count, int64_t dim, int64_t ld, float* out, int64_t ldo);
 // The weighted sum with a given ISA (for the kernel tests).
-void weighted_sum_with_isa(Isa isa, const float* p, const float* rows, int64_t count, int64_t dim,
-                           int64_t ld, float* out);
+void weighted_sum_with_isa(Isa isa, const float* p, int64_t ldp, int64_t heads, const float* rows,
+                           int64_t count, int64_t dim, int64_t ld, float* out, int64_t ldo);
 
 // x [n, in] f32 row-major, w [rows, in], y [n, rows].
 void matmul(ThreadPool& pool, const float* x, int64_t n, const Tensor& w, float* y);

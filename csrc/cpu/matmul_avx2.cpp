@@ -90,35 +90,53 @@ constexpr int kPrefillRows = 2;  // 16 ymm registers: 2x4 accumulators + operand
 
 constexpr int kFloatPrefillRows = 2;
 
+// The 256-bit tiles read the activations as quantize_activations wrote them (xa = xq).
 template <class W>
-void prefill_qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks,
-                   const uint8_t* w, int64_t stride, const uint16_t* wd, float* y, int64_t ldy) {
+const int8_t* arrange_activations(const int8_t* xq, const int32_t*, int64_t, int64_t) { return xq; }
+template <class W>
+int64_t arranged_token_bytes(int64_t blocks) { return blocks * 32; }
+
+template <class W>
+void prefill_qtile(const int8_t* xq, const float* xd, const int32_t* xs, const int8_t* /*xa*/,
+                   int64_t blocks, const uint8_t* w, int64_t stride, const uint16_t* wd, float* y,
+                   int64_t ldy) {
   qtile<W, kPrefillRows, 4>(xq, xd, xs, blocks, w, stride, wd, y, ldy);
 }
 
 template <class W>
-void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks,
-                  const uint8_t* w, int64_t stride, const uint16_t* wd, float* y) {
+void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, const int8_t* /*xa*/,
+                  int64_t blocks, const uint8_t* w, int64_t stride, const uint16_t* wd, float* y) {
   qtile<W, 4, 1>(xq, xd, xs, blocks, w, stride, wd, y, 0);
 }
 
 #include "cpu/row_loops.inc"
 
-void weighted_sum(const float* p, const float* rows, int64_t count, int64_t dim, int64_t ld,
-                  float* out) {
+// NH heads at once: each 8-value slice of a row is loaded once for all of them. Per head the
+// sum runs over t in order, as for one head alone.
+template <int NH>
+void weighted_sum_heads(const float* p, int64_t ldp, const float* rows, int64_t count, int64_t dim,
+                        int64_t ld, float* out, int64_t ldo) {
   int64_t j = 0;
   for (; j + 8 <= dim; j += 8) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t t = 0; t < count; ++t)
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), _mm256_loadu_ps(rows + t * ld + j), acc);
-    _mm256_storeu_ps(out + j, _mm256_add_ps(_mm256_loadu_ps(out + j), acc));
+    __m256 acc[NH];
+    for (int h = 0; h < NH; ++h) acc[h] = _mm256_setzero_ps();
+    for (int64_t t = 0; t < count; ++t) {
+      const __m256 row = _mm256_loadu_ps(rows + t * ld + j);
+      for (int h = 0; h < NH; ++h) acc[h] = _mm256_fmadd_ps(_mm256_set1_ps(p[h * ldp + t]), row, acc[h]);
+    }
+    for (int h = 0; h < NH; ++h)
+      _mm256_storeu_ps(out + h * ldo + j, _mm256_add_ps(_mm256_loadu_ps(out + h * ldo + j), acc[h]));
   }
   for (; j < dim; ++j) {
-    float sum = 0.f;
-    for (int64_t t = 0; t < count; ++t) sum += p[t] * rows[t * ld + j];
-    out[j] += sum;
+    for (int h = 0; h < NH; ++h) {
+      float sum = 0.f;
+      for (int64_t t = 0; t < count; ++t) sum += p[h * ldp + t] * rows[t * ld + j];
+      out[h * ldo + j] += sum;
+    }
   }
 }
+
+#include "cpu/weighted_sum_heads.inc"
 
 }  // namespace
 

@@ -3,7 +3,11 @@
 // Compiled with AVX-512 flags; everything here has internal linkage except the kernel table.
 #include <immintrin.h>
 
+#include <cstdlib>
+#include <new>
 #include <type_traits>
+
+#include "core/cpu_features.h"
 
 #include "cpu/matmul_kernels.h"
 
@@ -72,14 +76,21 @@ constexpr int kPrefillRows = 4;  // 32 registers: 4x4 accumulators + operands
 
 // ---- 512-bit tiles ----
 // AVX-512 has no 512-bit byte sign instruction, so the |w|, sign(x, w) trick of the 256-bit tiles
-// does not widen. Instead one operand is made unsigned and the offset corrected:
+// does not widen. Instead the weights are made unsigned and the offset corrected per token, so
+// that the correction is shared by every row of a tile:
 //   q8_0 (two blocks per vector, q8tile_zmm below):
-//     (x + 128)·w = x·w + 128·sum(w)  ->  start each lane at -128·(its 4 weights' sum), per row
+//     (w + 128)·x = w·x + 128·sum(x)  ->  start each lane at -128·(its 4 activations' sum)
 //   q4_0 (four blocks per vector, q4tile_zmm below): nibbles n are unsigned already;
-//     (n - 8)·x = n·x - 8·sum(x)  ->  start at a share of -8·sum(x), per token
+//     (n - 8)·x = n·x - 8·sum(x)  ->  start at a share of -8·sum(x)
+// Every lane then holds its exact integer partial dot, as the 256-bit tiles' lanes do.
+//
+// Decode (one token, NT = 1) is bound by memory and by these tiles' instruction count together
+// (the same reads with the arithmetic left out reach the full read bandwidth), so for NT = 1 the
+// activation scale is folded into the weight scales once per 8 blocks: the products d_w·d_x are
+// the same floats, in the same order, as the prefill tile's, and a row rounds the same in any
+// batch (issue 9).
 
-// q8_0, two blocks per vector (lanes 0-7 block b, 8-15 block b+1). The activations are made
-// unsigned (x + 128) and each lane starts at -128·(the sum of its 4 weights).
+// q8_0, two blocks per vector (lanes 0-7 block b, 8-15 block b+1).
 template <int NR, int NT>
 void q8tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks,
                 const uint8_t* w, int64_t stride, const uint16_t* wd, float* y, int64_t ldy) {
@@ -90,30 +101,36 @@ void q8tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, int64_t bl
   const int64_t main_blocks = blocks / 8 * 8;
   for (int64_t g = 0; g < main_blocks; g += 8) {
     __m512 dw[NR], dx[NT];
-    for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) dx[t] = _mm512_castps256_ps512(_mm256_loadu_ps(xd + t * blocks + g));
+    for (int r = 0; r < NR; ++r) {
       dw[r] = _mm512_castps256_ps512(
           _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wd + r * blocks + g))));
-    for (int t = 0; t < NT; ++t) dx[t] = _mm512_castps256_ps512(_mm256_loadu_ps(xd + t * blocks + g));
+      if constexpr (NT == 1) dw[r] = _mm512_mul_ps(dw[r], dx[0]);
+    }
     for (int p = 0; p < 4; ++p) {
       const int64_t b = g + 2 * p;
       const __m512i idx = _mm512_set_epi32(2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1,
                                            2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p, 2 * p, 2 * p,
                                            2 * p, 2 * p, 2 * p, 2 * p, 2 * p);
-      __m512i wv[NR], start[NR];
-      __m512 sw[NR];
+      __m512i xv[NT], start[NT];
+      __m512 sx[NT];
+      for (int t = 0; t < NT; ++t) {
+        xv[t] = _mm512_loadu_si512(xq + (t * blocks + b) * 32);
+        const __m512i lane_sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, xv[t]);
+        start[t] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(lane_sums, 7));
+        sx[t] = _mm512_permutexvar_ps(idx, dx[t]);
+      }
       for (int r = 0; r < NR; ++r) {
         prefetch_ahead(w + (r + NR) * stride + b * Q8W::kBlockBytes);
-        wv[r] = _mm512_loadu_si512(w + r * stride + b * Q8W::kBlockBytes);
-        const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, wv[r]);
-        start[r] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, 7));
-        sw[r] = _mm512_permutexvar_ps(idx, dw[r]);
-      }
-      for (int t = 0; t < NT; ++t) {
-        const __m512i xv = _mm512_xor_si512(_mm512_loadu_si512(xq + (t * blocks + b) * 32), bias);
-        const __m512 sx = _mm512_permutexvar_ps(idx, dx[t]);
-        for (int r = 0; r < NR; ++r)
-          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start[r], xv, wv[r])),
-                                      _mm512_mul_ps(sw[r], sx), acc[r][t]);
+        const __m512i wv = _mm512_xor_si512(_mm512_loadu_si512(w + r * stride + b * Q8W::kBlockBytes), bias);
+        const __m512 sw = _mm512_permutexvar_ps(idx, dw[r]);
+        for (int t = 0; t < NT; ++t) {
+          const __m512 dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start[t], wv, xv[t]));
+          if constexpr (NT == 1)
+            acc[r][t] = _mm512_fmadd_ps(dot, sw, acc[r][t]);  // sw holds d_w·d_x already
+          else
+            acc[r][t] = _mm512_fmadd_ps(dot, _mm512_mul_ps(sw, sx[t]), acc[r][t]);
+        }
       }
     }
   }
@@ -126,31 +143,42 @@ void q8tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, int64_t bl
 
 // q4_0, four blocks per 512-bit vector. The 64 quant bytes of blocks b..b+3 split into low
 // nibbles [b 0-15 | b+1 0-15 | b+2 0-15 | b+3 0-15] and high nibbles (elements 16-31 in the same
-// arrangement) with one and / shift each; the activations of the four blocks are permuted to the
-// same arrangement once per token, so lane L of both products belongs to block L/4 and no weight
-// shuffle is needed (the 2-block tile spends a permute per row and block pair instead).
+// arrangement); arrange_activations (below) has put each token's activations in the same
+// arrangement once per call, so lane L of both products belongs to block L/4 and neither the
+// weights nor the activations are shuffled in the tile.
 // (n - 8)·x = n·x - 8·sum(x): each of a block's 4 lanes starts at -2·sum(x).
-template <int NR, int NT>
-void q4tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks,
-                const uint8_t* w, int64_t stride, const uint16_t* wd, float* y, int64_t ldy) {
+constexpr int64_t kArrangedGroupBytes = 192;  // per 4 blocks: low-half x, high-half x, 16 starts
+inline int64_t q4_arranged_token_bytes(int64_t blocks) { return blocks / 8 * 8 / 4 * kArrangedGroupBytes; }
+
+// The high nibble of every byte, in one instruction where the CPU has GFNI: a GF(2) affine map
+// whose matrix moves bits 4-7 to 0-3 (inline assembly, so that no other code of this file is
+// compiled for GFNI; CPUs with AVX-512 VNNI but without GFNI, e.g. Cascade Lake, take the shift).
+inline __m512i high_nibbles_gfni(__m512i v) {
+  const __m512i matrix = _mm512_set1_epi64(0x1020408000000000ll);
+  __m512i out;
+  asm("vgf2p8affineqb $0, %2, %1, %0" : "=v"(out) : "v"(v), "v"(matrix));
+  return out;
+}
+inline __m512i high_nibbles_shift(__m512i v) {
+  return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0f));
+}
+
+template <int NR, int NT, bool kGfni>
+void q4tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, const int8_t* xa,
+                int64_t blocks, const uint8_t* w, int64_t stride, const uint16_t* wd, float* y,
+                int64_t ldy) {
   __m512 acc[NR][NT];
   for (int r = 0; r < NR; ++r)
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
   const __m512i nibble = _mm512_set1_epi8(0x0f);
-  const __m512i x_lo_idx = _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0);   // elements 0-15 of each block
-  const __m512i x_hi_idx = _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2);  // elements 16-31
-  const int64_t main_blocks = blocks / 8 * 8;
+  const int64_t main_blocks = blocks / 8 * 8, xa_stride = q4_arranged_token_bytes(blocks);
   for (int64_t g = 0; g < main_blocks; g += 8) {
     __m512 dw[NR], dx[NT];
-    __m512i neg_xsum2[NT];
-    for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) dx[t] = _mm512_castps256_ps512(_mm256_loadu_ps(xd + t * blocks + g));
+    for (int r = 0; r < NR; ++r) {
       dw[r] = _mm512_castps256_ps512(
           _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wd + r * blocks + g))));
-    for (int t = 0; t < NT; ++t) {
-      dx[t] = _mm512_castps256_ps512(_mm256_loadu_ps(xd + t * blocks + g));
-      neg_xsum2[t] = _mm512_castsi256_si512(_mm256_sub_epi32(
-          _mm256_setzero_si256(),
-          _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs + t * blocks + g)), 1)));
+      if constexpr (NT == 1) dw[r] = _mm512_mul_ps(dw[r], dx[0]);
     }
     for (int p = 0; p < 2; ++p) {
       const int64_t b = g + 4 * p;
@@ -166,19 +194,21 @@ void q4tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, int64_t bl
         _mm_prefetch(reinterpret_cast<const char*>(w + (r + NR) * stride + b * 16), _MM_HINT_T0);
         const __m512i v = _mm512_loadu_si512(w + r * stride + b * 16);
         w_lo[r] = _mm512_and_si512(v, nibble);
-        w_hi[r] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+        w_hi[r] = kGfni ? high_nibbles_gfni(v) : high_nibbles_shift(v);
         sw[r] = _mm512_permutexvar_ps(idx, dw[r]);
       }
       for (int t = 0; t < NT; ++t) {
-        const int8_t* xb = xq + (t * blocks + b) * 32;
-        const __m512i x01 = _mm512_loadu_si512(xb), x23 = _mm512_loadu_si512(xb + 64);
-        const __m512i x_lo = _mm512_permutex2var_epi64(x01, x_lo_idx, x23);
-        const __m512i x_hi = _mm512_permutex2var_epi64(x01, x_hi_idx, x23);
+        const int8_t* xg = xa + t * xa_stride + b / 4 * kArrangedGroupBytes;
+        const __m512i x_lo = _mm512_loadu_si512(xg), x_hi = _mm512_loadu_si512(xg + 64);
+        const __m512i start = _mm512_loadu_si512(xg + 128);
         const __m512 sx = _mm512_permutexvar_ps(idx, dx[t]);
-        const __m512i start = _mm512_permutexvar_epi32(idx, neg_xsum2[t]);
         for (int r = 0; r < NR; ++r) {
-          const __m512i dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, w_lo[r], x_lo), w_hi[r], x_hi);
-          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(sw[r], sx), acc[r][t]);
+          const __m512 dot = _mm512_cvtepi32_ps(
+              _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, w_lo[r], x_lo), w_hi[r], x_hi));
+          if constexpr (NT == 1)
+            acc[r][t] = _mm512_fmadd_ps(dot, sw[r], acc[r][t]);  // sw holds d_w·d_x already
+          else
+            acc[r][t] = _mm512_fmadd_ps(dot, _mm512_mul_ps(sw[r], sx), acc[r][t]);
         }
       }
     }
@@ -190,42 +220,114 @@ void q4tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, int64_t bl
     for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]) + tail[t][r];
 }
 
+// A growing buffer without std::vector: a standard-library template instantiated here would be
+// compiled with AVX-512 flags, and the linker may keep that copy for the portable code too.
+struct ScratchBytes {
+  int8_t* data = nullptr;
+  size_t size = 0;
+  ~ScratchBytes() { std::free(data); }
+  void reserve(size_t n) {
+    if (n <= size) return;
+    void* p = std::realloc(data, n);
+    if (!p) throw std::bad_alloc();
+    data = static_cast<int8_t*>(p);
+    size = n;
+  }
+};
+
+// q4_0 tiles read each token's activations per 4 blocks as [elements 0-15 of the 4 blocks |
+// elements 16-31 | -2·sum(x) of each block in its 4 lanes] (blocks past the last multiple of 8
+// are left to the 256-bit tail, which reads xq). q8_0 tiles read xq as it is.
+template <class W>
+const int8_t* arrange_activations(const int8_t* xq, const int32_t* xs, int64_t n_tok, int64_t blocks) {
+  if constexpr (!std::is_same_v<W, Q4W>) {
+    return xq;
+  } else {
+    thread_local ScratchBytes arranged;
+    const int64_t groups = blocks / 8 * 2, token_bytes = q4_arranged_token_bytes(blocks);
+    arranged.reserve(size_t(n_tok * token_bytes));
+    const __m512i lo_idx = _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0);   // elements 0-15 of each block
+    const __m512i hi_idx = _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2);  // elements 16-31
+    const __m512i lane_block = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    for (int64_t t = 0; t < n_tok; ++t) {
+      for (int64_t q = 0; q < groups; ++q) {
+        const int8_t* src = xq + (t * blocks + 4 * q) * 32;
+        int8_t* dst = arranged.data + t * token_bytes + q * kArrangedGroupBytes;
+        const __m512i x01 = _mm512_loadu_si512(src), x23 = _mm512_loadu_si512(src + 64);
+        _mm512_storeu_si512(dst, _mm512_permutex2var_epi64(x01, lo_idx, x23));
+        _mm512_storeu_si512(dst + 64, _mm512_permutex2var_epi64(x01, hi_idx, x23));
+        const __m128i sums = _mm_loadu_si128(reinterpret_cast<const __m128i*>(xs + t * blocks + 4 * q));
+        const __m512i neg2 = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                              _mm512_slli_epi32(_mm512_castsi128_si512(sums), 1));
+        _mm512_storeu_si512(dst + 128, _mm512_permutexvar_epi32(lane_block, neg2));
+      }
+    }
+    return arranged.data;
+  }
+}
+
+template <class W>
+int64_t arranged_token_bytes(int64_t blocks) {
+  return std::is_same_v<W, Q4W> ? q4_arranged_token_bytes(blocks) : blocks * 32;
+}
+
+// GFNI or the shift, chosen once: the nibbles are the same either way.
+const bool kHaveGfni = cpu_features().gfni;
 
 constexpr int kFloatPrefillRows = 4;
 
 template <class W>
-void prefill_qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks,
-                   const uint8_t* w, int64_t stride, const uint16_t* wd, float* y, int64_t ldy) {
-  if constexpr (std::is_same_v<W, Q4W>)
-    q4tile_zmm<kPrefillRows, 4>(xq, xd, xs, blocks, w, stride, wd, y, ldy);
-  else
+void prefill_qtile(const int8_t* xq, const float* xd, const int32_t* xs, const int8_t* xa,
+                   int64_t blocks, const uint8_t* w, int64_t stride, const uint16_t* wd, float* y,
+                   int64_t ldy) {
+  if constexpr (std::is_same_v<W, Q4W>) {
+    if (kHaveGfni)
+      q4tile_zmm<kPrefillRows, 4, true>(xq, xd, xs, xa, blocks, w, stride, wd, y, ldy);
+    else
+      q4tile_zmm<kPrefillRows, 4, false>(xq, xd, xs, xa, blocks, w, stride, wd, y, ldy);
+  } else {
     q8tile_zmm<kPrefillRows, 4>(xq, xd, xs, blocks, w, stride, wd, y, ldy);
+  }
 }
 
 // One token, four rows: the same 512-bit tile as prefill, so that a token's result does not
 // depend on how many other tokens share its batch (the server's batches must give each request
 // what it gets alone).
 template <class W>
-void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks,
-                  const uint8_t* w, int64_t stride, const uint16_t* wd, float* y) {
-  if constexpr (std::is_same_v<W, Q4W>)
-    q4tile_zmm<4, 1>(xq, xd, xs, blocks, w, stride, wd, y, 0);
-  else
+void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, const int8_t* xa,
+                  int64_t blocks, const uint8_t* w, int64_t stride, const uint16_t* wd, float* y) {
+  if constexpr (std::is_same_v<W, Q4W>) {
+    if (kHaveGfni)
+      q4tile_zmm<4, 1, true>(xq, xd, xs, xa, blocks, w, stride, wd, y, 0);
+    else
+      q4tile_zmm<4, 1, false>(xq, xd, xs, xa, blocks, w, stride, wd, y, 0);
+  } else {
     q8tile_zmm<4, 1>(xq, xd, xs, blocks, w, stride, wd, y, 0);
+  }
 }
 
 #include "cpu/row_loops.inc"
 
-void weighted_sum(const float* p, const float* rows, int64_t count, int64_t dim, int64_t ld,
-                  float* out) {
+// NH heads at once: each 16-value slice of a row is loaded once for all of them. Per head the
+// sum runs over t in order, as for one head alone.
+template <int NH>
+void weighted_sum_heads(const float* p, int64_t ldp, const float* rows, int64_t count, int64_t dim,
+                        int64_t ld, float* out, int64_t ldo) {
   for (int64_t j = 0; j < dim; j += 16) {
     const __mmask16 m = dim - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (dim - j)) - 1);
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t t = 0; t < count; ++t)
-      acc = _mm512_fmadd_ps(_mm512_set1_ps(p[t]), _mm512_maskz_loadu_ps(m, rows + t * ld + j), acc);
-    _mm512_mask_storeu_ps(out + j, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, out + j), acc));
+    __m512 acc[NH];
+    for (int h = 0; h < NH; ++h) acc[h] = _mm512_setzero_ps();
+    for (int64_t t = 0; t < count; ++t) {
+      const __m512 row = _mm512_maskz_loadu_ps(m, rows + t * ld + j);
+      for (int h = 0; h < NH; ++h) acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(p[h * ldp + t]), row, acc[h]);
+    }
+    for (int h = 0; h < NH; ++h)
+      _mm512_mask_storeu_ps(out + h * ldo + j, m,
+                            _mm512_add_ps(_mm512_maskz_loadu_ps(m, out + h * ldo + j), acc[h]));
   }
 }
+
+#include "cpu/weighted_sum_heads.inc"
 
 }  // namespace
 

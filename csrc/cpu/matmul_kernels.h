@@ -22,9 +22,10 @@ typedef void (*QMatmulRowsFn)(const int8_t* xq, const float* xd, const int32_t* 
                               const void* wq, const uint16_t* wd, int64_t r0, int64_t r1,
                               float* y, int64_t ldy);
 
-// out[j] += sum_t p[t] * rows[t*ld + j] for j < dim: attention's weighted sum of value rows.
-typedef void (*WeightedSumFn)(const float* p, const float* rows, int64_t count, int64_t dim,
-                              int64_t ld, float* out);
+// out[h*ldo + j] += sum_t p[h*ldp + t] * rows[t*ld + j] for h < heads, j < dim: attention's
+// weighted sums of value rows for query heads that read the same rows (each row is read once).
+typedef void (*WeightedSumFn)(const float* p, int64_t ldp, int64_t heads, const float* rows,
+                              int64_t count, int64_t dim, int64_t ld, float* out, int64_t ldo);
 
 struct MatmulKernels {
   MatmulRowsFn f32;

@@ -56,12 +56,14 @@ void qrows(const int8_t* xq, const float* xd, const int32_t* /*xs*/, int64_t n_t
   }
 }
 
-void weighted_sum(const float* p, const float* rows, int64_t count, int64_t dim, int64_t ld,
-                  float* out) {
-  for (int64_t j = 0; j < dim; ++j) {
-    float sum = 0.f;
-    for (int64_t t = 0; t < count; ++t) sum += p[t] * rows[t * ld + j];
-    out[j] += sum;
+void weighted_sum(const float* p, int64_t ldp, int64_t heads, const float* rows, int64_t count,
+                  int64_t dim, int64_t ld, float* out, int64_t ldo) {
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t j = 0; j < dim; ++j) {
+      float sum = 0.f;
+      for (int64_t t = 0; t < count; ++t) sum += p[h * ldp + t] * rows[t * ld + j];
+      out[h * ldo + j] += sum;
+    }
   }
 }
 

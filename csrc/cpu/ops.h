@@ -16,6 +16,10 @@ void rope_angles(int64_t pos, const float* inv_freq, int64_t half, float attn_fa
 void rope_rotate_half(float* v, int64_t n_heads, int64_t head_dim, int64_t half, const float* cos,
                       const float* sin);
 
+// x[i] = e^x[i], within 2 ulp (0 below about -87.5, saturating at e^88.3); the exp of the two
+// below.
+void exp_inplace(float* x, int64_t n);
+
 // x[i] = softmax(scale · x)[i] over n values, in f32 (ARCH.md §4 step 4).
 void softmax_scaled(float* x, int64_t n, float scale);
 

@@ -148,9 +148,10 @@ void Model::gqa_block(int64_t li, int64_t n) {
 }
 
 // Causal grouped-query attention of the batch's n queries, each over its own sequence's cache
-// up to its position (the cache already holds the batch's own keys and values). Query heads h = g*group .. g*group+group-1 read kv head g; one
-// task is one token and one kv head, so each key and value row is read once for its group. Keys
-// and values of a head are contiguous rows within a cache page: scores are a small matmul.
+// up to its position (the cache already holds the batch's own keys and values). Query heads
+// h = g*group .. g*group+group-1 read kv head g; one task is one token and one kv head, so each
+// key and value row is read once for its group. Keys and values of a head are contiguous rows
+// within a cache page: scores are a small matmul, the outputs one multi-head weighted sum.
 void Model::gqa_attention(int64_t layer, int64_t n) {
   const ModelConfig& c = cfg_;
   const int64_t hd = c.head_dim, q_dim = c.num_heads * hd, group = c.num_heads / c.num_kv_heads;
@@ -168,15 +169,12 @@ void Model::gqa_attention(int64_t layer, int64_t n) {
       for (int64_t p0 = 0; p0 < len; p0 += page)
         dot_rows_f32(q, group, hd, cache.key(layer, g, p0), std::min(page, len - p0), hd,
                      &scores[size_t(p0)], len);
-      for (int64_t j = 0; j < group; ++j) {
-        float* row = &scores[size_t(j * len)];
-        softmax_scaled(row, len, scale);
-        float* out = &s_.att[size_t(i * q_dim + (g * group + j) * hd)];
-        std::fill(out, out + hd, 0.f);
-        for (int64_t p0 = 0; p0 < len; p0 += page)
-          weighted_sum_f32(row + p0, cache.value(layer, g, p0), std::min(page, len - p0), hd, hd,
-                           out);
-      }
+      for (int64_t j = 0; j < group; ++j) softmax_scaled(&scores[size_t(j * len)], len, scale);
+      float* out = &s_.att[size_t(i * q_dim + g * group * hd)];  // the group's heads, in a row
+      std::fill(out, out + group * hd, 0.f);
+      for (int64_t p0 = 0; p0 < len; p0 += page)
+        weighted_sum_f32(&scores[size_t(p0)], len, group, cache.value(layer, g, p0),
+                         std::min(page, len - p0), hd, hd, out, hd);
     }
   });
 }

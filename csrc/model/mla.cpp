@@ -79,14 +79,12 @@ void Model::mla_attention(int64_t layer, int64_t n) {
       for (int64_t p0 = 0; p0 < len; p0 += page)
         dot_rows_f32(&s_.q_abs[size_t((i * H + h0) * row)], heads, row, cache.key(layer, 0, p0),
                      std::min(page, len - p0), row, &scores[size_t(p0)], len);
-      for (int64_t j = 0; j < heads; ++j) {
-        float* p = &scores[size_t(j * len)];
-        softmax_scaled(p, len, scale);
-        float* out = &s_.latent[size_t((i * H + h0 + j) * C)];
-        std::fill(out, out + C, 0.f);
-        for (int64_t p0 = 0; p0 < len; p0 += page)  // the latent part of each cache row
-          weighted_sum_f32(p + p0, cache.key(layer, 0, p0), std::min(page, len - p0), C, row, out);
-      }
+      for (int64_t j = 0; j < heads; ++j) softmax_scaled(&scores[size_t(j * len)], len, scale);
+      float* out = &s_.latent[size_t((i * H + h0) * C)];  // the block's heads, in a row
+      std::fill(out, out + heads * C, 0.f);
+      for (int64_t p0 = 0; p0 < len; p0 += page)  // the latent part of each cache row
+        weighted_sum_f32(&scores[size_t(p0)], len, heads, cache.key(layer, 0, p0),
+                         std::min(page, len - p0), C, row, out, C);
     }
   });
 }
