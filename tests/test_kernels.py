@@ -100,6 +100,22 @@ def test_activation_quantization_is_q8_0():
     assert np.abs(deq - x).max() <= xd.max() / 2 + 1e-6
 
 
+def test_activation_quantization_rounds_like_numpy():
+    """Bit for bit (full 32-blocks take a SIMD path, the last partial block the plain loop):
+    d = amax / 127 and q = rint(x · (1 / d)) in f32, ties to even, and the quants' sums."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((4, 32 * 5 + 7)).astype(np.float32)
+    x[1, :32] = np.arange(-16, 16, dtype=np.float32) * 0.5  # on or next to ties (±63.5 before rounding)
+    x[2, 32:64] = 0.0  # an all-zero block: scale 0, quants 0
+    xq, xd = _core.quantize_activations(x)
+    padded = np.pad(x, ((0, 0), (0, 32 - 7))).reshape(4, -1, 32)
+    d = (np.abs(padded).max(2) / np.float32(127)).astype(np.float32)
+    inv = np.where(d > 0, np.float32(1) / np.where(d > 0, d, 1), 0).astype(np.float32)
+    expected = np.rint(padded * inv[..., None]).astype(np.int8).reshape(4, -1)
+    np.testing.assert_array_equal(xd, d)
+    np.testing.assert_array_equal(xq, expected)
+
+
 @pytest.mark.parametrize("fmt", ["q8_0", "q4_0"])
 def test_weight_quantizer_matches_ggml(fmt):
     """Against the gguf package's own implementation of ggml's quantizers (independent code)."""

@@ -8,6 +8,10 @@
 #include <stdexcept>
 #include <string>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "cpu/matmul_kernels.h"
 
 namespace r1lite {
@@ -76,16 +80,53 @@ static inline int32_t round_to_int(float v) {
   return int32_t((v + magic) - magic);
 }
 
+// One block of 32 values with SSE2 (the x86-64 baseline): the plain loop below ran at ~0.4
+// values/ns, and a decode step quantizes ~14K values per layer on one thread. Max and rounding
+// are exact, so this is bit for bit the plain loop's result.
+#if defined(__SSE2__)
+static bool quantize_full_block(const float* src, int8_t* dst, float* d_out, int32_t* sum_out) {
+  __m128 v[kQuantBlock / 4];
+  const __m128 abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+  __m128 amax4 = _mm_setzero_ps();
+  for (int k = 0; k < kQuantBlock / 4; ++k) {
+    v[k] = _mm_loadu_ps(src + 4 * k);
+    amax4 = _mm_max_ps(amax4, _mm_and_ps(v[k], abs_mask));
+  }
+  amax4 = _mm_max_ps(amax4, _mm_shuffle_ps(amax4, amax4, _MM_SHUFFLE(1, 0, 3, 2)));
+  amax4 = _mm_max_ps(amax4, _mm_shuffle_ps(amax4, amax4, _MM_SHUFFLE(2, 3, 0, 1)));
+  const float amax = _mm_cvtss_f32(amax4);
+  const float d = amax / 127.f, id = d > 0.f ? 1.f / d : 0.f;
+  const __m128 idv = _mm_set1_ps(id), magic = _mm_set1_ps(12582912.f);  // as round_to_int
+  __m128i q[kQuantBlock / 4], sum = _mm_setzero_si128();
+  for (int k = 0; k < kQuantBlock / 4; ++k) {
+    q[k] = _mm_cvttps_epi32(_mm_sub_ps(_mm_add_ps(_mm_mul_ps(v[k], idv), magic), magic));
+    sum = _mm_add_epi32(sum, q[k]);
+  }
+  for (int k = 0; k < kQuantBlock / 4; k += 4)  // |q| <= 127: the saturating packs only narrow
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 4 * k),
+                     _mm_packs_epi16(_mm_packs_epi32(q[k], q[k + 1]), _mm_packs_epi32(q[k + 2], q[k + 3])));
+  sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, _MM_SHUFFLE(1, 0, 3, 2)));
+  sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, _MM_SHUFFLE(2, 3, 0, 1)));
+  *d_out = d;
+  *sum_out = _mm_cvtsi128_si32(sum);
+  return true;
+}
+#else
+static bool quantize_full_block(const float*, int8_t*, float*, int32_t*) { return false; }
+#endif
+
 void quantize_activations(const float* x, int64_t n, int64_t in, int8_t* xq, float* xd, int32_t* xs) {
   const int64_t blocks = (in + kQuantBlock - 1) / kQuantBlock;
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t b = 0; b < blocks; ++b) {
       const float* src = x + t * in + b * kQuantBlock;
+      int8_t* dst = xq + (t * blocks + b) * kQuantBlock;
       const int64_t len = std::min(kQuantBlock, in - b * kQuantBlock);
+      if (len == kQuantBlock && quantize_full_block(src, dst, &xd[t * blocks + b], &xs[t * blocks + b]))
+        continue;
       float amax = 0.f;
       for (int64_t i = 0; i < len; ++i) amax = std::max(amax, std::fabs(src[i]));
       const float d = amax / 127.f, id = d > 0.f ? 1.f / d : 0.f;
-      int8_t* dst = xq + (t * blocks + b) * kQuantBlock;
       int32_t sum = 0;
       for (int64_t i = 0; i < kQuantBlock; ++i) {
         dst[i] = i < len ? int8_t(round_to_int(src[i] * id)) : int8_t(0);
