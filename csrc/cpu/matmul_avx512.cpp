@@ -277,8 +277,13 @@ int64_t arranged_token_bytes(int64_t blocks) {
   return std::is_same_v<W, Q4W> ? q4_arranged_token_bytes(blocks) : blocks * 32;
 }
 
-// GFNI or the shift, chosen once: the nibbles are the same either way.
-const bool kHaveGfni = cpu_features().gfni;
+// GFNI or the shift: the nibbles are the same either way. Read on first use, from inside the
+// AVX-512 kernels (a namespace-scope initializer here would run, compiled with AVX-512 flags,
+// when the module loads on any CPU).
+inline bool have_gfni() {
+  static const bool gfni = cpu_features().gfni;
+  return gfni;
+}
 
 constexpr int kFloatPrefillRows = 4;
 
@@ -287,7 +292,7 @@ void prefill_qtile(const int8_t* xq, const float* xd, const int32_t* xs, const i
                    int64_t blocks, const uint8_t* w, int64_t stride, const uint16_t* wd, float* y,
                    int64_t ldy) {
   if constexpr (std::is_same_v<W, Q4W>) {
-    if (kHaveGfni)
+    if (have_gfni())
       q4tile_zmm<kPrefillRows, 4, true>(xq, xd, xs, xa, blocks, w, stride, wd, y, ldy);
     else
       q4tile_zmm<kPrefillRows, 4, false>(xq, xd, xs, xa, blocks, w, stride, wd, y, ldy);
@@ -303,7 +308,7 @@ template <class W>
 void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, const int8_t* xa,
                   int64_t blocks, const uint8_t* w, int64_t stride, const uint16_t* wd, float* y) {
   if constexpr (std::is_same_v<W, Q4W>) {
-    if (kHaveGfni)
+    if (have_gfni())
       q4tile_zmm<4, 1, true>(xq, xd, xs, xa, blocks, w, stride, wd, y, 0);
     else
       q4tile_zmm<4, 1, false>(xq, xd, xs, xa, blocks, w, stride, wd, y, 0);
