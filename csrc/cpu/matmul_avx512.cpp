@@ -94,6 +94,19 @@ constexpr int kPrefillRows = 4;  // 32 registers: 4x4 accumulators + operands
 // the same floats, in the same order, as the prefill tile's, and a row rounds the same in any
 // batch (issue 9).
 
+// The scales of blocks g..g+7 in the low 8 lanes: dw[r] of each row's weights, dx[t] of each
+// token's activations; for one token dw[r] holds d_w·d_x (see above).
+template <int NR, int NT>
+inline void load_group_scales(const uint16_t* wd, const float* xd, int64_t blocks, int64_t g,
+                              __m512* dw, __m512* dx) {
+  for (int t = 0; t < NT; ++t) dx[t] = _mm512_castps256_ps512(_mm256_loadu_ps(xd + t * blocks + g));
+  for (int r = 0; r < NR; ++r) {
+    dw[r] = _mm512_castps256_ps512(
+        _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wd + r * blocks + g))));
+    if constexpr (NT == 1) dw[r] = _mm512_mul_ps(dw[r], dx[0]);
+  }
+}
+
 // q8_0, two blocks per vector (lanes 0-7 block b, 8-15 block b+1).
 template <int NR, int NT>
 void q8tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks,
@@ -105,12 +118,7 @@ void q8tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, int64_t bl
   const int64_t main_blocks = blocks / 8 * 8;
   for (int64_t g = 0; g < main_blocks; g += 8) {
     __m512 dw[NR], dx[NT];
-    for (int t = 0; t < NT; ++t) dx[t] = _mm512_castps256_ps512(_mm256_loadu_ps(xd + t * blocks + g));
-    for (int r = 0; r < NR; ++r) {
-      dw[r] = _mm512_castps256_ps512(
-          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wd + r * blocks + g))));
-      if constexpr (NT == 1) dw[r] = _mm512_mul_ps(dw[r], dx[0]);
-    }
+    load_group_scales<NR, NT>(wd, xd, blocks, g, dw, dx);
     for (int p = 0; p < 4; ++p) {
       const int64_t b = g + 2 * p;
       const __m512i idx = _mm512_set_epi32(2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1,
@@ -179,12 +187,7 @@ void q4tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, const int8
   const int64_t main_blocks = blocks / 8 * 8, xa_stride = q4_arranged_token_bytes(blocks);
   for (int64_t g = 0; g < main_blocks; g += 8) {
     __m512 dw[NR], dx[NT];
-    for (int t = 0; t < NT; ++t) dx[t] = _mm512_castps256_ps512(_mm256_loadu_ps(xd + t * blocks + g));
-    for (int r = 0; r < NR; ++r) {
-      dw[r] = _mm512_castps256_ps512(
-          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wd + r * blocks + g))));
-      if constexpr (NT == 1) dw[r] = _mm512_mul_ps(dw[r], dx[0]);
-    }
+    load_group_scales<NR, NT>(wd, xd, blocks, g, dw, dx);
     for (int p = 0; p < 2; ++p) {
       const int64_t b = g + 4 * p;
       const int q = 4 * p;  // lanes 0-3: block b, 4-7: b+1, 8-11: b+2, 12-15: b+3

@@ -40,6 +40,16 @@ __device__ inline void store_row_sums(const MatmulProblem& p, const GroupRows& r
   }
 }
 
+// A tiled kernel thread's 4 rows x 4 outputs from (row0, o0), those inside the problem.
+__device__ inline void store_tile(const MatmulProblem& p, const GroupRows& rows, int64_t g,
+                                  int64_t row0, int64_t o0, const float (&acc)[4][4]) {
+  for (int a = 0; a < 4; ++a)
+    for (int c = 0; c < 4; ++c) {
+      const int64_t row = row0 + a, o = o0 + c;
+      if (row < rows.count && o < p.out) p.y[(rows.first + row) * p.ldy + g * p.y_group + o] = acc[a][c];
+    }
+}
+
 // One warp per (quantized row, block): the CPU's quantize_activations on 32 values.
 __global__ void quantize_kernel(MatmulProblem p, int64_t blocks, QuantizedActivations qa) {
   const int64_t warp = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
@@ -248,11 +258,7 @@ __global__ void __launch_bounds__(kTileThreads) tiled_quant_kernel(MatmulProblem
     }
     __syncthreads();
   }
-  for (int a = 0; a < 4; ++a)
-    for (int c = 0; c < 4; ++c) {
-      const int64_t row = r0 + ty * 4 + a, o = o0 + tx * 4 + c;
-      if (row < rows.count && o < p.out) p.y[(rows.first + row) * p.ldy + g * p.y_group + o] = acc[a][c];
-    }
+  store_tile(p, rows, g, r0 + ty * 4, o0 + tx * 4, acc);
 }
 
 template <int kFormat>
@@ -288,11 +294,7 @@ __global__ void __launch_bounds__(kTileThreads) tiled_float_kernel(MatmulProblem
     }
     __syncthreads();
   }
-  for (int a = 0; a < 4; ++a)
-    for (int c = 0; c < 4; ++c) {
-      const int64_t row = r0 + ty * 4 + a, o = o0 + tx * 4 + c;
-      if (row < rows.count && o < p.out) p.y[(rows.first + row) * p.ldy + g * p.y_group + o] = acc[a][c];
-    }
+  store_tile(p, rows, g, r0 + ty * 4, o0 + tx * 4, acc);
 }
 
 template <int kFormat>
