@@ -201,3 +201,29 @@ def test_batched_forward_checks_its_sequences(qwen2_dir):
     with pytest.raises(ValueError, match="cannot be closed"):
         core.close_sequence(0)
     assert core.open_sequence() == a  # the slot is reused
+
+
+def test_bad_arguments_carry_their_param(qwen2_dir, tiny_r1_model):
+    """InvalidArgument (a ValueError) names the refused argument in .param, as data."""
+    def param_of(call):
+        with pytest.raises(r1lite.InvalidArgument) as e:
+            call()
+        assert isinstance(e.value, ValueError)
+        return e.value.param, e.value.code
+
+    m = tiny_r1_model
+    assert param_of(lambda: r1lite.load(qwen2_dir, threads=0)) == ("threads", None)
+    assert param_of(lambda: r1lite.load(qwen2_dir, device="tpu")) == ("device", None)
+    assert param_of(lambda: m.generate("Hi", temperature=-1)) == ("temperature", None)
+    assert param_of(lambda: m.generate("Hi", top_p=2.0)) == ("top_p", None)
+    assert param_of(lambda: m.generate("Hi", seed=-1)) == ("seed", None)
+    assert param_of(lambda: m.generate("Hi", max_new_tokens=0)) == ("max_new_tokens", None)
+    assert param_of(lambda: m.chat([{"role": "user", "content": "Hi"}],
+                                   max_thinking_tokens=-1)) == ("max_thinking_tokens", None)
+    assert param_of(lambda: m.generate("Hi", stop=[""])) == ("stop", None)
+    assert param_of(lambda: m.generate("")) == ("prompt", None)
+    assert param_of(lambda: m.chat([])) == ("messages", None)
+    assert param_of(lambda: m.logits([1], chunk=0)) == ("chunk", None)
+    assert param_of(lambda: m.logits([-1])) == ("tokens", None)
+    too_long = list(range(1, m.context + 2))
+    assert param_of(lambda: m.generate(too_long)) == ("prompt", "context_length_exceeded")

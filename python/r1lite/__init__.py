@@ -1,7 +1,7 @@
 """r1lite: run DeepSeek-R1 and its distilled models on one workstation."""
 
 from .converter import convert
-from .errors import ModelFormatError, UnsupportedModelError
+from .errors import InvalidArgument, ModelFormatError, UnsupportedModelError
 from .generate import Generation, Piece
 from .loader import chat, generate, load
 from .model import Model
@@ -9,4 +9,4 @@ from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
 __all__ = ["load", "convert", "generate", "chat", "Model", "Generation", "Piece", "Tokenizer",
-           "ModelFormatError", "UnsupportedModelError", "__version__"]
+           "ModelFormatError", "UnsupportedModelError", "InvalidArgument", "__version__"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from .errors import InvalidArgument
+
 ROLES = ("system", "user", "assistant", "tool")
 
 
@@ -36,18 +38,20 @@ def compile_template(source: str):
 
 
 def check_messages(messages) -> list[dict]:
-    """The messages, or ValueError naming what is wrong with them."""
+    """The messages, or InvalidArgument naming what is wrong with them."""
     if not isinstance(messages, (list, tuple)) or not messages:
-        raise ValueError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
+        raise InvalidArgument("messages must be a non-empty list of {'role': ..., 'content': ...} dicts",
+                              "messages")
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
-            raise ValueError(f"message {i} is not a dict")
+            raise InvalidArgument(f"message {i} is not a dict", "messages")
         role = m.get("role")
         if role not in ROLES:
-            raise ValueError(f"message {i} has unknown role {role!r} (expected one of {', '.join(ROLES)})")
+            raise InvalidArgument(f"message {i} has unknown role {role!r} "
+                                  f"(expected one of {', '.join(ROLES)})", "messages")
         content = m.get("content")
         if not isinstance(content, str) and not (content is None and m.get("tool_calls")):
-            raise ValueError(f"message {i} ({role}) needs string content")
+            raise InvalidArgument(f"message {i} ({role}) needs string content", "messages")
     return list(messages)
 
 

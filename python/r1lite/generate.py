@@ -6,6 +6,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from .errors import InvalidArgument
 from .reasoning import ReasoningSplitter
 from .sampling import Sampler, SamplingParams
 from .tokenizer import THINK_CLOSE, StreamDecoder, Tokenizer
@@ -41,7 +42,8 @@ class StopStrings:
         elif isinstance(stops, str):
             stops = [stops]
         if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) and s for s in stops):
-            raise ValueError(f"stop must be a non-empty string or a list of them, got {stops!r}")
+            raise InvalidArgument(f"stop must be a non-empty string or a list of them, got {stops!r}",
+                                  "stop")
         self.stops = list(stops)
         self._pending = ""
 
@@ -71,7 +73,7 @@ def check_max_tokens(name: str, value, allow_zero: bool) -> None:
         return
     low = 0 if allow_zero else 1
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low} or None, got {value!r}")
+        raise InvalidArgument(f"{name} must be an integer >= {low} or None, got {value!r}", name)
 
 
 class Sequence:
@@ -88,7 +90,7 @@ class Sequence:
         self.sampler = Sampler(sampling)
         self.stops = StopStrings(stop)
         if self.stops.stops and tokenizer is None:
-            raise ValueError("stop strings need a model with a tokenizer")
+            raise InvalidArgument("stop strings need a model with a tokenizer", "stop")
         self.tok, self.prompt, self.context = tokenizer, list(prompt_ids), context
         self.max_new_tokens, self.max_thinking_tokens = max_new_tokens, max_thinking_tokens
         self.eos_ids = set(eos_ids)

@@ -9,6 +9,7 @@ import numpy as np
 
 from . import _core
 from .config import with_context
+from .errors import InvalidArgument
 from .model import Model
 
 
@@ -20,14 +21,14 @@ def default_threads() -> int:
 
 
 def parse_device(device) -> int | None:
-    """None for "cpu", the device index for "cuda" / "cuda:N"; ValueError otherwise."""
+    """None for "cpu", the device index for "cuda" / "cuda:N"; InvalidArgument otherwise."""
     if device == "cpu":
         return None
     if isinstance(device, str) and (device == "cuda" or device.startswith("cuda:")):
         index = device[5:] or "0"
         if index.isdigit():
             return int(index)
-    raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    raise InvalidArgument(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}", "device")
 
 
 def make_core(config: dict, tensors: dict, threads: int, device: str):
@@ -57,7 +58,7 @@ def load(path, *, threads: int | None = None, context: int | None = None,
     if threads is None:
         threads = default_threads()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        raise InvalidArgument(f"threads must be a positive integer, got {threads!r}", "threads")
     parse_device(device)  # a bad name fails before any reading
     from .resolve import resolve_model
 

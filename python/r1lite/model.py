@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from .errors import InvalidArgument
 from .generate import Generation, GenerationRun, Piece
 from .sampling import SamplingParams, defaults_from_generation_config
 from .tokenizer import THINK_OPEN, Tokenizer
@@ -14,21 +15,24 @@ from .tokenizer import THINK_OPEN, Tokenizer
 EMPTY_THINK = THINK_OPEN + "\n\n</think>\n\n"  # prefilled to skip thinking (max_thinking_tokens=0)
 
 
-def check_tokens(tokens, vocab_size: int, context: int) -> np.ndarray:
-    """Token ids as an int32 array, or ValueError naming what is wrong with them."""
+def check_tokens(tokens, vocab_size: int, context: int, param: str = "tokens") -> np.ndarray:
+    """Token ids as an int32 array, or InvalidArgument (with .param = param) naming what is wrong
+    with them; .code is "context_length_exceeded" when they do not fit the context."""
     arr = np.asarray(tokens)
     if arr.ndim != 1:
-        raise ValueError(f"tokens must be a flat sequence of ids, got shape {arr.shape}")
+        raise InvalidArgument(f"tokens must be a flat sequence of ids, got shape {arr.shape}", param)
     if arr.size == 0:
-        raise ValueError("tokens is empty")
+        raise InvalidArgument("tokens is empty", param)
     if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"token ids must be integers, got dtype {arr.dtype}")
+        raise InvalidArgument(f"token ids must be integers, got dtype {arr.dtype}", param)
     bad = np.flatnonzero((arr < 0) | (arr >= vocab_size))
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"token id {int(arr[i])} at index {i} is outside the vocabulary [0, {vocab_size})")
+        raise InvalidArgument(f"token id {int(arr[i])} at index {i} is outside the vocabulary "
+                              f"[0, {vocab_size})", param)
     if arr.size > context:
-        raise ValueError(f"{arr.size} tokens do not fit the context of {context} positions")
+        raise InvalidArgument(f"{arr.size} tokens do not fit the context of {context} positions",
+                              param, code="context_length_exceeded")
     return arr.astype(np.int32)
 
 
@@ -83,7 +87,7 @@ class Model:
         if chunk is None:
             chunk = len(ids)
         if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
-            raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+            raise InvalidArgument(f"chunk must be a positive integer, got {chunk!r}", "chunk")
         with self._exclusive():
             self._core.reset()
             parts = [self._core.forward(ids[i:i + chunk], True) for i in range(0, len(ids), chunk)]
@@ -128,15 +132,16 @@ class Model:
     def _prompt_ids(self, prompt) -> list[int]:
         if isinstance(prompt, str):
             if not prompt:
-                raise ValueError("prompt is empty")
+                raise InvalidArgument("prompt is empty", "prompt")
             if self.tokenizer is None:
-                raise ValueError("this model has no tokenizer: pass the prompt as token ids")
+                raise InvalidArgument("this model has no tokenizer: pass the prompt as token ids",
+                                      "prompt")
             prompt = self.tokenizer.encode(prompt, add_special_tokens=True)
         return self._checked(prompt)
 
     def _chat_ids(self, messages, max_thinking_tokens) -> list[int]:
         if self.tokenizer is None:
-            raise ValueError("this model has no tokenizer, so no chat template")
+            raise InvalidArgument("this model has no tokenizer, so no chat template", "messages")
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
         if self.tokenizer.thinks:
             inside = text.rstrip().endswith(THINK_OPEN)
@@ -148,7 +153,7 @@ class Model:
 
     def _checked(self, ids) -> list[int]:
         """The prompt ids, or ValueError if empty, outside the vocabulary or longer than the context."""
-        return check_tokens(ids, self._config["vocab_size"], self.context).tolist()
+        return check_tokens(ids, self._config["vocab_size"], self.context, "prompt").tolist()
 
     def _sequence_args(self, prompt_ids, *, max_new_tokens=None, temperature=None, top_k=None,
                        top_p=None, min_p=None, repetition_penalty=None, seed=None, stop=None,

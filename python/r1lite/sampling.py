@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InvalidArgument
+
 # Without a generation_config.json: llama.cpp's defaults.
 FALLBACK_DEFAULTS = dict(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repetition_penalty=1.0)
 
@@ -24,23 +26,27 @@ class SamplingParams:
     def check(self) -> "SamplingParams":
         def number(name, value):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
+                raise InvalidArgument(f"{name} must be a finite number, got {value!r}", name)
         number("temperature", self.temperature)
         if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 is greedy), got {self.temperature}")
+            raise InvalidArgument(f"temperature must be >= 0 (0 is greedy), got {self.temperature}",
+                                  "temperature")
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
-            raise ValueError(f"top_k must be an integer >= 0 (0 turns it off), got {self.top_k!r}")
+            raise InvalidArgument(f"top_k must be an integer >= 0 (0 turns it off), got {self.top_k!r}",
+                                  "top_k")
         number("top_p", self.top_p)
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise InvalidArgument(f"top_p must be in (0, 1], got {self.top_p}", "top_p")
         number("min_p", self.min_p)
         if not 0 <= self.min_p < 1:
-            raise ValueError(f"min_p must be in [0, 1), got {self.min_p}")
+            raise InvalidArgument(f"min_p must be in [0, 1), got {self.min_p}", "min_p")
         number("repetition_penalty", self.repetition_penalty)
         if self.repetition_penalty <= 0:
-            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+            raise InvalidArgument(f"repetition_penalty must be > 0, got {self.repetition_penalty}",
+                                  "repetition_penalty")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
+                                      or self.seed < 0):
+            raise InvalidArgument(f"seed must be a non-negative integer, got {self.seed!r}", "seed")
         return self
 
 

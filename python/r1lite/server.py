@@ -78,7 +78,7 @@ def _generation_kw(body: dict) -> dict:
             raise ApiError(400, "'stop' must be a non-empty string or a list of 1 to 4 of them",
                            param="stop")
     # OpenAI allows temperatures up to 2; every other value is checked where generation checks
-    # it (sampling.SamplingParams, generate.Sequence), whose errors name the field (_sequence).
+    # it (sampling.SamplingParams, generate.Sequence), whose errors carry the field (.param).
     _number(body, "temperature", 0, 2, "a number in [0, 2]")
     return dict(max_new_tokens=max_tokens, stop=stop,
                 **{name: body.get(name) for name in GENERATION_FIELDS})
@@ -182,13 +182,13 @@ class Server:
     def _sequence(self, prompt_ids, kw):
         try:
             return self.engine.new_sequence(prompt_ids, **kw)
-        except ValueError as e:  # generation's checks begin their messages with the field's name
-            field = str(e).split(" ", 1)[0]
+        except ValueError as e:  # InvalidArgument names the generation keyword in .param
+            field = getattr(e, "param", None)
             raise ApiError(400, str(e), param=field if field in GENERATION_FIELDS else None) from None
 
     @staticmethod
     def _prompt_error(e: ValueError) -> ApiError:
-        return ApiError(400, str(e), code="context_length_exceeded" if "context" in str(e) else None)
+        return ApiError(400, str(e), code=getattr(e, "code", None))
 
     def _checked_ids(self, ids) -> list[int]:
         try:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from .chat_template import compile_template, render
-from .errors import ModelFormatError
+from .errors import InvalidArgument, ModelFormatError
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
@@ -106,7 +106,8 @@ class Tokenizer:
 
     def apply_chat_template(self, messages, add_generation_prompt: bool = True, **extra) -> str:
         if self._template is None:
-            raise ValueError("this model has no chat template; use generate() with a raw prompt")
+            raise InvalidArgument("this model has no chat template; use generate() with a raw prompt",
+                                  "messages")
         return render(self._template, messages, bos_token=self.bos_token or "",
                       eos_token=self.eos_token or "", add_generation_prompt=add_generation_prompt,
                       **extra)
