@@ -49,15 +49,18 @@ def test_thinking_budget_closes_the_block(tiny_r1_model):
 
 def test_skip_thinking_prefills_an_empty_block(tiny_r1_model):
     m = tiny_r1_model
-    ids = m._chat_ids(HI, max_thinking_tokens=0)
-    assert m.tokenizer.decode(ids).endswith("<｜Assistant｜><think>\n\n</think>\n\n")
+    prompt = m.chat_prompt(HI, max_thinking_tokens=0)
+    assert m.tokenizer.decode(prompt.ids).endswith("<｜Assistant｜><think>\n\n</think>\n\n")
+    assert not prompt.inside_think and m.chat_prompt(HI).inside_think
 
 
 def test_revised_template_is_not_opened_twice(tmp_path):
     from tiny_model import build_tiny_r1
 
     m = r1lite.load(build_tiny_r1(tmp_path / "rev", revised_template=True), context=512)
-    text = m.tokenizer.decode(m._chat_ids(HI, None))
+    prompt = m.chat_prompt(HI)
+    assert prompt.inside_think
+    text = m.tokenizer.decode(prompt.ids)
     assert text.endswith("<｜Assistant｜><think>\n") and text.count("<think>") == 1
     g = m.chat(HI, max_new_tokens=6, seed=0)
     assert g.reasoning and g.answer == ""
@@ -175,3 +178,17 @@ def test_seeded_sampling_is_the_same_with_1_and_2_threads(tiny_r1):
     two = r1lite.load(tiny_r1, threads=2, context=256)
     kw = dict(max_new_tokens=24, temperature=1.0, top_p=0.9, seed=123)
     assert one.generate("Once upon a time", **kw).tokens == two.generate("Once upon a time", **kw).tokens
+
+
+def test_prompts_know_when_they_end_inside_think(tiny_r1_model):
+    """Model's public prompt builders: text, ids and chat agree on inside_think."""
+    m = tiny_r1_model
+    chat = m.chat_prompt(HI)
+    assert m.text_prompt(chat.ids) == chat
+    assert m.text_prompt(m.tokenizer.decode(chat.ids)).inside_think
+    assert not m.text_prompt("Once upon a time").inside_think
+    with pytest.raises(TypeError, match="Prompt"):
+        m.new_sequence(chat.ids)
+    assert m.device_name is None
+    with pytest.raises(RuntimeError, match="CPU"):
+        m.copy_bandwidth()

@@ -173,7 +173,7 @@ def test_engine_batches_and_matches_single_runs(direct, tiny_r1):
     engine = Engine(model, max_batch=4)
     results = {}
     for i, p in enumerate(prompts):
-        seq = engine.new_sequence(p, max_new_tokens=12 + i, temperature=0)
+        seq = model.new_sequence(model.text_prompt(p), max_new_tokens=12 + i, temperature=0)
         engine.submit(Request(seq, lambda kind, g, i=i: results.__setitem__(i, g) if kind == "done" else None))
     engine.start()
     deadline = time.time() + 60

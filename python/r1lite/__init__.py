@@ -4,9 +4,9 @@ from .converter import convert
 from .errors import InvalidArgument, ModelFormatError, UnsupportedModelError
 from .generate import Generation, Piece
 from .loader import chat, generate, load
-from .model import Model
+from .model import Model, Prompt
 from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
-__all__ = ["load", "convert", "generate", "chat", "Model", "Generation", "Piece", "Tokenizer",
+__all__ = ["load", "convert", "generate", "chat", "Model", "Prompt", "Generation", "Piece", "Tokenizer",
            "ModelFormatError", "UnsupportedModelError", "InvalidArgument", "__version__"]

@@ -27,26 +27,39 @@ def decode_bytes_per_token(tensors: dict, cfg: dict) -> int:
     return total
 
 
-def run(core, vocab_size: int, prefill: int, decode: int, repeats: int = 1, seed: int = 1) -> dict:
-    """Median prefill and decode tok/s of `repeats` rounds (random prompt, greedy decode) on a
-    core model whose context holds prefill + decode tokens; the cache is emptied before each.
-    A CUDA core picks each greedy token on the device (forward_argmax): no logits copied back."""
+def bandwidth(model) -> tuple[float, str, str]:
+    """(bytes/s, where, what was measured) to compare decode with: the machine's read bandwidth
+    with the model's threads on the CPU, the device's copy bandwidth for a model on a GPU."""
+    if model.device_name is None:
+        from . import _core
+
+        return (_core.measure_read_bandwidth(1 << 30, model.threads, 5),
+                f"{model.threads} threads, {_core.active_isa()}", "read bandwidth")
+    return model.copy_bandwidth(1 << 30, 10), model.device_name, "device copy bandwidth (read + write)"
+
+
+def run(session, vocab_size: int, prefill: int, decode: int, repeats: int = 1, seed: int = 1) -> dict:
+    """Median prefill and decode tok/s of `repeats` rounds (random prompt, greedy decode) through
+    a model's Model.session() (or a bare C++ core, as tools/bench.py passes) whose context holds
+    prefill + decode tokens; the cache is emptied before each. A CUDA model picks each greedy
+    token on the device (forward_argmax): no logits copied back."""
     rng = np.random.default_rng(seed)
     prompt = rng.integers(0, vocab_size, prefill).astype(np.int32)
-    core.reset()
-    core.forward(prompt[:1], False)  # warm-up: touch every weight page once (mmap faults)
+    session.reset()
+    session.forward(prompt[:1], False)  # warm-up: touch every weight page once (mmap faults)
     prefill_rates, decode_rates = [], []
+    step = getattr(session, "forward_argmax", None) or (
+        lambda ids: int(session.forward(ids, False).argmax()))
     for _ in range(repeats):
-        core.reset()
+        session.reset()
         t = time.perf_counter()
-        logits = core.forward(prompt, False)
+        logits = session.forward(prompt, False)
         prefill_rates.append(prefill / (time.perf_counter() - t))
         token = int(logits.argmax())
-        step = getattr(core, "forward_argmax", None) or (lambda ids: int(core.forward(ids, False).argmax()))
         t = time.perf_counter()
         for _ in range(decode):
             token = step(np.array([token], np.int32))
         decode_rates.append(decode / (time.perf_counter() - t))
-    core.reset()
+    session.reset()
     return {"prefill_tok_s": statistics.median(prefill_rates),
             "decode_tok_s": statistics.median(decode_rates)}

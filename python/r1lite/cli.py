@@ -226,8 +226,7 @@ def _size(n: int) -> str:
 def cmd_bench(args) -> int:
     import r1lite
 
-    from . import _core
-    from .benchmark import run
+    from .benchmark import bandwidth, run
 
     for name in ("prefill", "decode", "repeats"):
         if getattr(args, name) < 1:
@@ -236,18 +235,14 @@ def cmd_bench(args) -> int:
     model = r1lite.load(args.model, threads=args.threads, context=args.prefill + args.decode + 1,
                         device=args.device)
     per_token = model.summary["decode_bytes_per_token"]
-    if model.device == "cpu":
-        bandwidth = _core.measure_read_bandwidth(1 << 30, model.threads, 5)
-        where, measured = f"{model.threads} threads, {_core.active_isa()}", "read bandwidth"
-    else:
-        bandwidth = model._core.copy_bandwidth(1 << 30, 10)
-        where, measured = model._core.device_name, "device copy bandwidth (read + write)"
-    rates = run(model._core, model.config["vocab_size"], args.prefill, args.decode, args.repeats)
+    read, where, measured = bandwidth(model)
+    with model.session() as session:
+        rates = run(session, model.config["vocab_size"], args.prefill, args.decode, args.repeats)
     achieved = rates["decode_tok_s"] * per_token
     print(f"{args.model}: {where}, {_size(per_token)} of weights read per decode step")
     print(f"prefill {args.prefill} tokens: {rates['prefill_tok_s']:.1f} tok/s")
     print(f"decode {args.decode} tokens:  {rates['decode_tok_s']:.2f} tok/s = {achieved / 1e9:.2f} GB/s, "
-          f"{100 * achieved / bandwidth:.0f}% of the measured {measured} ({bandwidth / 1e9:.1f} GB/s)")
+          f"{100 * achieved / read:.0f}% of the measured {measured} ({read / 1e9:.1f} GB/s)")
     return 0
 
 

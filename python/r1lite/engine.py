@@ -17,9 +17,9 @@ from .generate import PREFILL_CHUNK, Sequence
 
 
 class Request:
-    """One submitted generation (a fresh Sequence). The engine calls on_event(kind, payload) from
-    its thread: ("pieces", [Piece, ...]) as text is produced, then ("done", Generation) or
-    ("error", str)."""
+    """One submitted generation (a fresh Sequence from Model.new_sequence). The engine calls
+    on_event(kind, payload) from its thread: ("pieces", [Piece, ...]) as text is produced, then
+    ("done", Generation) or ("error", str)."""
 
     def __init__(self, seq: Sequence, on_event):
         self.seq = seq
@@ -42,12 +42,14 @@ class Request:
 
 
 class Engine:
-    """Owns a Model while serving: holds its lock, so no other caller can use it meanwhile."""
+    """Owns a Model while serving (Model.batch(), from start() to stop()), so no other caller
+    can use it meanwhile."""
 
     def __init__(self, model, max_batch: int = 8):
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"max_batch must be a positive integer, got {max_batch!r}")
-        self.model, self.core, self.max_batch = model, model._core, max_batch
+        self.model, self.max_batch = model, max_batch
+        self.batch = None  # the model's session.Batch while running
         self._waiting: deque[Request] = deque()
         self._active: list[Request] = []
         self._wake = threading.Condition()
@@ -57,7 +59,7 @@ class Engine:
         self.widest_batch = 0  # the most sequences one step has carried
 
     def start(self) -> "Engine":
-        self.model._lock.acquire()
+        self.batch = self.model.batch()
         self._thread.start()
         return self
 
@@ -71,12 +73,7 @@ class Engine:
             req.notify("error", "the server is shutting down")
         self._active.clear()
         self._waiting.clear()
-        self.model._lock.release()
-
-    def new_sequence(self, prompt_ids: list[int], **generation_kw) -> Sequence:
-        """A Sequence for this model (ValueError on bad generation keywords)."""
-        return Sequence(context=self.core.context,
-                        **self.model._sequence_args(prompt_ids, **generation_kw))
+        self.batch.close()
 
     def submit(self, request: Request) -> Request:
         with self._wake:
@@ -96,12 +93,12 @@ class Engine:
             req = self._waiting.popleft()
             if req.cancelled:
                 continue
-            req.seq_id = self.core.open_sequence()
+            req.seq_id = self.batch.open_sequence()
             self._active.append(req)
 
     def _release(self, req: Request) -> None:
         if req.seq_id is not None:
-            self.core.close_sequence(req.seq_id)
+            self.batch.close_sequence(req.seq_id)
             req.seq_id = None
 
     def _loop(self) -> None:
@@ -133,7 +130,7 @@ class Engine:
             else:
                 chunk = [req.seq.next_token]
             segments.append((req.seq_id, chunk))
-        logits = self.core.forward_batch(segments)
+        logits = self.batch.forward_batch(segments)
         self.steps += 1
         self.widest_batch = max(self.widest_batch, len(segments))
         for req, row in zip(batch, logits):

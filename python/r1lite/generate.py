@@ -79,8 +79,8 @@ def check_max_tokens(name: str, value, allow_zero: bool) -> None:
 class Sequence:
     """One generation's token-by-token logic, apart from the model calls: given the logits of the
     last fed position, choose the next token (sampled, or forced by the thinking budget), decode
-    it, cut stop strings, split reasoning from answer. GenerationRun drives one Sequence through a
-    model; the server drives many through one batched model."""
+    it, cut stop strings, split reasoning from answer. Model.new_sequence makes one; GenerationRun
+    drives one through a model, the server's engine many through one batched model."""
 
     def __init__(self, tokenizer: Tokenizer | None, prompt_ids: list[int], *,
                  sampling: SamplingParams, max_new_tokens: int | None, stop,
@@ -181,22 +181,21 @@ class Sequence:
 class GenerationRun:
     """Iterate to get Pieces; afterwards .generation holds the result."""
 
-    def __init__(self, core, *, exclusive, **sequence_kw):
-        self.seq = Sequence(context=core.context, **sequence_kw)
-        self.core = core
+    def __init__(self, seq: Sequence, session):
+        self.seq = seq
         self.generation: Generation | None = None
-        self._exclusive = exclusive  # context manager holding the model for the whole run
+        self._session = session  # Model.session: holds the model for the whole run
 
     def __iter__(self):
-        with self._exclusive():
-            yield from self._steps()
+        with self._session() as s:
+            yield from self._steps(s)
 
-    def _steps(self):
-        core, seq = self.core, self.seq
+    def _steps(self, s):
+        seq = self.seq
         t0 = time.perf_counter()
-        core.reset()
+        s.reset()
         for i in range(0, len(seq.prompt), PREFILL_CHUNK):
-            logits = core.forward(seq.prompt[i:i + PREFILL_CHUNK], False)
+            logits = s.forward(seq.prompt[i:i + PREFILL_CHUNK])
         t_prefill = time.perf_counter() - t0
 
         t1 = time.perf_counter()
@@ -204,7 +203,7 @@ class GenerationRun:
             yield from seq.advance(logits)
             if seq.next_token is None:
                 break
-            logits = core.forward([seq.next_token], False)
+            logits = s.forward([seq.next_token])
         t_decode = time.perf_counter() - t1
         n = len(seq.tokens)
         yield from seq.close(dict(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import InvalidArgument
-from .generate import Generation, GenerationRun, Piece
+from .generate import Generation, GenerationRun, Piece, Sequence
 from .sampling import SamplingParams, defaults_from_generation_config
+from .session import Batch, Session
 from .tokenizer import THINK_OPEN, Tokenizer
 
 EMPTY_THINK = THINK_OPEN + "\n\n</think>\n\n"  # prefilled to skip thinking (max_thinking_tokens=0)
@@ -34,6 +36,14 @@ def check_tokens(tokens, vocab_size: int, context: int, param: str = "tokens") -
         raise InvalidArgument(f"{arr.size} tokens do not fit the context of {context} positions",
                               param, code="context_length_exceeded")
     return arr.astype(np.int32)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt checked against its model: token ids, and whether they end inside a <think> block
+    (then the model's first output is reasoning)."""
+    ids: list[int]
+    inside_think: bool = False
 
 
 class Model:
@@ -78,6 +88,18 @@ class Model:
     def context(self) -> int:
         return self._config["context"]
 
+    @property
+    def device_name(self) -> str | None:
+        """The GPU's name for a model on a CUDA device; None on the CPU."""
+        return getattr(self._core, "device_name", None)
+
+    def copy_bandwidth(self, nbytes: int = 1 << 30, repeats: int = 10) -> float:
+        """Bytes/s of a device-to-device copy of nbytes (read + write), best of repeats; only for
+        a model on a CUDA device (RuntimeError on the CPU)."""
+        if self.device_name is None:
+            raise RuntimeError("copy_bandwidth measures a CUDA device; this model is on the CPU")
+        return self._core.copy_bandwidth(nbytes, repeats)
+
     def logits(self, tokens, *, chunk: int | None = None) -> np.ndarray:
         """float32 logits [len(tokens), vocab_size] at every position, from an empty cache.
 
@@ -88,9 +110,9 @@ class Model:
             chunk = len(ids)
         if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
             raise InvalidArgument(f"chunk must be a positive integer, got {chunk!r}", "chunk")
-        with self._exclusive():
-            self._core.reset()
-            parts = [self._core.forward(ids[i:i + chunk], True) for i in range(0, len(ids), chunk)]
+        with self.session() as s:
+            s.reset()
+            parts = [s.forward(ids[i:i + chunk], True) for i in range(0, len(ids), chunk)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     @property
@@ -103,6 +125,84 @@ class Model:
         """Bytes of attention cache each position costs (f32 values): keys and values of every
         kv head and layer, or for DeepSeek's MLA only the latent and the rope key per layer."""
         return self._core.cache_bytes_per_token
+
+    # -- holding the cache ---------------------------------------------------------------------
+
+    @contextmanager
+    def session(self):
+        """`with model.session() as s:` holds the model (other threads wait) and yields a
+        session.Session stepping one sequence through its cache. RuntimeError if this thread
+        already holds it through an unfinished stream."""
+        with self._exclusive():
+            yield Session(self._core)
+
+    def batch(self) -> Batch:
+        """Hold the model until the returned session.Batch is closed (waiting while another
+        caller uses it), to decode several sequences together (the server's engine; CPU only)."""
+        self._lock.acquire()
+        return Batch(self._core, self._lock.release)
+
+    # -- prompts and sequences -----------------------------------------------------------------
+
+    def text_prompt(self, prompt) -> Prompt:
+        """A raw prompt (a string, encoded with BOS; or token ids) checked: InvalidArgument
+        (param "prompt") if empty, outside the vocabulary or longer than the context."""
+        if isinstance(prompt, str):
+            if not prompt:
+                raise InvalidArgument("prompt is empty", "prompt")
+            if self.tokenizer is None:
+                raise InvalidArgument("this model has no tokenizer: pass the prompt as token ids",
+                                      "prompt")
+            ids = self._checked(self.tokenizer.encode(prompt, add_special_tokens=True), "prompt")
+            return Prompt(ids, self._ends_inside_think(prompt))
+        ids = self._checked(prompt, "prompt")
+        return Prompt(ids, self._thinks and self._ends_inside_think(self.tokenizer.decode(ids[-3:])))
+
+    def chat_prompt(self, messages, max_thinking_tokens: int | None = None) -> Prompt:
+        """The chat template applied to messages. For a model that thinks (R1) the reasoning is
+        opened with "<think>" unless the template did; max_thinking_tokens=0 prefills an empty
+        think block instead. InvalidArgument (param "messages") if it does not fit the context."""
+        if self.tokenizer is None:
+            raise InvalidArgument("this model has no tokenizer, so no chat template", "messages")
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        if self._thinks:
+            inside = self._ends_inside_think(text)
+            if max_thinking_tokens == 0:
+                text += "\n</think>\n\n" if inside else EMPTY_THINK
+            elif not inside:
+                text += THINK_OPEN + "\n"
+        ids = self.tokenizer.encode(text, add_special_tokens=False)  # BOS is in the text
+        return Prompt(self._checked(ids, "messages"), self._ends_inside_think(text))
+
+    @property
+    def _thinks(self) -> bool:
+        return self.tokenizer is not None and self.tokenizer.thinks
+
+    def _ends_inside_think(self, text: str) -> bool:
+        """Whether a prompt ending with this text leaves the model inside a think block."""
+        return self._thinks and text.rstrip().endswith(THINK_OPEN)
+
+    def _checked(self, ids, param: str) -> list[int]:
+        return check_tokens(ids, self._config["vocab_size"], self.context, param).tolist()
+
+    def new_sequence(self, prompt: Prompt, *, max_new_tokens=None, temperature=None, top_k=None,
+                     top_p=None, min_p=None, repetition_penalty=None, seed=None, stop=None,
+                     max_thinking_tokens=None) -> Sequence:
+        """A generate.Sequence of this prompt (see generate() for the keywords; unset sampling
+        values come from the model's generation_config.json). InvalidArgument names a bad one."""
+        if not isinstance(prompt, Prompt):
+            raise TypeError(f"prompt must be a Prompt (from text_prompt or chat_prompt), got "
+                            f"{type(prompt).__name__}")
+        tok = self.tokenizer
+        defaults = defaults_from_generation_config(tok.generation_config if tok else None)
+        given = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                     repetition_penalty=repetition_penalty)
+        sampling = SamplingParams(**{k: defaults[k] if v is None else v for k, v in given.items()},
+                                  seed=seed)
+        return Sequence(tok, prompt.ids, sampling=sampling, max_new_tokens=max_new_tokens,
+                        stop=stop, max_thinking_tokens=max_thinking_tokens,
+                        inside_think=prompt.inside_think, eos_ids=tok.eos_ids if tok else [],
+                        context=self._core.context)
 
     # -- generation ----------------------------------------------------------------------------
 
@@ -123,59 +223,12 @@ class Model:
 
     def stream(self, prompt, **kw):
         """Like generate(), yielding Pieces (.kind "reasoning" or "answer", .text, .tokens)."""
-        return self._run(self._prompt_ids(prompt), **kw)
+        return _Stream(GenerationRun(self.new_sequence(self.text_prompt(prompt), **kw), self.session))
 
     def chat_stream(self, messages, **kw):
         """Like chat(), yielding Pieces."""
-        return self._run(self._chat_ids(messages, kw.get("max_thinking_tokens")), **kw)
-
-    def _prompt_ids(self, prompt) -> list[int]:
-        if isinstance(prompt, str):
-            if not prompt:
-                raise InvalidArgument("prompt is empty", "prompt")
-            if self.tokenizer is None:
-                raise InvalidArgument("this model has no tokenizer: pass the prompt as token ids",
-                                      "prompt")
-            prompt = self.tokenizer.encode(prompt, add_special_tokens=True)
-        return self._checked(prompt)
-
-    def _chat_ids(self, messages, max_thinking_tokens) -> list[int]:
-        if self.tokenizer is None:
-            raise InvalidArgument("this model has no tokenizer, so no chat template", "messages")
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
-        if self.tokenizer.thinks:
-            inside = text.rstrip().endswith(THINK_OPEN)
-            if max_thinking_tokens == 0:
-                text += "\n</think>\n\n" if inside else EMPTY_THINK
-            elif not inside:
-                text += THINK_OPEN + "\n"
-        return self._checked(self.tokenizer.encode(text, add_special_tokens=False))  # BOS is in
-
-    def _checked(self, ids) -> list[int]:
-        """The prompt ids, or ValueError if empty, outside the vocabulary or longer than the context."""
-        return check_tokens(ids, self._config["vocab_size"], self.context, "prompt").tolist()
-
-    def _sequence_args(self, prompt_ids, *, max_new_tokens=None, temperature=None, top_k=None,
-                       top_p=None, min_p=None, repetition_penalty=None, seed=None, stop=None,
-                       max_thinking_tokens=None) -> dict:
-        """The arguments of a generate.Sequence for these prompt ids and generation keywords."""
-        defaults = defaults_from_generation_config(
-            self.tokenizer.generation_config if self.tokenizer else None)
-        given = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                     repetition_penalty=repetition_penalty)
-        sampling = SamplingParams(**{k: defaults[k] if v is None else v for k, v in given.items()},
-                                  seed=seed)
-        tok = self.tokenizer
-        inside_think = tok is not None and tok.thinks and \
-            tok.decode(prompt_ids[-3:]).rstrip().endswith(THINK_OPEN)
-        return dict(tokenizer=tok, prompt_ids=prompt_ids, sampling=sampling,
-                    max_new_tokens=max_new_tokens, stop=stop,
-                    max_thinking_tokens=max_thinking_tokens, inside_think=inside_think,
-                    eos_ids=tok.eos_ids if tok else [])
-
-    def _run(self, prompt_ids, **kw):
-        return _Stream(GenerationRun(self._core, exclusive=self._exclusive,
-                                     **self._sequence_args(prompt_ids, **kw)))
+        prompt = self.chat_prompt(messages, kw.get("max_thinking_tokens"))
+        return _Stream(GenerationRun(self.new_sequence(prompt, **kw), self.session))
 
     @staticmethod
     def _collect(stream) -> Generation:

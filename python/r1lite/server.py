@@ -179,9 +179,9 @@ class Server:
             raise ApiError(400, "'stream' must be a boolean", param="stream")
         return body
 
-    def _sequence(self, prompt_ids, kw):
+    def _sequence(self, prompt, kw):
         try:
-            return self.engine.new_sequence(prompt_ids, **kw)
+            return self.model.new_sequence(prompt, **kw)
         except ValueError as e:  # InvalidArgument names the generation keyword in .param
             field = getattr(e, "param", None)
             raise ApiError(400, str(e), param=field if field in GENERATION_FIELDS else None) from None
@@ -189,12 +189,6 @@ class Server:
     @staticmethod
     def _prompt_error(e: ValueError) -> ApiError:
         return ApiError(400, str(e), code=getattr(e, "code", None))
-
-    def _checked_ids(self, ids) -> list[int]:
-        try:
-            return self.model._checked(ids)
-        except ValueError as e:
-            raise self._prompt_error(e) from None
 
     async def chat_completions(self, request):
         try:
@@ -204,10 +198,10 @@ class Server:
             if self.model.tokenizer is None:
                 raise ApiError(400, "this model has no tokenizer, so no chat template")
             try:
-                ids = self.model._chat_ids(messages, kw["max_thinking_tokens"])
+                prompt = self.model.chat_prompt(messages, kw["max_thinking_tokens"])
             except ValueError as e:
                 raise self._prompt_error(e) from None
-            seq = self._sequence(ids, kw)
+            seq = self._sequence(prompt, kw)
         except ApiError as e:
             return self._error(e)
         return await self._respond(request, body, seq, chat=True)
@@ -224,13 +218,14 @@ class Server:
                     raise ApiError(400, "'prompt' is empty", param="prompt")
                 if self.model.tokenizer is None:
                     raise ApiError(400, "this model has no tokenizer: send the prompt as token ids")
-                ids = self.model.tokenizer.encode(prompt, add_special_tokens=True)
-            elif isinstance(prompt, list) and prompt and all(
-                    isinstance(t, int) and not isinstance(t, bool) for t in prompt):
-                ids = prompt
-            else:
+            elif not (isinstance(prompt, list) and prompt and all(
+                    isinstance(t, int) and not isinstance(t, bool) for t in prompt)):
                 raise ApiError(400, "'prompt' must be a string or a list of token ids", param="prompt")
-            seq = self._sequence(self._checked_ids(ids), kw)
+            try:
+                checked = self.model.text_prompt(prompt)
+            except ValueError as e:
+                raise self._prompt_error(e) from None
+            seq = self._sequence(checked, kw)
         except ApiError as e:
             return self._error(e)
         return await self._respond(request, body, seq, chat=False)

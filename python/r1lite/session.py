@@ -1,0 +1,68 @@
+"""Holds on a model's KV cache: one sequence stepped through it (Session), or several at once (Batch)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Session:
+    """One sequence through the cache of a model held by Model.session(): what generation and
+    benchmarks step. The cache keeps what was fed until reset()."""
+
+    def __init__(self, core):
+        self._core = core
+
+    @property
+    def context(self) -> int:
+        return self._core.context
+
+    def reset(self) -> None:
+        """Empty the cache."""
+        self._core.reset()
+
+    def forward(self, ids, all_positions: bool = False) -> np.ndarray:
+        """Feed ids after what the cache holds: float32 logits of the last position
+        ([vocab_size]), or of every fed position ([len(ids), vocab_size]) with all_positions."""
+        return self._core.forward(ids, all_positions)
+
+    def forward_argmax(self, ids) -> int:
+        """Feed ids; the greedy next token (picked on the device by a CUDA model: no logits copied)."""
+        on_device = getattr(self._core, "forward_argmax", None)
+        return int(on_device(ids)) if on_device else int(self._core.forward(ids, False).argmax())
+
+
+class Batch:
+    """Several sequences through one model at once (continuous batching, CPU): Model.batch()
+    holds the model until close(), so no other caller uses it meanwhile."""
+
+    def __init__(self, core, release):
+        self._core, self._release = core, release
+
+    @property
+    def context(self) -> int:
+        return self._core.context
+
+    def open_sequence(self) -> int:
+        """A new empty sequence's id (its cache grows as it is fed)."""
+        return self._core.open_sequence()
+
+    def close_sequence(self, seq_id: int) -> None:
+        """Free a sequence's cache; its id may be reused."""
+        self._core.close_sequence(seq_id)
+
+    def forward_batch(self, segments) -> list:
+        """Feed each (seq_id, ids) segment after what its sequence holds, in one batched pass:
+        the float32 logits of each segment's last position, in order."""
+        return self._core.forward_batch(segments)
+
+    def close(self) -> None:
+        """Give the model back (once)."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def __enter__(self) -> "Batch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
