@@ -116,7 +116,7 @@ def test_peak_memory_of_a_1_5b_q8_0_model(tmp_path):
     from r1lite.converter import write_model_file
 
     def write_random_model(path):
-        cfg_path = ROOT.parent / "shared" / "assets" / "deepseek-r1-distill-qwen" / "config-1.5b.json"
+        cfg_path = ROOT / "tests" / "assets" / "deepseek-r1-distill-qwen" / "config-1.5b.json"
         cfg = normalize_hf_config(json.loads(cfg_path.read_text()), str(cfg_path))
         tensors = random_weights(cfg, "q8_0")
         formats = {name: entry[1] for name, entry in tensors.items()}

@@ -1,4 +1,4 @@
-"""The real R1-Distill-Qwen tokenizer and chat template (../shared/assets)."""
+"""The real R1-Distill-Qwen tokenizer and chat template (tests/assets)."""
 
 
 import pytest

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-ASSETS = Path(__file__).resolve().parents[2] / "shared" / "assets" / "deepseek-r1-distill-qwen"
+ASSETS = Path(__file__).resolve().parent / "assets" / "deepseek-r1-distill-qwen"
 VOCAB = 151936  # the 1.5B model's padded vocabulary
 
 

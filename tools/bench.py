@@ -3,7 +3,7 @@
 measured read bandwidth.
 
     python tools/bench.py                                   # R1-Distill-Qwen-1.5B shape, bf16
-    python tools/bench.py --config ../shared/assets/deepseek-r1-distill-qwen/config-7b.json \
+    python tools/bench.py --config tests/assets/deepseek-r1-distill-qwen/config-7b.json \
         --prefill 128 --decode 16 --threads 2
     python tools/bench.py --model model.safetensors --format q8_0     # an r1lite model file
 
@@ -28,7 +28,7 @@ from r1lite.config import normalize_hf_config
 from r1lite.formats.r1file import plane_shapes
 from r1lite.formats.tensors import expected_tensors
 
-DEFAULT_CONFIG = (Path(__file__).resolve().parents[2] / "shared" / "assets" /
+DEFAULT_CONFIG = (Path(__file__).resolve().parents[1] / "tests" / "assets" /
                   "deepseek-r1-distill-qwen" / "config-1.5b.json")
 FORMATS = {"bf16": np.uint16, "f16": np.float16, "f32": np.float32, "q8_0": np.int8, "q4_0": np.uint8}
 

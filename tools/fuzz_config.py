@@ -25,7 +25,7 @@ def folder_for(which: int):
         src = FIXTURES / ("deepseek_v2_group_limited_bf16_sharded" if which == 1 else "qwen2_f32")
         dst = SCRATCH / f"folder-{which}"
         shutil.copytree(src, dst)
-        assets = FIXTURES.parents[2] / "shared" / "assets" / "deepseek-r1-distill-qwen"
+        assets = FIXTURES.parent / "assets" / "deepseek-r1-distill-qwen"
         for name in FILES[2:]:
             shutil.copy(assets / name, dst / name)
         FOLDERS[which] = dst

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from repo_path import ROOT  # noqa: E402  (r1lite from this checkout when built in place)
-ASSETS = ROOT.parent / "shared" / "assets" / "deepseek-r1-distill-qwen"
+ASSETS = ROOT / "tests" / "assets" / "deepseek-r1-distill-qwen"
 
 from r1lite.config import normalize_hf_config  # noqa: E402
 from r1lite.formats.names import gguf_name, hf_name  # noqa: E402
