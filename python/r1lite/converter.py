@@ -17,6 +17,7 @@ import numpy as np
 from .formats.r1file import FORMAT_NAME, FORMAT_VERSION, SCALE_SUFFIX, plane_shapes
 from .formats.tensors import as_f32, expected_tensors, materialize
 from .quant import FORMATS, encode
+from .resolve import hub_cache_file, hub_snapshot, resolve_model
 
 NP_DTYPES = {"F32": np.float32, "BF16": np.uint16, "F16": np.float16, "I8": np.int8, "U8": np.uint8}
 
@@ -29,9 +30,7 @@ def _source(src: Path):
     """(config, {name: (array, fmt)}, metadata strings) of a source checkpoint."""
     from .formats.gguf import is_gguf, load_gguf
     from .formats.hf import load_hf_folder
-    from .resolve import resolve_model
 
-    src = resolve_model(src)
     if not src.exists():
         raise FileNotFoundError(f"{src}: no such file or folder")
     if is_gguf(src):
@@ -74,7 +73,7 @@ def convert(src, out, quant: str = "q8_0", *, progress: bool | None = None) -> P
     (f32, bf16, f16, q8_0, q4_0); norms and biases stay f32. Returns the output path."""
     if quant not in FORMATS:
         raise ValueError(f"unknown format {quant!r} (choose from {', '.join(FORMATS)})")
-    config, tensors, meta = _source(src)
+    config, tensors, meta = _source(resolve_model(src))
     formats = {name: "f32" if kind == "f32" else quant
                for name, (_shape, kind) in expected_tensors(config).items()}
 
@@ -83,6 +82,18 @@ def convert(src, out, quant: str = "q8_0", *, progress: bool | None = None) -> P
         return encode(as_f32(arr, fmt), formats[name])
 
     return write_model_file(out, config, formats, encoded, meta, progress=progress)
+
+
+def hub_model_file(repo_id: str) -> Path:
+    """A Hugging Face hub model as an r1lite file in r1lite's cache: its snapshot converted once
+    (q8_0, or R1LITE_HUB_QUANT), then reused."""
+    dest, quant = hub_cache_file(repo_id)
+    if dest.is_file():
+        return dest
+    folder = hub_snapshot(repo_id)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    print(f"r1lite: converting {repo_id} to {quant} once, into {dest}", file=sys.stderr)
+    return convert(folder, dest, quant)
 
 
 def write_model_file(out, config: dict, formats: dict, encoded, meta: dict, *,

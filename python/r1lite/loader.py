@@ -9,8 +9,10 @@ import numpy as np
 
 from . import _core
 from .config import with_context
+from .converter import hub_model_file
 from .errors import InvalidArgument
 from .model import Model
+from .resolve import is_hub_id, resolve_model
 
 
 def default_threads() -> int:
@@ -60,9 +62,7 @@ def load(path, *, threads: int | None = None, context: int | None = None,
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise InvalidArgument(f"threads must be a positive integer, got {threads!r}", "threads")
     parse_device(device)  # a bad name fails before any reading
-    from .resolve import resolve_model
-
-    p = resolve_model(path)
+    p = hub_model_file(path) if is_hub_id(path) else resolve_model(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such file or folder")
     if p.is_dir():
@@ -85,9 +85,8 @@ def load(path, *, threads: int | None = None, context: int | None = None,
             config, tensors, tokenizer = load_r1_file(p)
     config = with_context(config, context)
     core = make_core(config, tensors, threads, device)
-    model = Model(core, config, source=str(p), tokenizer=tokenizer, device=device)
-    model.summary = summarize(p, config, tensors)
-    return model
+    return Model(core, config, source=str(p), tokenizer=tokenizer, device=device,
+                 summary=summarize(p, config, tensors))
 
 
 def summarize(path: Path, config: dict, tensors: dict) -> dict:

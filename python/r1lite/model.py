@@ -50,13 +50,13 @@ class Model:
     """A loaded model. Create it with r1lite.load()."""
 
     def __init__(self, core, config: dict, source: str, tokenizer: Tokenizer | None = None,
-                 device: str = "cpu"):
+                 device: str = "cpu", summary: dict | None = None):
         self._core = core
         self.device = device  # "cpu", or the CUDA device the forward pass runs on
         self._config = config
         self.source = source
         self.tokenizer = tokenizer
-        self.summary: dict = {}  # parameters, tensor_formats, file_bytes (filled by load)
+        self._summary = dict(summary or {})
         self._lock = threading.Lock()  # one user of the KV cache at a time
         self._owner: int | None = None
 
@@ -79,6 +79,12 @@ class Model:
     def config(self) -> dict:
         """The normalized config (architecture, vocab_size, hidden_size, num_layers, context, ...)."""
         return dict(self._config)
+
+    @property
+    def summary(self) -> dict:
+        """What load measured of the weights: parameters, tensor_formats, file_bytes,
+        decode_bytes_per_token (loader.summarize)."""
+        return dict(self._summary)
 
     @property
     def threads(self) -> int:

