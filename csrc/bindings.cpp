@@ -4,6 +4,8 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cmath>
+#include <type_traits>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -13,6 +15,7 @@
 #include "core/cpu_features.h"
 #include "cpu/ops.h"
 #include "cpu/matmul.h"
+#include "model/kv_layout.h"
 #include "model/model.h"
 #if R1LITE_HAVE_CUDA
 #include "cuda/device_model.h"
@@ -56,94 +59,128 @@ Tensor tensor_from_array(const std::string& name, const py::array& a, const std:
   return t;
 }
 
+// ---- the config: read from and written to a Python dict, field by field (config.h's table) ----
+
+[[noreturn]] void bad_field(const char* key, const char* what, const py::handle& v) {
+  throw std::invalid_argument(std::string("config '") + key + "' must be " + what + ", got " +
+                              py::repr(v).cast<std::string>());
+}
+
+bool is_int(const py::handle& v) { return PyLong_Check(v.ptr()) && !PyBool_Check(v.ptr()); }
+bool is_number(const py::handle& v) { return is_int(v) || PyFloat_Check(v.ptr()); }
+
+void read_field(const char* key, const py::handle& v, int64_t& out) {
+  if (!is_int(v)) bad_field(key, "an integer", v);
+  int overflow = 0;
+  const long long x = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
+  if (overflow || x < 0) bad_field(key, "a non-negative 64-bit integer", v);
+  out = int64_t(x);
+}
+void read_field(const char* key, const py::handle& v, float& out) {
+  if (!is_number(v)) bad_field(key, "a number", v);
+  const double x = v.cast<double>();
+  if (!std::isfinite(x) || std::fabs(x) > 3.4e38) bad_field(key, "a finite number", v);
+  out = float(x);
+}
+void read_field(const char* key, const py::handle& v, bool& out) {
+  if (!PyBool_Check(v.ptr())) bad_field(key, "true or false", v);
+  out = v.cast<bool>();
+}
+void read_field(const char* key, const py::handle& v, std::string& out) {
+  if (!py::isinstance<py::str>(v)) bad_field(key, "a string", v);
+  out = v.cast<std::string>();
+}
+void read_field(const char* key, const py::handle& v, FloatList& out) {
+  if (!py::isinstance<py::list>(v) && !py::isinstance<py::tuple>(v)) bad_field(key, "a list of numbers", v);
+  out.clear();
+  for (const auto& item : v) {
+    float f;
+    read_field(key, item, f);
+    out.push_back(f);
+  }
+}
+template <class Enum, class = std::enable_if_t<std::is_enum_v<Enum>>>
+void read_field(const char* key, const py::handle& v, Enum& out) {
+  const auto& names = enum_names(Enum{});
+  std::string what = "one of";
+  for (const auto& n : names) what += " " + n;
+  if (!py::isinstance<py::str>(v)) bad_field(key, what.c_str(), v);
+  const auto name = v.cast<std::string>();
+  const auto it = std::find(names.begin(), names.end(), name);
+  if (it == names.end()) bad_field(key, what.c_str(), v);
+  out = Enum(it - names.begin());
+}
+
 template <class T>
-T get_key(const py::dict& d, const char* key) {
-  if (!d.contains(key)) throw std::invalid_argument(std::string("model config lacks '") + key + "'");
-  return d[key].cast<T>();
+py::object field_value(const T& v) {
+  if constexpr (std::is_enum_v<T>) return py::str(enum_names(v)[size_t(v)]);
+  else return py::cast(v);
 }
 
-// Keys that only some architectures have (configs written before them lack them too).
-template <class T>
-T get_key_or(const py::dict& d, const char* key, T fallback) {
-  return d.contains(key) && !d[key].is_none() ? d[key].cast<T>() : fallback;
-}
+template <class T> const char* type_name(const T*) { return "int"; }
+const char* type_name(const float*) { return "float"; }
+const char* type_name(const bool*) { return "bool"; }
+const char* type_name(const std::string*) { return "str"; }
+const char* type_name(const FloatList*) { return "list[float]"; }
+const char* type_name(const RopeKind*) { return "str"; }
+const char* type_name(const AttentionKind*) { return "str"; }
+const char* type_name(const RouterKind*) { return "str"; }
 
-void mla_from_dict(const py::dict& d, ModelConfig& c) {
-  c.attention = AttentionKind::Mla;
-  c.q_lora_rank = get_key<int64_t>(d, "q_lora_rank");
-  c.kv_lora_rank = get_key<int64_t>(d, "kv_lora_rank");
-  c.mla_nope_dim = get_key<int64_t>(d, "qk_nope_head_dim");
-  c.mla_rope_dim = get_key<int64_t>(d, "qk_rope_head_dim");
-  c.mla_v_dim = get_key<int64_t>(d, "v_head_dim");
-}
-
-void moe_from_dict(const py::dict& d, ModelConfig& c) {
-  c.num_experts = get_key<int64_t>(d, "num_experts");
-  c.num_shared_experts = get_key<int64_t>(d, "num_shared_experts");
-  c.experts_per_token = get_key<int64_t>(d, "experts_per_token");
-  c.moe_intermediate = get_key<int64_t>(d, "moe_intermediate_size");
-  c.moe_first_layer = get_key<int64_t>(d, "moe_first_layer");
-  c.expert_groups = get_key<int64_t>(d, "expert_groups");
-  c.expert_groups_kept = get_key<int64_t>(d, "expert_groups_kept");
-  const auto router = get_key<std::string>(d, "router");
-  if (router == "sigmoid_group_top2") c.router = RouterKind::SigmoidGroupTop2;
-  else if (router == "softmax_greedy") c.router = RouterKind::SoftmaxGreedy;
-  else if (router == "softmax_group_max") c.router = RouterKind::SoftmaxGroupMax;
-  else throw std::invalid_argument("unknown router '" + router + "'");
-  c.router_bias = get_key<bool>(d, "router_bias");
-  c.normalize_expert_weights = get_key<bool>(d, "normalize_expert_weights");
-  c.routed_scale = get_key<float>(d, "routed_scale");
-}
-
+// A ModelConfig from a dict of config.h's field names (absent or None: the field's default);
+// std::invalid_argument on an unknown key or a value of the wrong type. Not validated.
 ModelConfig config_from_dict(const py::dict& d) {
   ModelConfig c;
-  c.vocab_size = get_key<int64_t>(d, "vocab_size");
-  c.hidden_size = get_key<int64_t>(d, "hidden_size");
-  c.num_layers = get_key<int64_t>(d, "num_layers");
-  c.num_heads = get_key<int64_t>(d, "num_heads");
-  c.num_kv_heads = get_key<int64_t>(d, "num_kv_heads");
-  c.head_dim = get_key<int64_t>(d, "head_dim");
-  c.intermediate_size = get_key<int64_t>(d, "intermediate_size");
-  c.norm_eps = get_key<float>(d, "norm_eps");
-  c.qkv_bias = get_key<bool>(d, "qkv_bias");
-  c.tied_embeddings = get_key<bool>(d, "tied_embeddings");
-  c.context = get_key<int64_t>(d, "context");
-  const auto rope = get_key<std::string>(d, "rope_kind");
-  if (rope == "default") {
-    c.rope_kind = RopeKind::Default;
-  } else if (rope == "llama3") {
-    c.rope_kind = RopeKind::Llama3;
-    c.rope_factor = get_key<float>(d, "rope_factor");
-    c.rope_low_freq_factor = get_key<float>(d, "rope_low_freq_factor");
-    c.rope_high_freq_factor = get_key<float>(d, "rope_high_freq_factor");
-    c.rope_original_context = get_key<int64_t>(d, "rope_original_context");
-  } else if (rope == "yarn") {
-    c.rope_kind = RopeKind::Yarn;
-    c.rope_factor = get_key<float>(d, "rope_factor");
-    c.rope_original_context = get_key<int64_t>(d, "rope_original_context");
-    c.yarn_beta_fast = get_key<float>(d, "yarn_beta_fast");
-    c.yarn_beta_slow = get_key<float>(d, "yarn_beta_slow");
-  } else {
-    throw std::invalid_argument("unknown rope kind '" + rope + "'");
+  size_t known = 0;
+#define R1LITE_READ_FIELD(name, type, fallback, meaning)                  \
+  if (d.contains(#name)) {                                                \
+    ++known;                                                              \
+    if (!d[#name].is_none()) read_field(#name, d[#name], c.name);         \
   }
-  c.rope_theta = get_key<float>(d, "rope_theta");
-  c.yarn_attn_factor = get_key_or<float>(d, "rope_attn_factor", 1.f);
-  c.attn_scale_mult = get_key_or<float>(d, "attn_scale_mult", 1.f);
-  c.rope_freq_factors = get_key_or<std::vector<float>>(d, "rope_freq_factors", {});
-  const auto attention = get_key_or<std::string>(d, "attention", "gqa");
-  if (attention == "mla") mla_from_dict(d, c);
-  else if (attention != "gqa") throw std::invalid_argument("unknown attention '" + attention + "'");
-  if (get_key_or<int64_t>(d, "num_experts", 0) > 0) moe_from_dict(d, c);
+  R1LITE_CONFIG_FIELDS(R1LITE_READ_FIELD)
+#undef R1LITE_READ_FIELD
+  if (known != d.size()) {  // name the key that is not a field
+    for (const auto& item : d) {
+      const auto key = py::str(item.first).cast<std::string>();
+      bool found = false;
+#define R1LITE_IS_FIELD(name, type, fallback, meaning) found = found || key == #name;
+      R1LITE_CONFIG_FIELDS(R1LITE_IS_FIELD)
+#undef R1LITE_IS_FIELD
+      if (!found) throw std::invalid_argument("config has an unknown key '" + key + "'");
+    }
+  }
   return c;
 }
 
-// The Python-facing model: a core model (the CPU's Model or the GPU's DeviceModel, same
-// interface) plus the arrays its weights point into, and a lock so that calls from several Python
-// threads run one after another.
-template <class Core>
+py::dict config_to_dict(const ModelConfig& c) {
+  py::dict d;
+#define R1LITE_WRITE_FIELD(name, type, fallback, meaning) d[#name] = field_value(c.name);
+  R1LITE_CONFIG_FIELDS(R1LITE_WRITE_FIELD)
+#undef R1LITE_WRITE_FIELD
+  return d;
+}
+
+py::list config_fields() {
+  py::list out;
+  const ModelConfig defaults;
+#define R1LITE_DESCRIBE_FIELD(name, type, fallback, meaning) \
+  out.append(py::make_tuple(#name, type_name(&defaults.name), field_value(defaults.name), meaning));
+  R1LITE_CONFIG_FIELDS(R1LITE_DESCRIBE_FIELD)
+#undef R1LITE_DESCRIBE_FIELD
+  return out;
+}
+
+ModelConfig checked_config(const py::dict& d) {
+  ModelConfig c = config_from_dict(d);
+  c.validate();
+  return c;
+}
+
+// The Python-facing model: a backend (the CPU's Model or the GPU's DeviceModel) plus the arrays
+// its weights point into, and a lock so that calls from several Python threads run one after
+// another.
 class PyModel {
  public:
-  // make(views) builds the core from the tensors as views of the given arrays.
+  // make(views) builds the backend from the tensors as views of the given arrays.
   template <class Make>
   PyModel(const py::dict& tensors, Make make) {
     std::map<std::string, Tensor> views;
@@ -159,6 +196,15 @@ class PyModel {
     }
     model_ = make(views);
   }
+  virtual ~PyModel() = default;
+
+  // fn(backend), under the lock and without the GIL.
+  template <class Fn>
+  auto locked(Fn fn) {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mu_);
+    return fn(*model_);
+  }
 
   py::array_t<float> forward(const py::array_t<int32_t, py::array::c_style | py::array::forcecast>& tokens,
                              bool all_logits) {
@@ -168,23 +214,9 @@ class PyModel {
                                       : std::vector<py::ssize_t>{py::ssize_t(vocab)});
     const int32_t* tok = tokens.data();
     float* dst = out.mutable_data();
-    {
-      py::gil_scoped_release release;
-      std::lock_guard<std::mutex> lock(mu_);
-      model_->forward(tok, n, all_logits, dst);
-    }
+    locked([&](Backend& m) { m.forward(tok, n, all_logits, dst); });
     return out;
   }
-
-  // The core model, under the lock and without the GIL.
-  template <class Fn>
-  auto locked(Fn fn) {
-    py::gil_scoped_release release;
-    std::lock_guard<std::mutex> lock(mu_);
-    return fn(*model_);
-  }
-
-  void reset() { locked([](Core& m) { m.reset(); }); }
 
   // segments: a list of (sequence id, 1-D int32 tokens); logits [len(segments), V] of each
   // segment's last token.
@@ -203,11 +235,11 @@ class PyModel {
     const auto vocab = py::ssize_t(model_->config().vocab_size);
     py::array_t<float> out({py::ssize_t(seqs.size()), vocab});
     float* dst = out.mutable_data();
-    locked([&](Core& m) { m.forward_batch(tokens.data(), seqs.data(), lens.data(), int64_t(seqs.size()), dst); });
+    locked([&](Backend& m) { m.forward_batch(tokens.data(), seqs.data(), lens.data(), int64_t(seqs.size()), dst); });
     return out;
   }
 
-  Core& core() { return *model_; }
+  Backend& backend() { return *model_; }
   static int64_t token_count(const py::array_t<int32_t, py::array::c_style | py::array::forcecast>& tokens) {
     if (tokens.ndim() != 1) throw std::invalid_argument("tokens must be a 1-D array");
     if (tokens.shape(0) == 0) throw std::invalid_argument("tokens is empty");
@@ -215,31 +247,36 @@ class PyModel {
   }
 
  private:
-  std::unique_ptr<Core> model_;
+  std::unique_ptr<Backend> model_;
   std::vector<py::object> keep_alive_;
   std::mutex mu_;
 };
 
-// The methods both model classes offer (python/r1lite/model.py uses only these).
-template <class Core>
-void def_model_methods(py::class_<PyModel<Core>>& cls) {
-  using P = PyModel<Core>;
-  cls.def("forward", &P::forward, py::arg("tokens"), py::arg("all_logits"),
-          "Feed tokens after the cached ones; logits of every position or of the last.")
-      .def("reset", &P::reset, "Empty the KV cache.")
-      .def("forward_batch", &P::forward_batch, py::arg("segments"),
+void def_model(py::module_& m) {
+  py::class_<PyModel> cls(m, "Model", "A model on the CPU (the base of every backend's model).");
+  cls.def(py::init([](const py::dict& config, const py::dict& tensors, int threads) {
+            return std::make_unique<PyModel>(tensors, [&](const std::map<std::string, Tensor>& views) {
+              return std::make_unique<Model>(config_from_dict(config), views, threads);
+            });
+          }),
+          py::arg("config"), py::arg("tensors"), py::arg("threads"))
+      .def("forward", &PyModel::forward, py::arg("tokens"), py::arg("all_logits"),
+           "Feed tokens after the cached ones; logits of every position or of the last.")
+      .def("reset", [](PyModel& p) { p.locked([](Backend& b) { b.reset(); }); }, "Empty the KV cache.")
+      .def("forward_batch", &PyModel::forward_batch, py::arg("segments"),
            "Tokens of several sequences [(id, tokens), ...] in one pass; logits of each last token.")
-      .def("open_sequence", [](P& p) { return p.locked([](Core& m) { return m.open_sequence(); }); },
+      .def("open_sequence", [](PyModel& p) { return p.locked([](Backend& b) { return b.open_sequence(); }); },
            "A new sequence with its own cache: its id.")
-      .def("close_sequence", [](P& p, int64_t id) { p.locked([id](Core& m) { m.close_sequence(id); }); },
+      .def("close_sequence", [](PyModel& p, int64_t id) { p.locked([id](Backend& b) { b.close_sequence(id); }); },
            py::arg("id"))
-      .def("sequence_length", [](P& p, int64_t id) { return p.locked([id](Core& m) { return m.sequence_length(id); }); },
+      .def("sequence_length",
+           [](PyModel& p, int64_t id) { return p.locked([id](Backend& b) { return b.sequence_length(id); }); },
            py::arg("id"))
-      .def_property_readonly("n_past", [](P& p) { return p.core().n_past(); })
-      .def_property_readonly("cache_bytes", [](P& p) { return p.core().cache_bytes(); })
-      .def_property_readonly("cache_bytes_per_token", [](P& p) { return p.core().cache_bytes_per_token(); })
-      .def_property_readonly("threads", [](P& p) { return p.core().threads(); })
-      .def_property_readonly("context", [](P& p) { return p.core().config().context; });
+      .def_property_readonly("n_past", [](PyModel& p) { return p.backend().n_past(); })
+      .def_property_readonly("cache_bytes", [](PyModel& p) { return p.backend().cache_bytes(); })
+      .def_property_readonly("cache_bytes_per_token", [](PyModel& p) { return p.backend().cache_bytes_per_token(); })
+      .def_property_readonly("threads", [](PyModel& p) { return p.backend().threads(); })
+      .def_property_readonly("context", [](PyModel& p) { return p.backend().config().context; });
 }
 
 py::array_t<float> matmul_for_test(const py::array_t<float, py::array::c_style | py::array::forcecast>& x,
@@ -261,9 +298,20 @@ py::array_t<float> matmul_for_test(const py::array_t<float, py::array::c_style |
 }
 
 #if R1LITE_HAVE_CUDA
+// The GPU's model: the Backend methods of Model, plus what only a device has.
+class PyDeviceModel : public PyModel {
+ public:
+  using PyModel::PyModel;
+  // fn(device model), under the lock and without the GIL.
+  template <class Fn>
+  auto on_device(Fn fn) {
+    return locked([&](Backend& b) { return fn(static_cast<DeviceModel&>(b)); });
+  }
+};
+
 void def_device_model(py::module_& m) {
-  using P = PyModel<DeviceModel>;
-  py::class_<P> cls(m, "DeviceModel");
+  using P = PyDeviceModel;
+  py::class_<P, PyModel> cls(m, "DeviceModel");
   cls.def(py::init([](const py::dict& config, const py::dict& tensors, int device) {
             return std::make_unique<P>(tensors, [&](const std::map<std::string, Tensor>& views) {
               return std::make_unique<DeviceModel>(config_from_dict(config), views, device);
@@ -271,24 +319,23 @@ void def_device_model(py::module_& m) {
           }),
           py::arg("config"), py::arg("tensors"), py::arg("device") = 0,
           "Upload the weights to CUDA device `device` and run the forward pass there.");
-  def_model_methods(cls);
   cls.def("forward_argmax",
           [](P& p, const py::array_t<int32_t, py::array::c_style | py::array::forcecast>& tokens) {
             const int64_t n = P::token_count(tokens);
             const int32_t* ids = tokens.data();
-            return p.locked([&](DeviceModel& dm) { return dm.forward_argmax(ids, n); });
+            return p.on_device([&](DeviceModel& dm) { return dm.forward_argmax(ids, n); });
           },
           py::arg("tokens"), "Feed tokens; the argmax of the last logits, computed on the device.")
-      .def("set_graphs", [](P& p, bool on) { p.locked([on](DeviceModel& dm) { dm.set_graphs(on); }); },
+      .def("set_graphs", [](P& p, bool on) { p.on_device([on](DeviceModel& dm) { dm.set_graphs(on); }); },
            py::arg("on"), "Replay decode steps as a captured CUDA graph (default on).")
       .def("copy_bandwidth",
            [](P& p, int64_t bytes, int repeats) {
-             return p.locked([&](DeviceModel& dm) { return dm.copy_bandwidth(bytes, repeats); });
+             return p.on_device([&](DeviceModel& dm) { return dm.copy_bandwidth(bytes, repeats); });
            },
            py::arg("bytes"), py::arg("repeats") = 10,
            "Best device-to-device copy rate over `bytes`, bytes read + written per second.")
-      .def_property_readonly("device_name", [](P& p) { return p.core().device_name(); })
-      .def_property_readonly("weight_bytes", [](P& p) { return p.core().weight_bytes(); });
+      .def_property_readonly("device_name", [](P& p) { return p.on_device([](DeviceModel& dm) { return dm.device_name(); }); })
+      .def_property_readonly("weight_bytes", [](P& p) { return p.on_device([](DeviceModel& dm) { return dm.weight_bytes(); }); });
   m.def("cuda_unavailable_reason", &cuda_unavailable_reason,
         "'' when a CUDA device can be used, else why not.");
 }
@@ -305,14 +352,7 @@ void def_device_model(py::module_& m) {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "r1lite's C++ core";
 
-  py::class_<PyModel<Model>> cpu_model(m, "Model");
-  cpu_model.def(py::init([](const py::dict& config, const py::dict& tensors, int threads) {
-                  return std::make_unique<PyModel<Model>>(tensors, [&](const std::map<std::string, Tensor>& views) {
-                    return std::make_unique<Model>(config_from_dict(config), views, threads);
-                  });
-                }),
-                py::arg("config"), py::arg("tensors"), py::arg("threads"));
-  def_model_methods(cpu_model);
+  def_model(m);
   def_device_model(m);
 
   m.attr("cuda_built") = bool(R1LITE_HAVE_CUDA);
@@ -377,13 +417,33 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("x"), "e^x of a flat array with the exp of softmax and SwiGLU (for tests).");
   m.def(
+      "normalized_config",
+      [](const py::dict& config) { return config_to_dict(checked_config(config)); },
+      py::arg("config"),
+      "The config with every field (absent ones at their defaults), checked; ValueError naming the "
+      "first unknown key, wrong type or bad value.");
+  m.def("config_fields", &config_fields,
+        "The config's fields: (name, type, default, meaning) each, in the core's order.");
+  m.def(
+      "tensor_specs",
+      [](const py::dict& config) {
+        py::list out;
+        for (const TensorSpec& t : tensor_specs(checked_config(config)))
+          out.append(py::make_tuple(t.name, py::tuple(py::cast(t.shape)),
+                                    t.kind == WeightKind::F32 ? "f32" : "matrix"));
+        return out;
+      },
+      py::arg("config"),
+      "Every tensor the config calls for: (name, shape, kind) each, kind 'matrix' (any format) or "
+      "'f32' (norms, biases, the router).");
+  m.def(
       "config_facts",
       [](const py::dict& config) {
-        ModelConfig c = config_from_dict(config);
-        c.validate();
+        const ModelConfig c = checked_config(config);
+        const KvLayout kv = KvLayout::for_model(c);
         py::dict d;
         d["rope_inv_freq"] = c.rope_inv_freq();
-        d["cache_values_per_token_per_layer"] = c.cache_values_per_token();
+        d["cache_values_per_token_per_layer"] = kv.heads * (kv.key_dim + kv.value_dim);
         return d;
       },
       py::arg("config"), "What the core derives from a config: rope frequencies, cache size.");

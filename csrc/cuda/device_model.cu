@@ -12,7 +12,9 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.cuh"
-#include "model/model.h"
+#include "model/kv_layout.h"
+#include "model/run_sizes.h"
+#include "model/weights.h"
 
 namespace r1lite {
 
@@ -50,12 +52,11 @@ class DeviceBuffer {
   int64_t capacity_ = 0;
 };
 
-// The KV cache in device pages (the host KVCache's layout, device_types.cuh CacheView).
+// The KV cache in device pages (kv_layout.h; device_types.cuh CacheView).
 class DeviceCache {
  public:
-  DeviceCache(int64_t layers, int64_t heads, int64_t key_dim, int64_t value_dim, int64_t max_positions)
-      : layers_(layers), heads_(heads), key_dim_(key_dim), value_dim_(value_dim), max_positions_(max_positions) {
-    table_.reserve(ceil_div(max_positions, KVCache::kPagePositions));
+  DeviceCache(const KvLayout& layout, int64_t max_positions) : layout_(layout), max_positions_(max_positions) {
+    table_.reserve(ceil_div(max_positions, KvLayout::kPagePositions));
   }
   ~DeviceCache() { free_pages(); }
 
@@ -63,9 +64,9 @@ class DeviceCache {
     if (n > max_positions_)
       throw std::invalid_argument("context full: " + std::to_string(n) + " positions requested, " +
                                   std::to_string(max_positions_) + " allowed");
-    while (int64_t(pages_.size()) * KVCache::kPagePositions < n) {
+    while (int64_t(pages_.size()) * KvLayout::kPagePositions < n) {
       float* page = nullptr;
-      CUDA_CHECK(cudaMalloc(&page, size_t(page_floats()) * sizeof(float)));
+      CUDA_CHECK(cudaMalloc(&page, size_t(layout_.page_floats()) * sizeof(float)));
       pages_.push_back(page);
     }
     // Every page allocated so far goes up, also after an earlier call failed halfway.
@@ -80,20 +81,20 @@ class DeviceCache {
     free_pages();
     length = 0;
   }
-  CacheView view() const { return {table_.get(), heads_, key_dim_, value_dim_}; }
-  int64_t bytes_allocated() const { return int64_t(pages_.size()) * page_floats() * int64_t(sizeof(float)); }
-  int64_t bytes_per_position() const { return layers_ * heads_ * (key_dim_ + value_dim_) * int64_t(sizeof(float)); }
+  CacheView view() const { return {table_.get(), layout_}; }
+  int64_t bytes_allocated() const { return int64_t(pages_.size()) * layout_.page_floats() * int64_t(sizeof(float)); }
+  int64_t bytes_per_position() const { return layout_.floats_per_position() * int64_t(sizeof(float)); }
 
   int64_t length = 0;
 
  private:
-  int64_t page_floats() const { return layers_ * heads_ * KVCache::kPagePositions * (key_dim_ + value_dim_); }
   void free_pages() {
     for (float* p : pages_) cudaFree(p);
     pages_.clear();
     uploaded_ = 0;
   }
-  int64_t layers_, heads_, key_dim_, value_dim_, max_positions_;
+  KvLayout layout_;
+  int64_t max_positions_;
   std::vector<float*> pages_;
   size_t uploaded_ = 0;  // entries of the device table that are current
   DeviceBuffer<float*> table_;
@@ -191,7 +192,7 @@ struct DeviceModel::Impl {
                                    : rows * t.cols() * int64_t(dtype_size(t.dtype));
     auto upload = [&](const void* src, int64_t bytes) -> const void* {
       auto it = uploaded.find(src);
-      if (it != uploaded.end()) return it->second;  // a tied lm_head: the embedding's copy
+      if (it != uploaded.end()) return it->second;  // data two tensors share: one copy
       void* dst = nullptr;
       CUDA_CHECK(cudaMalloc(&dst, size_t(bytes)));
       allocations.push_back(dst);
@@ -209,19 +210,10 @@ struct DeviceModel::Impl {
   void upload_weights(const std::map<std::string, Tensor>& tensors) {
     w = bind_weights(cfg, tensors);
     std::unordered_map<const void*, const void*> uploaded;
-    upload_all(uploaded, w.tok_embd);
-    upload_all(uploaded, w.out_norm);
-    upload_all(uploaded, w.lm_head);
-    for (LayerWeights& l : w.layers) {
-      for (Tensor* t : {&l.attn_norm, &l.ffn_norm, &l.wq, &l.wk, &l.wv, &l.bq, &l.bk, &l.bv, &l.wo,
-                        &l.wq_a, &l.q_a_norm, &l.wq_b, &l.wkv_a, &l.kv_a_norm, &l.w_uk_t, &l.w_uv,
-                        &l.router, &l.router_bias})
-        upload_all(uploaded, *t);
-      for (FfnWeights* f : {&l.ffn, &l.shared})
-        for (Tensor* t : {&f->w_gate, &f->w_up, &f->w_down}) upload_all(uploaded, *t);
-      for (FfnWeights& f : l.experts)
-        for (Tensor* t : {&f.w_gate, &f.w_up, &f.w_down}) upload_all(uploaded, *t);
-    }
+    for_each_weight(cfg, w, [&](const std::string&, Tensor& t, const std::vector<int64_t>&, WeightKind) {
+      upload_all(uploaded, t);
+    });
+    if (cfg.tied_embeddings) w.lm_head = w.tok_embd;
   }
 
   // Descriptors of `heads` equal row slices of t; the index of the first (-1 for an absent t).
@@ -278,11 +270,11 @@ struct DeviceModel::Impl {
     // per chosen expert for the experts' matmuls.
     for (const DevMatrix& m : descs) q_blocks_per_row = std::max(q_blocks_per_row, m.blocks);
     if (cfg.attention == AttentionKind::Mla)
-      q_blocks_per_row = std::max({q_blocks_per_row, H * ceil_div(cfg.mla_nope_dim, 32),
+      q_blocks_per_row = std::max({q_blocks_per_row, H * ceil_div(cfg.qk_nope_head_dim, 32),
                                    H * ceil_div(cfg.kv_lora_rank, 32)});
     if (cfg.num_experts > 0)
       q_blocks_per_row = std::max({q_blocks_per_row, cfg.experts_per_token * ceil_div(cfg.hidden_size, 32),
-                                   cfg.experts_per_token * ceil_div(cfg.moe_intermediate, 32)});
+                                   cfg.experts_per_token * ceil_div(cfg.moe_intermediate_size, 32)});
   }
 
   // ---- buffers ----
@@ -290,31 +282,22 @@ struct DeviceModel::Impl {
   // Room for n rows (n ≤ kMaxChunk) and n_out logits rows; drops the decode graph if anything moved.
   void prepare(int64_t n, int64_t n_out) {
     const ModelConfig& c = cfg;
+    const RunSizes r = RunSizes::for_model(c);
     const int64_t D = c.hidden_size, H = c.num_heads, K = std::max<int64_t>(c.experts_per_token, 1);
-    int64_t widest = c.intermediate_size;
-    if (c.num_experts > 0) widest = std::max(widest, c.moe_intermediate * c.num_shared_experts);
     bool moved = false;
     auto fit = [&](auto& buf, int64_t count) { moved |= buf.reserve(std::max<int64_t>(count, 1)); };
     fit(x, n * D); fit(xn, n * D); fit(proj, n * D);
-    fit(gate, n * widest); fit(up, n * widest);
-    int64_t value_dim = c.head_dim;
-    if (c.attention == AttentionKind::Mla) {
-      const int64_t C = c.kv_lora_rank, dr = c.mla_rope_dim;
-      fit(q, n * H * (c.mla_nope_dim + dr)); fit(att, n * H * c.mla_v_dim);
-      fit(q_a, n * c.q_lora_rank); fit(kv_a, n * (C + dr));
-      fit(q_abs, n * H * (C + dr)); fit(latent, n * H * C);
-      value_dim = C;
-    } else {
-      fit(q, n * H * c.head_dim); fit(att, n * H * c.head_dim);
-      fit(k, n * c.num_kv_heads * c.head_dim); fit(v, n * c.num_kv_heads * c.head_dim);
-    }
+    fit(gate, n * r.ffn); fit(up, n * r.ffn);
+    fit(q, n * r.q); fit(att, n * r.att); fit(k, n * r.kv); fit(v, n * r.kv);
+    fit(q_a, n * r.q_a); fit(kv_a, n * r.kv_a); fit(q_abs, n * r.q_abs); fit(latent, n * r.latent);
     if (c.num_experts > 0) {
-      fit(router_logits, n * c.num_experts);
+      fit(router_logits, n * r.experts);
       fit(expert_ids, n * K); fit(expert_weights, n * K);
       fit(expert_offsets, c.num_experts + 1); fit(slot_at, n * K); fit(place_of, n * K);
       fit(expert_in, n * K * D); fit(expert_out, n * K * D);
-      fit(expert_gate, n * K * c.moe_intermediate); fit(expert_up, n * K * c.moe_intermediate);
+      fit(expert_gate, n * K * c.moe_intermediate_size); fit(expert_up, n * K * c.moe_intermediate_size);
     }
+    const int64_t value_dim = c.attention == AttentionKind::Mla ? c.kv_lora_rank : c.head_dim;
     fit(partial, attention_partial_floats(n, H, value_dim, attention_splits(n, H, sms)));
     fit(logits, n_out * c.vocab_size);
     fit(xq, n * q_blocks_per_row * 32); fit(xd, n * q_blocks_per_row); fit(xs, n * q_blocks_per_row);
@@ -359,7 +342,7 @@ struct DeviceModel::Impl {
   RopeArgs rope_args(const float* src, int64_t ld_src, int64_t src_head, float* dst, int64_t ld_dst,
                      int64_t dst_head, int64_t heads) const {
     return {src, ld_src, src_head, dst, ld_dst, dst_head, heads, cfg.rope_dim() / 2,
-            positions.get(), inv_freq.get(), cfg.yarn_attn_factor};
+            positions.get(), inv_freq.get(), cfg.rope_attn_factor};
   }
 
   void gqa_block(int64_t li, int64_t n) {
@@ -374,6 +357,10 @@ struct DeviceModel::Impl {
       add_bias(q.get(), q_dim, l.bq.f32(), q_dim, n, stream);
       add_bias(k.get(), kv_dim, l.bk.f32(), kv_dim, n, stream);
       add_bias(v.get(), kv_dim, l.bv.f32(), kv_dim, n, stream);
+    }
+    if (c.qk_norm) {  // Qwen3 (ARCH.md §11): every head's query and key RMS-normed, as rows of hd
+      rmsnorm(q.get(), hd, l.q_norm.f32(), hd, c.norm_eps, q.get(), hd, n * c.num_heads, stream);
+      rmsnorm(k.get(), hd, l.k_norm.f32(), hd, c.norm_eps, k.get(), hd, n * c.num_kv_heads, stream);
     }
     rope(rope_args(q.get(), q_dim, hd, q.get(), q_dim, hd, c.num_heads), n, stream);
     rope(rope_args(k.get(), kv_dim, hd, k.get(), kv_dim, hd, c.num_kv_heads), n, stream);
@@ -390,8 +377,8 @@ struct DeviceModel::Impl {
     const ModelConfig& c = cfg;
     const LayerMats& m = mats[size_t(li)];
     const LayerWeights& l = w.layers[size_t(li)];
-    const int64_t H = c.num_heads, C = c.kv_lora_rank, dn = c.mla_nope_dim, dr = c.mla_rope_dim;
-    const int64_t qk = dn + dr, row = C + dr, ql = c.q_lora_rank, dv = c.mla_v_dim;
+    const int64_t H = c.num_heads, C = c.kv_lora_rank, dn = c.qk_nope_head_dim, dr = c.qk_rope_head_dim;
+    const int64_t qk = dn + dr, row = C + dr, ql = c.q_lora_rank, dv = c.v_head_dim;
     if (ql == 0) {
       mm(m.wq, xn.get(), n, q.get());
     } else {
@@ -403,7 +390,7 @@ struct DeviceModel::Impl {
     // rotated q_pe of every head beside the absorbed part; the cache row of each token
     rope(rope_args(q.get() + dn, H * qk, qk, q_abs.get() + C, H * row, row, H), n, stream);
     store_latent(kv_a.get(), n, C, dr, l.kv_a_norm.f32(), kLatentNormEps, cache->view(), li,
-                 positions.get(), inv_freq.get(), c.yarn_attn_factor, stream);
+                 positions.get(), inv_freq.get(), c.rope_attn_factor, stream);
     // q̃_h = W_UK[h]ᵀ·q_nope_h into the first C values of each absorbed query
     mm(m.w_uk_t, q.get(), n, q_abs.get(), H, H * qk, qk, H * row, row);
     AttentionArgs a{q_abs.get(), H * row, row, cache->view(), li, true, H, H, row, C,
@@ -418,7 +405,7 @@ struct DeviceModel::Impl {
     const ModelConfig& c = cfg;
     const LayerMats& m = mats[size_t(li)];
     const LayerWeights& l = w.layers[size_t(li)];
-    const int64_t D = c.hidden_size, E = c.num_experts, K = c.experts_per_token, Im = c.moe_intermediate;
+    const int64_t D = c.hidden_size, E = c.num_experts, K = c.experts_per_token, Im = c.moe_intermediate_size;
     mm(m.router, xn.get(), n, router_logits.get());
     const RouterArgs ra{int32_t(c.router), E, c.expert_groups, c.expert_groups_kept, K,
                         c.normalize_expert_weights, c.routed_scale,
@@ -552,10 +539,7 @@ DeviceModel::DeviceModel(const ModelConfig& config, const std::map<std::string, 
   CUDA_CHECK(cudaMemcpy(m.inv_freq.get(), inv_freq.data(), inv_freq.size() * sizeof(float),
                         cudaMemcpyHostToDevice));
   const ModelConfig& c = m.cfg;
-  if (c.attention == AttentionKind::Mla)  // one row per position: latent | rope key (ARCH.md §4)
-    m.cache = std::make_unique<DeviceCache>(c.num_layers, 1, c.kv_lora_rank + c.mla_rope_dim, 0, c.context);
-  else
-    m.cache = std::make_unique<DeviceCache>(c.num_layers, c.num_kv_heads, c.head_dim, c.head_dim, c.context);
+  m.cache = std::make_unique<DeviceCache>(KvLayout::for_model(c), c.context);
   // The uploads ran on the legacy stream, which the non-blocking compute stream does not wait for.
   CUDA_CHECK(cudaDeviceSynchronize());
 }

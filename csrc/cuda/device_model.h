@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/tensor.h"
+#include "model/backend.h"
 #include "model/config.h"
 
 namespace r1lite {
@@ -18,40 +19,40 @@ std::string cuda_unavailable_reason();
 // The name of device `index` (e.g. "NVIDIA H200").
 std::string cuda_device_name(int index);
 
-class DeviceModel {
+class DeviceModel final : public Backend {
  public:
   // Checks and binds the tensors as the CPU model does (bind_weights), then uploads them to
   // device `device_index`. Throws std::invalid_argument on a bad tensor or config and
   // std::runtime_error on a CUDA failure (out of device memory, ...).
   DeviceModel(const ModelConfig& config, const std::map<std::string, Tensor>& tensors, int device_index);
-  ~DeviceModel();
+  ~DeviceModel() override;
   DeviceModel(const DeviceModel&) = delete;
   DeviceModel& operator=(const DeviceModel&) = delete;
 
-  // As Model::forward: logits [n, V] if all_logits, else the last position's [V].
-  void forward(const int32_t* tokens, int64_t n, bool all_logits, float* logits);
+  void forward(const int32_t* tokens, int64_t n, bool all_logits, float* logits) override;
+  void reset() override;
+  int64_t n_past() const override;
+  int64_t cache_bytes() const override;
+  int64_t cache_bytes_per_token() const override;
+  const ModelConfig& config() const override;
+  int threads() const override { return 1; }
+  // One sequence on the device for now (the server's continuous batching runs on the CPU):
+  // these throw std::invalid_argument saying so.
+  void forward_batch(const int32_t*, const int64_t*, const int64_t*, int64_t, float*) override;
+  int64_t open_sequence() override;
+  void close_sequence(int64_t id) override;
+  int64_t sequence_length(int64_t id) override;
+
   // Feeds the tokens and returns the argmax of the last position's logits, computed on the
   // device (greedy decoding without copying the logits back).
   int32_t forward_argmax(const int32_t* tokens, int64_t n);
-  void reset();
-  int64_t n_past() const;
-  int64_t cache_bytes() const;
-  int64_t cache_bytes_per_token() const;
   int64_t weight_bytes() const;
   // Decode steps replay a captured CUDA graph (default); off: every kernel is launched each step.
   void set_graphs(bool on);
   // Best device-to-device copy rate over `bytes` (bytes read + written per second): the
   // bandwidth decode's achieved bytes/s is compared with.
   double copy_bandwidth(int64_t bytes, int repeats);
-  const ModelConfig& config() const;
   std::string device_name() const;
-
-  // The CPU model's multi-sequence interface is not offered here: these throw std::invalid_argument.
-  void forward_batch(const int32_t*, const int64_t*, const int64_t*, int64_t, float*);
-  int64_t open_sequence();
-  void close_sequence(int64_t id);
-  int64_t sequence_length(int64_t id);
-  int threads() const { return 1; }
 
  private:
   struct Impl;

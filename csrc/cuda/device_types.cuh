@@ -7,7 +7,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
-#include "model/kv_cache.h"
+#include "model/kv_layout.h"
 
 namespace r1lite::cuda {
 
@@ -48,24 +48,17 @@ struct QuantizedActivations {
   int32_t* s = nullptr;  // [rows, blocks]: sums of each block's quants
 };
 
-// The device twin of KVCache: pages of kPagePositions positions, each page laid out as on the
-// host ([layer]{keys [head][page][key_dim], values [head][page][value_dim]}), found through a
-// page table in device memory so that a captured graph sees pages added later.
+// The device twin of KVCache: pages laid out as kv_layout.h says, found through a page table in
+// device memory so that a captured graph sees pages added later.
 struct CacheView {
   float* const* pages = nullptr;
-  int64_t heads = 0, key_dim = 0, value_dim = 0;
+  KvLayout layout;
 
-  __device__ int64_t layer_floats() const {
-    return heads * KVCache::kPagePositions * (key_dim + value_dim);
-  }
   __device__ float* key(int64_t layer, int64_t head, int64_t pos) const {
-    const int64_t page = KVCache::kPagePositions;
-    return pages[pos / page] + layer * layer_floats() + (head * page + pos % page) * key_dim;
+    return pages[pos / KvLayout::kPagePositions] + layout.key_offset(layer, head, pos);
   }
   __device__ float* value(int64_t layer, int64_t head, int64_t pos) const {
-    const int64_t page = KVCache::kPagePositions;
-    return pages[pos / page] + layer * layer_floats() + heads * page * key_dim +
-           (head * page + pos % page) * value_dim;
+    return pages[pos / KvLayout::kPagePositions] + layout.value_offset(layer, head, pos);
   }
 };
 

@@ -68,7 +68,7 @@ __global__ void silu_mul_kernel(float* gate, const float* up, int64_t count) {
 
 __global__ void store_kv_kernel(const float* k, const float* v, CacheView cache, int64_t layer,
                                 const int32_t* pos) {
-  const int64_t i = blockIdx.x, dim = cache.key_dim, width = cache.heads * dim;
+  const int64_t i = blockIdx.x, dim = cache.layout.key_dim, width = cache.layout.heads * dim;
   for (int64_t t = threadIdx.x; t < width; t += blockDim.x) {
     const int64_t g = t / dim, j = t % dim;
     cache.key(layer, g, pos[i])[j] = k[i * width + t];

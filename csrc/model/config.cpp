@@ -13,7 +13,7 @@ void ModelConfig::validate() const {
   };
   need(vocab_size > 0, "vocab_size must be > 0");
   need(hidden_size > 0, "hidden_size must be > 0");
-  need(num_layers > 0, "num_layers must be > 0");
+  need(num_layers > 0 && num_layers <= kMaxLayers, "num_layers must be in [1, 4096] (corrupt config?)");
   need(num_heads > 0, "num_heads must be > 0");
   if (attention == AttentionKind::Gqa) {
     need(num_kv_heads > 0 && num_heads % num_kv_heads == 0,
@@ -22,29 +22,37 @@ void ModelConfig::validate() const {
   } else {
     need(q_lora_rank >= 0, "q_lora_rank must be >= 0");
     need(kv_lora_rank > 0, "kv_lora_rank must be > 0");
-    need(mla_nope_dim > 0, "qk_nope_head_dim must be > 0");
-    need(mla_rope_dim > 0 && mla_rope_dim % 2 == 0, "qk_rope_head_dim must be a positive even number");
-    need(mla_v_dim > 0, "v_head_dim must be > 0");
+    need(qk_nope_head_dim > 0, "qk_nope_head_dim must be > 0");
+    need(qk_rope_head_dim > 0 && qk_rope_head_dim % 2 == 0,
+         "qk_rope_head_dim must be a positive even number");
+    need(v_head_dim > 0, "v_head_dim must be > 0");
+    need(head_dim == qk_nope_head_dim + qk_rope_head_dim,
+         "head_dim must be qk_nope_head_dim + qk_rope_head_dim for MLA");
+    need(num_kv_heads == num_heads, "num_kv_heads must equal num_heads for MLA");
+    need(!qkv_bias && !qk_norm, "MLA has no q/k/v biases and no per-head q/k norms");
   }
   need(intermediate_size > 0 || (num_experts > 0 && moe_first_layer == 0),
        "intermediate_size must be > 0 (the model has dense layers)");
+  need(num_experts >= 0 && num_experts <= kMaxExperts, "num_experts must be in [0, 65536] (corrupt config?)");
   if (num_experts > 0) {
     need(experts_per_token > 0 && experts_per_token <= num_experts,
          "experts_per_token must be in [1, num_experts]");
-    need(moe_intermediate > 0, "moe_intermediate_size must be > 0");
+    need(moe_intermediate_size > 0, "moe_intermediate_size must be > 0");
     need(num_shared_experts >= 0, "num_shared_experts must be >= 0");
-    need(moe_first_layer >= 0, "first_k_dense_replace must be >= 0");
+    need(moe_first_layer >= 0 && moe_first_layer < num_layers,
+         "moe_first_layer must be in [0, num_layers) (a model with experts has a layer that uses them)");
     need(expert_groups > 0 && num_experts % expert_groups == 0,
-         "n_group must be > 0 and divide the number of experts");
+         "expert_groups must be > 0 and divide the number of experts");
     need(expert_groups_kept > 0 && expert_groups_kept <= expert_groups,
-         "topk_group must be in [1, n_group]");
+         "expert_groups_kept must be in [1, expert_groups]");
     need(experts_per_token <= expert_groups_kept * (num_experts / expert_groups),
-         "experts_per_token exceeds the experts of the kept groups (topk_group · experts per group)");
+         "experts_per_token exceeds the experts of the kept groups (expert_groups_kept · experts per group)");
     need(router != RouterKind::SigmoidGroupTop2 || num_experts / expert_groups >= 2,
          "the sigmoid router scores groups by their top two experts: groups need >= 2 experts");
-    need(std::isfinite(routed_scale), "routed_scaling_factor must be finite");
+    need(std::isfinite(routed_scale), "routed_scale must be finite");
   }
   need(context > 0, "context must be > 0");
+  need(max_position_embeddings > 0, "max_position_embeddings must be > 0");
   need(norm_eps > 0.f, "norm_eps must be > 0");
   need(rope_theta > 0.f, "rope_theta must be > 0");
   need(rope_freq_factors.empty() || int64_t(rope_freq_factors.size()) == rope_dim() / 2,
@@ -52,21 +60,23 @@ void ModelConfig::validate() const {
   for (float f : rope_freq_factors) need(std::isfinite(f) && f > 0.f, "rope_freq_factors must be positive");
   if (rope_kind == RopeKind::Llama3) {
     need(rope_factor > 0.f, "llama3 rope factor must be > 0");
-    need(rope_original_context > 0, "llama3 rope needs original_max_position_embeddings");
+    need(rope_original_context > 0, "llama3 rope needs rope_original_context");
     need(rope_high_freq_factor > rope_low_freq_factor,
-         "llama3 rope needs high_freq_factor > low_freq_factor");
+         "llama3 rope needs rope_high_freq_factor > rope_low_freq_factor");
   }
   if (rope_kind == RopeKind::Yarn) {
     need(rope_factor > 0.f, "yarn rope factor must be > 0");
-    need(rope_original_context > 0, "yarn rope needs original_max_position_embeddings");
-    need(yarn_beta_fast > 0.f && yarn_beta_slow > 0.f, "yarn beta_fast and beta_slow must be > 0");
+    need(rope_original_context > 0, "yarn rope needs rope_original_context");
+    need(yarn_beta_fast > 0.f && yarn_beta_slow > 0.f, "yarn_beta_fast and yarn_beta_slow must be > 0");
   }
-  need(yarn_attn_factor > 0.f && attn_scale_mult > 0.f, "attention scale factors must be > 0");
+  need(rope_attn_factor > 0.f && attn_scale_mult > 0.f, "rope_attn_factor and attn_scale_mult must be > 0");
 }
 
-int64_t ModelConfig::cache_values_per_token() const {
-  if (attention == AttentionKind::Mla) return kv_lora_rank + mla_rope_dim;  // latent + rope key
-  return 2 * num_kv_heads * head_dim;
+int64_t ModelConfig::widest_ffn() const {
+  int64_t widest = intermediate_size;
+  if (num_experts > 0)
+    widest = std::max({widest, moe_intermediate_size, moe_intermediate_size * num_shared_experts});
+  return widest;
 }
 
 namespace {

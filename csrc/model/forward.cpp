@@ -1,6 +1,7 @@
 // The forward pass: one function for every architecture. Each layer is an attention block
-// (grouped-query, ARCH.md §7-8, or DeepSeek's MLA, §4: mla.cpp) and an FFN block (dense SwiGLU or
-// mixture of experts, §6: moe.cpp), both pre-norm with a residual add.
+// (grouped-query, ARCH.md §7-8: attention.cpp, or DeepSeek's MLA, §4: mla.cpp) and an FFN block
+// (dense SwiGLU or mixture of experts, §6: moe.cpp), both pre-norm with a residual add:
+//   x += attention(rmsnorm(x, attn_norm));  x += ffn(rmsnorm(x, ffn_norm))
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -77,7 +78,7 @@ void Model::run(const int32_t* tokens, int64_t n, const int64_t* out_rows, int64
 
   for (int64_t i = 0; i < n; ++i) {
     w_.tok_embd.row_to_f32(tokens[i], &s_.x[size_t(i * D)]);
-    rope_angles(s_.slots[size_t(i)].pos, inv_freq_.data(), half, c.yarn_attn_factor,
+    rope_angles(s_.slots[size_t(i)].pos, inv_freq_.data(), half, c.rope_attn_factor,
                 &s_.cos[size_t(i * half)], &s_.sin[size_t(i * half)]);
   }
 
@@ -112,71 +113,6 @@ void Model::swiglu(const FfnWeights& f, const float* in, int64_t n, int64_t widt
   matmul_many(pool_, in, n, ws, ys, 2);
   silu_mul(s_.gate.data(), s_.up.data(), n * width);
   matmul(pool_, s_.gate.data(), n, f.w_down, out);
-}
-
-// proj = wo · attn(rope(q), rope(k), v) of xn; the batch's keys and values go to the cache.
-void Model::gqa_block(int64_t li, int64_t n) {
-  const ModelConfig& c = cfg_;
-  const LayerWeights& l = w_.layers[size_t(li)];
-  const int64_t hd = c.head_dim, half = hd / 2;
-  const int64_t q_dim = c.num_heads * hd, kv_dim = c.num_kv_heads * hd;
-  const Tensor* ws[] = {&l.wq, &l.wk, &l.wv};
-  float* ys[] = {s_.q.data(), s_.k.data(), s_.v.data()};
-  matmul_many(pool_, s_.xn.data(), n, ws, ys, 3);
-  for (int64_t i = 0; i < n; ++i) {
-    float* q = &s_.q[size_t(i * q_dim)];
-    float* k = &s_.k[size_t(i * kv_dim)];
-    const float* v = &s_.v[size_t(i * kv_dim)];
-    if (c.qkv_bias) {
-      add_inplace(q, l.bq.f32(), q_dim);
-      add_inplace(k, l.bk.f32(), kv_dim);
-    }
-    rope_rotate_half(q, c.num_heads, hd, half, &s_.cos[size_t(i * half)], &s_.sin[size_t(i * half)]);
-    rope_rotate_half(k, c.num_kv_heads, hd, half, &s_.cos[size_t(i * half)], &s_.sin[size_t(i * half)]);
-    const TokenSlot& at = s_.slots[size_t(i)];
-    for (int64_t g = 0; g < c.num_kv_heads; ++g) {
-      float* k_slot = at.cache->key(li, g, at.pos);
-      float* v_slot = at.cache->value(li, g, at.pos);
-      for (int64_t j = 0; j < hd; ++j) {
-        k_slot[j] = k[g * hd + j];
-        v_slot[j] = c.qkv_bias ? v[g * hd + j] + l.bv.f32()[g * hd + j] : v[g * hd + j];
-      }
-    }
-  }
-  gqa_attention(li, n);
-  matmul(pool_, s_.att.data(), n, l.wo, s_.proj.data());
-}
-
-// Causal grouped-query attention of the batch's n queries, each over its own sequence's cache
-// up to its position (the cache already holds the batch's own keys and values). Query heads
-// h = g*group .. g*group+group-1 read kv head g; one task is one token and one kv head, so each
-// key and value row is read once for its group. Keys and values of a head are contiguous rows
-// within a cache page: scores are a small matmul, the outputs one multi-head weighted sum.
-void Model::gqa_attention(int64_t layer, int64_t n) {
-  const ModelConfig& c = cfg_;
-  const int64_t hd = c.head_dim, q_dim = c.num_heads * hd, group = c.num_heads / c.num_kv_heads;
-  const int64_t page = KVCache::kPagePositions;
-  const float scale = c.attn_scale_mult / std::sqrt(float(hd));
-  pool_.parallel_for(n * c.num_kv_heads, 1, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> scores_buffer;
-    std::vector<float>& scores = scores_buffer;  // [group][len]
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t i = task / c.num_kv_heads, g = task % c.num_kv_heads;
-      KVCache& cache = *s_.slots[size_t(i)].cache;
-      const int64_t len = s_.slots[size_t(i)].pos + 1;  // positions 0..pos
-      const float* q = &s_.q[size_t(i * q_dim + g * group * hd)];  // the group's query heads
-      scores.resize(size_t(group * len));
-      for (int64_t p0 = 0; p0 < len; p0 += page)
-        dot_rows_f32(q, group, hd, cache.key(layer, g, p0), std::min(page, len - p0), hd,
-                     &scores[size_t(p0)], len);
-      for (int64_t j = 0; j < group; ++j) softmax_scaled(&scores[size_t(j * len)], len, scale);
-      float* out = &s_.att[size_t(i * q_dim + g * group * hd)];  // the group's heads, in a row
-      std::fill(out, out + group * hd, 0.f);
-      for (int64_t p0 = 0; p0 < len; p0 += page)
-        weighted_sum_f32(&scores[size_t(p0)], len, group, cache.value(layer, g, p0),
-                         std::min(page, len - p0), hd, hd, out, hd);
-    }
-  });
 }
 
 }  // namespace r1lite

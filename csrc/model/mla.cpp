@@ -18,7 +18,7 @@ namespace r1lite {
 void Model::mla_block(int64_t li, int64_t n) {
   const ModelConfig& c = cfg_;
   const LayerWeights& l = w_.layers[size_t(li)];
-  const int64_t H = c.num_heads, C = c.kv_lora_rank, dn = c.mla_nope_dim, dr = c.mla_rope_dim;
+  const int64_t H = c.num_heads, C = c.kv_lora_rank, dn = c.qk_nope_head_dim, dr = c.qk_rope_head_dim;
   const int64_t qk = dn + dr, row = C + dr, half = dr / 2, ql = c.q_lora_rank;
 
   {  // the two projections of xn (q or q_a, and kv_a) in one parallel section
@@ -51,8 +51,8 @@ void Model::mla_block(int64_t li, int64_t n) {
   matmul_heads(pool_, s_.q.data(), n, H * qk, qk, l.w_uk_t, H, s_.q_abs.data(), H * row, row);
   mla_attention(li, n);
   // o_h = W_UV[h]·ō_h, then the output projection
-  matmul_heads(pool_, s_.latent.data(), n, H * C, C, l.w_uv, H, s_.att.data(), H * c.mla_v_dim,
-               c.mla_v_dim);
+  matmul_heads(pool_, s_.latent.data(), n, H * C, C, l.w_uv, H, s_.att.data(), H * c.v_head_dim,
+               c.v_head_dim);
   matmul(pool_, s_.att.data(), n, l.wo, s_.proj.data());
 }
 
@@ -61,10 +61,10 @@ void Model::mla_block(int64_t li, int64_t n) {
 // cache rows as a small matmul. Decode splits the heads so that every thread has work.
 void Model::mla_attention(int64_t layer, int64_t n) {
   const ModelConfig& c = cfg_;
-  const int64_t H = c.num_heads, C = c.kv_lora_rank, row = C + c.mla_rope_dim;
+  const int64_t H = c.num_heads, C = c.kv_lora_rank, row = C + c.qk_rope_head_dim;
   const int64_t page = KVCache::kPagePositions;
   // ARCH.md §4 step 5: qk_head_dim^-0.5 (not the dot length C + dr), times YaRN's mscale².
-  const float scale = c.attn_scale_mult / std::sqrt(float(c.mla_nope_dim + c.mla_rope_dim));
+  const float scale = c.attn_scale_mult / std::sqrt(float(c.qk_nope_head_dim + c.qk_rope_head_dim));
   const int64_t blocks_per_token = std::min(H, (2 * int64_t(pool_.size()) + n - 1) / n);
   const int64_t block = (H + blocks_per_token - 1) / blocks_per_token;
   const int64_t n_blocks = (H + block - 1) / block;

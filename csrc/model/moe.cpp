@@ -98,7 +98,7 @@ void Model::moe_block(int64_t li, int64_t n) {
     if (m == 0) continue;
     for (int64_t r = 0; r < m; ++r)
       std::copy_n(&s_.xn[size_t(mine[size_t(r)] / k * D)], D, &s_.expert_in[size_t(r * D)]);
-    swiglu(l.experts[size_t(e)], s_.expert_in.data(), m, c.moe_intermediate, s_.expert_out.data());
+    swiglu(l.experts[size_t(e)], s_.expert_in.data(), m, c.moe_intermediate_size, s_.expert_out.data());
     for (int64_t r = 0; r < m; ++r) {
       const int64_t slot = mine[size_t(r)];
       const float w = s_.expert_weights[size_t(slot)];
@@ -109,7 +109,7 @@ void Model::moe_block(int64_t li, int64_t n) {
   }
 
   if (c.num_shared_experts > 0) {
-    swiglu(l.shared, s_.xn.data(), n, c.moe_intermediate * c.num_shared_experts, s_.proj.data());
+    swiglu(l.shared, s_.xn.data(), n, c.moe_intermediate_size * c.num_shared_experts, s_.proj.data());
     for (int64_t j = 0; j < n * D; ++j) s_.proj[size_t(j)] += s_.routed[size_t(j)];
   } else {
     std::copy_n(s_.routed.begin(), n * D, s_.proj.begin());

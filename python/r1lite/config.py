@@ -1,24 +1,26 @@
-"""Normalizing a checkpoint's config into r1lite's one config (the keys the core reads).
+"""Normalizing a checkpoint's config into r1lite's one config.
 
-The normalized config is a plain dict (JSON-serializable, so it can travel inside r1lite's own
-model file): architecture, vocab_size, hidden_size, num_layers, num_heads, num_kv_heads, head_dim,
-intermediate_size, norm_eps, qkv_bias, tied_embeddings, max_position_embeddings, context, the
-rope_* fields (ARCH.md §5, §7-8), and for DeepSeek models (ARCH.md §1, §4, §6, §10) attention="mla"
-with q_lora_rank, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim, attn_scale_mult,
-rope_interleaved, and the mixture-of-experts fields num_experts, num_shared_experts,
-experts_per_token, moe_intermediate_size, moe_first_layer, expert_groups, expert_groups_kept,
-router, router_bias, normalize_expert_weights, routed_scale.
+The config's fields are defined once, in the core (csrc/model/config.h; `CONFIG_FIELDS` lists
+them with their types, defaults and meanings). Here a Hugging Face config.json is mapped onto
+them; `normalized()` fills the remaining fields with their defaults and has the core check the
+whole. The result is a plain dict (JSON-serializable, so it travels inside r1lite's own model
+file) with every field.
 """
 
 from __future__ import annotations
 
 import math
 
+from . import _core
 from .errors import ModelFormatError, UnsupportedModelError
+
+# (name, type, default, meaning) of every config field, in the core's order
+CONFIG_FIELDS = tuple(tuple(f) for f in _core.config_fields())
 
 # Hugging Face architecture name -> r1lite architecture name
 HF_ARCHITECTURES = {
     "Qwen2ForCausalLM": "qwen2",
+    "Qwen3ForCausalLM": "qwen3",
     "LlamaForCausalLM": "llama",
     "DeepseekV3ForCausalLM": "deepseek_v3",
     "DeepseekV2ForCausalLM": "deepseek_v2",
@@ -101,6 +103,7 @@ def normalize_hf_config(cfg: dict, where: str) -> dict:
     if cfg.get("mlp_bias"):
         raise UnsupportedModelError(f"{where}: MLP biases are not supported")
     if cfg.get("use_sliding_window") or "sliding_attention" in (cfg.get("layer_types") or []):
+        # (Qwen2/Qwen3 configs carry sliding_window but only use it with use_sliding_window)
         raise UnsupportedModelError(f"{where}: sliding-window attention is not supported")
     max_pos = int(cfg.get("max_position_embeddings") or 4096)
     out = {
@@ -113,15 +116,15 @@ def normalize_hf_config(cfg: dict, where: str) -> dict:
         "head_dim": head_dim,
         "intermediate_size": int(_need(cfg, "intermediate_size", where)),
         "norm_eps": float(cfg.get("rms_norm_eps", 1e-6)),
-        # Qwen2 always has q/k/v biases; Llama has them when attention_bias is set.
+        # Qwen2 always has q/k/v biases; Llama and Qwen3 have them when attention_bias is set.
         "qkv_bias": arch == "qwen2" or bool(cfg.get("attention_bias", False)),
+        "qk_norm": arch == "qwen3",  # per-head RMSNorm of q and k (ARCH.md §11)
         "tied_embeddings": bool(cfg.get("tie_word_embeddings", False)),
         "max_position_embeddings": max_pos,
         "context": max_pos,
     }
     out.update(_rope_settings(cfg, where))
-    check_size(out, where)
-    return out
+    return normalized(out, where)
 
 
 def _normalize_deepseek(cfg: dict, arch: str, where: str) -> dict:
@@ -131,14 +134,15 @@ def _normalize_deepseek(cfg: dict, arch: str, where: str) -> dict:
     if cfg.get("attention_bias"):
         raise UnsupportedModelError(f"{where}: attention biases are not supported for MLA")
     max_pos = int(cfg.get("max_position_embeddings") or 4096)
+    nope, rope = int(_need(cfg, "qk_nope_head_dim", where)), int(_need(cfg, "qk_rope_head_dim", where))
     out = {
         "architecture": arch,
         "vocab_size": int(_need(cfg, "vocab_size", where)),
         "hidden_size": int(_need(cfg, "hidden_size", where)),
         "num_layers": int(_need(cfg, "num_hidden_layers", where)),
         "num_heads": int(_need(cfg, "num_attention_heads", where)),
-        "num_kv_heads": int(_need(cfg, "num_attention_heads", where)),  # unused by MLA
-        "head_dim": int(_need(cfg, "qk_rope_head_dim", where)),  # the rotary channels
+        "num_kv_heads": int(_need(cfg, "num_attention_heads", where)),  # every head its own key
+        "head_dim": nope + rope,  # query/key channels per head
         "intermediate_size": int(cfg.get("intermediate_size") or 0),
         "norm_eps": float(cfg.get("rms_norm_eps", 1e-6)),
         "qkv_bias": False,
@@ -148,8 +152,8 @@ def _normalize_deepseek(cfg: dict, arch: str, where: str) -> dict:
         "attention": "mla",
         "q_lora_rank": int(cfg.get("q_lora_rank") or 0),
         "kv_lora_rank": int(_need(cfg, "kv_lora_rank", where)),
-        "qk_nope_head_dim": int(_need(cfg, "qk_nope_head_dim", where)),
-        "qk_rope_head_dim": int(_need(cfg, "qk_rope_head_dim", where)),
+        "qk_nope_head_dim": nope,
+        "qk_rope_head_dim": rope,
         "v_head_dim": int(_need(cfg, "v_head_dim", where)),
         # The checkpoint's rope channels are interleaved pairs (V2 always; V3 unless
         # rope_interleave is false); the importer reorders them for the rotate-half kernel.
@@ -166,8 +170,7 @@ def _normalize_deepseek(cfg: dict, arch: str, where: str) -> dict:
     out.update(_deepseek_moe(cfg, arch, where))
     if out["num_experts"] == 0 or out["moe_first_layer"] > 0:
         _need(cfg, "intermediate_size", where)
-    check_size(out, where)
-    return out
+    return normalized(out, where)
 
 
 def _deepseek_moe(cfg: dict, arch: str, where: str) -> dict:
@@ -213,79 +216,24 @@ def _deepseek_moe(cfg: dict, arch: str, where: str) -> dict:
     }
 
 
-# Sanity bounds far above any real model (R1: 61 layers, 256 experts): a config beyond them is
-# corrupt, and listing its tensors would not end.
-MAX_LAYERS, MAX_EXPERTS = 4096, 65536
-
-_POSITIVE_INTS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
-                  "max_position_embeddings", "context")
-_SCHEMA = {  # per optional part: {key: kind}; kinds: "int>0", "int>=0", "float", "bool", "str"
-    "llama3": {"rope_factor": "float", "rope_low_freq_factor": "float",
-               "rope_high_freq_factor": "float", "rope_original_context": "int>0"},
-    "yarn": {"rope_factor": "float", "rope_original_context": "int>0", "yarn_beta_fast": "float",
-             "yarn_beta_slow": "float", "rope_attn_factor": "float"},
-    "mla": {"q_lora_rank": "int>=0", "kv_lora_rank": "int>0", "qk_nope_head_dim": "int>0",
-            "qk_rope_head_dim": "int>0", "v_head_dim": "int>0", "rope_interleaved": "bool"},
-    "moe": {"num_shared_experts": "int>=0", "experts_per_token": "int>0",
-            "moe_intermediate_size": "int>0", "moe_first_layer": "int>=0", "expert_groups": "int>0",
-            "expert_groups_kept": "int>0", "router": "str", "router_bias": "bool",
-            "normalize_expert_weights": "bool", "routed_scale": "float"},
-}
-
-
-def _check_value(cfg: dict, key: str, kind: str, where: str) -> None:
-    v = cfg.get(key)
-    is_int = isinstance(v, int) and not isinstance(v, bool)
-    ok = {"int>0": is_int and v > 0, "int>=0": is_int and v >= 0,
-          "float": (is_int or isinstance(v, float)) and math.isfinite(v),
-          "bool": isinstance(v, bool), "str": isinstance(v, str)}[kind]
-    if not ok:
-        raise ModelFormatError(f"{where}: config '{key}' must be {kind.replace('int', 'an integer ')}"
-                               f", got {v!r}")
+def normalized(cfg: dict, where: str) -> dict:
+    """The config with every field (absent ones at their defaults), checked by the core:
+    ModelFormatError naming the first unknown key, wrong type or bad value."""
+    try:
+        return _core.normalized_config(cfg)
+    except (ValueError, TypeError) as e:
+        raise ModelFormatError(f"{where}: {e}") from None
 
 
 def check_normalized(cfg, where: str) -> dict:
-    """A normalized config read back from a file, checked key by key (ModelFormatError)."""
+    """A normalized config read back from a file, checked field by field (ModelFormatError)."""
     if not isinstance(cfg, dict):
         raise ModelFormatError(f"{where}: the config is not a JSON object")
-    for key in _POSITIVE_INTS:
-        _check_value(cfg, key, "int>0", where)
-    _check_value(cfg, "intermediate_size", "int>=0", where)
-    for key in ("norm_eps", "rope_theta"):
-        _check_value(cfg, key, "float", where)
-    for key in ("qkv_bias", "tied_embeddings"):
-        _check_value(cfg, key, "bool", where)
-    _check_value(cfg, "architecture", "str", where)
-    if cfg.get("rope_kind") not in ROPE_KINDS:
-        raise ModelFormatError(f"{where}: config 'rope_kind' must be one of {', '.join(ROPE_KINDS)}")
-    parts = [cfg["rope_kind"]] if cfg["rope_kind"] in _SCHEMA else []
-    if cfg.get("attention", "gqa") not in ("gqa", "mla"):
-        raise ModelFormatError(f"{where}: config 'attention' must be gqa or mla")
-    if cfg.get("attention") == "mla":
-        parts.append("mla")
-    if "num_experts" in cfg:
-        _check_value(cfg, "num_experts", "int>=0", where)
-        if cfg["num_experts"]:
-            parts.append("moe")
-    for part in parts:
-        for key, kind in _SCHEMA[part].items():
-            _check_value(cfg, key, kind, where)
-    if "attn_scale_mult" in cfg:
-        _check_value(cfg, "attn_scale_mult", "float", where)
-    factors = cfg.get("rope_freq_factors")
-    if factors is not None and not (
-            isinstance(factors, list)
-            and all(isinstance(f, (int, float)) and not isinstance(f, bool) and math.isfinite(f) and f > 0
-                    for f in factors)):
-        raise ModelFormatError(f"{where}: config 'rope_freq_factors' must be a list of positive numbers")
-    check_size(cfg, where)
-    return cfg
-
-
-def check_size(cfg: dict, where: str) -> None:
-    if cfg["num_layers"] > MAX_LAYERS or cfg.get("num_experts", 0) > MAX_EXPERTS:
-        raise ModelFormatError(f"{where}: {cfg['num_layers']} layers / {cfg.get('num_experts', 0)} "
-                               f"experts is beyond any real model (corrupt config?)")
+    if cfg.get("attention") == "mla" and isinstance(cfg.get("qk_rope_head_dim"), int) \
+            and cfg.get("head_dim") == cfg["qk_rope_head_dim"] and isinstance(cfg.get("qk_nope_head_dim"), int):
+        # files written before head_dim meant the query/key width for MLA too
+        cfg = dict(cfg, head_dim=cfg["qk_nope_head_dim"] + cfg["qk_rope_head_dim"])
+    return normalized(cfg, where)
 
 
 def with_context(config: dict, context: int | None) -> dict:

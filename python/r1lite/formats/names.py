@@ -1,4 +1,4 @@
-"""Every checkpoint tensor name r1lite knows, mapped onto r1lite's own names (csrc/model/model.h).
+"""Every checkpoint tensor name r1lite knows, mapped onto r1lite's own names (csrc/model/weights.h).
 One table per scope: r1lite name -> (Hugging Face name, GGUF / llama.cpp name)."""
 
 # inside a layer: model.layers.{i}.<hf> and blk.{i}.<gguf>
@@ -10,6 +10,8 @@ LAYER_NAMES = {
     "bq": ("self_attn.q_proj.bias", "attn_q.bias"),
     "bk": ("self_attn.k_proj.bias", "attn_k.bias"),
     "bv": ("self_attn.v_proj.bias", "attn_v.bias"),
+    "q_norm": ("self_attn.q_norm.weight", "attn_q_norm.weight"),  # Qwen3 (ARCH.md §11)
+    "k_norm": ("self_attn.k_norm.weight", "attn_k_norm.weight"),
     "wo": ("self_attn.o_proj.weight", "attn_output.weight"),
     "ffn_norm": ("post_attention_layernorm.weight", "ffn_norm.weight"),
     "w_gate": ("mlp.gate_proj.weight", "ffn_gate.weight"),

@@ -1,0 +1,44 @@
+// What a model that runs the forward pass offers, whatever it runs on: the CPU's Model
+// (model.h) and the GPU's DeviceModel (cuda/device_model.h) implement it, and the Python binding
+// (bindings.cpp) holds one through this interface.
+#pragma once
+#include <cstdint>
+
+#include "model/config.h"
+
+namespace r1lite {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // Feeds n tokens at positions length..length+n-1 of sequence 0's cache. Writes logits [n, V] if
+  // all_logits, else the last position's [V]. Throws std::invalid_argument on a token id outside
+  // the vocabulary or past the context (nothing is changed then).
+  virtual void forward(const int32_t* tokens, int64_t n, bool all_logits, float* logits) = 0;
+
+  // Several sequences, each with its own cache, in one batch (continuous batching): segment s
+  // holds seg_len[s] tokens of sequence seg_seq[s] (each sequence at most once), fed after that
+  // sequence's cached positions; logits [n_seg, V] are those of each segment's last token. Throws
+  // std::invalid_argument (changing nothing) on an unknown sequence, a repeated one, a bad token
+  // id or a full context.
+  virtual void forward_batch(const int32_t* tokens, const int64_t* seg_seq, const int64_t* seg_len,
+                             int64_t n_seg, float* logits) = 0;
+  // Sequence 0 always exists (forward() uses it); others are opened and closed by the caller.
+  virtual int64_t open_sequence() = 0;
+  virtual void close_sequence(int64_t id) = 0;
+  virtual int64_t sequence_length(int64_t id) = 0;
+
+  // Empties sequence 0's cache.
+  virtual void reset() = 0;
+  virtual int64_t n_past() const = 0;
+  virtual int64_t cache_bytes() const = 0;            // allocated now, all sequences
+  virtual int64_t cache_bytes_per_token() const = 0;  // one position of one sequence
+  virtual int threads() const = 0;
+  virtual const ModelConfig& config() const = 0;
+};
+
+// Throws std::invalid_argument unless 0 < n and every id is in [0, vocab_size).
+void check_tokens(const int32_t* tokens, int64_t n, int64_t vocab_size);
+
+}  // namespace r1lite
