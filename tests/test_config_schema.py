@@ -70,3 +70,11 @@ def test_tensor_list_comes_from_the_core():
     moe = expected_tensors(normalize_hf_config(V3, "x"))
     assert "layers.0.w_gate" in moe and "layers.1.experts.3.w_down" in moe
     assert moe["layers.1.router"] == ((4, 16), "f32") and "layers.1.experts.4.w_up" not in moe
+
+
+@pytest.mark.parametrize("arch", ["LlamaForCausalLM", "Qwen3ForCausalLM"])
+def test_attention_bias_with_an_output_bias_is_refused(arch):
+    from r1lite import UnsupportedModelError
+
+    with pytest.raises(UnsupportedModelError, match="attention_bias"):
+        normalize_hf_config(dict(QWEN2, architectures=[arch], attention_bias=True), "x")

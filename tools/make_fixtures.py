@@ -2,6 +2,7 @@
 """Build tiny random Hugging Face checkpoints and store transformers' logits for them.
 
     python tools/make_fixtures.py            # rewrites tests/fixtures/
+    python tools/make_fixtures.py qwen3_f32  # rewrites the fixtures named
 
 Each fixture folder holds a checkpoint (config.json + safetensors, one of them sharded) and
 oracle.npz with a token sequence, transformers' logits at every position, and transformers'
@@ -64,6 +65,11 @@ SPECS = {
         nope=12, rope=6, v=14, inter=76, moe_inter=18, experts=8, shared=1, top_k=3, n_group=4,
         topk_group=2, layers=3, first_dense=1, topk_method="group_limited_greedy", scale=2.0,
         shard="60KB", yarn=dict(factor=4.0, mscale=0.707, mscale_all_dim=0.707)),
+    # Qwen3 (ARCH.md §11): per-head q/k RMSNorm, head_dim unlike hidden/heads, no biases.
+    "qwen3_f32": dict(arch="qwen3", dtype="float32", vocab=137, hidden=64, heads=4, kv_heads=2,
+                      head_dim=22, inter=92, layers=2, tied=False, theta=1000000.0),
+    "qwen3_bf16_tied": dict(arch="qwen3", dtype="bfloat16", vocab=109, hidden=54, heads=3,
+                            kv_heads=1, head_dim=14, inter=70, layers=3, tied=True),
 }
 
 LLAMA3_ROPE = {"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 1.0,
@@ -93,7 +99,7 @@ def make_deepseek_config(spec: dict):
 
 
 def make_config(spec: dict):
-    from transformers import LlamaConfig, Qwen2Config
+    from transformers import LlamaConfig, Qwen2Config, Qwen3Config
 
     if spec["arch"].startswith("deepseek"):
         return make_deepseek_config(spec)
@@ -107,6 +113,8 @@ def make_config(spec: dict):
                   rms_norm_eps=1e-5, rope_parameters=rope)
     if spec["arch"] == "qwen2":
         return Qwen2Config(**common)
+    if spec["arch"] == "qwen3":
+        return Qwen3Config(**common, head_dim=spec["head_dim"])
     return LlamaConfig(**common)
 
 
@@ -299,8 +307,12 @@ def make_fixture(name: str, spec: dict, out_root: Path = FIXTURES, seed: int = 0
 
 
 def main() -> int:
+    """All fixtures, or those named on the command line (seeds stay those of their places)."""
     FIXTURES.mkdir(parents=True, exist_ok=True)
+    only = set(sys.argv[1:])
     for i, (name, spec) in enumerate(SPECS.items()):
+        if only and name not in only:
+            continue
         out = make_fixture(name, spec, seed=i)
         size = sum(f.stat().st_size for f in out.iterdir())
         print(f"{name}: {size / 1024:.0f} KiB")

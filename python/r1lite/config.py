@@ -100,6 +100,10 @@ def normalize_hf_config(cfg: dict, where: str) -> dict:
     head_dim = int(cfg.get("head_dim") or hidden // heads)
     if cfg.get("hidden_act", "silu") != "silu":
         raise UnsupportedModelError(f"{where}: activation '{cfg['hidden_act']}' is not supported")
+    if cfg.get("attention_bias") and arch != "qwen2":
+        # Llama and Qwen3 then put a bias on o_proj too, which r1lite does not have; no
+        # published checkpoint of theirs sets it.
+        raise UnsupportedModelError(f"{where}: attention_bias (biases on q/k/v/o) is not supported for {arch}")
     if cfg.get("mlp_bias"):
         raise UnsupportedModelError(f"{where}: MLP biases are not supported")
     if cfg.get("use_sliding_window") or "sliding_attention" in (cfg.get("layer_types") or []):
@@ -116,8 +120,7 @@ def normalize_hf_config(cfg: dict, where: str) -> dict:
         "head_dim": head_dim,
         "intermediate_size": int(_need(cfg, "intermediate_size", where)),
         "norm_eps": float(cfg.get("rms_norm_eps", 1e-6)),
-        # Qwen2 always has q/k/v biases; Llama and Qwen3 have them when attention_bias is set.
-        "qkv_bias": arch == "qwen2" or bool(cfg.get("attention_bias", False)),
+        "qkv_bias": arch == "qwen2",  # Qwen2 always has q/k/v biases (and none on o)
         "qk_norm": arch == "qwen3",  # per-head RMSNorm of q and k (ARCH.md §11)
         "tied_embeddings": bool(cfg.get("tie_word_embeddings", False)),
         "max_position_embeddings": max_pos,
