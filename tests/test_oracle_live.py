@@ -16,6 +16,8 @@ import make_fixtures  # noqa: E402  (tools/, put on sys.path by conftest)
 LIVE_SPECS = {
     "qwen2_bf16": dict(arch="qwen2", dtype="bfloat16", vocab=203, hidden=96, heads=8, kv_heads=2,
                        inter=120, layers=3, tied=False),
+    "qwen3_f32_tied": dict(arch="qwen3", dtype="float32", vocab=173, hidden=60, heads=6, kv_heads=3,
+                           head_dim=18, inter=84, layers=2, tied=True),
     "llama3_f32_tied": dict(arch="llama", dtype="float32", vocab=211, hidden=66, heads=3,
                             kv_heads=1, inter=90, layers=2, tied=True, llama3=True),
     "deepseek_v3_fp8": dict(arch="deepseek_v3", dtype="float32", vocab=181, hidden=68, heads=4,

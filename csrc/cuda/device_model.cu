@@ -407,9 +407,7 @@ struct DeviceModel::Impl {
     const LayerWeights& l = w.layers[size_t(li)];
     const int64_t D = c.hidden_size, E = c.num_experts, K = c.experts_per_token, Im = c.moe_intermediate_size;
     mm(m.router, xn.get(), n, router_logits.get());
-    const RouterArgs ra{int32_t(c.router), E, c.expert_groups, c.expert_groups_kept, K,
-                        c.normalize_expert_weights, c.routed_scale,
-                        l.router_bias.empty() ? nullptr : l.router_bias.f32()};
+    const RouterArgs ra = RouterArgs::for_layer(c, l.router_bias.empty() ? nullptr : l.router_bias.f32());
     route(ra, router_logits.get(), n, expert_ids.get(), expert_weights.get(), stream);
     expert_lists(expert_ids.get(), n * K, E, expert_offsets.get(), slot_at.get(), place_of.get(), stream);
     gather_rows(xn.get(), slot_at.get(), n * K, K, D, expert_in.get(), stream);

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "cuda/device_types.cuh"
+#include "model/router.h"
 
 namespace r1lite::cuda {
 
@@ -75,14 +76,8 @@ void attention(const AttentionArgs& a, int64_t n, int64_t splits, float* partial
                cudaStream_t stream);
 
 // ---- moe.cu ----
-// Router of ARCH.md §6 / §10 on logits [n, E]: ids and weights [n, k] (same choices as the
-// CPU's route(); lowest index first on ties).
-struct RouterArgs {
-  int32_t kind;  // RouterKind
-  int64_t experts, groups, groups_kept, k;
-  bool normalize; float routed_scale;
-  const float* bias;  // [E] or null
-};
+// Router of ARCH.md §6 / §10 on logits [n, E]: ids and weights [n, k], router.h's route_token
+// for each token (the CPU's choices exactly).
 void route(const RouterArgs& a, const float* logits, int64_t n, int32_t* ids, float* weights,
            cudaStream_t stream);
 // Slots s = i*k + j sorted by expert (token order within one): offsets [E + 1], slot_at [n*k]
