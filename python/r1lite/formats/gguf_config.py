@@ -1,5 +1,5 @@
-"""A GGUF file's metadata as r1lite's config: llama / qwen2 directly, deepseek2 through the Hugging
-Face config it came from."""
+"""A GGUF file's metadata as r1lite's config: llama / qwen2 / qwen3 directly, deepseek2 through the
+Hugging Face config it came from."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from ..config import normalize_hf_config
 from ..errors import ModelFormatError, UnsupportedModelError
 from .gguf_reader import GGUFFile
 
-ARCHITECTURES = ("llama", "qwen2", "deepseek2")
+ARCHITECTURES = ("llama", "qwen2", "qwen3", "deepseek2")
 
 
 def gguf_config(g: GGUFFile) -> dict:
@@ -49,6 +49,7 @@ def gguf_config(g: GGUFFile) -> dict:
         "intermediate_size": int(g.need(f"{arch}.feed_forward_length")),
         "norm_eps": float(g.get(f"{arch}.attention.layer_norm_rms_epsilon") or 1e-6),
         "qkv_bias": "blk.0.attn_q.bias" in g.tensors,
+        "qk_norm": "blk.0.attn_q_norm.weight" in g.tensors,  # Qwen3 (ARCH.md §11)
         "tied_embeddings": "output.weight" not in g.tensors,
         "max_position_embeddings": ctx,
         "context": ctx,

@@ -1,0 +1,61 @@
+"""GGUF files of Qwen3 models (DeepSeek-R1-0528-Qwen3-8B's architecture) as llama.cpp's converter
+writes them, against transformers' logits of the same checkpoint (tests/fixtures). Qwen3's
+converter (convert_hf_to_gguf.py Qwen3Model, a Qwen2Model) keeps q/k rows in the checkpoint's
+rotate-half order and names the per-head norms attn_q_norm / attn_k_norm; key_length holds
+head_dim. That llama.cpp reads a file written this way as we do was checked with llama.cpp's own
+converter and tools (BENCHMARKS.md, "Qwen3 GGUF")."""
+
+import numpy as np
+import pytest
+
+import r1lite
+from conftest import FIXTURES, rel_err
+from make_bench_models import add_model_header  # tools/, on the path through conftest
+from r1lite.formats.hf import load_hf_folder
+from r1lite.formats.names import gguf_name
+from r1lite.formats.tensors import as_f32, materialize
+
+gguf = pytest.importorskip("gguf")
+
+
+def write_qwen3_gguf(folder, out):
+    cfg, tensors, _ = load_hf_folder(folder)
+    w = gguf.GGUFWriter(str(out), "qwen3")
+    add_model_header(w, cfg)
+    w.add_key_length(cfg["head_dim"])
+    w.add_value_length(cfg["head_dim"])
+    for name, entry in tensors.items():
+        w.add_tensor(gguf_name(name), np.ascontiguousarray(as_f32(*materialize(entry)[:2])))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out
+
+
+@pytest.mark.parametrize("fixture", ["qwen3_f32", "qwen3_bf16_tied"])
+def test_qwen3_gguf_matches_transformers(tmp_path, fixture):
+    folder = FIXTURES / fixture
+    oracle = np.load(folder / "oracle.npz")
+    model = r1lite.load(write_qwen3_gguf(folder, tmp_path / "qwen3.gguf"), threads=2)
+    cfg = model.config
+    assert cfg["architecture"] == "qwen3" and cfg["qk_norm"] and not cfg["qkv_bias"]
+    assert cfg["tied_embeddings"] == (fixture == "qwen3_bf16_tied")
+    for chunk in (None, 3):
+        got = model.logits(oracle["tokens"], chunk=chunk)
+        assert rel_err(got, oracle["logits"]) <= 1e-4
+    np.testing.assert_array_equal(got.argmax(-1), oracle["logits"].argmax(-1))
+
+
+def test_qwen3_per_head_norms_matter(tmp_path):
+    """Without its q/k norms (all ones) the same file gives other logits: the fixture tests them."""
+    folder = FIXTURES / "qwen3_f32"
+    oracle = np.load(folder / "oracle.npz")
+    path = write_qwen3_gguf(folder, tmp_path / "qwen3.gguf")
+    reader = gguf.GGUFReader(str(path), "r+")
+    for t in reader.tensors:
+        if t.name.endswith(("attn_q_norm.weight", "attn_k_norm.weight")):
+            t.data[:] = 1.0
+    del reader
+    got = r1lite.load(path, threads=2).logits(oracle["tokens"])
+    assert rel_err(got, oracle["logits"]) > 1e-2
