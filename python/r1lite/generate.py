@@ -6,13 +6,30 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .errors import InvalidArgument
 from .reasoning import ReasoningSplitter
-from .sampling import Sampler, SamplingParams
+from .sampling import Sampler, SamplingParams, dry_breaker_ids
 from .tokenizer import THINK_CLOSE, StreamDecoder, Tokenizer
 
 PREFILL_CHUNK = 256  # prompt tokens per core call: Ctrl-C is answered between chunks
 BUDGET_CLOSE = THINK_CLOSE + "\n\n"  # what max_thinking_tokens inserts
+# The soft landing of the thinking budget and of the loop guard: this sentence, then </think>,
+# so that the answer is written from what was thought (the wording Qwen documents for its
+# thinking budget).
+THINK_LANDING = ("\n\nConsidering the limited time by the user, I have to give the solution "
+                 "based on the thinking directly now.\n")
+THINKING_MARGIN = 64  # default: tokens before the landing point where a paragraph or sentence end lands
+# reasoning_effort -> max_thinking_tokens (Python, CLI and server alike)
+EFFORT_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
+
+# The loop guard: the output's last LOOP_MIN_TOKENS or more tokens are one span of 1 to
+# LOOP_MAX_SPAN tokens repeated back to back at least LOOP_MIN_REPEATS times (a span of up to 42
+# tokens must repeat until the run covers 128 tokens; a longer span, 3 times).
+LOOP_MIN_REPEATS = 3
+LOOP_MIN_TOKENS = 128
+LOOP_MAX_SPAN = 512
 
 
 @dataclass
@@ -29,7 +46,8 @@ class Generation:
     reasoning: str       # inside <think> ... </think>, stripped
     answer: str          # after </think> (or everything, for a model that does not think)
     tokens: list         # generated token ids (without the final EOS)
-    finish_reason: str   # "stop" (EOS or a stop string) or "length" (max_new_tokens or context)
+    finish_reason: str   # "stop" (EOS or a stop string), "length" (max_new_tokens or context),
+                         # or "repetition" (the loop guard stopped a verbatim loop in the answer)
     stats: dict          # prompt_tokens, generated_tokens, prefill_tok_s, decode_tok_s
 
 
@@ -68,6 +86,47 @@ class StopStrings:
         return rest
 
 
+class LoopGuard:
+    """Watches tokens for a verbatim loop: the last n >= LOOP_MIN_TOKENS tokens being one span of
+    p <= LOOP_MAX_SPAN tokens repeated back to back, n >= LOOP_MIN_REPEATS * p. For each period p
+    it keeps how many trailing tokens equal the token p places before them (O(LOOP_MAX_SPAN) per
+    token, vectorized)."""
+
+    def __init__(self, min_repeats: int = LOOP_MIN_REPEATS, min_tokens: int = LOOP_MIN_TOKENS,
+                 max_span: int = LOOP_MAX_SPAN):
+        self.min_repeats, self.min_tokens, self.max_span = min_repeats, min_tokens, max_span
+        self.periods = np.arange(1, max_span + 1)
+        self.needed = np.maximum(min_repeats * self.periods, min_tokens)
+        self.reset()
+
+    def reset(self) -> None:
+        self.tokens: list[int] = []
+        self.runs = np.zeros(self.max_span, dtype=np.int64)
+
+    def push(self, token: int) -> int:
+        """Add a token; the span length of the loop the tokens now end in, or 0."""
+        prev = self.tokens[-self.max_span:][::-1]  # prev[p - 1] is the token p places back
+        self.tokens.append(token)
+        if len(self.tokens) > 4 * self.max_span:
+            del self.tokens[:-self.max_span]
+        eq = np.zeros(self.max_span, dtype=bool)
+        eq[:len(prev)] = np.asarray(prev, dtype=np.int64) == token
+        self.runs = np.where(eq, self.runs + 1, 0)
+        hit = np.flatnonzero(self.runs + self.periods >= self.needed)
+        return int(hit[0]) + 1 if hit.size else 0
+
+
+def thinking_budget(max_thinking_tokens, reasoning_effort):
+    """The reasoning budget: max_thinking_tokens when given, else reasoning_effort's
+    (EFFORT_BUDGETS: low 1024, medium 4096, high 16384), else None (no budget)."""
+    if reasoning_effort is not None and reasoning_effort not in EFFORT_BUDGETS:
+        raise InvalidArgument(f"reasoning_effort must be one of {', '.join(EFFORT_BUDGETS)}, got "
+                              f"{reasoning_effort!r}", "reasoning_effort")
+    if max_thinking_tokens is not None or reasoning_effort is None:
+        return max_thinking_tokens
+    return EFFORT_BUDGETS[reasoning_effort]
+
+
 def check_max_tokens(name: str, value, allow_zero: bool) -> None:
     if value is None:
         return
@@ -80,14 +139,33 @@ class Sequence:
     """One generation's token-by-token logic, apart from the model calls: given the logits of the
     last fed position, choose the next token (sampled, or forced by the thinking budget), decode
     it, cut stop strings, split reasoning from answer. Model.new_sequence makes one; GenerationRun
-    drives one through a model, the server's engine many through one batched model."""
+    drives one through a model, the server's engine many through one batched model.
+
+    Thinking budget (max_thinking_tokens): the think block is closed within that many reasoning
+    tokens. When the budget leaves room for it, the close is soft: THINK_LANDING then "</think>"
+    are inserted at the first paragraph or sentence end among the last thinking_margin tokens
+    before the landing must start (at the latest so that the sentence ends at the budget);
+    a budget too small for the sentence closes with "</think>" alone, right at the budget.
+
+    Loop guard (loop_guard=True, the default): a verbatim loop (LoopGuard) inside the reasoning
+    closes the think block with the landing, so the model answers; in the answer it stops the
+    generation with finish_reason "repetition"."""
 
     def __init__(self, tokenizer: Tokenizer | None, prompt_ids: list[int], *,
                  sampling: SamplingParams, max_new_tokens: int | None, stop,
-                 max_thinking_tokens: int | None, inside_think: bool, eos_ids, context: int):
+                 max_thinking_tokens: int | None, inside_think: bool, eos_ids, context: int,
+                 loop_guard: bool = True, thinking_margin: int = THINKING_MARGIN):
         check_max_tokens("max_new_tokens", max_new_tokens, allow_zero=False)
         check_max_tokens("max_thinking_tokens", max_thinking_tokens, allow_zero=True)
-        self.sampler = Sampler(sampling)
+        check_max_tokens("thinking_margin", thinking_margin, allow_zero=True)
+        if thinking_margin is None:
+            thinking_margin = THINKING_MARGIN
+        if not isinstance(loop_guard, bool):
+            raise InvalidArgument(f"loop_guard must be True or False, got {loop_guard!r}", "loop_guard")
+        sampling.check()
+        breakers = (dry_breaker_ids(tokenizer, sampling.dry_sequence_breakers)
+                    if sampling.dry else frozenset())
+        self.sampler = Sampler(sampling, breakers, context)
         self.stops = StopStrings(stop)
         if self.stops.stops and tokenizer is None:
             raise InvalidArgument("stop strings need a model with a tokenizer", "stop")
@@ -97,12 +175,16 @@ class Sequence:
         thinks = tokenizer is not None and tokenizer.thinks
         self.splitter = ReasoningSplitter(inside_think=inside_think and thinks, thinks=thinks)
         self.budget_ids = tokenizer.encode(BUDGET_CLOSE) if thinks else []
+        self.landing_ids = tokenizer.encode(THINK_LANDING + BUDGET_CLOSE) if thinks else []
+        self.thinking_margin = thinking_margin
+        self.guard = LoopGuard() if loop_guard else None
+        self.loop_closed = False  # the loop guard closed the reasoning
         self.decoder = StreamDecoder(tokenizer) if tokenizer is not None else None
         self.history, self.tokens, self.forced = list(self.prompt), [], deque()
         self.untold: list[int] = []  # tokens not yet attached to a piece
         self.texts, self.parts = [], {"reasoning": [], "answer": []}
         self.n_reasoning, self.budget_spent = 0, False
-        self.finish: str | None = None  # "stop" or "length" once finished
+        self.finish: str | None = None  # "stop", "length" or "repetition" once finished
         self.hit_stop_string = False
         self.next_token: int | None = None  # to feed to the model before the next advance()
 
@@ -121,19 +203,21 @@ class Sequence:
         if self.max_new_tokens is not None and len(self.tokens) >= self.max_new_tokens:
             self.finish = "length"
             return []
-        if self.forced:
+        forced = bool(self.forced)
+        if forced:
             token = self.forced.popleft()
         else:
             token = self.sampler(logits, self.history)
             if token in self.eos_ids:
                 self.finish = "stop"
                 return []
-        if self.splitter.thinking:
+        was_thinking = self.splitter.thinking
+        if was_thinking:
             self.n_reasoning += 1
         self.tokens.append(token)
         self.history.append(token)
         self.untold.append(token)
-        pieces = []
+        pieces, text = [], ""
         if self.decoder is not None:
             text, stopped = self.stops.feed(self.decoder.push(token))
             self.texts.append(text)
@@ -141,15 +225,42 @@ class Sequence:
             if stopped:
                 self.finish, self.hit_stop_string = "stop", True
                 return pieces
-        if (self.max_thinking_tokens is not None and not self.budget_spent and self.budget_ids
-                and self.n_reasoning >= self.max_thinking_tokens and self.splitter.thinking):
-            self.forced.extend(self.budget_ids)  # budget forcing: close the think block now
+        if self.guard is not None:
+            if was_thinking and not self.splitter.thinking:
+                self.guard.reset()  # the answer starts: loops are looked for in it alone
+            looping = self.guard.push(token) and not forced and not self.forced
+            if looping and self.splitter.thinking and self.landing_ids:
+                self.forced.extend(self.landing_ids)  # close the looping reasoning, then answer
+                self.loop_closed = self.budget_spent = True
+                self.guard.reset()
+            elif looping:
+                self.finish = "repetition"
+                return pieces
+        if not self.budget_spent and self.splitter.thinking and self._budget_closes(text, forced):
             self.budget_spent = True
         if len(self.prompt) + len(self.tokens) - 1 >= self.context:  # no room to feed it
             self.finish = "length"
             return pieces
         self.next_token = token
         return pieces
+
+    def _budget_closes(self, text: str, forced: bool) -> bool:
+        """Queue the close of the think block if the budget says so now (see the class doc)."""
+        budget = self.max_thinking_tokens
+        if budget is None or not self.budget_ids or forced:
+            return False
+        # reasoning tokens before the sentence starts, so that "</think>" comes right at the budget
+        land_at = budget - (len(self.landing_ids) - len(self.budget_ids))
+        if land_at < 1:  # no room for the sentence: close at the budget
+            if self.n_reasoning >= budget:
+                self.forced.extend(self.budget_ids)
+                return True
+            return False
+        natural = text.endswith("\n") or text.rstrip(" ").endswith((".", "!", "?"))
+        if self.n_reasoning >= land_at or (natural and self.n_reasoning >= land_at - self.thinking_margin):
+            self.forced.extend(self.landing_ids)
+            return True
+        return False
 
     def close(self, stats: dict | None = None) -> list[Piece]:
         """The held-back text as final pieces; sets self.generation."""

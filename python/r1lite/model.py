@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InvalidArgument
-from .generate import Generation, GenerationRun, Piece, Sequence
+from .generate import Generation, GenerationRun, Piece, Sequence, thinking_budget
 from .sampling import SamplingParams, defaults_from_generation_config
 from .session import Batch, Session
 from .tokenizer import THINK_OPEN, Tokenizer
@@ -128,8 +128,9 @@ class Model:
 
     @property
     def kv_bytes_per_token(self) -> int:
-        """Bytes of attention cache each position costs (f32 values): keys and values of every
-        kv head and layer, or for DeepSeek's MLA only the latent and the rope key per layer."""
+        """Bytes of attention cache each position costs in the cache's format (config["kv_cache"]):
+        keys and values of every kv head and layer, or for DeepSeek's MLA only the latent and the
+        rope key per layer (q8_0: with one f16 scale per 32 values)."""
         return self._core.cache_bytes_per_token
 
     # -- holding the cache ---------------------------------------------------------------------
@@ -191,24 +192,39 @@ class Model:
     def _checked(self, ids, param: str) -> list[int]:
         return check_tokens(ids, self._config["vocab_size"], self.context, param).tolist()
 
+    def sampling_defaults(self) -> dict:
+        """The sampling values used where a call leaves them unset: the generation_config.json's;
+        for a model that thinks (R1 family) temperature 0.6 / top_p 0.95 where it is silent or
+        absent; otherwise llama.cpp's defaults (sampling.defaults_from_generation_config)."""
+        tok = self.tokenizer
+        return defaults_from_generation_config(tok.generation_config if tok else None,
+                                               r1_family=self._thinks)
+
     def new_sequence(self, prompt: Prompt, *, max_new_tokens=None, temperature=None, top_k=None,
                      top_p=None, min_p=None, repetition_penalty=None, seed=None, stop=None,
-                     max_thinking_tokens=None) -> Sequence:
+                     max_thinking_tokens=None, reasoning_effort=None, thinking_margin=None,
+                     loop_guard=True, dry_multiplier=None, dry_base=None, dry_allowed_length=None,
+                     dry_penalty_last_n=None, dry_sequence_breakers=None) -> Sequence:
         """A generate.Sequence of this prompt (see generate() for the keywords; unset sampling
-        values come from the model's generation_config.json). InvalidArgument names a bad one."""
+        values come from sampling_defaults()). InvalidArgument names a bad one."""
         if not isinstance(prompt, Prompt):
             raise TypeError(f"prompt must be a Prompt (from text_prompt or chat_prompt), got "
                             f"{type(prompt).__name__}")
         tok = self.tokenizer
-        defaults = defaults_from_generation_config(tok.generation_config if tok else None)
+        defaults = self.sampling_defaults()
         given = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                      repetition_penalty=repetition_penalty)
+        dry = dict(dry_multiplier=dry_multiplier, dry_base=dry_base,
+                   dry_allowed_length=dry_allowed_length, dry_penalty_last_n=dry_penalty_last_n,
+                   dry_sequence_breakers=dry_sequence_breakers)
         sampling = SamplingParams(**{k: defaults[k] if v is None else v for k, v in given.items()},
-                                  seed=seed)
+                                  seed=seed, **{k: v for k, v in dry.items() if v is not None})
         return Sequence(tok, prompt.ids, sampling=sampling, max_new_tokens=max_new_tokens,
-                        stop=stop, max_thinking_tokens=max_thinking_tokens,
+                        stop=stop, max_thinking_tokens=thinking_budget(max_thinking_tokens,
+                                                                       reasoning_effort),
                         inside_think=prompt.inside_think, eos_ids=tok.eos_ids if tok else [],
-                        context=self._core.context)
+                        context=self._core.context, loop_guard=loop_guard,
+                        thinking_margin=thinking_margin)
 
     # -- generation ----------------------------------------------------------------------------
 
@@ -217,8 +233,15 @@ class Model:
 
         Keywords: max_new_tokens (None: until EOS or the context is full), temperature (0 is
         greedy), top_k, top_p, min_p, repetition_penalty, seed, stop (string or list),
-        max_thinking_tokens (close the think block after that many reasoning tokens).
-        Unset sampling values come from the model's generation_config.json."""
+        max_thinking_tokens (close the think block within that many reasoning tokens, with a
+        short closing sentence when there is room: generate.THINK_LANDING), thinking_margin
+        (tokens before that point where a sentence or paragraph end may land it; default 64),
+        reasoning_effort ("low" / "medium" / "high": budgets 1024 / 4096 / 16384 when
+        max_thinking_tokens is unset), loop_guard (default True: a verbatim loop closes the
+        reasoning, or stops the answer with finish_reason "repetition"), and the DRY sampler:
+        dry_multiplier (0: off, the default), dry_base (1.75), dry_allowed_length (2),
+        dry_penalty_last_n (-1: the whole context, 0: off), dry_sequence_breakers
+        (["\\n", ":", "\\"", "*"]). Unset sampling values come from sampling_defaults()."""
         return self._collect(self.stream(prompt, **kw))
 
     def chat(self, messages, **kw) -> Generation:
@@ -233,7 +256,8 @@ class Model:
 
     def chat_stream(self, messages, **kw):
         """Like chat(), yielding Pieces."""
-        prompt = self.chat_prompt(messages, kw.get("max_thinking_tokens"))
+        prompt = self.chat_prompt(messages, thinking_budget(kw.get("max_thinking_tokens"),
+                                                            kw.get("reasoning_effort")))
         return _Stream(GenerationRun(self.new_sequence(prompt, **kw), self.session))
 
     @staticmethod

@@ -1,5 +1,6 @@
 """Choosing the next token from logits: greedy, or temperature / top-k / top-p / min-p sampling
-with a repetition penalty, in the order transformers applies them."""
+with a repetition penalty, in the order transformers applies them, and the DRY penalty
+("don't repeat yourself", as llama.cpp and text-generation-webui define it) before them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,18 @@ from .errors import InvalidArgument
 
 # Without a generation_config.json: llama.cpp's defaults.
 FALLBACK_DEFAULTS = dict(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repetition_penalty=1.0)
+# R1 family (DeepSeek's advice, the distills' generation_config.json): used for a model that
+# thinks (R1's <think> tokens) wherever its generation config is missing or silent (GGUF files).
+R1_DEFAULTS = dict(temperature=0.6, top_k=0, top_p=0.95, min_p=0.0, repetition_penalty=1.0)
+# transformers' defaults for what a generation_config.json leaves out
+HF_DEFAULTS = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0)
+
+# DRY defaults (llama.cpp's and text-generation-webui's)
+DRY_BASE = 1.75
+DRY_ALLOWED_LENGTH = 2
+DRY_PENALTY_LAST_N = -1  # -1: the whole context; 0: DRY off; N: the last N tokens
+DRY_SEQUENCE_BREAKERS = ("\n", ":", "\"", "*")
+DRY_MAX_MATCH = 50  # matches are followed back at most this far (text-generation-webui's cap)
 
 
 @dataclass
@@ -22,6 +35,11 @@ class SamplingParams:
     min_p: float = 0.0         # 0: off
     repetition_penalty: float = 1.0
     seed: int | None = None
+    dry_multiplier: float = 0.0      # 0: DRY off
+    dry_base: float = DRY_BASE
+    dry_allowed_length: int = DRY_ALLOWED_LENGTH
+    dry_penalty_last_n: int = DRY_PENALTY_LAST_N
+    dry_sequence_breakers: tuple = DRY_SEQUENCE_BREAKERS
 
     def check(self) -> "SamplingParams":
         def number(name, value):
@@ -47,14 +65,45 @@ class SamplingParams:
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
                                       or self.seed < 0):
             raise InvalidArgument(f"seed must be a non-negative integer, got {self.seed!r}", "seed")
+        number("dry_multiplier", self.dry_multiplier)
+        if self.dry_multiplier < 0:
+            raise InvalidArgument(f"dry_multiplier must be >= 0 (0 turns DRY off), got "
+                                  f"{self.dry_multiplier}", "dry_multiplier")
+        number("dry_base", self.dry_base)
+        if self.dry_base < 1:
+            raise InvalidArgument(f"dry_base must be >= 1, got {self.dry_base}", "dry_base")
+        if (isinstance(self.dry_allowed_length, bool) or not isinstance(self.dry_allowed_length, int)
+                or self.dry_allowed_length < 1):
+            raise InvalidArgument(f"dry_allowed_length must be an integer >= 1, got "
+                                  f"{self.dry_allowed_length!r}", "dry_allowed_length")
+        if (isinstance(self.dry_penalty_last_n, bool) or not isinstance(self.dry_penalty_last_n, int)
+                or self.dry_penalty_last_n < -1):
+            raise InvalidArgument(f"dry_penalty_last_n must be an integer >= -1 (-1: the whole "
+                                  f"context, 0: off), got {self.dry_penalty_last_n!r}",
+                                  "dry_penalty_last_n")
+        breakers = self.dry_sequence_breakers
+        if isinstance(breakers, str) or not isinstance(breakers, (list, tuple)) or not all(
+                isinstance(b, str) and b for b in breakers):
+            raise InvalidArgument(f"dry_sequence_breakers must be a list of non-empty strings, got "
+                                  f"{breakers!r}", "dry_sequence_breakers")
+        self.dry_sequence_breakers = tuple(breakers)
         return self
 
+    @property
+    def dry(self) -> bool:
+        """Whether the DRY penalty applies."""
+        return self.dry_multiplier > 0 and self.dry_penalty_last_n != 0
 
-def defaults_from_generation_config(gen: dict | None) -> dict:
-    """Sampling defaults of a model (R1 family: temperature 0.6, top_p 0.95)."""
-    if not gen:
+
+def defaults_from_generation_config(gen: dict | None, r1_family: bool = False) -> dict:
+    """Sampling defaults of a model: its generation_config.json's values; what the file leaves
+    out is transformers' default, or for the R1 family (r1_family: the model thinks) DeepSeek's
+    temperature 0.6, top_p 0.95 (also when there is no file, e.g. a GGUF); a model with neither
+    gets llama.cpp's defaults."""
+    if not gen and not r1_family:
         return dict(FALLBACK_DEFAULTS)
-    out = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0)
+    gen = gen or {}
+    out = dict(R1_DEFAULTS if r1_family else HF_DEFAULTS)
     for key in out:
         if isinstance(gen.get(key), (int, float)) and not isinstance(gen.get(key), bool):
             out[key] = type(out[key])(gen[key])
@@ -63,10 +112,78 @@ def defaults_from_generation_config(gen: dict | None) -> dict:
     return out
 
 
+def dry_breaker_ids(tokenizer, breakers) -> frozenset:
+    """Token ids that break DRY sequences: every token whose text contains one of the breaker
+    strings (llama.cpp's rule for a breaker that fits in one token; breakers spread over several
+    tokens are not matched). Computed once per tokenizer and breaker list."""
+    if tokenizer is None:
+        return frozenset()
+    cache = tokenizer.__dict__.setdefault("_dry_breakers", {})
+    key = tuple(breakers)
+    if key not in cache:
+        texts = tokenizer.token_texts()
+        cache[key] = frozenset(i for i, t in enumerate(texts) if any(b in t for b in key))
+    return cache[key]
+
+
+def dry_penalties(history: np.ndarray, breakers, allowed_length: int) -> dict:
+    """{token: L}: for each token that would extend a repeat of the history's tail, the length L
+    of the longest such repeat (the tail matched earlier in the history, then that token
+    followed), if L >= allowed_length. Matches neither cross nor include a breaker token, and are
+    followed back at most DRY_MAX_MATCH tokens (text-generation-webui's algorithm)."""
+    n = history.size
+    if n < 2:
+        return {}
+    last = int(history[-1])
+    if last in breakers:
+        return {}
+    idx = np.flatnonzero(history[:-1] == last)  # earlier places of the last token
+    if breakers and idx.size:
+        nxt = history[idx + 1]
+        idx = idx[~np.isin(nxt, np.fromiter(breakers, dtype=history.dtype, count=len(breakers)))]
+    length = np.ones(idx.size, dtype=np.int64)
+    alive = np.ones(idx.size, dtype=bool)
+    for k in range(1, DRY_MAX_MATCH):
+        if not alive.any() or k >= n:
+            break
+        j = idx - k
+        prev = int(history[-1 - k])
+        ok = alive & (j >= 0)
+        if prev in breakers:
+            break
+        ok &= history[np.maximum(j, 0)] == prev
+        length += ok
+        alive = ok
+    out: dict = {}
+    for i, length_i in zip(idx.tolist(), length.tolist()):
+        if length_i >= allowed_length:
+            t = int(history[i + 1])
+            out[t] = max(out.get(t, 0), length_i)
+    return out
+
+
 class Sampler:
-    def __init__(self, params: SamplingParams):
+    def __init__(self, params: SamplingParams, dry_breakers=frozenset(), context: int | None = None):
+        """dry_breakers: the token ids that break DRY sequences (dry_breaker_ids); context: the
+        model's context, the window of dry_penalty_last_n=-1."""
         self.p = params.check()
         self.rng = np.random.default_rng(params.seed)
+        self.dry_breakers = frozenset(dry_breakers)
+        self.context = context
+
+    def apply_dry(self, x: np.ndarray, history) -> None:
+        """Subtract the DRY penalty multiplier * base^(L - allowed_length) from the logit of each
+        token that would extend a repeated sequence of length L >= allowed_length."""
+        p = self.p
+        if not p.dry:
+            return
+        last_n = p.dry_penalty_last_n if p.dry_penalty_last_n > 0 else self.context
+        h = np.asarray(history, dtype=np.int64)
+        if last_n is not None:
+            h = h[-last_n:]
+        for token, length in dry_penalties(h, self.dry_breakers, p.dry_allowed_length).items():
+            if 0 <= token < x.size:
+                x[token] -= p.dry_multiplier * p.dry_base ** (length - p.dry_allowed_length)
 
     def __call__(self, logits: np.ndarray, history) -> int:
         p = self.p
@@ -75,6 +192,8 @@ class Sampler:
             ids = np.unique(np.asarray(history))
             seen = x[ids]
             x[ids] = np.where(seen > 0, seen / p.repetition_penalty, seen * p.repetition_penalty)
+        if p.dry and len(history):  # after the penalties, before truncation (llama.cpp's order)
+            self.apply_dry(x, history)
         if p.temperature == 0:
             return int(np.argmax(x))
         x /= p.temperature

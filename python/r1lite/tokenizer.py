@@ -101,6 +101,11 @@ class Tokenizer:
             ids = ids[1:]
         return ids
 
+    def token_texts(self) -> list[str]:
+        """Each token id's text on its own (for the DRY sampler's sequence breakers)."""
+        return self._tok.decode_batch([[i] for i in range(self.vocab_size)],
+                                      skip_special_tokens=False)
+
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
