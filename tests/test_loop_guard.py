@@ -3,6 +3,8 @@ cycles forever. The loop guard closes the reasoning and the answer follows; a lo
 stops with "repetition"; the DRY sampler breaks the cycle by itself; the thinking budget lands
 softly. Ordinary text, and short legitimate repeats, never trigger the guard."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -33,16 +35,27 @@ class BigramCore:
     def reset(self):
         self.last = None
 
+    def row(self, last):
+        row = np.full(VOCAB, -10.0, dtype=np.float32)
+        if last in self.alt:
+            row[self.alt[last]] = 10.0 - self.gap
+        row[self.chain.get(last, self.default)] = 10.0
+        return row
+
     def forward(self, ids, all_positions=False):
-        rows = []
-        for t in ids:
-            self.last = int(t)
-            row = np.full(VOCAB, -10.0, dtype=np.float32)
-            if self.last in self.alt:
-                row[self.alt[self.last]] = 10.0 - self.gap
-            row[self.chain.get(self.last, self.default)] = 10.0
-            rows.append(row)
+        rows = [self.row(int(t)) for t in ids]
+        self.last = int(ids[-1])
         return np.stack(rows) if all_positions else rows[-1]
+
+    # the server engine's batch calls
+    def open_sequence(self):
+        return 0
+
+    def close_sequence(self, seq_id):
+        pass
+
+    def forward_batch(self, segments):
+        return [self.row(int(ids[-1])) for _, ids in segments]
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +204,55 @@ def test_ordinary_text_and_short_repeats_never_trigger(tok):
     ]
     for text in texts:
         assert first_trigger(tok.encode(text)) is None, text[:60]
+
+
+# -- the server ----------------------------------------------------------------------------------
+
+def test_server_fields_and_the_repetition_finish(tok):
+    from test_server import http, running
+
+    body = dict(model="tiny", messages=HI, max_tokens=1000, max_thinking_tokens=0)
+    with running(looping_model(tok, answer_loops=True)) as (base, _):
+        code, r = http("POST", base + "/v1/chat/completions", body)
+        assert code == 200, r
+        choice = r["choices"][0]
+        assert choice["finish_reason"] == "stop" and choice["r1lite_finish_detail"] == "repetition"
+        assert choice["message"]["content"].startswith(ANSWER + ANSWER)
+        code, r = http("POST", base + "/v1/chat/completions", {**body, "loop_guard": False,
+                                                               "max_tokens": 200})
+        assert r["choices"][0]["finish_reason"] == "length"
+        assert "r1lite_finish_detail" not in r["choices"][0]
+        code, r = http("POST", base + "/v1/completions",
+                       dict(model="tiny", prompt=ANSWER, max_tokens=1000, temperature=0))
+        assert r["choices"][0]["finish_reason"] == "stop"
+        assert r["choices"][0]["r1lite_finish_detail"] == "repetition"
+        import urllib.request
+        req = urllib.request.Request(base + "/v1/chat/completions", method="POST",
+                                     data=json.dumps({**body, "stream": True}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            events = [json.loads(line[6:]) for line in resp.read().decode().splitlines()
+                      if line.startswith("data: {")]
+        last = events[-1]["choices"][0]
+        assert last["finish_reason"] == "stop" and last["r1lite_finish_detail"] == "repetition"
+        for change, param in [(dict(dry_base=0.5), "dry_base"), (dict(loop_guard="no"), "loop_guard"),
+                              (dict(dry_allowed_length=0), "dry_allowed_length"),
+                              (dict(dry_penalty_last_n=-7), "dry_penalty_last_n"),
+                              (dict(reasoning_effort="max"), "reasoning_effort"),
+                              (dict(thinking_margin=-1), "thinking_margin")]:
+            code, r = http("POST", base + "/v1/chat/completions", {**body, **change})
+            assert code == 400 and r["error"]["param"] == param, (change, r)
+
+    cycle, close = tok.encode(CYCLE), tok.encode("</think>")[0]
+    with running(looping_model(tok, alternatives={t: close for t in cycle})) as (base, _):
+        body = dict(model="tiny", messages=HI, max_tokens=400, temperature=0, loop_guard=False)
+        code, r = http("POST", base + "/v1/chat/completions", {**body, "dry_multiplier": 0.8,
+                                                               "dry_base": 1.75,
+                                                               "dry_allowed_length": 2,
+                                                               "dry_penalty_last_n": -1})
+        assert code == 200 and r["choices"][0]["message"]["content"] == ANSWER
+        code, r = http("POST", base + "/v1/chat/completions", {**body, "reasoning_effort": "low",
+                                                               "thinking_margin": 0,
+                                                               "max_tokens": 1200})
+        assert r["choices"][0]["message"]["content"] == ANSWER
+        assert r["usage"]["completion_tokens"] == 1024 + 2 + len(tok.encode(ANSWER))

@@ -55,14 +55,20 @@ def _number(body, name, low, high, what):
     return _field(body, name, (int, float), lambda v: math.isfinite(v) and low <= v <= high, what)
 
 
-# request fields passed to generation as they are (the last four are r1lite's extras)
+# request fields passed to generation as they are (after "seed", r1lite's extras;
+# reasoning_effort is OpenAI's: low / medium / high thinking budgets, generate.EFFORT_BUDGETS)
 GENERATION_FIELDS = ("temperature", "top_p", "seed", "top_k", "min_p", "repetition_penalty",
-                     "max_thinking_tokens")
+                     "max_thinking_tokens", "reasoning_effort", "thinking_margin", "loop_guard",
+                     "dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
+                     "dry_sequence_breakers")
+# A Generation's finish_reason as OpenAI clients know it; r1lite's own reason, where OpenAI has
+# none ("repetition": the loop guard stopped a verbatim loop), goes in this extra choice field.
+FINISH_DETAIL = "r1lite_finish_detail"
 
 
 def _generation_kw(body: dict) -> dict:
     """Generation keywords from an OpenAI request body (and r1lite's extras: top_k, min_p,
-    repetition_penalty, max_thinking_tokens)."""
+    repetition_penalty, max_thinking_tokens, thinking_margin, loop_guard, dry_*)."""
     n = _field(body, "n", int, lambda v: v >= 1, "an integer >= 1")
     if n is not None and n != 1:
         raise ApiError(400, "only n=1 is supported", param="n")
@@ -80,8 +86,18 @@ def _generation_kw(body: dict) -> dict:
     # OpenAI allows temperatures up to 2; every other value is checked where generation checks
     # it (sampling.SamplingParams, generate.Sequence), whose errors carry the field (.param).
     _number(body, "temperature", 0, 2, "a number in [0, 2]")
-    return dict(max_new_tokens=max_tokens, stop=stop,
-                **{name: body.get(name) for name in GENERATION_FIELDS})
+    kw = {name: body.get(name) for name in GENERATION_FIELDS}
+    if kw["loop_guard"] is None:
+        kw["loop_guard"] = True
+    return dict(max_new_tokens=max_tokens, stop=stop, **kw)
+
+
+def _finish(g) -> dict:
+    """The choice's finish fields: "stop" or "length", plus FINISH_DETAIL when r1lite's reason
+    is neither ("repetition" is sent as "stop")."""
+    if g.finish_reason in ("stop", "length"):
+        return {"finish_reason": g.finish_reason}
+    return {"finish_reason": "stop", FINISH_DETAIL: g.finish_reason}
 
 
 def _messages(body: dict) -> list[dict]:
@@ -268,8 +284,8 @@ class Server:
                 g = payload
                 choice = ({"index": 0, "message": {"role": "assistant", "content": g.answer,
                                                    "reasoning_content": g.reasoning or None},
-                           "finish_reason": g.finish_reason, "logprobs": None} if chat else
-                          {"index": 0, "text": g.text, "finish_reason": g.finish_reason, "logprobs": None})
+                           **_finish(g), "logprobs": None} if chat else
+                          {"index": 0, "text": g.text, **_finish(g), "logprobs": None})
                 return JSONResponse({"id": rid, "object": "chat.completion" if chat else "text_completion",
                                      "created": created, "model": self.model_id, "choices": [choice],
                                      "usage": _usage(g)})
@@ -309,9 +325,9 @@ class Server:
                 g = payload
                 if not chat:
                     text = g.text[sent_text:]
-                    yield chunk({"index": 0, "text": text, "finish_reason": g.finish_reason, "logprobs": None})
+                    yield chunk({"index": 0, "text": text, **_finish(g), "logprobs": None})
                 else:
-                    yield chunk({"index": 0, "delta": {}, "finish_reason": g.finish_reason})
+                    yield chunk({"index": 0, "delta": {}, **_finish(g)})
                 if include_usage:
                     yield chunk(None, usage=_usage(g))
                 yield "data: [DONE]\n\n"
