@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--api-key", default=None, help="require Authorization: Bearer KEY")
     srv.add_argument("--max-batch", type=int, default=8, help="requests decoded together")
     srv.add_argument("--name", default=None, help="model id clients send (default: MODEL)")
+    srv.add_argument("--no-webui", action="store_true", help="no browser chat at / (API only)")
     conv = sub.add_parser("convert", help="write a checkpoint as an r1lite model file")
     conv.add_argument("src", help="Hugging Face model folder, GGUF file, or demo")
     conv.add_argument("out", help="output .safetensors file")
@@ -257,7 +258,10 @@ def cmd_serve(args) -> int:
     model = _load(args)
     name = args.name or args.model
     print(f"serving {name} on http://{args.host}:{args.port}/v1 (Ctrl-C stops)", file=sys.stderr)
-    serve(model, name, host=args.host, port=args.port, api_key=args.api_key, max_batch=args.max_batch)
+    if not args.no_webui:
+        print(f"chat in a browser: http://{args.host}:{args.port}/", file=sys.stderr)
+    serve(model, name, host=args.host, port=args.port, api_key=args.api_key, max_batch=args.max_batch,
+          webui=not args.no_webui)
     return 0
 
 

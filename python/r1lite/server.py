@@ -1,9 +1,10 @@
 """`r1lite serve`: an OpenAI-compatible HTTP server (Starlette + uvicorn, the `server` extra).
 
 Endpoints: POST /v1/chat/completions, POST /v1/completions (stream or not), GET /v1/models,
-GET /health. Chat answers carry R1's reasoning apart, as DeepSeek's API does: message.content is
-the answer, message.reasoning_content the reasoning (delta.content / delta.reasoning_content when
-streamed). Requests are decoded together by engine.Engine. Errors have OpenAI's shape:
+GET /health, and GET / (the browser chat of webui.py, unless webui=False). Chat answers carry
+R1's reasoning apart, as DeepSeek's API does: message.content is the answer,
+message.reasoning_content the reasoning (delta.content / delta.reasoning_content when streamed).
+Requests are decoded together by engine.Engine. Errors have OpenAI's shape:
 {"error": {"message", "type", "param", "code"}} with 400 / 401 / 404.
 """
 
@@ -16,6 +17,7 @@ import math
 import secrets
 import time
 
+from . import webui
 from .engine import Engine, Request
 
 TIMEOUT_POLL = 0.25  # seconds between checks that a waiting client is still connected
@@ -128,8 +130,9 @@ def _messages(body: dict) -> list[dict]:
 # -- the app -----------------------------------------------------------------------------------
 
 class Server:
-    def __init__(self, model, model_id: str, *, api_key: str | None = None, max_batch: int = 8):
-        self.model, self.model_id, self.api_key = model, model_id, api_key
+    def __init__(self, model, model_id: str, *, api_key: str | None = None, max_batch: int = 8,
+                 webui: bool = True):
+        self.model, self.model_id, self.api_key, self.webui = model, model_id, api_key, webui
         self.engine = Engine(model, max_batch=max_batch)
         self.created = int(time.time())
 
@@ -157,6 +160,7 @@ class Server:
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
                 Route("/v1/completions", self.completions, methods=["POST"]),
+                *(webui.routes() if self.webui else []),
             ],
             middleware=[Middleware(_KeyCheck, server=self)],
             exception_handlers={HTTPException: on_http_error},
@@ -339,14 +343,17 @@ def _usage(g) -> dict:
 
 
 class _KeyCheck:
-    """401 unless the request carries `Authorization: Bearer <key>` (when the server has a key)."""
+    """401 unless the request carries `Authorization: Bearer <key>` (when the server has a key);
+    /health and the browser chat's page are open (the page asks for the key)."""
 
     def __init__(self, app, server: Server):
         self.app, self.server = app, server
 
     async def __call__(self, scope, receive, send):
         key = self.server.api_key
-        if scope["type"] == "http" and key and scope["path"] != "/health":
+        public = webui.PUBLIC_PATHS if self.server.webui else ()
+        path = scope.get("path")
+        if scope["type"] == "http" and key and path != "/health" and path not in public:
             headers = dict(scope["headers"])
             given = headers.get(b"authorization", b"").decode("latin-1")
             if not secrets.compare_digest(given, f"Bearer {key}"):
@@ -358,12 +365,12 @@ class _KeyCheck:
 
 
 def serve(model, model_id: str, *, host: str = "127.0.0.1", port: int = 8080,
-          api_key: str | None = None, max_batch: int = 8) -> None:
+          api_key: str | None = None, max_batch: int = 8, webui: bool = True) -> None:
     """Run the server until interrupted."""
     try:
         import uvicorn
     except ImportError:
         raise ImportError("r1lite serve needs the server extra: pip install 'r1lite[server]' "
                           "(starlette, uvicorn)") from None
-    app = Server(model, model_id, api_key=api_key, max_batch=max_batch).app()
+    app = Server(model, model_id, api_key=api_key, max_batch=max_batch, webui=webui).app()
     uvicorn.run(app, host=host, port=port, log_level="warning")
