@@ -239,7 +239,8 @@ function assistantView(turn) {
     if (u) {
       foot.textContent = `${u.prompt_tokens} prompt tokens · ${u.completion_tokens} generated` +
                          (u.tok_s ? ` · ${u.tok_s.toFixed(1)} tok/s` : "") +
-                         (turn.finish === "length" ? " · stopped at the token limit" : "");
+                         (turn.finish === "length" ? " · stopped at the token limit"
+                          : turn.finish && turn.finish !== "stop" ? ` · finish: ${turn.finish}` : "");
     } else {
       foot.textContent = turn.status === "stopped" ? "stopped" : "";
     }
