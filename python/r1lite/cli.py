@@ -3,14 +3,43 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
+DEFAULT_MAX_TOKENS = 2048  # run's and chat's -n: every default path ends
+THINK_SHARE = 0.75  # without --max-think, a model that thinks reasons for at most this share of -n
 HELP = """commands:
-  /clear   forget the conversation
-  /bye     leave (also /exit, or Ctrl-D)
-  /help    this text
-Ctrl-C stops the current answer."""
+  /set think on|off|hide|show   reason (on), skip it (off); show it dimmed or hide it
+  /set think budget N           close the reasoning after N tokens (-1: no budget but -n's)
+  /set temperature X            also top_k, top_p, min_p, repeat_penalty, seed, num_predict,
+                                dry_multiplier, dry_base, dry_allowed_length,
+                                dry_penalty_last_n, loop_guard on|off, stop TEXT
+  /set parameter NAME VALUE     the same, as ollama spells it
+  /set system TEXT              the system prompt (/set system alone removes it)
+  /set verbose | /set quiet     a stats line after each answer, or not
+  /show info                    architecture, formats, context, bytes per token
+  /show parameters              the settings the next answer uses
+  /show system                  the system prompt
+  /save FILE | /load FILE       write or read the conversation (JSON)
+  /clear                        forget the conversation
+  /bye                          leave (also /exit, or Ctrl-D)
+  /help                         this text
+\"\"\" starts and ends a message of several lines. Ctrl-C stops the current answer."""
+
+# /set names (ollama's first) -> generation keyword, and how the value is read
+SETTINGS = {
+    "temperature": ("temperature", float), "temp": ("temperature", float),
+    "top_k": ("top_k", int), "top_p": ("top_p", float), "min_p": ("min_p", float),
+    "repeat_penalty": ("repetition_penalty", float),
+    "repetition_penalty": ("repetition_penalty", float), "seed": ("seed", int),
+    "num_predict": ("max_new_tokens", int), "max_tokens": ("max_new_tokens", int),
+    "dry_multiplier": ("dry_multiplier", float), "dry_base": ("dry_base", float),
+    "dry_allowed_length": ("dry_allowed_length", int),
+    "dry_penalty_last_n": ("dry_penalty_last_n", int),
+    "loop_guard": ("loop_guard", "bool"), "stop": ("stop", str),
+    "think_margin": ("thinking_margin", int), "thinking_margin": ("thinking_margin", int),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,8 +51,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="cpu (default), or cuda / cuda:N to run on that GPU")
 
     gen = argparse.ArgumentParser(add_help=False)
-    gen.add_argument("-n", "--max-tokens", type=int, default=-1,
-                     help="most tokens to generate (-1: until the end of the answer or context)")
+    gen.add_argument("-n", "--max-tokens", type=int, default=None,
+                     help=f"most tokens per answer (default {DEFAULT_MAX_TOKENS}, of which the "
+                          f"reasoning takes at most {int(DEFAULT_MAX_TOKENS * THINK_SHARE)}; -1: "
+                          f"until the end of the answer or the context)")
     gen.add_argument("--temp", type=float, default=None, help="temperature (0: greedy)")
     gen.add_argument("--top-k", type=int, default=None)
     gen.add_argument("--top-p", type=float, default=None)
@@ -31,11 +62,32 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--repeat-penalty", type=float, default=None)
     gen.add_argument("--seed", type=int, default=None)
     gen.add_argument("--max-think", type=int, default=None,
-                     help="close the reasoning after this many tokens (0: skip reasoning)")
+                     help="close the reasoning within this many tokens (0: skip reasoning)")
+    gen.add_argument("--think-margin", type=int, default=None,
+                     help="tokens before the budget's end where a sentence end closes the "
+                          "reasoning (default 64)")
+    gen.add_argument("--reasoning-effort", choices=["low", "medium", "high"], default=None,
+                     help="reasoning budget of 1024 / 4096 / 16384 tokens")
+    think = gen.add_mutually_exclusive_group()
+    think.add_argument("--think", dest="think", action="store_true", default=None,
+                       help="reason before answering (the default for R1 models)")
+    think.add_argument("--no-think", dest="think", action="store_false",
+                       help="skip the reasoning (an empty think block is prefilled)")
+    gen.add_argument("--no-loop-guard", dest="loop_guard", action="store_false",
+                     help="do not stop verbatim loops (on by default: a loop closes the "
+                          "reasoning, or ends the answer)")
+    gen.add_argument("--dry-multiplier", type=float, default=None,
+                     help="DRY repetition penalty strength (default 0: off; 0.8 is usual)")
+    gen.add_argument("--dry-base", type=float, default=None, help="DRY base (default 1.75)")
+    gen.add_argument("--dry-allowed-length", type=int, default=None,
+                     help="DRY: repeats this long go unpenalized (default 2)")
+    gen.add_argument("--dry-penalty-last-n", type=int, default=None,
+                     help="DRY: tokens looked back (default -1: the whole context; 0: off)")
     gen.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
     gen.add_argument("--hide-think", action="store_true", help="do not show the reasoning")
     gen.add_argument("--system", default=None, help="system prompt")
-    gen.add_argument("--verbose", action="store_true", help="speed after each answer (stderr)")
+    gen.add_argument("--verbose", action="store_true",
+                     help="prompt and generated tokens and tok/s after each answer (stderr)")
 
     ap = argparse.ArgumentParser(prog="r1lite", description="Run DeepSeek-R1 family models.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -64,10 +116,28 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _gen_kwargs(args) -> dict:
-    return dict(max_new_tokens=None if args.max_tokens < 0 else args.max_tokens,
+    max_think = 0 if args.think is False else args.max_think
+    n = DEFAULT_MAX_TOKENS if args.max_tokens is None else args.max_tokens
+    return dict(max_new_tokens=None if n < 0 else n,
                 temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
                 repetition_penalty=args.repeat_penalty, seed=args.seed, stop=args.stop,
-                max_thinking_tokens=args.max_think)
+                max_thinking_tokens=max_think, reasoning_effort=args.reasoning_effort,
+                thinking_margin=args.think_margin, loop_guard=args.loop_guard,
+                dry_multiplier=args.dry_multiplier, dry_base=args.dry_base,
+                dry_allowed_length=args.dry_allowed_length,
+                dry_penalty_last_n=args.dry_penalty_last_n)
+
+
+def _effective(model, kw: dict, default_n: bool) -> dict:
+    """kw with the thinking budget the default answer length needs: on the default -n
+    (default_n), a model that thinks and has no budget of its own reasons for at most
+    THINK_SHARE of it, so that the answer still comes."""
+    kw = dict(kw)
+    thinks = model.tokenizer is not None and model.tokenizer.thinks
+    if (default_n and thinks and kw.get("max_thinking_tokens") is None
+            and kw.get("reasoning_effort") is None and kw.get("max_new_tokens")):
+        kw["max_thinking_tokens"] = int(kw["max_new_tokens"] * THINK_SHARE)
+    return kw
 
 
 class Printer:
@@ -120,6 +190,8 @@ def _stream(stream, args) -> object:
         print(f"[{s['prompt_tokens']} prompt tokens at {s['prefill_tok_s']:.1f} tok/s, "
               f"{s['generated_tokens']} generated at {s['decode_tok_s']:.1f} tok/s, "
               f"finish: {g.finish_reason}]", file=sys.stderr)
+    elif g.finish_reason == "repetition":
+        print("[stopped: the answer repeated itself verbatim]", file=sys.stderr)
     return g
 
 
@@ -132,7 +204,7 @@ def _load(args):
 
 def cmd_run(args) -> int:
     model = _load(args)
-    kw = _gen_kwargs(args)
+    kw = _effective(model, _gen_kwargs(args), args.max_tokens is None)
     if args.raw:
         stream = model.stream(args.prompt, **kw)
     else:
@@ -141,48 +213,243 @@ def cmd_run(args) -> int:
     return 0 if _stream(stream, args) is not None else 130
 
 
+class Repl:
+    """`r1lite chat`: the conversation and the settings that /set changes."""
+
+    def __init__(self, model, args):
+        self.model, self.args = model, args
+        self.kw = _gen_kwargs(args)
+        self.budget = args.max_think  # the budget /set think on restores
+        self.default_n = args.max_tokens is None  # -n not chosen (/set num_predict chooses it)
+        self.system = args.system
+        self.history: list[dict] = []
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def command(self, text: str) -> bool:
+        """Run a /command; False to leave."""
+        words = text.split(None, 2)
+        cmd = words[0]
+        if cmd in ("/bye", "/exit"):
+            return False
+        if cmd == "/clear":
+            self.history = []
+            print("(conversation cleared)")
+        elif cmd in ("/help", "/?"):
+            print(HELP)
+        elif cmd == "/set":
+            self.set(text.split(None, 1)[1] if len(words) > 1 else "")
+        elif cmd == "/show":
+            self.show(words[1] if len(words) > 1 else "")
+        elif cmd in ("/save", "/load") and len(words) > 1:
+            path = text.split(None, 1)[1].strip()
+            try:
+                self.save(path) if cmd == "/save" else self.load(path)
+            except (OSError, ValueError) as e:
+                print(f"error: {e}")
+        else:
+            print(f"unknown command {text}; /help lists them")
+        return True
+
+    def set(self, rest: str) -> None:
+        words = rest.split(None, 1)
+        if not words:
+            print("usage: /set NAME VALUE (/help lists them)")
+            return
+        name, value = words[0], words[1].strip() if len(words) > 1 else ""
+        if name == "parameter":
+            parts = value.split(None, 1)
+            if len(parts) < 2:
+                print("usage: /set parameter NAME VALUE")
+                return
+            name, value = parts[0], parts[1].strip()
+        if name == "system":
+            self.system = value or None
+            print("(system prompt set)" if value else "(system prompt removed)")
+        elif name in ("verbose", "quiet"):
+            self.args.verbose = name == "verbose"
+            print(f"(stats {'on' if self.args.verbose else 'off'})")
+        elif name in ("think", "nothink"):
+            self.set_think("off" if name == "nothink" else value)
+        elif name in SETTINGS:
+            self.set_value(name, value)
+        else:
+            print(f"unknown setting {name}; /help lists them")
+
+    def set_think(self, value: str) -> None:
+        parts = value.split()
+        if parts[:1] == ["budget"] and len(parts) == 2:
+            try:
+                n = int(parts[1])
+            except ValueError:
+                print(f"the budget must be a number of tokens, got {parts[1]}")
+                return
+            self.budget = None if n < 0 else n
+            if self.kw["max_thinking_tokens"] != 0 or self.budget == 0:
+                self.kw["max_thinking_tokens"] = self.budget
+            print(f"(thinking budget {'none' if self.budget is None else self.budget})")
+        elif value == "on":
+            self.kw["max_thinking_tokens"] = self.budget if self.budget != 0 else None
+            print("(thinking on)")
+        elif value == "off":
+            self.kw["max_thinking_tokens"] = 0
+            print("(thinking off)")
+        elif value in ("hide", "show"):
+            self.args.hide_think = value == "hide"
+            print(f"(thinking {'hidden' if self.args.hide_think else 'shown'})")
+        else:
+            print("usage: /set think on|off|hide|show, or /set think budget N")
+
+    def set_value(self, name: str, value: str) -> None:
+        key, kind = SETTINGS[name]
+        try:
+            if kind == "bool":
+                if value not in ("on", "off", "true", "false"):
+                    raise ValueError(f"{name} is on or off, got {value!r}")
+                parsed = value in ("on", "true")
+            elif kind is str:
+                if not value:
+                    raise ValueError("stop needs a text")
+                parsed = [value]
+            else:
+                parsed = kind(value)
+            if key == "max_new_tokens":
+                self.default_n = False
+                if parsed < 0:
+                    parsed = None
+            trial = dict(self.kw, **{key: parsed})
+            self._check(trial)
+        except ValueError as e:
+            print(f"error: {e}")
+            return
+        self.kw = trial
+        print(f"(set {name} to {value})")
+
+    def _check(self, kw: dict) -> None:
+        """InvalidArgument (a ValueError) for settings generation would refuse."""
+        from .model import Prompt
+
+        self.model.new_sequence(Prompt([0]), **_effective(self.model, kw, self.default_n))
+
+    def show(self, what: str) -> None:
+        if what == "info":
+            for k, v in _info_rows(self.model):
+                print(f"{k:18} {v}")
+        elif what == "parameters":
+            for k, v in self.parameters():
+                print(f"{k:20} {v}")
+        elif what == "system":
+            print(self.system or "(no system prompt)")
+        else:
+            print("usage: /show info | parameters | system")
+
+    def parameters(self) -> list:
+        kw = _effective(self.model, self.kw, self.default_n)
+        defaults = self.model.sampling_defaults()
+        rows = [(k, kw.get(k) if kw.get(k) is not None else f"{defaults[k]} (model default)")
+                for k in ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")]
+        budget = kw.get("max_thinking_tokens")
+        thinks = self.model.tokenizer is not None and self.model.tokenizer.thinks
+        rows += [
+            ("seed", kw.get("seed") if kw.get("seed") is not None else "random"),
+            ("num_predict", kw.get("max_new_tokens") or "none (until the end)"),
+            ("think", ("off" if budget == 0 else "on") if thinks else "(the model does not think)"),
+            ("think budget", "none" if budget is None else budget),
+            ("think shown", "no" if self.args.hide_think else "yes"),
+            ("loop_guard", "on" if kw.get("loop_guard", True) else "off"),
+            ("dry_multiplier", kw.get("dry_multiplier") or "0 (off)"),
+            *[(k, kw[k]) for k in ("dry_base", "dry_allowed_length", "dry_penalty_last_n")
+              if kw.get(k) is not None],
+            ("stop", kw.get("stop") or "none"),
+            ("verbose", "on" if self.args.verbose else "off"),
+        ]
+        return rows
+
+    def save(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"system": self.system, "messages": self.history}, f, ensure_ascii=False,
+                      indent=1)
+        print(f"(saved {len(self.history)} messages to {path})")
+
+    def load(self, path: str) -> None:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        if isinstance(data, list):
+            data = {"messages": data}
+        messages = data.get("messages") if isinstance(data, dict) else None
+        if not isinstance(messages, list) or not all(
+                isinstance(m, dict) and m.get("role") in ("user", "assistant", "system")
+                and isinstance(m.get("content"), str) for m in messages):
+            raise ValueError(f"{path}: not a saved conversation (messages with role and content)")
+        system = [m for m in messages if m["role"] == "system"]
+        self.history = [m for m in messages if m["role"] != "system"]
+        self.system = data.get("system") or (system[0]["content"] if system else self.system)
+        print(f"(loaded {len(self.history)} messages from {path})")
+
+    # -- a turn --------------------------------------------------------------------------------
+
+    def ask(self, text: str) -> None:
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        messages = system + self.history + [{"role": "user", "content": text}]
+        try:
+            g = _stream(self.model.chat_stream(
+                messages, **_effective(self.model, self.kw, self.default_n)), self.args)
+        except ValueError as e:  # e.g. the conversation outgrew the context
+            print(f"error: {e}", file=sys.stderr)
+            return
+        if g is not None:
+            self.history += [{"role": "user", "content": text},
+                             {"role": "assistant", "content": g.text}]
+
+
+def _read_message(first: str) -> str | None:
+    """A line, or with \"\"\" the lines up to the closing \"\"\" (None: input ended)."""
+    if not first.lstrip().startswith('"""'):
+        return first
+    text = first.lstrip()[3:]
+    if text.rstrip().endswith('"""') and text.strip() != "":
+        return text.rstrip()[:-3]
+    lines = [text] if text else []
+    while True:
+        try:
+            line = input("... ")
+        except EOFError:
+            return None
+        if line.rstrip().endswith('"""'):
+            lines.append(line.rstrip()[:-3])
+            return "\n".join(lines).strip("\n")
+        lines.append(line)
+
+
 def cmd_chat(args) -> int:
     try:
         import readline  # noqa: F401  (line editing and history for input())
     except ImportError:
         pass
     model = _load(args)
-    kw = _gen_kwargs(args)
-    system = [{"role": "system", "content": args.system}] if args.system else []
-    history: list[dict] = []
+    repl = Repl(model, args)
+    repl._check(repl.kw)  # bad flags fail now, as run's do
     print("type /help for help, /bye to leave", file=sys.stderr)
     while True:
         try:
             line = input(">>> ")
+            text = _read_message(line)
         except EOFError:
             print()
             return 0
         except KeyboardInterrupt:
             print("\nUse Ctrl-D or /bye to leave.")
             continue
-        text = line.strip()
-        if not text:
-            continue
-        if text in ("/bye", "/exit"):
+        if text is None:
+            print()
             return 0
-        if text == "/clear":
-            history = []
-            print("(conversation cleared)")
+        if not text.strip():
             continue
-        if text in ("/help", "/?"):
-            print(HELP)
+        if text.strip().startswith("/") and not line.lstrip().startswith('"""'):
+            if not repl.command(text.strip()):
+                return 0
             continue
-        if text.startswith("/"):
-            print(f"unknown command {text.split()[0]}; /help lists them")
-            continue
-        messages = system + history + [{"role": "user", "content": line}]
-        try:
-            g = _stream(model.chat_stream(messages, **kw), args)
-        except ValueError as e:  # e.g. the conversation outgrew the context
-            print(f"error: {e}", file=sys.stderr)
-            continue
-        if g is not None:
-            history = messages + [{"role": "assistant", "content": g.text}]
+        repl.ask(text)
 
 
 def _attention_row(c: dict) -> tuple[str, str]:
@@ -194,6 +461,12 @@ def _attention_row(c: dict) -> tuple[str, str]:
 
 def cmd_info(args) -> int:
     model = _load(args)
+    for k, v in _info_rows(model):
+        print(f"{k:18} {v}")
+    return 0
+
+
+def _info_rows(model) -> list:
     c, s, tok = model.config, model.summary, model.tokenizer
     rows = [
         ("architecture", c["architecture"]),
@@ -215,9 +488,7 @@ def cmd_info(args) -> int:
          f"{tok.vocab_size} tokens, chat template: {'yes' if tok.has_chat_template else 'no'}, "
          f"reasoning (<think>): {'yes' if tok.thinks else 'no'}"),
     ]
-    for k, v in rows:
-        print(f"{k:18} {v}")
-    return 0
+    return rows
 
 
 def _size(n: int) -> str:
