@@ -256,3 +256,23 @@ def test_server_fields_and_the_repetition_finish(tok):
                                                                "max_tokens": 1200})
         assert r["choices"][0]["message"]["content"] == ANSWER
         assert r["usage"]["completion_tokens"] == 1024 + 2 + len(tok.encode(ANSWER))
+
+
+# -- defaults that fit the model -------------------------------------------------------------------
+
+def test_sampling_defaults_fit_the_model(tok):
+    from r1lite.sampling import FALLBACK_DEFAULTS, defaults_from_generation_config
+
+    r1 = defaults_from_generation_config(None, r1_family=True)  # a GGUF R1: no generation config
+    assert r1["temperature"] == 0.6 and r1["top_p"] == 0.95 and r1["top_k"] == 0
+    silent = defaults_from_generation_config({"do_sample": True, "bos_token_id": 1}, r1_family=True)
+    assert silent["temperature"] == 0.6 and silent["top_p"] == 0.95
+    own = defaults_from_generation_config({"temperature": 0.7, "top_p": 0.8}, r1_family=True)
+    assert own["temperature"] == 0.7 and own["top_p"] == 0.8  # the file's values win
+    assert defaults_from_generation_config(None) == FALLBACK_DEFAULTS  # others: llama.cpp's
+    assert defaults_from_generation_config({"temperature": 0.3})["top_p"] == 1.0
+    m = looping_model(tok)
+    assert m.sampling_defaults()["temperature"] == 0.6
+    bare = Tokenizer.from_folder(assets_dir())
+    bare.generation_config = {}
+    assert looping_model(bare).sampling_defaults() == r1
