@@ -151,7 +151,7 @@ def active(url: str) -> int:
 
 @pytest.fixture(scope="module")
 def live(tiny_r1):
-    with running(scripted_model(tiny_r1)) as (url, srv, recorder):
+    with running(scripted_model(tiny_r1, delay=0.05)) as (url, srv, recorder):
         yield url, srv, recorder
 
 
@@ -292,6 +292,7 @@ def browser():
                 "--window-size=1100,900", "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--disable-default-apps"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # for console_problems()
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     driver.set_script_timeout(30)
     try:
@@ -338,6 +339,12 @@ def state(driver):
              error: m.querySelector('.error').textContent});""")
 
 
+def console_problems(driver) -> list[str]:
+    """Errors and warnings the page logged since the last call (a Content-Security-Policy
+    violation, a script error, a failed request)."""
+    return [e["message"] for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+
+
 def last(driver):
     return state(driver)[-1]
 
@@ -357,6 +364,7 @@ def test_chat_streams_reasoning_and_answer_apart(live, browser):
     url, _, recorder = live
     open_page(browser, url)
     wait(lambda: browser.find_element(By.ID, "model-name").text == "tiny-r1", what="the model name")
+    console_problems(browser)
     before = len(recorder.bodies)
     send(browser, "What is 2 + 2?")
     # while the reasoning streams: the Thinking section is open, the answer still empty
@@ -406,6 +414,7 @@ def test_chat_streams_reasoning_and_answer_apart(live, browser):
     assert browser.execute_async_script(
         "navigator.clipboard.readText().then(arguments[0], e => arguments[0]('error: ' + e))") == "print(2 + 2)"
 
+    assert console_problems(browser) == []
     # a second turn sends the earlier answer, not its reasoning
     send(browser, "And 3 + 3?")
     wait(lambda: len(state(browser)) == 4 and last(browser)["status"] == "done", what="the second answer")
@@ -519,6 +528,26 @@ def test_settings_change_the_request(live, browser):
     assert not {"temperature", "top_p", "max_tokens", "max_thinking_tokens"} & set(body)
 
 
+def test_a_refused_request_shows_the_servers_error(live, browser):
+    from selenium.webdriver.common.by import By
+
+    url, _, recorder = live
+    open_page(browser, url)
+    browser.find_element(By.ID, "settings-toggle").click()
+    browser.find_element(By.ID, "set-temperature").send_keys("5")
+    send(browser, "What is 2 + 2?")
+    wait(lambda: state(browser) and last(browser)["status"] == "error", what="the error")
+    failed = last(browser)
+    assert "temperature" in failed["error"] and failed["answer"] == "" and not failed["thinkingShown"]
+    assert recorder.bodies[-1]["temperature"] == 5
+    assert browser.find_element(By.ID, "send").is_displayed()
+    browser.find_element(By.ID, "set-temperature").clear()
+    send(browser, "What is 3 + 3?")
+    wait(lambda: last(browser)["status"] == "done", what="the next answer")
+    # the question that failed is not sent again
+    assert recorder.bodies[-1]["messages"] == [{"role": "user", "content": "What is 3 + 3?"}]
+
+
 def test_api_key_is_asked_once(tiny_r1, browser):
     from selenium.webdriver.common.by import By
 
@@ -566,8 +595,8 @@ def test_markdown_renders_and_never_injects_html(live, browser):
                   "[link](https://example.org/a_b_c) 2*3*4 snake_case_name\n\n```js\nlet a = 1;\n```")
     for part in ("<h1>Title</h1>", "<em>it</em>", "<strong>bold</strong>", "<code>x &lt; y</code>",
                  "<del>no</del>", "<li>one</li>", "<ul><li>nested</li></ul>", "<ol>", "<li>first</li>",
-                 "<blockquote><p>quoted</p></blockquote>", "<hr>", '<th style="text-align:left">a</th>',
-                 '<td style="text-align:right">2</td>', 'href="https://example.org/a_b_c"',
+                 "<blockquote><p>quoted</p></blockquote>", "<hr>", '<th class="align-left">a</th>',
+                 '<td class="align-right">2</td>', 'href="https://example.org/a_b_c"',
                  "2*3*4", "snake_case_name", '<code class="language-js">let a = 1;</code>',
                  '<button type="button" class="copy">Copy</button>'):
         assert part in html, (part, html)
@@ -592,3 +621,19 @@ def test_narrow_screen(live, browser, tmp_path):
         browser.save_screenshot(str(tmp_path / "narrow.png"))
     finally:
         browser.set_window_size(1100, 900)
+
+
+def test_the_browser_refuses_outside_requests(live, browser):
+    """The page's Content-Security-Policy: even a script that tried could not reach outside."""
+    url, _, _ = live
+    open_page(browser, url)
+    console_problems(browser)
+    outside = "https://example.com/"
+    got = browser.execute_async_script(
+        "fetch(arguments[0]).then(() => arguments[1]('fetched'), e => arguments[1](e.name))", outside)
+    assert got == "TypeError"
+    js(browser, "const i = document.createElement('img'); i.src = arguments[0] + 'a.png'; "
+                "document.body.append(i)", outside)
+    time.sleep(0.3)
+    problems = console_problems(browser)
+    assert sum("Content Security Policy" in p for p in problems) >= 2, problems

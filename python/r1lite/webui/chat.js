@@ -119,7 +119,7 @@ function table(lines, i, out) {
   const head = cells(lines[i]);
   const align = cells(lines[i + 1]).map((c) =>
     c.startsWith(":") && c.endsWith(":") ? "center" : c.endsWith(":") ? "right" : c.startsWith(":") ? "left" : "");
-  const cell = (tag, text, k) => `<${tag}${align[k] ? ` style="text-align:${align[k]}"` : ""}>${inline(text)}</${tag}>`;
+  const cell = (tag, text, k) => `<${tag}${align[k] ? ` class="align-${align[k]}"` : ""}>${inline(text)}</${tag}>`;
   const rows = [`<tr>${head.map((c, k) => cell("th", c, k)).join("")}</tr>`];
   for (i += 2; i < lines.length && lines[i].includes("|") && !/^\s*$/.test(lines[i]); i++) {
     rows.push(`<tr>${head.map((_, k) => cell("td", cells(lines[i])[k] || "", k)).join("")}</tr>`);
@@ -293,15 +293,17 @@ function number(value, integer) {
   return integer ? Math.round(n) : n;
 }
 
-// What is sent: the system prompt, then every turn's text; earlier reasoning stays here.
+// What is sent: the system prompt, then every turn's text (not a question whose request failed);
+// earlier reasoning stays here.
 function requestBody() {
   const messages = [];
   if (settings.system.trim()) messages.push({ role: "system", content: settings.system });
-  for (const t of turns) {
-    if (t === running?.turn) continue;
-    if (t.role === "user") messages.push({ role: "user", content: t.content });
-    else if (t.status !== "error") messages.push({ role: "assistant", content: t.content || "" });
-  }
+  turns.forEach((t, i) => {
+    const reply = turns[i + 1];
+    if (t === running?.turn || t.status === "error") return;
+    if (t.role === "user" && reply?.status === "error") return;  // never answered: left out
+    messages.push({ role: t.role, content: t.content || "" });
+  });
   const body = { messages, stream: true, stream_options: { include_usage: true } };
   if (modelId) body.model = modelId;
   const fields = { temperature: number(settings.temperature), top_p: number(settings.top_p),
