@@ -285,6 +285,7 @@ def browser():
     chromium, driver_path = _browser_paths()
     if chromium is None or driver_path is None:
         pytest.skip("no Chromium and chromedriver installed (apt-get install chromium chromium-driver)")
+    saved_env = os.environ.get("SE_AVOID_STATS")
     os.environ["SE_AVOID_STATS"] = "true"  # selenium reports nothing anywhere
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
@@ -299,6 +300,10 @@ def browser():
         yield driver
     finally:
         driver.quit()
+        if saved_env is None:
+            os.environ.pop("SE_AVOID_STATS", None)
+        else:
+            os.environ["SE_AVOID_STATS"] = saved_env
 
 
 def wait(condition, timeout=30, what="a condition"):
@@ -464,6 +469,15 @@ def test_stop_ends_the_answer_and_frees_the_slot(live, browser):
         assert "Stopped" in last(browser)["summary"] and last(browser)["usage"] == "stopped"
         assert browser.find_element(By.ID, "send").is_displayed()
     assert srv.engine.counts() == {"active": 0, "waiting": 0}
+    # leaving the page mid-answer also frees the slot; the reloaded page shows what had come
+    send(browser, "Please think long about it")
+    wait(lambda: len(last(browser)["reasoning"]) > 30, what="reasoning to stream")
+    assert active(url) == 1
+    browser.refresh()
+    wait(lambda: active(url) == 0, timeout=10, what="the server to free the slot of a page left")
+    wait(lambda: len(state(browser)) == 6, what="the restored conversation")
+    left = last(browser)
+    assert left["status"] == "stopped" and len(left["reasoning"]) > 30 and left["reasoning"] in LONG_REASONING
     # the stopped turn is kept, and the next question goes through
     send(browser, "What is 2 + 2?")
     wait(lambda: last(browser)["status"] == "done", what="an answer after stopping")
