@@ -90,6 +90,7 @@ def test_default_settings_end_a_looping_reasoning_and_the_answer_follows(tok):
     assert g.finish_reason == "stop"
     assert g.answer == ANSWER
     assert g.reasoning.endswith(THINK_LANDING.strip())
+    assert g.stats["reasoning_closed_by"] == "loop_guard"
     assert len(g.tokens) < LOOP_MIN_TOKENS + 2 * len(tok.encode(CYCLE)) + 40  # well before 2000
     # streamed alike, the reasoning first
     pieces = [p for p in m.chat_stream(HI, max_new_tokens=2000, seed=0) if p.text]
@@ -122,6 +123,7 @@ def test_the_dry_sampler_breaks_the_cycle(tok):
     m = looping_model(tok, alternatives={t: close for t in cycle})
     g = m.chat(HI, max_new_tokens=400, temperature=0, loop_guard=False, dry_multiplier=0.8)
     assert g.finish_reason == "stop" and g.answer == ANSWER
+    assert g.stats["reasoning_closed_by"] is None  # the model closed it
     # 0.8 * 1.75^(L - 2) > 3 from a repeat of L = 5 tokens: out on the second pass
     assert len(tok.encode(g.reasoning)) < 2 * len(cycle)
     plain = m.chat(HI, max_new_tokens=400, temperature=0, loop_guard=False)
@@ -136,6 +138,7 @@ def test_thinking_budget_lands_softly_at_a_sentence_end(tok):
         i = g.tokens.index(close)
         assert i <= budget  # the closing sentence fits the budget
         assert g.reasoning.endswith(THINK_LANDING.strip()) and g.answer == ANSWER
+        assert g.stats["reasoning_closed_by"] == "budget"
         before = g.reasoning[:-len(THINK_LANDING.strip())].rstrip()
         assert before.endswith("again.")  # landed where a sentence ends
     # margin 0: as late as the budget allows, i.e. the sentence ends right at it

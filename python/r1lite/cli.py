@@ -189,7 +189,9 @@ def _stream(stream, args) -> object:
         s = g.stats
         print(f"[{s['prompt_tokens']} prompt tokens at {s['prefill_tok_s']:.1f} tok/s, "
               f"{s['generated_tokens']} generated at {s['decode_tok_s']:.1f} tok/s, "
-              f"finish: {g.finish_reason}]", file=sys.stderr)
+              f"finish: {g.finish_reason}"
+              + (f", reasoning closed by the {s['reasoning_closed_by'].replace('_', ' ')}"
+                 if s.get("reasoning_closed_by") else "") + "]", file=sys.stderr)
     elif g.finish_reason == "repetition":
         print("[stopped: the answer repeated itself verbatim]", file=sys.stderr)
     return g

@@ -48,7 +48,8 @@ class Generation:
     tokens: list         # generated token ids (without the final EOS)
     finish_reason: str   # "stop" (EOS or a stop string), "length" (max_new_tokens or context),
                          # or "repetition" (the loop guard stopped a verbatim loop in the answer)
-    stats: dict          # prompt_tokens, generated_tokens, prefill_tok_s, decode_tok_s
+    stats: dict          # prompt_tokens, generated_tokens, prefill_tok_s, decode_tok_s,
+                         # reasoning_closed_by ("budget", "loop_guard" or None: the model itself)
 
 
 class StopStrings:
@@ -178,7 +179,7 @@ class Sequence:
         self.landing_ids = tokenizer.encode(THINK_LANDING + BUDGET_CLOSE) if thinks else []
         self.thinking_margin = thinking_margin
         self.guard = LoopGuard() if loop_guard else None
-        self.loop_closed = False  # the loop guard closed the reasoning
+        self.closed_by: str | None = None  # "budget" or "loop_guard" when r1lite closed the reasoning
         self.decoder = StreamDecoder(tokenizer) if tokenizer is not None else None
         self.history, self.tokens, self.forced = list(self.prompt), [], deque()
         self.untold: list[int] = []  # tokens not yet attached to a piece
@@ -231,13 +232,13 @@ class Sequence:
             looping = self.guard.push(token) and not forced and not self.forced
             if looping and self.splitter.thinking and self.landing_ids:
                 self.forced.extend(self.landing_ids)  # close the looping reasoning, then answer
-                self.loop_closed = self.budget_spent = True
+                self.budget_spent, self.closed_by = True, "loop_guard"
                 self.guard.reset()
             elif looping:
                 self.finish = "repetition"
                 return pieces
         if not self.budget_spent and self.splitter.thinking and self._budget_closes(text, forced):
-            self.budget_spent = True
+            self.budget_spent, self.closed_by = True, "budget"
         if len(self.prompt) + len(self.tokens) - 1 >= self.context:  # no room to feed it
             self.finish = "length"
             return pieces
@@ -284,7 +285,8 @@ class Sequence:
             answer="".join(self.parts["answer"]).strip(),
             tokens=self.tokens,
             finish_reason=self.finish or "length",
-            stats=dict(prompt_tokens=len(self.prompt), generated_tokens=len(self.tokens), **(stats or {})),
+            stats=dict(prompt_tokens=len(self.prompt), generated_tokens=len(self.tokens),
+                       reasoning_closed_by=self.closed_by, **(stats or {})),
         )
         return pieces
 
