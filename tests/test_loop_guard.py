@@ -187,17 +187,21 @@ def first_trigger(tokens):
 
 
 def test_guard_thresholds():
-    assert first_trigger([7] * 200) == LOOP_MIN_TOKENS  # one token repeated: at 128
+    assert first_trigger([7] * 200) == LOOP_MIN_TOKENS  # one token repeated: at 64
     span = list(range(100, 150))  # a 50-token span: its third copy completes the loop
     assert first_trigger(span * 4) == 150
     assert first_trigger(list(range(20)) * 10) == LOOP_MIN_TOKENS
+    assert first_trigger(list(range(30)) * 10) == 90  # a span over 21 tokens: 3 times
     assert first_trigger(span * 2 + list(range(300, 340))) is None
-    assert first_trigger(list(range(16)) * 7) is None  # 112 tokens: fewer than 128
+    assert first_trigger(list(range(16)) * 3 + [99]) is None  # 48 tokens: fewer than 64
+    assert first_trigger(list(range(16)) * 4) == LOOP_MIN_TOKENS
 
 
 def test_ordinary_text_and_short_repeats_never_trigger(tok):
+    root = assets_dir().parent.parent.parent
     texts = [
-        (assets_dir().parent.parent.parent / "README.md").read_text(),
+        *[(root / name).read_text() for name in ("README.md", "docs/ARCH.md", "docs/DESIGN.md",
+                                                 "python/r1lite/cli.py", "BENCHMARKS.md")],
         ", ".join(str(i) for i in range(1, 400)),  # a counting list
         "very " * 30 + "good. " + "ha" * 40 + " " + "no, " * 20,  # repeated words
         "| a | b | c | d | e | f | g | h |\n|---|---|---|---|---|---|---|---|\n"

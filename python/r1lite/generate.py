@@ -25,10 +25,10 @@ THINKING_MARGIN = 64  # default: tokens before the landing point where a paragra
 EFFORT_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
 
 # The loop guard: the output's last LOOP_MIN_TOKENS or more tokens are one span of 1 to
-# LOOP_MAX_SPAN tokens repeated back to back at least LOOP_MIN_REPEATS times (a span of up to 42
-# tokens must repeat until the run covers 128 tokens; a longer span, 3 times).
+# LOOP_MAX_SPAN tokens repeated back to back at least LOOP_MIN_REPEATS times (a span of up to 21
+# tokens must repeat until the run covers 64 tokens; a longer span, 3 times).
 LOOP_MIN_REPEATS = 3
-LOOP_MIN_TOKENS = 128
+LOOP_MIN_TOKENS = 64
 LOOP_MAX_SPAN = 512
 
 
