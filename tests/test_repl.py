@@ -105,6 +105,7 @@ def test_multiline_save_and_load(tiny_r1, tmp_path):
     assert "saved 2 messages" in say(child, f"/save {tmp_path / 'again.json'}")
     assert json.loads((tmp_path / "again.json").read_text())["messages"] == data["messages"]
     assert "error" in say(child, f"/load {tmp_path / 'nope.json'}")
+    assert "usage: /save FILE" in say(child, "/save")
     (tmp_path / "bad.json").write_text('{"messages": [{"role": "robot"}]}')
     assert "not a saved conversation" in say(child, f"/load {tmp_path / 'bad.json'}")
     child.sendline("/bye")

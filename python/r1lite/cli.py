@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("-t", "--threads", type=int, default=None, help="threads (default: all cores)")
     common.add_argument("--device", default="cpu",
                         help="cpu (default), or cuda / cuda:N to run on that GPU")
+    common.add_argument("--kv-cache", default=None, choices=("f16", "bf16", "q8_0", "f32"),
+                        help="KV cache format (default f16 on the CPU, f32 on a GPU; q8_0 halves "
+                             "f16's bytes at some accuracy)")
 
     gen = argparse.ArgumentParser(add_help=False)
     gen.add_argument("-n", "--max-tokens", type=int, default=None,
@@ -100,6 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--prefill", type=int, default=512, help="prompt tokens (default 512)")
     bench.add_argument("--decode", type=int, default=128, help="generated tokens (default 128)")
     bench.add_argument("--repeats", type=int, default=1, help="rounds; medians are reported")
+    bench.add_argument("--depth", type=int, default=0,
+                       help="decode after this many cached positions (default: after the prompt)")
     srv = sub.add_parser("serve", parents=[common], help="an OpenAI-compatible HTTP server")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
     srv.add_argument("--port", type=int, default=8080)
@@ -201,7 +206,8 @@ def _load(args):
     import r1lite
 
     print(f"loading {args.model} ...", file=sys.stderr)
-    return r1lite.load(args.model, threads=args.threads, context=args.context, device=args.device)
+    return r1lite.load(args.model, threads=args.threads, context=args.context, device=args.device,
+                       kv_cache=args.kv_cache)
 
 
 def cmd_run(args) -> int:
@@ -243,7 +249,10 @@ class Repl:
             self.set(text.split(None, 1)[1] if len(words) > 1 else "")
         elif cmd == "/show":
             self.show(words[1] if len(words) > 1 else "")
-        elif cmd in ("/save", "/load") and len(words) > 1:
+        elif cmd in ("/save", "/load"):
+            if len(words) < 2:
+                print(f"usage: {cmd} FILE")
+                return True
             path = text.split(None, 1)[1].strip()
             try:
                 self.save(path) if cmd == "/save" else self.load(path)
@@ -479,7 +488,8 @@ def _info_rows(model) -> list:
         *([("experts", f"{c['num_experts']} routed ({c['experts_per_token']} per token), "
                        f"{c['num_shared_experts']} shared, from layer {c['moe_first_layer']}, "
                        f"router {c['router']}")] if c.get("num_experts") else []),
-        ("cache per token", f"{model.kv_bytes_per_token / 1024:.1f} KiB"),
+        ("cache per token", f"{model.kv_bytes_per_token / 1024:.1f} KiB ({c['kv_cache']}); "
+                            f"{_size(model.kv_bytes_per_token * c['context'])} at the full context"),
         ("read per token", f"{_size(s['decode_bytes_per_token'])} of weights per decode step"),
         ("weight formats", ", ".join(f"{k} ({v} tensors)" for k, v in sorted(s["tensor_formats"].items()))),
         ("context", f"{c['context']} (trained for {c['max_position_embeddings']})"),
@@ -505,15 +515,23 @@ def cmd_bench(args) -> int:
     for name in ("prefill", "decode", "repeats"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.depth < 0:
+        raise ValueError(f"--depth must be >= 0, got {args.depth}")
     print(f"loading {args.model} ...", file=sys.stderr)
-    model = r1lite.load(args.model, threads=args.threads, context=args.prefill + args.decode + 1,
-                        device=args.device)
-    per_token = model.summary["decode_bytes_per_token"]
+    depth = max(args.depth, args.prefill)
+    model = r1lite.load(args.model, threads=args.threads, context=depth + args.decode + 1,
+                        device=args.device, kv_cache=args.kv_cache)
+    weights = model.summary["decode_bytes_per_token"]
+    cache = model.kv_bytes_per_token * (depth + args.decode // 2)  # the cache read, mid-decode
+    per_token = weights + cache
     read, where, measured = bandwidth(model)
     with model.session() as session:
-        rates = run(session, model.config["vocab_size"], args.prefill, args.decode, args.repeats)
+        rates = run(session, model.config["vocab_size"], args.prefill, args.decode, args.repeats,
+                    depth=args.depth)
     achieved = rates["decode_tok_s"] * per_token
-    print(f"{args.model}: {where}, {_size(per_token)} of weights read per decode step")
+    print(f"{args.model}: {where}, {_size(per_token)} read per decode step at depth {depth}: "
+          f"{_size(weights)} of weights, {_size(cache)} of {model.config['kv_cache']} KV cache "
+          f"({100 * cache / per_token:.0f}%)")
     print(f"prefill {args.prefill} tokens: {rates['prefill_tok_s']:.1f} tok/s")
     print(f"decode {args.decode} tokens:  {rates['decode_tok_s']:.2f} tok/s = {achieved / 1e9:.2f} GB/s, "
           f"{100 * achieved / read:.0f}% of the measured {measured} ({read / 1e9:.1f} GB/s)")
