@@ -37,13 +37,15 @@ REASONING = ("The user asks for 2 + 2. Two plus two makes four, so the answer is
              "I will also show it in Python.")
 ANSWER = "The answer is **4**.\n\n```python\nprint(2 + 2)\n```\n\nThat is all."
 LONG_REASONING = "I keep thinking about this. " * 400  # for Stop: it does not end in time
+LOOPING_ANSWER = "la " * 400  # for the loop guard
 
 
 class ScriptedBatch:
     """Stands in for Model.batch(): the real tokenizer, template, sampler, reasoning split and
     engine run, but each step's logits put all the mass on the script's next token, so any
     sampling settings give the script: REASONING, </think>, ANSWER, EOS (LONG_REASONING when
-    the last user message asks to "think long"). Each step sleeps `delay` so streaming shows."""
+    the last user message asks to "think long", LOOPING_ANSWER after REASONING when it asks to
+    "sing"). Each step sleeps `delay` so streaming shows."""
 
     def __init__(self, model, delay: float):
         self.tok, self.vocab = model.tokenizer, model.config["vocab_size"]
@@ -51,8 +53,9 @@ class ScriptedBatch:
         self.eos = self.tok.eos_ids[0]
         self.seqs: dict[int, dict] = {}
         self.next_id = 0
-        self.scripts = {False: self.tok.encode(REASONING + "\n</think>\n\n" + ANSWER),
-                        True: self.tok.encode(LONG_REASONING)}
+        self.scripts = {"answer": self.tok.encode(REASONING + "\n</think>\n\n" + ANSWER),
+                        "think long": self.tok.encode(LONG_REASONING),
+                        "sing": self.tok.encode(REASONING + "\n</think>\n\n" + LOOPING_ANSWER)}
 
     def open_sequence(self) -> int:
         self.next_id += 1
@@ -69,7 +72,8 @@ class ScriptedBatch:
             s = self.seqs[seq_id]
             if s["script"] is None:  # the first segment is the whole prompt (short, in these tests)
                 last_user = self.tok.decode(list(ids)).rsplit("<｜User｜>", 1)[-1]
-                s["script"], s["prompt"] = self.scripts["think long" in last_user], len(ids)
+                which = next((k for k in ("think long", "sing") if k in last_user), "answer")
+                s["script"], s["prompt"] = self.scripts[which], len(ids)
             s["fed"] += len(ids)
             k = s["fed"] - s["prompt"]  # tokens generated so far
             row = np.full(self.vocab, -1e4, np.float32)
@@ -560,6 +564,16 @@ def test_a_refused_request_shows_the_servers_error(live, browser):
     wait(lambda: last(browser)["status"] == "done", what="the next answer")
     # the question that failed is not sent again
     assert recorder.bodies[-1]["messages"] == [{"role": "user", "content": "What is 3 + 3?"}]
+
+
+def test_the_loop_guards_finish_is_named(tiny_r1, browser):
+    with running(scripted_model(tiny_r1, delay=0.005)) as (url, _, _):
+        open_page(browser, url)
+        send(browser, "Please sing")
+        wait(lambda: state(browser) and last(browser)["status"] == "done", what="the answer")
+        done = last(browser)
+        assert done["reasoning"] == REASONING and done["answer"].startswith("la la")
+        assert "loop guard" in done["usage"], done["usage"]
 
 
 def test_api_key_is_asked_once(tiny_r1, browser):

@@ -191,6 +191,9 @@ function el(tag, cls, text) {
   return e;
 }
 
+const FINISHES = { length: " · stopped at the token limit",
+                   repetition: " · stopped: the text was repeating itself (loop guard)" };
+
 function seconds(ms) { return (ms / 1000).toFixed(1) + " s"; }
 
 // The DOM of one assistant turn, with update() to redraw it from the turn's fields.
@@ -239,8 +242,7 @@ function assistantView(turn) {
     if (u) {
       foot.textContent = `${u.prompt_tokens} prompt tokens · ${u.completion_tokens} generated` +
                          (u.tok_s ? ` · ${u.tok_s.toFixed(1)} tok/s` : "") +
-                         (turn.finish === "length" ? " · stopped at the token limit"
-                          : turn.finish && turn.finish !== "stop" ? ` · finish: ${turn.finish}` : "");
+                         (FINISHES[turn.finish] ?? (turn.finish && turn.finish !== "stop" ? ` · finish: ${turn.finish}` : ""));
     } else {
       foot.textContent = turn.status === "stopped" ? "stopped" : "";
     }
@@ -389,7 +391,8 @@ async function send() {
           tFirst ??= performance.now();
           turn.content += d.content;
         }
-        if (choice.finish_reason) turn.finish = choice.finish_reason;
+        // r1lite's own reason where OpenAI's finish_reason has none (e.g. "repetition")
+        if (choice.finish_reason) turn.finish = choice.r1lite_finish_detail || choice.finish_reason;
       }
     };
     while (!finished) {
