@@ -665,3 +665,29 @@ def test_the_browser_refuses_outside_requests(live, browser):
     time.sleep(0.3)
     problems = console_problems(browser)
     assert sum("Content Security Policy" in p for p in problems) >= 2, problems
+
+
+def test_real_serve_command_in_the_browser(tiny_r1, browser):
+    """`r1lite serve` itself (the tiny random R1 model, not a script): the page chats with it,
+    the thinking budget closing the reasoning so that an answer follows."""
+    from selenium.webdriver.common.by import By
+
+    with serve_command(tiny_r1) as url:
+        open_page(browser, url)
+        wait(lambda: browser.find_element(By.ID, "model-name").text == "tiny-r1", what="the model name")
+        browser.find_element(By.ID, "settings-toggle").click()
+        browser.find_element(By.ID, "set-temperature").send_keys("0")
+        browser.find_element(By.ID, "set-max-tokens").send_keys("24")
+        browser.find_element(By.ID, "set-thinking").send_keys("8")
+        send(browser, "Hi")
+        wait(lambda: state(browser) and last(browser)["status"] == "done", what="the answer")
+        done = last(browser)
+        assert done["reasoning"] and done["answer"] and not done["error"], done
+        # 8 reasoning tokens; a delta per token, but for text the server holds back (a
+        # character split across tokens), which a random model may produce
+        assert 1 <= int(re.search(r"(\d+) tokens?", done["summary"]).group(1)) <= 8
+        assert not done["thinkingOpen"]
+        assert re.fullmatch(r"\d+ prompt tokens · 24 generated · [\d.]+ tok/s · stopped at the token limit",
+                            done["usage"]), done["usage"]
+        assert console_problems(browser) == []
+        js(browser, "localStorage.clear()")
