@@ -358,6 +358,24 @@ def last(driver):
     return state(driver)[-1]
 
 
+def last_when(driver, holds, what: str, timeout=30) -> dict:
+    """The last message, once holds(it) is true."""
+    found = {}
+
+    def check():
+        shown = state(driver)
+        if shown and holds(shown[-1]):
+            found["message"] = shown[-1]
+            return True
+        return False
+    wait(check, timeout, what)
+    return found["message"]
+
+
+def answered(driver, what="the answer") -> dict:
+    return last_when(driver, lambda m: m["status"] == "done", what)
+
+
 def send(driver, text):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -377,16 +395,14 @@ def test_chat_streams_reasoning_and_answer_apart(live, browser):
     before = len(recorder.bodies)
     send(browser, "What is 2 + 2?")
     # while the reasoning streams: the Thinking section is open, the answer still empty
-    seen = wait(lambda: (lambda m: m if m.get("reasoning") and m["status"] == "streaming" else None)(last(browser)),
-                what="streamed reasoning")
+    seen = last_when(browser, lambda m: m["reasoning"] and m["status"] == "streaming", "streamed reasoning")
     assert seen["thinkingShown"] and seen["thinkingOpen"] and seen["answer"] == ""
     assert REASONING.startswith(seen["reasoning"]) and seen["reasoning"] != REASONING
     assert browser.find_element(By.ID, "stop").is_displayed()
     # then the answer streams under a folded section
-    mid = wait(lambda: (lambda m: m if m["answer"] and m["status"] == "streaming" else None)(last(browser)),
-               what="the answer streaming")
+    mid = last_when(browser, lambda m: m["answer"] and m["status"] == "streaming", "the answer streaming")
     assert not mid["thinkingOpen"] and mid["reasoning"] == REASONING
-    done = wait(lambda: (lambda m: m if m["status"] == "done" else None)(last(browser)), what="the end")
+    done = answered(browser)
     assert done["reasoning"] == REASONING and REASONING not in done["answer"]
     assert not done["thinkingOpen"] and not done["error"]
     tokens = int(re.search(r"(\d+) tokens", done["summary"]).group(1))
@@ -503,7 +519,7 @@ def test_keyboard_shift_enter_is_a_newline(live, browser):
     assert box.get_attribute("value") == "first line\nsecond line"
     assert state(browser) == [] and len(recorder.bodies) == before
     box.send_keys(Keys.ENTER)
-    wait(lambda: state(browser) and last(browser)["status"] == "done", what="the answer")
+    answered(browser)
     assert state(browser)[0]["text"] == "first line\nsecond line"
     assert recorder.bodies[-1]["messages"][-1]["content"] == "first line\nsecond line"
     assert box.get_attribute("value") == ""
@@ -523,7 +539,7 @@ def test_settings_change_the_request(live, browser):
         field.clear()
         field.send_keys(value)
     send(browser, "What is 2 + 2?")
-    done = wait(lambda: (lambda m: m if m["status"] == "done" else None)(last(browser)), what="the answer")
+    done = answered(browser)
     body = recorder.bodies[-1]
     assert body["messages"] == [{"role": "system", "content": "You are terse."},
                                 {"role": "user", "content": "What is 2 + 2?"}]
@@ -540,7 +556,7 @@ def test_settings_change_the_request(live, browser):
         browser.find_element(By.ID, id_).clear()
     browser.find_element(By.ID, "new-chat").click()
     send(browser, "What is 2 + 2?")
-    wait(lambda: state(browser) and last(browser)["status"] == "done", what="the answer")
+    answered(browser)
     body = recorder.bodies[-1]
     assert body["messages"] == [{"role": "user", "content": "What is 2 + 2?"}]
     assert not {"temperature", "top_p", "max_tokens", "max_thinking_tokens"} & set(body)
@@ -554,8 +570,7 @@ def test_a_refused_request_shows_the_servers_error(live, browser):
     browser.find_element(By.ID, "settings-toggle").click()
     browser.find_element(By.ID, "set-temperature").send_keys("5")
     send(browser, "What is 2 + 2?")
-    wait(lambda: state(browser) and last(browser)["status"] == "error", what="the error")
-    failed = last(browser)
+    failed = last_when(browser, lambda m: m["status"] == "error", "the error")
     assert "temperature" in failed["error"] and failed["answer"] == "" and not failed["thinkingShown"]
     assert recorder.bodies[-1]["temperature"] == 5
     assert browser.find_element(By.ID, "send").is_displayed()
@@ -570,8 +585,7 @@ def test_the_loop_guards_finish_is_named(tiny_r1, browser):
     with running(scripted_model(tiny_r1, delay=0.005)) as (url, _, _):
         open_page(browser, url)
         send(browser, "Please sing")
-        wait(lambda: state(browser) and last(browser)["status"] == "done", what="the answer")
-        done = last(browser)
+        done = answered(browser)
         assert done["reasoning"] == REASONING and done["answer"].startswith("la la")
         assert "loop guard" in done["usage"], done["usage"]
 
@@ -592,7 +606,7 @@ def test_api_key_is_asked_once(tiny_r1, browser):
         wait(lambda: not dialog.is_displayed(), what="the dialog to close")
         wait(lambda: browser.find_element(By.ID, "model-name").text == "tiny-r1", what="the model name")
         send(browser, "What is 2 + 2?")
-        done = wait(lambda: (lambda m: m if m["status"] == "done" else None)(last(browser)), what="the answer")
+        done = answered(browser)
         assert done["reasoning"] == REASONING and not done["error"]
         browser.refresh()  # the key is kept: no second question
         wait(lambda: browser.find_element(By.ID, "model-name").text == "tiny-r1", what="the model name")
@@ -640,7 +654,7 @@ def test_narrow_screen(live, browser, tmp_path):
     try:
         open_page(browser, url)
         send(browser, "What is 2 + 2?")
-        wait(lambda: state(browser) and last(browser)["status"] == "done", what="the answer")
+        answered(browser)
         browser.find_element(By.ID, "settings-toggle").click()
         assert js(browser, "return document.documentElement.scrollWidth <= window.innerWidth")
         for id_ in ("input", "send", "new-chat", "settings-toggle", "set-thinking"):
@@ -680,8 +694,7 @@ def test_real_serve_command_in_the_browser(tiny_r1, browser):
         browser.find_element(By.ID, "set-max-tokens").send_keys("24")
         browser.find_element(By.ID, "set-thinking").send_keys("8")
         send(browser, "Hi")
-        wait(lambda: state(browser) and last(browser)["status"] == "done", what="the answer")
-        done = last(browser)
+        done = answered(browser)
         assert done["reasoning"] and done["answer"] and not done["error"], done
         # 8 reasoning tokens; a delta per token, but for text the server holds back (a
         # character split across tokens), which a random model may produce
