@@ -281,8 +281,7 @@ def _browser_paths():
 
 @pytest.fixture(scope="module")
 def browser():
-    selenium = pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
-    del selenium
+    pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
