@@ -26,6 +26,13 @@ using namespace r1lite;
 
 namespace {
 
+DType cache_format(const std::string& name) {
+  DType t;
+  if (!dtype_from_name(name.c_str(), &t) || t == DType::Q4_0)
+    throw std::invalid_argument("unknown cache format '" + name + "' (f32, f16, bf16, q8_0)");
+  return t;
+}
+
 Isa isa_from_name(const std::string& name) {
   for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512})
     if (name == isa_name(isa)) return isa;
@@ -125,6 +132,7 @@ const char* type_name(const FloatList*) { return "list[float]"; }
 const char* type_name(const RopeKind*) { return "str"; }
 const char* type_name(const AttentionKind*) { return "str"; }
 const char* type_name(const RouterKind*) { return "str"; }
+const char* type_name(const DType*) { return "str"; }
 
 // A ModelConfig from a dict of config.h's field names (absent or None: the field's default);
 // std::invalid_argument on an unknown key or a value of the wrong type. Not validated.
@@ -393,20 +401,47 @@ PYBIND11_MODULE(_core, m) {
       "weighted_sum",
       [](const py::array_t<float, py::array::c_style | py::array::forcecast>& p,
          const py::array_t<float, py::array::c_style | py::array::forcecast>& rows,
-         const std::string& isa, int64_t dim) {
+         const std::string& isa, int64_t dim, const std::string& fmt) {
         if (rows.ndim() != 2 || p.ndim() != 2 || p.shape(1) != rows.shape(0))
-          throw std::invalid_argument("need p [heads, count] and rows [count, ld]");
-        if (dim < 0) dim = rows.shape(1);
-        if (dim > rows.shape(1)) throw std::invalid_argument("dim exceeds the rows' width");
+          throw std::invalid_argument("need p [heads, count] and rows [count, width]");
+        const int64_t count = rows.shape(0), width = rows.shape(1);
+        if (dim < 0) dim = width;
+        if (dim > width) throw std::invalid_argument("dim exceeds the rows' width");
+        // the rows stored as a cache stores them (encode_row), then the kernel reads them
+        const KvLayout layout{1, 1, width, 0, cache_format(fmt)};
+        const int64_t row_bytes = layout.row_bytes(width), blocks = layout.scale_bytes(width) / 2;
+        std::vector<uint8_t> data(size_t(count * row_bytes));
+        std::vector<uint16_t> scales(size_t(count * blocks));
+        for (int64_t t = 0; t < count; ++t)
+          encode_row(layout.format, rows.data() + t * width, width, &data[size_t(t * row_bytes)],
+                     blocks ? &scales[size_t(t * blocks)] : nullptr);
+        StoredRows stored;
+        stored.format = layout.format;
+        stored.data = data.data();
+        stored.scales = blocks ? scales.data() : nullptr;
+        stored.ld = layout.format == DType::Q8_0 ? row_bytes : width;
         const int64_t heads = p.shape(0);
         py::array_t<float> out({py::ssize_t(heads), py::ssize_t(dim)});
         std::fill(out.mutable_data(), out.mutable_data() + heads * dim, 0.f);
-        weighted_sum_with_isa(isa_from_name(isa), p.data(), p.shape(1), heads, rows.data(),
-                              rows.shape(0), dim, rows.shape(1), out.mutable_data(), dim);
+        weighted_sum_with_isa(isa_from_name(isa), p.data(), p.shape(1), heads, stored, count, dim,
+                              out.mutable_data(), dim);
         return out;
       },
-      py::arg("p"), py::arg("rows"), py::arg("isa"), py::arg("dim") = -1,
-      "p · rows[:, :dim] for p [heads, count] with one ISA's kernel (for tests).");
+      py::arg("p"), py::arg("rows"), py::arg("isa"), py::arg("dim") = -1, py::arg("fmt") = "f32",
+      "p · rows[:, :dim] for p [heads, count] with one ISA's kernel, the rows stored in cache "
+      "format fmt first (for tests).");
+  m.def(
+      "encode_row",
+      [](const py::array_t<float, py::array::c_style | py::array::forcecast>& x, const std::string& fmt) {
+        if (x.ndim() != 1) throw std::invalid_argument("x must be 1-D");
+        const KvLayout layout{1, 1, x.shape(0), 0, cache_format(fmt)};
+        py::array_t<uint8_t> data(layout.row_bytes(x.shape(0)));
+        py::array_t<uint16_t> scales(layout.scale_bytes(x.shape(0)) / 2);
+        encode_row(layout.format, x.data(), x.shape(0), data.mutable_data(), scales.mutable_data());
+        return py::make_tuple(data, scales);
+      },
+      py::arg("x"), py::arg("fmt"),
+      "A row as the KV cache stores it in fmt: (bytes, f16 block scales: q8_0 only) (for tests).");
   m.def(
       "exp",
       [](py::array_t<float, py::array::c_style | py::array::forcecast> x) {

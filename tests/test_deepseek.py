@@ -49,13 +49,15 @@ def test_v2_lite_scale():
 def test_latent_cache_is_the_only_attention_cache():
     folder = FIXTURES / "deepseek_v3_f32"
     cfg = json.loads((folder / "config.json").read_text())
-    model = r1lite.load(folder, threads=2)
+    model = r1lite.load(folder, threads=2, kv_cache="f32")
     per_layer = cfg["kv_lora_rank"] + cfg["qk_rope_head_dim"]
     assert model.kv_bytes_per_token == cfg["num_hidden_layers"] * per_layer * 4
     model.logits(np.arange(10))
     assert model.cache_bytes == 256 * model.kv_bytes_per_token  # one page of 256 positions
-    dense = r1lite.load(FIXTURES / "qwen2_f32", threads=1)
-    assert dense.kv_bytes_per_token == 2 * 2 * 2 * 12 * 4  # layers · k,v · kv heads · head_dim · f32
+    dense = r1lite.load(FIXTURES / "qwen2_f32", threads=1)  # the default cache: f16
+    assert dense.config["kv_cache"] == "f16"
+    assert dense.kv_bytes_per_token == 2 * 2 * 2 * 12 * 2  # layers · k,v · kv heads · head_dim · f16
+    assert r1lite.load(folder, threads=1).kv_bytes_per_token == cfg["num_hidden_layers"] * per_layer * 2
 
 
 def test_e4m3_values():
@@ -186,6 +188,6 @@ def test_mtp_layer_is_skipped_with_a_note(tmp_path):
         index["weight_map"].update({k: "model.safetensors" for k in f.keys()})
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     with pytest.warns(UserWarning, match=f"skipping layer {layers}"):
-        model = r1lite.load(folder)
+        model = r1lite.load(folder, kv_cache="f32")
     oracle = np.load(folder / "oracle.npz")
     assert rel_err(model.logits(oracle["tokens"]), oracle["logits"]) <= 1e-4

@@ -16,8 +16,12 @@ HI = [{"role": "user", "content": "Hi"}]
 
 @pytest.mark.parametrize("folder", FIXTURES, ids=[d.name for d in FIXTURES])
 def test_greedy_generation_equals_transformers(folder):
+    """With the default (f16) cache; one random MoE fixture needs the exact cache: there a key
+    rounded to 16 bits flips an expert choice within the 24 tokens, which moves the logits by
+    far more than the f16 rounding itself (dense fixtures keep greedy equality at f16)."""
     oracle = np.load(folder / "oracle.npz")
-    model = r1lite.load(folder)
+    exact = folder.name == "deepseek_v2_group_limited_bf16_sharded"
+    model = r1lite.load(folder, kv_cache="f32" if exact else None)
     want = oracle["greedy_tokens"].tolist()
     g = model.generate(oracle["greedy_prompt"].tolist(), max_new_tokens=len(want), temperature=0)
     assert g.tokens == want

@@ -128,7 +128,7 @@ def rewrite_gguf(src, out, edit):
 def test_deepseek2_gguf_matches_transformers(name, tmp_path):
     folder = FIXTURES / name
     oracle = np.load(folder / "oracle.npz")
-    model = r1lite.load(write_deepseek2_gguf(folder, tmp_path / f"{name}.gguf"), threads=2)
+    model = r1lite.load(write_deepseek2_gguf(folder, tmp_path / f"{name}.gguf"), threads=2, kv_cache="f32")
     assert model.config["attention"] == "mla"
     hf_config = r1lite.load(folder, threads=1).config
     for key in ("router", "expert_groups", "expert_groups_kept", "normalize_expert_weights",
@@ -157,7 +157,7 @@ def test_deepseek2_gguf_with_kv_b_as_older_files_have_it(tmp_path):
 
     old = rewrite_gguf(write_deepseek2_gguf(folder, tmp_path / "split.gguf"), tmp_path / "old.gguf", join_kv_b)
     oracle = np.load(folder / "oracle.npz")
-    got = r1lite.load(old, threads=2).logits(oracle["tokens"])
+    got = r1lite.load(old, threads=2, kv_cache="f32").logits(oracle["tokens"])
     assert rel_err(got, oracle["logits"]) <= 1e-4
 
 

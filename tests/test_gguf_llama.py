@@ -77,13 +77,13 @@ def write_llama_gguf(folder, out, *, rope_freqs=True):
 def test_llama3_gguf_with_rope_freqs_matches_transformers(tmp_path):
     folder = FIXTURES / "llama3_f32"
     oracle = np.load(folder / "oracle.npz")
-    model = r1lite.load(write_llama_gguf(folder, tmp_path / "llama3.gguf"), threads=2)
+    model = r1lite.load(write_llama_gguf(folder, tmp_path / "llama3.gguf"), threads=2, kv_cache="f32")
     assert model.config["rope_kind"] == "default" and len(model.config["rope_freq_factors"]) == 10
     got = model.logits(oracle["tokens"])
     assert rel_err(got, oracle["logits"]) <= 1e-4
     np.testing.assert_array_equal(got.argmax(-1), oracle["logits"].argmax(-1))
     # the factors are what makes it llama3: without them the same weights give other logits
-    plain = r1lite.load(write_llama_gguf(folder, tmp_path / "plain.gguf", rope_freqs=False), threads=2)
+    plain = r1lite.load(write_llama_gguf(folder, tmp_path / "plain.gguf", rope_freqs=False), threads=2, kv_cache="f32")
     assert rel_err(plain.logits(oracle["tokens"]), oracle["logits"]) > 1e-2
 
 
@@ -92,7 +92,7 @@ def test_rope_freqs_survive_conversion(tmp_path):
     oracle = np.load(folder / "oracle.npz")
     out = r1lite.convert(write_llama_gguf(folder, tmp_path / "llama3.gguf"), tmp_path / "m.safetensors",
                          quant="f32", progress=False)
-    assert rel_err(r1lite.load(out, threads=2).logits(oracle["tokens"]), oracle["logits"]) <= 1e-4
+    assert rel_err(r1lite.load(out, threads=2, kv_cache="f32").logits(oracle["tokens"]), oracle["logits"]) <= 1e-4
 
 
 def test_bad_rope_freqs_are_named(tmp_path):

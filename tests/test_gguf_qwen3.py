@@ -37,7 +37,7 @@ def write_qwen3_gguf(folder, out):
 def test_qwen3_gguf_matches_transformers(tmp_path, fixture):
     folder = FIXTURES / fixture
     oracle = np.load(folder / "oracle.npz")
-    model = r1lite.load(write_qwen3_gguf(folder, tmp_path / "qwen3.gguf"), threads=2)
+    model = r1lite.load(write_qwen3_gguf(folder, tmp_path / "qwen3.gguf"), threads=2, kv_cache="f32")
     cfg = model.config
     assert cfg["architecture"] == "qwen3" and cfg["qk_norm"] and not cfg["qkv_bias"]
     assert cfg["tied_embeddings"] == (fixture == "qwen3_bf16_tied")
@@ -57,5 +57,5 @@ def test_qwen3_per_head_norms_matter(tmp_path):
         if t.name.endswith(("attn_q_norm.weight", "attn_k_norm.weight")):
             t.data[:] = 1.0
     del reader
-    got = r1lite.load(path, threads=2).logits(oracle["tokens"])
+    got = r1lite.load(path, threads=2, kv_cache="f32").logits(oracle["tokens"])
     assert rel_err(got, oracle["logits"]) > 1e-2

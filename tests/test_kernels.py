@@ -134,20 +134,65 @@ def test_weight_quantizer_matches_ggml(fmt):
 @pytest.mark.parametrize("count,dim,ld", [(1, 1, 1), (3, 7, 7), (5, 16, 16), (17, 64, 64),
                                           (33, 100, 100), (256, 128, 128), (9, 37, 45),
                                           (40, 19, 24)])
-def test_weighted_sum_agrees_with_reference(heads, count, dim, ld):
+@pytest.mark.parametrize("fmt", ["f32", "f16", "bf16", "q8_0"])
+def test_weighted_sum_agrees_with_reference(heads, count, dim, ld, fmt):
     # ld > dim: MLA sums the latent part of cache rows that also hold the rope key; several heads
-    # (a GQA group, an MLA block) share the rows
+    # (a GQA group, an MLA block) share the rows. The rows are stored in the KV cache format
+    # `fmt` first; the reference sums numpy's own rounding of them to that format.
     rng = np.random.default_rng(count * 1000 + dim + heads)
     p = rng.random((heads, count)).astype(np.float32)
     rows = rng.standard_normal((count, ld)).astype(np.float32)
-    exact = p.astype(np.float64) @ rows[:, :dim].astype(np.float64)
+    exact = p.astype(np.float64) @ cache_round_trip(rows, fmt)[:, :dim].astype(np.float64)
     one_head = {}
     for isa in ISAS:
         if _core.isa_supported(isa):
-            got = _core.weighted_sum(p, rows, isa, dim)
+            got = _core.weighted_sum(p, rows, isa, dim, fmt)
             np.testing.assert_allclose(got, exact, rtol=0, atol=1e-5 * np.sqrt(count) * 4, err_msg=isa)
-            one_head[isa] = np.stack([_core.weighted_sum(p[h:h + 1], rows, isa, dim)[0] for h in range(heads)])
+            one_head[isa] = np.stack([_core.weighted_sum(p[h:h + 1], rows, isa, dim, fmt)[0] for h in range(heads)])
             np.testing.assert_array_equal(got, one_head[isa], err_msg=f"{isa}: a head alone")
+
+
+def bf16_round(x: np.ndarray) -> np.ndarray:
+    """f32 -> bf16 -> f32, round to nearest even, written from the format's definition."""
+    b = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+    b = (b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000
+    return b.astype(np.uint32).view(np.float32)
+
+
+def cache_round_trip(rows: np.ndarray, fmt: str) -> np.ndarray:
+    """What a KV cache row stored in `fmt` holds, by numpy (q8_0: r1lite.quant's weight quantizer,
+    itself checked against the gguf package above)."""
+    from r1lite import quant
+
+    if fmt == "f32":
+        return rows
+    if fmt == "f16":
+        return rows.astype(np.float16).astype(np.float32)
+    if fmt == "bf16":
+        return bf16_round(rows)
+    q, d = quant.quantize_q8_0(rows)
+    return quant.dequantize("q8_0", q, d, rows.shape[1])
+
+
+def test_cache_rows_are_encoded_as_numpy_rounds_them():
+    """f16 and bf16 bit for bit (ties to even, subnormals, overflow to inf); q8_0 as the weight
+    quantizer (scale max|x|/127 in f16, quants rounded half away from zero)."""
+    edge = np.array([0.0, -0.0, 1.0, -2.5, 65504.0, 65519.0, 65520.0, 1e6, -1e6, 6.1e-5, 6.0e-8,
+                     2.0 ** -25, 2.0 ** -25 * 1.5, 1e-9, 3.14159, 1 + 2.0 ** -11, 1 + 3 * 2.0 ** -11],
+                    np.float32)
+    x = np.concatenate([edge, np.random.default_rng(3).standard_normal(1000).astype(np.float32) * 10])
+    bits, _ = _core.encode_row(x, "f16")
+    with np.errstate(over="ignore"):  # 1e6 overflows to inf, as it must
+        np.testing.assert_array_equal(bits.view(np.uint16), x.astype(np.float16).view(np.uint16))
+    bits, _ = _core.encode_row(x, "bf16")
+    np.testing.assert_array_equal(bits.view(np.uint16), (bf16_round(x).view(np.uint32) >> 16).astype(np.uint16))
+    from r1lite import quant
+
+    y = x[17:17 + 77]  # 77 values: a partial last block
+    q, d = _core.encode_row(y, "q8_0")
+    want_q, want_d = quant.quantize_q8_0(y[None])
+    np.testing.assert_array_equal(q.view(np.int8), want_q[0])
+    np.testing.assert_array_equal(d, want_d[0].view(np.uint16))
 
 
 @pytest.mark.parametrize("fmt", FORMATS + ["q8_0", "q4_0"])

@@ -9,7 +9,7 @@ def test_cache_grows_in_pages(qwen2_dir):
     model = r1lite.load(qwen2_dir, context=256)
     core = model._core
     cfg = model.config
-    page = 256 * cfg["num_layers"] * 2 * cfg["num_kv_heads"] * cfg["head_dim"] * 4
+    page = 256 * cfg["num_layers"] * 2 * cfg["num_kv_heads"] * cfg["head_dim"] * 2  # f16 by default
     core.reset()
     assert core.cache_bytes == 0
     core.forward(np.arange(10, dtype=np.int32), False)
@@ -26,7 +26,7 @@ def test_large_context_costs_nothing_up_front(qwen2_dir):
 
 def test_decoding_token_by_token_across_pages(qwen2_dir):
     """Positions past the first page (256) read the right keys: compare with one long prefill."""
-    model = r1lite.load(qwen2_dir, context=600)
+    model = r1lite.load(qwen2_dir, context=600, kv_cache="f32")
     tokens = np.random.default_rng(0).integers(0, 131, 300)
     full = model.logits(tokens)
     stepped = model.logits(tokens, chunk=37)

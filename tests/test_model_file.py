@@ -26,7 +26,7 @@ def test_float_formats_match_transformers(converted, folder):
     oracle = np.load(folder / "oracle.npz")
     bf16_tol = 5e-2 if is_moe(folder) else 3e-2  # MoE: 3.5% measured at the 90th percentile
     for fmt, tol in (("f32", 1e-4), ("f16", 5e-3), ("bf16", bf16_tol)):
-        got = r1lite.load(converted[folder.name, fmt]).logits(oracle["tokens"], chunk=7)
+        got = r1lite.load(converted[folder.name, fmt], kv_cache="f32").logits(oracle["tokens"], chunk=7)
         err = rel_err(got, oracle["logits"]) if fmt == "f32" else rounded_err(got, oracle["logits"], folder)
         assert err <= tol, fmt
 
@@ -38,7 +38,7 @@ def test_quantized_formats_match_transformers_on_the_same_weights(converted, fol
     the int8 quantization of the activations (measured 1.5-4% here; 3-9% at the 90th percentile on
     the MoE fixtures, whose expert choices it flips)."""
     oracle = np.load(folder / "oracle.npz")
-    got = r1lite.load(converted[folder.name, fmt]).logits(oracle["tokens"])
+    got = r1lite.load(converted[folder.name, fmt], kv_cache="f32").logits(oracle["tokens"])
     want = oracle[f"logits_{fmt}"]
     assert rounded_err(got, want, folder) <= (0.12 if is_moe(folder) else 0.05)
     assert (got.argmax(-1) == want.argmax(-1)).mean() >= 0.9
@@ -49,11 +49,11 @@ def test_quantized_formats_against_f32(converted, folder):
     """Against transformers' f32 logits. These random-weight fixtures amplify rounding about 3x
     (bf16 alone costs up to 1.2%), so the bounds are the measured ones with some margin."""
     oracle, moe = np.load(folder / "oracle.npz"), is_moe(folder)
-    q8 = r1lite.load(converted[folder.name, "q8_0"]).logits(oracle["tokens"])
+    q8 = r1lite.load(converted[folder.name, "q8_0"], kv_cache="f32").logits(oracle["tokens"])
     q8_err = rounded_err(q8, oracle["logits"], folder)
     assert q8_err <= (0.15 if moe else 0.08)  # MoE: 4-10% measured at the 90th percentile
     assert (q8.argmax(-1) == oracle["logits"].argmax(-1)).mean() >= (0.8 if moe else 0.9)
-    q4 = r1lite.load(converted[folder.name, "q4_0"]).logits(oracle["tokens"])
+    q4 = r1lite.load(converted[folder.name, "q4_0"], kv_cache="f32").logits(oracle["tokens"])
     q4_err = rounded_err(q4, oracle["logits"], folder)
     assert q4_err <= (0.85 if moe else 0.6)  # MoE: 48-67% measured
     assert q4_err > q8_err

@@ -16,7 +16,7 @@ FIXTURES = fixture_dirs()
 @pytest.mark.parametrize("chunk", [None, 1, 3])
 def test_logits_match_transformers(folder, chunk):
     oracle = np.load(folder / "oracle.npz")
-    model = r1lite.load(folder, threads=2)
+    model = r1lite.load(folder, threads=2, kv_cache="f32")
     got = model.logits(oracle["tokens"], chunk=chunk)
     assert got.shape == oracle["logits"].shape
     assert got.dtype == np.float32
@@ -33,7 +33,7 @@ def test_every_instruction_set_matches_transformers(isa):
     try:
         for folder in FIXTURES:
             oracle = np.load(folder / "oracle.npz")
-            got = r1lite.load(folder, threads=1).logits(oracle["tokens"])
+            got = r1lite.load(folder, threads=1, kv_cache="f32").logits(oracle["tokens"])
             assert rel_err(got, oracle["logits"]) <= TOL, folder.name
     finally:
         _core.set_active_isa(before)
@@ -42,9 +42,9 @@ def test_every_instruction_set_matches_transformers(isa):
 def test_thread_count_does_not_change_results():
     folder = FIXTURES[0]
     tokens = np.load(folder / "oracle.npz")["tokens"]
-    one = r1lite.load(folder, threads=1).logits(tokens)
-    two = r1lite.load(folder, threads=2).logits(tokens)
-    three = r1lite.load(folder, threads=3).logits(tokens, chunk=7)
+    one = r1lite.load(folder, threads=1, kv_cache="f32").logits(tokens)
+    two = r1lite.load(folder, threads=2, kv_cache="f32").logits(tokens)
+    three = r1lite.load(folder, threads=3, kv_cache="f32").logits(tokens, chunk=7)
     np.testing.assert_array_equal(one, two)
     assert rel_err(three, one) <= 1e-5
 

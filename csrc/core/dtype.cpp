@@ -1,6 +1,9 @@
 #include "core/dtype.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <stdexcept>
 
 namespace r1lite {
 
@@ -71,6 +74,66 @@ float f16_to_f32(uint16_t h) {
   float f;
   std::memcpy(&f, &bits, 4);
   return f;
+}
+
+uint16_t f32_to_bf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return uint16_t((bits >> 16) | 0x40);  // quiet NaN
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return uint16_t(bits >> 16);
+}
+
+uint16_t f32_to_f16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  const uint16_t sign = uint16_t((bits >> 16) & 0x8000u);
+  const uint32_t abs = bits & 0x7fffffffu;
+  if (abs > 0x7f800000u) return uint16_t(sign | 0x7e00u);  // NaN
+  if (abs >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // rounds to >= 65536: inf
+  if (abs < 0x38800000u) {  // below 2^-14: an f16 subnormal (or zero), in units of 2^-24
+    if (abs < 0x33000000u) return sign;  // below 2^-25: rounds to zero
+    const uint32_t man = (abs & 0x7fffffu) | 0x800000u;  // value = man · 2^(exp - 150)
+    const int rs = 126 - int(abs >> 23);                   // man >> rs counts units of 2^-24
+    uint32_t q = man >> rs;
+    const uint32_t rem = man & ((1u << rs) - 1u), half = 1u << (rs - 1);
+    if (rem > half || (rem == half && (q & 1u))) ++q;      // 0x400 is the smallest normal: right
+    return uint16_t(sign | q);
+  }
+  uint32_t h = ((abs >> 23) - 112) << 10 | (abs >> 13 & 0x3ffu);
+  const uint32_t rem = abs & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // may carry into the exponent: right
+  return uint16_t(sign | h);
+}
+
+void encode_row(DType t, const float* src, int64_t n, void* dst, uint16_t* scales) {
+  switch (t) {
+    case DType::F32:
+      std::memcpy(dst, src, size_t(n) * 4);
+      return;
+    case DType::BF16:
+      for (int64_t i = 0; i < n; ++i) static_cast<uint16_t*>(dst)[i] = f32_to_bf16(src[i]);
+      return;
+    case DType::F16:
+      for (int64_t i = 0; i < n; ++i) static_cast<uint16_t*>(dst)[i] = f32_to_f16(src[i]);
+      return;
+    case DType::Q8_0:
+      for (int64_t b = 0; b * kQuantBlock < n; ++b) {
+        const int64_t len = std::min<int64_t>(kQuantBlock, n - b * kQuantBlock);
+        const float* x = src + b * kQuantBlock;
+        int8_t* q = static_cast<int8_t*>(dst) + b * kQuantBlock;
+        float amax = 0.f;
+        for (int64_t i = 0; i < len; ++i) amax = std::max(amax, std::fabs(x[i]));
+        const float d = amax / 127.f, id = d > 0.f ? 1.f / d : 0.f;
+        for (int64_t i = 0; i < kQuantBlock; ++i)
+          q[i] = i < len ? int8_t(std::round(x[i] * id)) : int8_t(0);  // half away, as for weights
+        scales[b] = f32_to_f16(d);
+      }
+      return;
+    case DType::Q4_0:
+      break;
+  }
+  throw std::invalid_argument("encode_row: not a cache format");
 }
 
 void convert_row_to_f32(DType t, const void* src, float* dst, int64_t n) {

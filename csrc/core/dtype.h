@@ -25,6 +25,14 @@ bool dtype_from_name(const char* name, DType* out);  // "f32" | "bf16" | "f16" |
 
 float bf16_to_f32(uint16_t h);
 float f16_to_f32(uint16_t h);
+// Round to nearest, ties to even (NaN stays NaN; f16 overflows to inf, keeps subnormals).
+uint16_t f32_to_bf16(float f);
+uint16_t f32_to_f16(float f);
+
+// Row n values of src stored in format t: float formats into dst; q8_0 as quants into dst
+// (ceil(n/32)*32 bytes, zero-padded) and one f16 scale per block into scales (max|x|/127, as
+// weights are quantized). Not for q4_0.
+void encode_row(DType t, const float* src, int64_t n, void* dst, uint16_t* scales);
 
 // dst[i] = float(src[i]) for n elements stored in float format t.
 void convert_row_to_f32(DType t, const void* src, float* dst, int64_t n);

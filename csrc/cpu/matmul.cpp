@@ -44,17 +44,37 @@ void set_active_isa(Isa isa) {
   g_isa = isa;
 }
 
-void dot_rows_f32(const float* x, int64_t n, int64_t ldx, const float* rows, int64_t count,
-                  int64_t dim, float* y, int64_t ldy) {
-  g_kernels->f32(x, n, ldx, rows, dim, 0, count, y, ldy);
+static WeightedSumFn weighted_sum_kernel(const MatmulKernels& k, DType t) {
+  switch (t) {
+    case DType::F32: return k.weighted_sum_f32;
+    case DType::BF16: return k.weighted_sum_bf16;
+    case DType::F16: return k.weighted_sum_f16;
+    case DType::Q8_0: return k.weighted_sum_q8_0;
+    default: throw std::invalid_argument("attention: not a cache format");
+  }
 }
-void weighted_sum_f32(const float* p, int64_t ldp, int64_t heads, const float* rows,
-                      int64_t count, int64_t dim, int64_t ld, float* out, int64_t ldo) {
-  g_kernels->weighted_sum(p, ldp, heads, rows, count, dim, ld, out, ldo);
+
+void weighted_sum_rows(const float* p, int64_t ldp, int64_t heads, const StoredRows& rows,
+                       int64_t count, int64_t dim, float* out, int64_t ldo) {
+  weighted_sum_with_isa(g_isa, p, ldp, heads, rows, count, dim, out, ldo);
 }
-void weighted_sum_with_isa(Isa isa, const float* p, int64_t ldp, int64_t heads, const float* rows,
-                           int64_t count, int64_t dim, int64_t ld, float* out, int64_t ldo) {
-  kernels_for(isa).weighted_sum(p, ldp, heads, rows, count, dim, ld, out, ldo);
+
+void weighted_sum_with_isa(Isa isa, const float* p, int64_t ldp, int64_t heads, const StoredRows& rows,
+                           int64_t count, int64_t dim, float* out, int64_t ldo) {
+  weighted_sum_kernel(kernels_for(isa), rows.format)(p, ldp, heads, rows.data, rows.scales, count, dim,
+                                                      rows.ld, out, ldo);
+}
+
+void QueryRows::prepare(DType format, const float* x, int64_t n, int64_t ldx, int64_t dim) {
+  x_ = x, n_ = n, ldx_ = ldx, dim_ = dim;
+  if (format != DType::Q8_0) return;
+  const int64_t blocks = (dim + kQuantBlock - 1) / kQuantBlock;
+  xq_.resize(size_t(n * blocks * kQuantBlock));
+  xd_.resize(size_t(n * blocks));
+  xs_.resize(size_t(n * blocks));
+  for (int64_t i = 0; i < n; ++i)
+    quantize_activations(x + i * ldx, 1, dim, &xq_[size_t(i * blocks * kQuantBlock)],
+                         &xd_[size_t(i * blocks)], &xs_[size_t(i * blocks)]);
 }
 
 static MatmulRowsFn float_kernel(const MatmulKernels& k, DType t) {
@@ -70,6 +90,16 @@ static QMatmulRowsFn quant_kernel(const MatmulKernels& k, DType t) {
   if (t == DType::Q8_0) return k.q8_0;
   if (t == DType::Q4_0) return k.q4_0;
   throw std::invalid_argument("matmul: not a quantized format");
+}
+
+void dot_rows(const QueryRows& q, const StoredRows& rows, int64_t count, float* y, int64_t ldy) {
+  if (rows.format == DType::Q8_0) {
+    const int64_t blocks = (q.dim_ + kQuantBlock - 1) / kQuantBlock;
+    g_kernels->q8_0(q.xq_.data(), q.xd_.data(), q.xs_.data(), q.n_, blocks, rows.data, rows.scales, 0,
+                    count, y, ldy);
+  } else {
+    float_kernel(*g_kernels, rows.format)(q.x_, q.n_, q.ldx_, rows.data, q.dim_, 0, count, y, ldy);
+  }
 }
 
 // Round to nearest, ties to even (as llama.cpp's SIMD activation quantizers do), for |v| < 2^22:

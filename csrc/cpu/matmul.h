@@ -1,6 +1,7 @@
 // y = x·Wᵀ for a weight of any storage format, split across the thread pool by output rows.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "core/cpu_features.h"
 #include "core/tensor.h"
@@ -13,18 +14,43 @@ namespace r1lite {
 Isa active_isa();
 void set_active_isa(Isa isa);
 
-// Attention's two products over one head's contiguous cache rows, with the active ISA's kernels,
-// on the calling thread:
-// y[i*ldy + t] = x_i · rows[t] for i < n, t < count (x_i at x + i*ldx; rows [count, dim])
-void dot_rows_f32(const float* x, int64_t n, int64_t ldx, const float* rows, int64_t count,
-                  int64_t dim, float* y, int64_t ldy);
-// out[h*ldo + j] += sum_t p[h*ldp + t] * rows[t*ld + j] for h < heads, j < dim (rows at a
-// stride of ld >= dim values): the query heads that share these value rows, which are read once.
-void weighted_sum_f32(const float* p, int64_t ldp, int64_t heads, const float* rows,
-                      int64_t count, int64_t dim, int64_t ld, float* out, int64_t ldo);
+// Rows of a KV cache (model/kv_layout.h) as attention reads them: `ld` values apart in `format`
+// (f32, bf16, f16; q8_0: int8 quants, f16 scales [row][ld/32] beside them).
+struct StoredRows {
+  DType format = DType::F32;
+  const void* data = nullptr;
+  const uint16_t* scales = nullptr;
+  int64_t ld = 0;
+};
+
+// Attention's queries prepared once for dot_rows against rows of one format (q8_0 rows take the
+// queries quantized per 32-block, as the quantized matmuls do).
+class QueryRows {
+ public:
+  // x [n, dim] at a stride of ldx.
+  void prepare(DType format, const float* x, int64_t n, int64_t ldx, int64_t dim);
+
+ private:
+  friend void dot_rows(const QueryRows&, const StoredRows&, int64_t, float*, int64_t);
+  const float* x_ = nullptr;
+  int64_t n_ = 0, ldx_ = 0, dim_ = 0;
+  std::vector<int8_t> xq_;
+  std::vector<float> xd_;
+  std::vector<int32_t> xs_;
+};
+
+// Attention's two products over one head's cache rows, with the active ISA's kernels, on the
+// calling thread:
+// y[i*ldy + t] = x_i · row_t for i < n, t < count (rows of the prepared queries' dim, stored
+// dim apart: rows.ld == dim)
+void dot_rows(const QueryRows& q, const StoredRows& rows, int64_t count, float* y, int64_t ldy);
+// out[h*ldo + j] += sum_t p[h*ldp + t] * row_t[j] for h < heads, j < dim <= rows.ld: the query
+// heads that share these value rows, which are read once.
+void weighted_sum_rows(const float* p, int64_t ldp, int64_t heads, const StoredRows& rows,
+                       int64_t count, int64_t dim, float* out, int64_t ldo);
 // The weighted sum with a given ISA (for the kernel tests).
-void weighted_sum_with_isa(Isa isa, const float* p, int64_t ldp, int64_t heads, const float* rows,
-                           int64_t count, int64_t dim, int64_t ld, float* out, int64_t ldo);
+void weighted_sum_with_isa(Isa isa, const float* p, int64_t ldp, int64_t heads, const StoredRows& rows,
+                           int64_t count, int64_t dim, float* out, int64_t ldo);
 
 // x [n, in] f32 row-major, w [rows, in], y [n, rows].
 void matmul(ThreadPool& pool, const float* x, int64_t n, const Tensor& w, float* y);

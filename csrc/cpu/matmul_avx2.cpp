@@ -111,17 +111,40 @@ void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, const in
 
 #include "cpu/row_loops.inc"
 
+// Readers of cached rows for the weighted sum: 8 values of row t from value j (j + 8 <= dim),
+// or one. Float formats read as the weight loaders do; q8_0 scales the int8 quants by their
+// block's scale (8 values never straddle a block: j is a multiple of 8).
+template <class W>
+struct FloatRows {
+  static __m256 load8(const void* rows, const uint16_t*, int64_t t, int64_t j, int64_t ld) {
+    return W::load8(static_cast<const typename W::T*>(rows) + t * ld + j);
+  }
+  static float load1(const void* rows, const uint16_t*, int64_t t, int64_t j, int64_t ld) {
+    return W::load1(static_cast<const typename W::T*>(rows) + t * ld + j);
+  }
+};
+struct Q8Rows {
+  static __m256 load8(const void* rows, const uint16_t* scales, int64_t t, int64_t j, int64_t ld) {
+    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const int8_t*>(rows) + t * ld + j));
+    const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+    return _mm256_mul_ps(v, _mm256_set1_ps(_cvtsh_ss(scales[t * (ld / 32) + j / 32])));
+  }
+  static float load1(const void* rows, const uint16_t* scales, int64_t t, int64_t j, int64_t ld) {
+    return float(static_cast<const int8_t*>(rows)[t * ld + j]) * _cvtsh_ss(scales[t * (ld / 32) + j / 32]);
+  }
+};
+
 // NH heads at once: each 8-value slice of a row is loaded once for all of them. Per head the
 // sum runs over t in order, as for one head alone.
-template <int NH>
-void weighted_sum_heads(const float* p, int64_t ldp, const float* rows, int64_t count, int64_t dim,
-                        int64_t ld, float* out, int64_t ldo) {
+template <class R, int NH>
+void weighted_sum_heads(const float* p, int64_t ldp, const void* rows, const uint16_t* scales,
+                        int64_t count, int64_t dim, int64_t ld, float* out, int64_t ldo) {
   int64_t j = 0;
   for (; j + 8 <= dim; j += 8) {
     __m256 acc[NH];
     for (int h = 0; h < NH; ++h) acc[h] = _mm256_setzero_ps();
     for (int64_t t = 0; t < count; ++t) {
-      const __m256 row = _mm256_loadu_ps(rows + t * ld + j);
+      const __m256 row = R::load8(rows, scales, t, j, ld);
       for (int h = 0; h < NH; ++h) acc[h] = _mm256_fmadd_ps(_mm256_set1_ps(p[h * ldp + t]), row, acc[h]);
     }
     for (int h = 0; h < NH; ++h)
@@ -130,7 +153,7 @@ void weighted_sum_heads(const float* p, int64_t ldp, const float* rows, int64_t 
   for (; j < dim; ++j) {
     for (int h = 0; h < NH; ++h) {
       float sum = 0.f;
-      for (int64_t t = 0; t < count; ++t) sum += p[h * ldp + t] * rows[t * ld + j];
+      for (int64_t t = 0; t < count; ++t) sum += p[h * ldp + t] * R::load1(rows, scales, t, j, ld);
       out[h * ldo + j] += sum;
     }
   }
@@ -141,6 +164,7 @@ void weighted_sum_heads(const float* p, int64_t ldp, const float* rows, int64_t 
 }  // namespace
 
 const MatmulKernels kMatmulAvx2 = {rows<F32W>, rows<BF16W>, rows<F16W>, qrows<Q8W>, qrows<Q4W>,
-                                   weighted_sum};
+                                   weighted_sum<FloatRows<F32W>>, weighted_sum<FloatRows<BF16W>>,
+                                   weighted_sum<FloatRows<F16W>>, weighted_sum<Q8Rows>};
 
 }  // namespace r1lite

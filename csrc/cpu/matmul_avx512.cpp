@@ -322,17 +322,34 @@ void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, const in
 
 #include "cpu/row_loops.inc"
 
+// Readers of cached rows for the weighted sum: the values [j, j + 16) of row t under mask m
+// (lanes past dim are zero). Float formats read as the weight loaders do; q8_0 scales the int8
+// quants by their block's scale (16 values never straddle a block: j is a multiple of 16).
+template <class W>
+struct FloatRows {
+  static __m512 load16(const void* rows, const uint16_t*, int64_t t, int64_t j, int64_t ld, __mmask16 m) {
+    return W::load16(static_cast<const typename W::T*>(rows) + t * ld + j, m);
+  }
+};
+struct Q8Rows {
+  static __m512 load16(const void* rows, const uint16_t* scales, int64_t t, int64_t j, int64_t ld, __mmask16 m) {
+    const __m128i q = _mm_maskz_loadu_epi8(m, static_cast<const int8_t*>(rows) + t * ld + j);
+    const __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+    return _mm512_mul_ps(v, _mm512_set1_ps(_cvtsh_ss(scales[t * (ld / 32) + j / 32])));
+  }
+};
+
 // NH heads at once: each 16-value slice of a row is loaded once for all of them. Per head the
 // sum runs over t in order, as for one head alone.
-template <int NH>
-void weighted_sum_heads(const float* p, int64_t ldp, const float* rows, int64_t count, int64_t dim,
-                        int64_t ld, float* out, int64_t ldo) {
+template <class R, int NH>
+void weighted_sum_heads(const float* p, int64_t ldp, const void* rows, const uint16_t* scales,
+                        int64_t count, int64_t dim, int64_t ld, float* out, int64_t ldo) {
   for (int64_t j = 0; j < dim; j += 16) {
     const __mmask16 m = dim - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (dim - j)) - 1);
     __m512 acc[NH];
     for (int h = 0; h < NH; ++h) acc[h] = _mm512_setzero_ps();
     for (int64_t t = 0; t < count; ++t) {
-      const __m512 row = _mm512_maskz_loadu_ps(m, rows + t * ld + j);
+      const __m512 row = R::load16(rows, scales, t, j, ld, m);
       for (int h = 0; h < NH; ++h) acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(p[h * ldp + t]), row, acc[h]);
     }
     for (int h = 0; h < NH; ++h)
@@ -346,6 +363,7 @@ void weighted_sum_heads(const float* p, int64_t ldp, const float* rows, int64_t 
 }  // namespace
 
 const MatmulKernels kMatmulAvx512 = {rows<F32W>, rows<BF16W>, rows<F16W>, qrows<Q8W>, qrows<Q4W>,
-                                     weighted_sum};
+                                     weighted_sum<FloatRows<F32W>>, weighted_sum<FloatRows<BF16W>>,
+                                     weighted_sum<FloatRows<F16W>>, weighted_sum<Q8Rows>};
 
 }  // namespace r1lite

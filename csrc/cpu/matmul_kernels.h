@@ -22,10 +22,13 @@ typedef void (*QMatmulRowsFn)(const int8_t* xq, const float* xd, const int32_t* 
                               const void* wq, const uint16_t* wd, int64_t r0, int64_t r1,
                               float* y, int64_t ldy);
 
-// out[h*ldo + j] += sum_t p[h*ldp + t] * rows[t*ld + j] for h < heads, j < dim: attention's
-// weighted sums of value rows for query heads that read the same rows (each row is read once).
-typedef void (*WeightedSumFn)(const float* p, int64_t ldp, int64_t heads, const float* rows,
-                              int64_t count, int64_t dim, int64_t ld, float* out, int64_t ldo);
+// out[h*ldo + j] += sum_t p[h*ldp + t] * row_t[j] for h < heads, j < dim: attention's weighted
+// sums of cached value rows for query heads that read the same rows (each row is read once).
+// Rows are ld values apart in the kernel's storage format (f32, bf16, f16; q8_0: int8 quants
+// with f16 scales [count][ld/32], row_t[j] = q * scale of its block; ld a multiple of 32).
+typedef void (*WeightedSumFn)(const float* p, int64_t ldp, int64_t heads, const void* rows,
+                              const uint16_t* scales, int64_t count, int64_t dim, int64_t ld,
+                              float* out, int64_t ldo);
 
 struct MatmulKernels {
   MatmulRowsFn f32;
@@ -33,7 +36,10 @@ struct MatmulKernels {
   MatmulRowsFn f16;
   QMatmulRowsFn q8_0;
   QMatmulRowsFn q4_0;
-  WeightedSumFn weighted_sum;
+  WeightedSumFn weighted_sum_f32;
+  WeightedSumFn weighted_sum_bf16;
+  WeightedSumFn weighted_sum_f16;
+  WeightedSumFn weighted_sum_q8_0;
 };
 
 extern const MatmulKernels kMatmulScalar;

@@ -56,12 +56,21 @@ void qrows(const int8_t* xq, const float* xd, const int32_t* /*xs*/, int64_t n_t
   }
 }
 
-void weighted_sum(const float* p, int64_t ldp, int64_t heads, const float* rows, int64_t count,
-                  int64_t dim, int64_t ld, float* out, int64_t ldo) {
+// Value j of cached row t (ld values apart; q8_0 scales [.][ld/32]).
+template <DType kFormat>
+float row_value(const void* rows, const uint16_t* scales, int64_t t, int64_t j, int64_t ld) {
+  if constexpr (kFormat == DType::Q8_0)
+    return float(static_cast<const int8_t*>(rows)[t * ld + j]) * f16_to_f32(scales[t * (ld / 32) + j / 32]);
+  return weight_at<kFormat>(rows, t * ld + j);
+}
+
+template <DType kFormat>
+void weighted_sum(const float* p, int64_t ldp, int64_t heads, const void* rows, const uint16_t* scales,
+                  int64_t count, int64_t dim, int64_t ld, float* out, int64_t ldo) {
   for (int64_t h = 0; h < heads; ++h) {
     for (int64_t j = 0; j < dim; ++j) {
       float sum = 0.f;
-      for (int64_t t = 0; t < count; ++t) sum += p[h * ldp + t] * rows[t * ld + j];
+      for (int64_t t = 0; t < count; ++t) sum += p[h * ldp + t] * row_value<kFormat>(rows, scales, t, j, ld);
       out[h * ldo + j] += sum;
     }
   }
@@ -70,6 +79,8 @@ void weighted_sum(const float* p, int64_t ldp, int64_t heads, const float* rows,
 }  // namespace
 
 const MatmulKernels kMatmulScalar = {rows<DType::F32>, rows<DType::BF16>, rows<DType::F16>,
-                                     qrows<DType::Q8_0>, qrows<DType::Q4_0>, weighted_sum};
+                                     qrows<DType::Q8_0>, qrows<DType::Q4_0>,
+                                     weighted_sum<DType::F32>, weighted_sum<DType::BF16>,
+                                     weighted_sum<DType::F16>, weighted_sum<DType::Q8_0>};
 
 }  // namespace r1lite

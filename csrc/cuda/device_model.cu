@@ -66,7 +66,7 @@ class DeviceCache {
                                   std::to_string(max_positions_) + " allowed");
     while (int64_t(pages_.size()) * KvLayout::kPagePositions < n) {
       float* page = nullptr;
-      CUDA_CHECK(cudaMalloc(&page, size_t(layout_.page_floats()) * sizeof(float)));
+      CUDA_CHECK(cudaMalloc(&page, size_t(layout_.page_bytes())));
       pages_.push_back(page);
     }
     // Every page allocated so far goes up, also after an earlier call failed halfway.
@@ -82,8 +82,8 @@ class DeviceCache {
     length = 0;
   }
   CacheView view() const { return {table_.get(), layout_}; }
-  int64_t bytes_allocated() const { return int64_t(pages_.size()) * layout_.page_floats() * int64_t(sizeof(float)); }
-  int64_t bytes_per_position() const { return layout_.floats_per_position() * int64_t(sizeof(float)); }
+  int64_t bytes_allocated() const { return int64_t(pages_.size()) * layout_.page_bytes(); }
+  int64_t bytes_per_position() const { return layout_.bytes_per_position(); }
 
   int64_t length = 0;
 
@@ -514,6 +514,9 @@ DeviceModel::DeviceModel(const ModelConfig& config, const std::map<std::string, 
   Impl& m = *impl_;
   m.cfg = config;
   m.cfg.validate();
+  if (m.cfg.kv_cache != DType::F32)
+    throw std::invalid_argument(std::string("cuda: the KV cache on the GPU is f32 for now, not ") +
+                                dtype_name(m.cfg.kv_cache) + " (load with kv_cache='f32')");
   const std::string why = cuda_unavailable_reason();
   if (!why.empty()) throw std::runtime_error(why);
   int count = 0;

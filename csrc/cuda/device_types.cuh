@@ -52,13 +52,17 @@ struct QuantizedActivations {
 // device memory so that a captured graph sees pages added later.
 struct CacheView {
   float* const* pages = nullptr;
-  KvLayout layout;
+  KvLayout layout;  // f32 on the device
 
   __device__ float* key(int64_t layer, int64_t head, int64_t pos) const {
-    return pages[pos / KvLayout::kPagePositions] + layout.key_offset(layer, head, pos);
+    return row(pos, layout.key_head_offset(layer, head), layout.key_dim);
   }
   __device__ float* value(int64_t layer, int64_t head, int64_t pos) const {
-    return pages[pos / KvLayout::kPagePositions] + layout.value_offset(layer, head, pos);
+    return row(pos, layout.value_head_offset(layer, head), layout.value_dim);
+  }
+  __device__ float* row(int64_t pos, int64_t head_offset, int64_t dim) const {
+    char* page = reinterpret_cast<char*>(pages[pos / KvLayout::kPagePositions]);
+    return reinterpret_cast<float*>(page + head_offset + (pos % KvLayout::kPagePositions) * layout.row_bytes(dim));
   }
 };
 

@@ -21,10 +21,11 @@ void Model::gqa_block(int64_t li, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     float* q = &s_.q[size_t(i * q_dim)];
     float* k = &s_.k[size_t(i * kv_dim)];
-    const float* v = &s_.v[size_t(i * kv_dim)];
+    float* v = &s_.v[size_t(i * kv_dim)];
     if (c.qkv_bias) {
       add_inplace(q, l.bq.f32(), q_dim);
       add_inplace(k, l.bk.f32(), kv_dim);
+      add_inplace(v, l.bv.f32(), kv_dim);
     }
     if (c.qk_norm) {  // Qwen3 (ARCH.md §11): each head's query and key RMS-normed before rotary
       for (int64_t h = 0; h < c.num_heads; ++h) rmsnorm(q + h * hd, l.q_norm.f32(), hd, c.norm_eps, q + h * hd);
@@ -33,13 +34,9 @@ void Model::gqa_block(int64_t li, int64_t n) {
     rope_rotate_half(q, c.num_heads, hd, half, &s_.cos[size_t(i * half)], &s_.sin[size_t(i * half)]);
     rope_rotate_half(k, c.num_kv_heads, hd, half, &s_.cos[size_t(i * half)], &s_.sin[size_t(i * half)]);
     const TokenSlot& at = s_.slots[size_t(i)];
-    for (int64_t g = 0; g < c.num_kv_heads; ++g) {
-      float* k_slot = at.cache->key(li, g, at.pos);
-      float* v_slot = at.cache->value(li, g, at.pos);
-      for (int64_t j = 0; j < hd; ++j) {
-        k_slot[j] = k[g * hd + j];
-        v_slot[j] = c.qkv_bias ? v[g * hd + j] + l.bv.f32()[g * hd + j] : v[g * hd + j];
-      }
+    for (int64_t g = 0; g < c.num_kv_heads; ++g) {  // stored once, in the cache's format
+      at.cache->store_key(li, g, at.pos, k + g * hd);
+      at.cache->store_value(li, g, at.pos, v + g * hd);
     }
   }
   gqa_attention(li, n);
@@ -58,22 +55,23 @@ void Model::gqa_attention(int64_t layer, int64_t n) {
   const float scale = c.attn_scale_mult / std::sqrt(float(hd));
   pool_.parallel_for(n * c.num_kv_heads, 1, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scores_buffer;
+    thread_local QueryRows queries_buffer;
     std::vector<float>& scores = scores_buffer;  // [group][len]
+    QueryRows& queries = queries_buffer;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t i = task / c.num_kv_heads, g = task % c.num_kv_heads;
       KVCache& cache = *s_.slots[size_t(i)].cache;
       const int64_t len = s_.slots[size_t(i)].pos + 1;  // positions 0..pos
-      const float* q = &s_.q[size_t(i * q_dim + g * group * hd)];  // the group's query heads
+      queries.prepare(cache.format(), &s_.q[size_t(i * q_dim + g * group * hd)], group, hd, hd);
       scores.resize(size_t(group * len));
       for (int64_t p0 = 0; p0 < len; p0 += page)
-        dot_rows_f32(q, group, hd, cache.key(layer, g, p0), std::min(page, len - p0), hd,
-                     &scores[size_t(p0)], len);
+        dot_rows(queries, cache.keys(layer, g, p0), std::min(page, len - p0), &scores[size_t(p0)], len);
       for (int64_t j = 0; j < group; ++j) softmax_scaled(&scores[size_t(j * len)], len, scale);
       float* out = &s_.att[size_t(i * q_dim + g * group * hd)];  // the group's heads, in a row
       std::fill(out, out + group * hd, 0.f);
       for (int64_t p0 = 0; p0 < len; p0 += page)
-        weighted_sum_f32(&scores[size_t(p0)], len, group, cache.value(layer, g, p0),
-                         std::min(page, len - p0), hd, hd, out, hd);
+        weighted_sum_rows(&scores[size_t(p0)], len, group, cache.values(layer, g, p0),
+                          std::min(page, len - p0), hd, out, hd);
     }
   });
 }

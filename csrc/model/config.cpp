@@ -52,6 +52,7 @@ void ModelConfig::validate() const {
     need(std::isfinite(routed_scale), "routed_scale must be finite");
   }
   need(context > 0, "context must be > 0");
+  need(kv_cache != DType::Q4_0, "kv_cache must be f32, f16, bf16 or q8_0");
   need(max_position_embeddings > 0, "max_position_embeddings must be > 0");
   need(norm_eps > 0.f, "norm_eps must be > 0");
   need(rope_theta > 0.f, "rope_theta must be > 0");

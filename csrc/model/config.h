@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
+
 namespace r1lite {
 
 enum class RopeKind : int { Default = 0, Llama3 = 1, Yarn = 2 };
@@ -37,6 +39,11 @@ inline const std::vector<std::string>& enum_names(RouterKind) {
   return n;
 }
 
+inline const std::vector<std::string>& enum_names(DType) {
+  static const std::vector<std::string> n{"f32", "bf16", "f16", "q8_0", "q4_0"};  // DType order
+  return n;
+}
+
 // MLA's q_a_layernorm and kv_a_layernorm keep RMSNorm's default epsilon in both transformers and
 // DeepSeek's code, whatever rms_norm_eps says.
 constexpr float kLatentNormEps = 1e-6f;
@@ -63,6 +70,7 @@ using FloatList = std::vector<float>;
   X(tied_embeddings, bool, false, "lm_head is the embedding matrix")                               \
   X(max_position_embeddings, int64_t, 0, "the context the model was trained for")                  \
   X(context, int64_t, 0, "most positions the KV cache may hold")                                   \
+  X(kv_cache, DType, DType::F32, "storage format of the KV cache: f32, f16, bf16 or q8_0")         \
   /* rotary embedding (ARCH.md §5, §7-8) */                                                         \
   X(rope_kind, RopeKind, RopeKind::Default, "default, llama3 or yarn")                             \
   X(rope_theta, float, 10000.f, "base of the rotary frequencies")                                  \

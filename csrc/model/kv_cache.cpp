@@ -10,7 +10,7 @@ void KVCache::reserve(int64_t n) {
     throw std::invalid_argument("context full: " + std::to_string(n) + " positions requested, " +
                                 std::to_string(max_positions_) + " allowed");
   while (int64_t(pages_.size()) * kPagePositions < n)
-    pages_.emplace_back(new float[size_t(layout_.page_floats())]);
+    pages_.emplace_back(new uint8_t[size_t(layout_.page_bytes())]);
 }
 
 void KVCache::clear() {
@@ -18,8 +18,23 @@ void KVCache::clear() {
   length = 0;
 }
 
-int64_t KVCache::bytes_allocated() const {
-  return int64_t(pages_.size()) * layout_.page_floats() * int64_t(sizeof(float));
+int64_t KVCache::bytes_allocated() const { return int64_t(pages_.size()) * layout_.page_bytes(); }
+
+StoredRows KVCache::rows(int64_t pos, int64_t head_offset, int64_t dim) {
+  uint8_t* head = pages_[size_t(pos / kPagePositions)].get() + head_offset;
+  const int64_t row = pos % kPagePositions, row_bytes = layout_.row_bytes(dim);
+  StoredRows r;
+  r.format = layout_.format;
+  r.data = head + row * row_bytes;
+  r.ld = layout_.format == DType::Q8_0 ? row_bytes : dim;
+  if (layout_.format == DType::Q8_0)
+    r.scales = reinterpret_cast<const uint16_t*>(head + kPagePositions * row_bytes + row * layout_.scale_bytes(dim));
+  return r;
+}
+
+void KVCache::store(int64_t pos, int64_t head_offset, int64_t dim, const float* src) {
+  const StoredRows r = rows(pos, head_offset, dim);
+  encode_row(layout_.format, src, dim, const_cast<void*>(r.data), const_cast<uint16_t*>(r.scales));
 }
 
 }  // namespace r1lite

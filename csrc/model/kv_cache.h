@@ -1,11 +1,13 @@
 // Keys and values of past positions on the CPU. Memory is allocated in pages of
 // KvLayout::kPagePositions positions (all layers per page, laid out as kv_layout.h says) as the
-// context grows, up to the context limit chosen at load.
+// context grows, up to the context limit chosen at load. Rows are stored once per position in the
+// cache's format (f32, f16, bf16 or q8_0) and read by attention in that format.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <vector>
 
+#include "cpu/matmul.h"
 #include "model/kv_layout.h"
 
 namespace r1lite {
@@ -21,25 +23,33 @@ class KVCache {
   // Forgets every position and releases the pages.
   void clear();
 
-  // key_dim (value_dim) values of the key (value) of head `head` of `layer` at position `pos`
-  // (must be reserved); the following positions of the same page follow at key_dim (value_dim)
-  // strides.
-  float* key(int64_t layer, int64_t head, int64_t pos) { return page(pos) + layout_.key_offset(layer, head, pos); }
-  float* value(int64_t layer, int64_t head, int64_t pos) {
-    return page(pos) + layout_.value_offset(layer, head, pos);
+  // The key (value) rows of head `head` of `layer` from position `pos` (reserved) to the end of
+  // its page, as attention reads them.
+  StoredRows keys(int64_t layer, int64_t head, int64_t pos) { return rows(pos, layout_.key_head_offset(layer, head), layout_.key_dim); }
+  StoredRows values(int64_t layer, int64_t head, int64_t pos) {
+    return rows(pos, layout_.value_head_offset(layer, head), layout_.value_dim);
+  }
+  // Stores key_dim (value_dim) f32 values as the key (value) of head `head` of `layer` at `pos`.
+  void store_key(int64_t layer, int64_t head, int64_t pos, const float* src) {
+    store(pos, layout_.key_head_offset(layer, head), layout_.key_dim, src);
+  }
+  void store_value(int64_t layer, int64_t head, int64_t pos, const float* src) {
+    store(pos, layout_.value_head_offset(layer, head), layout_.value_dim, src);
   }
 
   int64_t length = 0;  // positions filled so far
   int64_t max_positions() const { return max_positions_; }
   int64_t bytes_allocated() const;
-  int64_t bytes_per_position() const { return layout_.floats_per_position() * int64_t(sizeof(float)); }
+  int64_t bytes_per_position() const { return layout_.bytes_per_position(); }
+  DType format() const { return layout_.format; }
 
  private:
-  float* page(int64_t pos) { return pages_[size_t(pos / kPagePositions)].get(); }
+  StoredRows rows(int64_t pos, int64_t head_offset, int64_t dim);
+  void store(int64_t pos, int64_t head_offset, int64_t dim, const float* src);
 
   KvLayout layout_;
   int64_t max_positions_;
-  std::vector<std::unique_ptr<float[]>> pages_;
+  std::vector<std::unique_ptr<uint8_t[]>> pages_;
 };
 
 }  // namespace r1lite

@@ -39,11 +39,11 @@ void Model::mla_block(int64_t li, int64_t n) {
     const float* sin = &s_.sin[size_t(i * half)];
     float* q = &s_.q[size_t(i * H * qk)];
     rope_rotate_half(q + dn, H, qk, half, cos, sin);  // each head's last dr channels
-    float* slot = s_.slots[size_t(i)].cache->key(li, 0, s_.slots[size_t(i)].pos);
-    const float* kva = &s_.kv_a[size_t(i * row)];
-    rmsnorm(kva, l.kv_a_norm.f32(), C, kLatentNormEps, slot);
-    std::copy_n(kva + C, dr, slot + C);
-    rope_rotate_half(slot + C, 1, dr, half, cos, sin);
+    // The cache row: the normalized latent, then the rotated rope key, stored once.
+    float* kva = &s_.kv_a[size_t(i * row)];
+    rmsnorm(kva, l.kv_a_norm.f32(), C, kLatentNormEps, kva);
+    rope_rotate_half(kva + C, 1, dr, half, cos, sin);
+    s_.slots[size_t(i)].cache->store_key(li, 0, s_.slots[size_t(i)].pos, kva);
     for (int64_t h = 0; h < H; ++h)  // q_pe beside the absorbed nope part
       std::copy_n(q + h * qk + dn, dr, &s_.q_abs[size_t((i * H + h) * row + C)]);
   }
@@ -70,21 +70,23 @@ void Model::mla_attention(int64_t layer, int64_t n) {
   const int64_t n_blocks = (H + block - 1) / block;
   pool_.parallel_for(n * n_blocks, 1, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scores_buffer;
+    thread_local QueryRows queries_buffer;
     std::vector<float>& scores = scores_buffer;  // [heads of the block][len]
+    QueryRows& queries = queries_buffer;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t i = task / n_blocks, h0 = (task % n_blocks) * block;
       KVCache& cache = *s_.slots[size_t(i)].cache;
       const int64_t heads = std::min(block, H - h0), len = s_.slots[size_t(i)].pos + 1;
+      queries.prepare(cache.format(), &s_.q_abs[size_t((i * H + h0) * row)], heads, row, row);
       scores.resize(size_t(heads * len));
       for (int64_t p0 = 0; p0 < len; p0 += page)
-        dot_rows_f32(&s_.q_abs[size_t((i * H + h0) * row)], heads, row, cache.key(layer, 0, p0),
-                     std::min(page, len - p0), row, &scores[size_t(p0)], len);
+        dot_rows(queries, cache.keys(layer, 0, p0), std::min(page, len - p0), &scores[size_t(p0)], len);
       for (int64_t j = 0; j < heads; ++j) softmax_scaled(&scores[size_t(j * len)], len, scale);
       float* out = &s_.latent[size_t((i * H + h0) * C)];  // the block's heads, in a row
       std::fill(out, out + heads * C, 0.f);
       for (int64_t p0 = 0; p0 < len; p0 += page)  // the latent part of each cache row
-        weighted_sum_f32(&scores[size_t(p0)], len, heads, cache.key(layer, 0, p0),
-                         std::min(page, len - p0), C, row, out, C);
+        weighted_sum_rows(&scores[size_t(p0)], len, heads, cache.keys(layer, 0, p0),
+                          std::min(page, len - p0), C, out, C);
     }
   });
 }

@@ -38,13 +38,17 @@ def bandwidth(model) -> tuple[float, str, str]:
     return model.copy_bandwidth(1 << 30, 10), model.device_name, "device copy bandwidth (read + write)"
 
 
-def run(session, vocab_size: int, prefill: int, decode: int, repeats: int = 1, seed: int = 1) -> dict:
+def run(session, vocab_size: int, prefill: int, decode: int, repeats: int = 1, seed: int = 1,
+        depth: int = 0) -> dict:
     """Median prefill and decode tok/s of `repeats` rounds (random prompt, greedy decode) through
     a model's Model.session() (or a bare C++ core, as tools/bench.py passes) whose context holds
-    prefill + decode tokens; the cache is emptied before each. A CUDA model picks each greedy
-    token on the device (forward_argmax): no logits copied back."""
+    max(prefill, depth) + decode tokens; the cache is emptied before each. With depth > prefill
+    the cache is filled to depth positions (untimed, 512 at a time) before decoding: decode speed
+    at that depth. A CUDA model picks each greedy token on the device (forward_argmax): no logits
+    copied back."""
     rng = np.random.default_rng(seed)
     prompt = rng.integers(0, vocab_size, prefill).astype(np.int32)
+    filler = rng.integers(0, vocab_size, max(depth - prefill, 0)).astype(np.int32)
     session.reset()
     session.forward(prompt[:1], False)  # warm-up: touch every weight page once (mmap faults)
     prefill_rates, decode_rates = [], []
@@ -55,6 +59,8 @@ def run(session, vocab_size: int, prefill: int, decode: int, repeats: int = 1, s
         t = time.perf_counter()
         logits = session.forward(prompt, False)
         prefill_rates.append(prefill / (time.perf_counter() - t))
+        for i in range(0, len(filler), 512):
+            logits = session.forward(filler[i:i + 512], False)
         token = int(logits.argmax())
         t = time.perf_counter()
         for _ in range(decode):

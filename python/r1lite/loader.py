@@ -45,8 +45,25 @@ def make_core(config: dict, tensors: dict, threads: int, device: str):
     return _core.DeviceModel(config, tensors, index)
 
 
+KV_CACHE_FORMATS = ("f16", "bf16", "q8_0", "f32")
+
+
+def parse_kv_cache(kv_cache, device: str) -> str:
+    """The KV cache format: f16 on the CPU unless asked otherwise (half the bytes of f32 at
+    depth, logits within ~1e-3 of it: BENCHMARKS.md "KV cache formats"), f32 on a GPU (its
+    only format for now)."""
+    if kv_cache is None:
+        return "f16" if device == "cpu" else "f32"
+    if kv_cache not in KV_CACHE_FORMATS:
+        raise InvalidArgument(f"kv_cache must be one of {', '.join(KV_CACHE_FORMATS)}, got {kv_cache!r}",
+                              "kv_cache")
+    if device != "cpu" and kv_cache != "f32":
+        raise InvalidArgument(f"kv_cache={kv_cache!r}: the KV cache on a GPU is f32 for now", "kv_cache")
+    return kv_cache
+
+
 def load(path, *, threads: int | None = None, context: int | None = None,
-         device: str = "cpu") -> Model:
+         device: str = "cpu", kv_cache: str | None = None) -> Model:
     """Load a model: r1lite's model file (made by `r1lite convert`; mapped, not copied), a
     Hugging Face folder (config.json + safetensors), a GGUF file (dequantized to f32), or the name
     "demo" (SmolLM2-135M-Instruct, fetched once into r1lite's cache).
@@ -56,12 +73,16 @@ def load(path, *, threads: int | None = None, context: int | None = None,
     the cache grows in pages as it is used, so this costs nothing up front).
     device: "cpu" (default), or "cuda" / "cuda:N" to upload the weights once to that GPU and run
     the forward pass there (one sequence at a time; needs r1lite built with nvcc present).
+    kv_cache: the KV cache's storage format: "f16" (default on the CPU), "bf16", "q8_0" (32-value
+    blocks with a scale: half of f16's bytes, a looser approximation) or "f32" (exact; the only
+    format on a GPU).
     """
     if threads is None:
         threads = default_threads()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise InvalidArgument(f"threads must be a positive integer, got {threads!r}", "threads")
-    parse_device(device)  # a bad name fails before any reading
+    parse_device(device)  # bad arguments fail before any reading
+    kv_cache = parse_kv_cache(kv_cache, device)
     p = hub_model_file(path) if is_hub_id(path) else resolve_model(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such file or folder")
@@ -83,7 +104,7 @@ def load(path, *, threads: int | None = None, context: int | None = None,
             tokenizer = tokenizer_from_metadata(meta, str(p))
         else:
             config, tensors, tokenizer = load_r1_file(p)
-    config = with_context(config, context)
+    config = dict(with_context(config, context), kv_cache=kv_cache)
     core = make_core(config, tensors, threads, device)
     return Model(core, config, source=str(p), tokenizer=tokenizer, device=device,
                  summary=summarize(p, config, tensors))
@@ -111,13 +132,13 @@ def _with_model(model_or_path, fn, load_kw):
     return fn(model)
 
 
-def generate(model_or_path, prompt, *, threads=None, context=None, device="cpu", **kw):
+def generate(model_or_path, prompt, *, threads=None, context=None, device="cpu", kv_cache=None, **kw):
     """One-shot raw completion: a path is loaded, used and released. See Model.generate."""
     return _with_model(model_or_path, lambda m: m.generate(prompt, **kw),
-                       dict(threads=threads, context=context, device=device))
+                       dict(threads=threads, context=context, device=device, kv_cache=kv_cache))
 
 
-def chat(model_or_path, messages, *, threads=None, context=None, device="cpu", **kw):
+def chat(model_or_path, messages, *, threads=None, context=None, device="cpu", kv_cache=None, **kw):
     """One-shot chat: a path is loaded, used and released. See Model.chat."""
     return _with_model(model_or_path, lambda m: m.chat(messages, **kw),
-                       dict(threads=threads, context=context, device=device))
+                       dict(threads=threads, context=context, device=device, kv_cache=kv_cache))
