@@ -50,28 +50,34 @@ def llama_cpp_rope_freqs(raw: dict) -> np.ndarray:
     return np.array(out, np.float32)
 
 
-def write_llama_gguf(folder, out, *, rope_freqs=True):
-    """rope_freqs: True writes llama.cpp's factors, False none, an array those values."""
-    raw = json.loads((folder / "config.json").read_text())
+def write_dense_gguf(folder, out, arch, *, permute_qk=False, extra=None):
+    """The checkpoint in `folder` as llama.cpp's converter writes a dense `arch` GGUF: llama's
+    q/k rows permuted (permute_qk), key_length = head_dim, `extra` tensors added."""
     cfg, tensors, _ = load_hf_folder(folder)
-    w = gguf.GGUFWriter(str(out), "llama")
+    w = gguf.GGUFWriter(str(out), arch)
     add_model_header(w, cfg)
     w.add_key_length(cfg["head_dim"])
     w.add_value_length(cfg["head_dim"])
     for name, entry in tensors.items():
         arr = as_f32(*materialize(entry)[:2])
-        if name.endswith((".wq", ".wk")):
+        if permute_qk and name.endswith((".wq", ".wk")):
             arr = llama_cpp_permute(arr, cfg["num_heads"] if name.endswith(".wq") else cfg["num_kv_heads"])
         w.add_tensor(gguf_name(name), np.ascontiguousarray(arr))
-    if rope_freqs is True:
-        w.add_tensor("rope_freqs.weight", llama_cpp_rope_freqs(raw))
-    elif rope_freqs is not False:
-        w.add_tensor("rope_freqs.weight", rope_freqs)
+    for name, arr in (extra or {}).items():
+        w.add_tensor(name, arr)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
     return out
+
+
+def write_llama_gguf(folder, out, *, rope_freqs=True):
+    """rope_freqs: True writes llama.cpp's factors, False none, an array those values."""
+    raw = json.loads((folder / "config.json").read_text())
+    factors = llama_cpp_rope_freqs(raw) if rope_freqs is True else rope_freqs
+    extra = {} if rope_freqs is False else {"rope_freqs.weight": factors}
+    return write_dense_gguf(folder, out, "llama", permute_qk=True, extra=extra)
 
 
 def test_llama3_gguf_with_rope_freqs_matches_transformers(tmp_path):

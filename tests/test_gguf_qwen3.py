@@ -12,27 +12,13 @@ import pytest
 
 import r1lite
 from conftest import FIXTURES, rel_err
-from make_bench_models import add_model_header  # tools/, on the path through conftest
-from r1lite.formats.hf import load_hf_folder
-from r1lite.formats.names import gguf_name
-from r1lite.formats.tensors import as_f32, materialize
 
 gguf = pytest.importorskip("gguf")
+from test_gguf_llama import write_dense_gguf  # noqa: E402  (needs gguf)
 
 
 def write_qwen3_gguf(folder, out):
-    cfg, tensors, _ = load_hf_folder(folder)
-    w = gguf.GGUFWriter(str(out), "qwen3")
-    add_model_header(w, cfg)
-    w.add_key_length(cfg["head_dim"])
-    w.add_value_length(cfg["head_dim"])
-    for name, entry in tensors.items():
-        w.add_tensor(gguf_name(name), np.ascontiguousarray(as_f32(*materialize(entry)[:2])))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return out
+    return write_dense_gguf(folder, out, "qwen3")
 
 
 @pytest.mark.parametrize("fixture", ["qwen3_f32", "qwen3_bf16_tied"])

@@ -22,13 +22,14 @@ HI = [{"role": "user", "content": "Hi"}]
 
 
 @contextlib.contextmanager
-def running(model, **kw):
-    """A server for `model` on a free localhost port: yields (base URL, the Server)."""
+def running(model, model_id="tiny", wrap=None, **kw):
+    """A server for `model` on a free localhost port: yields (base URL, the Server). `wrap`, if
+    given, wraps the ASGI app (a recorder of requests, say)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = Server(model, "tiny", **kw)
-    app = srv.app()
+    srv = Server(model, model_id, **kw)
+    app = srv.app() if wrap is None else wrap(srv.app())
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -121,22 +121,17 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running(model, **kw):
-    """A server on a free localhost port: yields (base URL, Server, Recorder)."""
-    port = free_port()
-    srv = Server(model, "tiny-r1", **kw)
-    recorder = Recorder(srv.app())
-    server = uvicorn.Server(uvicorn.Config(recorder, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started:
-        assert time.time() < deadline, "server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}", srv, recorder
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    """A server on a free localhost port (test_server's): yields (base URL, Server, Recorder)."""
+    from test_server import running as server_running
+
+    recorders = []
+
+    def record(app):
+        recorders.append(Recorder(app))
+        return recorders[-1]
+
+    with server_running(model, "tiny-r1", wrap=record, **kw) as (url, srv):
+        yield url, srv, recorders[0]
 
 
 def get(url: str, headers=None):

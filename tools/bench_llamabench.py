@@ -20,23 +20,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+from bench_compare import run as run_r1lite  # runs a bench command, parses its figures
+
 
 def r1lite_bench(model: Path, prefill: int, decode: int, depth: int, threads: int, kv: str) -> dict:
-    cmd = [sys.executable, "-m", "r1lite", "bench", str(model), "--prefill", str(prefill),
-           "--decode", str(decode), "--depth", str(depth), "-t", str(threads), "--kv-cache", kv]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    res = {"prefill": float(re.search(r"prefill \d+ tokens: ([\d.]+)", out).group(1)),
-           "decode": float(re.search(r"decode \d+ tokens:\s+([\d.]+)", out).group(1))}
-    bw = re.search(r"(\d+)% of the measured read bandwidth \(([\d.]+) GB/s", out)
-    if bw:
-        res["bw_frac"], res["bw"] = float(bw.group(1)), float(bw.group(2))
-    return res
+    return run_r1lite([sys.executable, "-m", "r1lite", "bench", str(model), "--prefill", str(prefill),
+                       "--decode", str(decode), "--depth", str(depth), "-t", str(threads),
+                       "--kv-cache", kv])
 
 
 def llama_bench(bin_dir: Path, model: Path, prefill: int, decode: int, depth: int, threads: int,
