@@ -82,22 +82,17 @@ void Model::run(const int32_t* tokens, int64_t n, const int64_t* out_rows, int64
                 &s_.cos[size_t(i * half)], &s_.sin[size_t(i * half)]);
   }
 
+  auto norm_rows = [&](const Tensor& weight) {  // xn = rmsnorm(x) · weight, row by row
+    for (int64_t i = 0; i < n; ++i)
+      rmsnorm(&s_.x[size_t(i * D)], weight.f32(), D, c.norm_eps, &s_.xn[size_t(i * D)]);
+  };
   for (int64_t li = 0; li < c.num_layers; ++li) {
     const LayerWeights& l = w_.layers[size_t(li)];
-    for (int64_t i = 0; i < n; ++i)
-      rmsnorm(&s_.x[size_t(i * D)], l.attn_norm.f32(), D, c.norm_eps, &s_.xn[size_t(i * D)]);
-    if (c.attention == AttentionKind::Mla)
-      mla_block(li, n);
-    else
-      gqa_block(li, n);
+    norm_rows(l.attn_norm);  // x += attention(rmsnorm(x))
+    if (c.attention == AttentionKind::Mla) mla_block(li, n); else gqa_block(li, n);
     add_inplace(s_.x.data(), s_.proj.data(), n * D);
-
-    for (int64_t i = 0; i < n; ++i)
-      rmsnorm(&s_.x[size_t(i * D)], l.ffn_norm.f32(), D, c.norm_eps, &s_.xn[size_t(i * D)]);
-    if (c.is_moe_layer(li))
-      moe_block(li, n);
-    else
-      swiglu(l.ffn, s_.xn.data(), n, c.intermediate_size, s_.proj.data());
+    norm_rows(l.ffn_norm);  // x += ffn(rmsnorm(x))
+    if (c.is_moe_layer(li)) moe_block(li, n); else swiglu(l.ffn, s_.xn.data(), n, c.intermediate_size, s_.proj.data());
     add_inplace(s_.x.data(), s_.proj.data(), n * D);
   }
 
