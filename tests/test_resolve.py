@@ -1,5 +1,7 @@
-"""Model names that are not paths: hub ids resolved from a local Hugging Face cache, offline."""
+"""Model names that are not paths: hub ids resolved from a local Hugging Face cache, offline;
+and the default thread count."""
 
+import os
 import shutil
 
 import numpy as np
@@ -45,3 +47,15 @@ def test_unknown_hub_id_offline_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
     with pytest.raises(OSError, match="no-such/model"):
         r1lite.load("no-such/model")
+
+
+def test_default_threads_count_physical_cores():
+    from r1lite.loader import default_threads, parse_cpu_list, physical_cores
+
+    assert parse_cpu_list("0-3,8,10-11\n") == {0, 1, 2, 3, 8, 10, 11}
+    smt = {0: {0, 4}, 1: {1, 5}, 2: {2, 6}, 3: {3, 7}}  # 4 cores with 2 hyperthreads each
+    sib = lambda cpu: smt[cpu % 4]  # noqa: E731
+    assert physical_cores(set(range(8)), sib) == 4
+    assert physical_cores({0, 4, 1}, sib) == 2  # affinity limited to part of the machine
+    assert physical_cores({0, 1, 2}, lambda cpu: {cpu}) == 3  # no hyperthreads
+    assert 1 <= default_threads() <= (os.cpu_count() or 1)

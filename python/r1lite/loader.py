@@ -15,11 +15,38 @@ from .model import Model
 from .resolve import is_hub_id, resolve_model
 
 
+def parse_cpu_list(text: str) -> set[int]:
+    """CPUs of a Linux cpu list such as "0-3,8,10-11"."""
+    cpus: set[int] = set()
+    for part in text.strip().split(","):
+        if part:
+            first, _, last = part.partition("-")
+            cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def physical_cores(cpus: set[int], siblings) -> int:
+    """Cores among `cpus`, where siblings(cpu) gives the CPUs sharing that cpu's core (its
+    hyperthreads): decode is memory-bound, and a second thread per core only competes for it."""
+    cores = {frozenset(siblings(cpu) & cpus) or frozenset([cpu]) for cpu in cpus}
+    return max(1, len(cores))
+
+
 def default_threads() -> int:
+    """One thread per physical core this process may run on (as llama.cpp chooses)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = os.sched_getaffinity(0)
     except AttributeError:
         return os.cpu_count() or 1
+
+    def siblings(cpu: int) -> set[int]:
+        path = f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list"
+        try:
+            with open(path) as f:
+                return parse_cpu_list(f.read())
+        except (OSError, ValueError):
+            return {cpu}
+    return physical_cores(set(cpus), siblings)
 
 
 def parse_device(device) -> int | None:
@@ -68,7 +95,8 @@ def load(path, *, threads: int | None = None, context: int | None = None,
     Hugging Face folder (config.json + safetensors), a GGUF file (dequantized to f32), or the name
     "demo" (SmolLM2-135M-Instruct, fetched once into r1lite's cache).
 
-    threads: worker threads for the matmuls (default: this machine's cores).
+    threads: worker threads for the matmuls (default: the physical cores this process may use;
+    hyperthreads only compete for the memory bandwidth decode is bound by).
     context: most positions the KV cache may hold (default: the model's max_position_embeddings;
     the cache grows in pages as it is used, so this costs nothing up front).
     device: "cpu" (default), or "cuda" / "cuda:N" to upload the weights once to that GPU and run
