@@ -204,14 +204,17 @@ def test_the_page_reaches_nothing_outside(live):
 
 
 def test_the_page_ships_with_the_package():
+    """The installed package (editable or a wheel, as CI installs it) holds the page's files, and
+    in the source tree none of them is git-ignored (scikit-build-core's wheel.packages copies
+    every unignored file)."""
     folder = Path(webui.__file__).parent / "webui"
+    source = ROOT / "python" / "r1lite" / "webui"
     for name, _ in webui.ASSETS.values():
         assert (folder / name).is_file() and webui.asset(name) == (folder / name).read_bytes()
-        if shutil.which("git"):  # scikit-build-core's wheel.packages copies every unignored file
-            rel = (folder / name).relative_to(ROOT) if folder.is_relative_to(ROOT) else None
-            if rel is not None:
-                ignored = subprocess.run(["git", "check-ignore", "-q", str(rel)], cwd=ROOT)
-                assert ignored.returncode == 1, f"{rel} is git-ignored, so the wheel would miss it"
+        if shutil.which("git") and (ROOT / ".git").exists():
+            rel = (source / name).relative_to(ROOT)
+            ignored = subprocess.run(["git", "check-ignore", "-q", str(rel)], cwd=ROOT)
+            assert ignored.returncode == 1, f"{rel} is git-ignored, so the wheel would miss it"
 
 
 def test_api_key_guards_the_api_not_the_page(tiny_r1):
