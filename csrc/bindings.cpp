@@ -407,19 +407,12 @@ PYBIND11_MODULE(_core, m) {
         const int64_t count = rows.shape(0), width = rows.shape(1);
         if (dim < 0) dim = width;
         if (dim > width) throw std::invalid_argument("dim exceeds the rows' width");
-        // the rows stored as a cache stores them (encode_row), then the kernel reads them
-        const KvLayout layout{1, 1, width, 0, cache_format(fmt)};
-        const int64_t row_bytes = layout.row_bytes(width), blocks = layout.scale_bytes(width) / 2;
-        std::vector<uint8_t> data(size_t(count * row_bytes));
-        std::vector<uint16_t> scales(size_t(count * blocks));
-        for (int64_t t = 0; t < count; ++t)
-          encode_row(layout.format, rows.data() + t * width, width, &data[size_t(t * row_bytes)],
-                     blocks ? &scales[size_t(t * blocks)] : nullptr);
-        StoredRows stored;
-        stored.format = layout.format;
-        stored.data = data.data();
-        stored.scales = blocks ? scales.data() : nullptr;
-        stored.ld = layout.format == DType::Q8_0 ? row_bytes : width;
+        // the rows stored in one page of a real cache, then the kernel reads them from there
+        if (count > KVCache::kPagePositions) throw std::invalid_argument("at most one page of rows");
+        KVCache cache(KvLayout{1, 1, width, 0, cache_format(fmt)}, count);
+        cache.reserve(count);
+        for (int64_t t = 0; t < count; ++t) cache.store_key(0, 0, t, rows.data() + t * width);
+        const StoredRows stored = cache.keys(0, 0, 0);
         const int64_t heads = p.shape(0);
         py::array_t<float> out({py::ssize_t(heads), py::ssize_t(dim)});
         std::fill(out.mutable_data(), out.mutable_data() + heads * dim, 0.f);

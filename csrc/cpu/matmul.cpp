@@ -95,8 +95,8 @@ static QMatmulRowsFn quant_kernel(const MatmulKernels& k, DType t) {
 void dot_rows(const QueryRows& q, const StoredRows& rows, int64_t count, float* y, int64_t ldy) {
   if (rows.format == DType::Q8_0) {
     const int64_t blocks = (q.dim_ + kQuantBlock - 1) / kQuantBlock;
-    g_kernels->q8_0(q.xq_.data(), q.xd_.data(), q.xs_.data(), q.n_, blocks, rows.data, rows.scales, 0,
-                    count, y, ldy);
+    quant_kernel(*g_kernels, rows.format)(q.xq_.data(), q.xd_.data(), q.xs_.data(), q.n_, blocks,
+                                          rows.data, rows.scales, 0, count, y, ldy);
   } else {
     float_kernel(*g_kernels, rows.format)(q.x_, q.n_, q.ldx_, rows.data, q.dim_, 0, count, y, ldy);
   }
