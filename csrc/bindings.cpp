@@ -13,6 +13,7 @@
 
 #include "core/bandwidth.h"
 #include "core/cpu_features.h"
+#include "core/formats.h"
 #include "cpu/ops.h"
 #include "cpu/matmul.h"
 #include "model/kv_layout.h"
@@ -55,7 +56,7 @@ Tensor tensor_from_array(const std::string& name, const py::array& a, const std:
     throw std::invalid_argument("tensor '" + name + "' is not C-contiguous");
   for (py::ssize_t i = 0; i < a.ndim(); ++i) t.shape.push_back(int64_t(a.shape(i)));
   t.data = a.data();
-  if (is_quantized(t.dtype)) {
+  if (has_scale_plane(t.dtype)) {
     if (scales.is_none()) throw std::invalid_argument("tensor '" + name + "' (" + fmt + ") has no scales");
     const auto s = scales.cast<py::array>();
     if (s.itemsize() != 2 || !(s.flags() & py::array::c_style) || s.ndim() != 2)
@@ -292,7 +293,12 @@ py::array_t<float> matmul_for_test(const py::array_t<float, py::array::c_style |
                                    const py::object& scales) {
   if (x.ndim() != 2 || w.ndim() != 2) throw std::invalid_argument("x and w must be 2-D");
   Tensor wt = tensor_from_array("w", w, fmt, scales);
-  if (is_quantized(wt.dtype)) {  // logical shape from the activations' inner size
+  const FormatInfo& f = format_info(wt.dtype);
+  if (f.layout == Layout::Blocks) {  // bytes [rows, row bytes]: logical shape from x
+    if (x.shape(1) % f.block != 0 || wt.shape[1] != row_bytes(wt.dtype, x.shape(1)))
+      throw std::invalid_argument(std::string(f.name) + " blocks do not fit the inner size");
+    wt.shape = {wt.shape[0], int64_t(x.shape(1))};
+  } else if (has_scale_plane(wt.dtype)) {  // logical shape from the activations' inner size
     const std::vector<int64_t> want{wt.shape[0], row_bytes(wt.dtype, x.shape(1))};
     const std::vector<int64_t> want_s{wt.shape[0], (x.shape(1) + kQuantBlock - 1) / kQuantBlock};
     if (wt.shape != want || wt.scale_shape != want_s)
@@ -475,6 +481,32 @@ PYBIND11_MODULE(_core, m) {
         return d;
       },
       py::arg("config"), "What the core derives from a config: rope frequencies, cache size.");
+  m.def("weight_formats", [] {
+    py::list out;
+    for (const FormatInfo& f : kFormats) {
+      py::dict d;
+      d["name"] = f.name;
+      d["gguf_name"] = f.gguf_name ? py::object(py::str(f.gguf_name)) : py::object(py::none());
+      d["layout"] = f.layout == Layout::Float ? "float" : f.layout == Layout::Planar ? "planar" : "blocks";
+      d["block"] = f.block;
+      d["block_bytes"] = f.block_bytes;
+      d["bits_per_weight"] = bits_per_weight(f.type);
+      out.append(d);
+    }
+    return out;
+  }, "The weight format table (core/formats.h): name, GGUF type name, layout, block, bytes, bits.");
+  m.def("dequantize_blocks", [](const std::string& fmt, const py::array_t<uint8_t, py::array::c_style>& raw) {
+    DType t;
+    if (!dtype_from_name(fmt.c_str(), &t) || !is_block_format(t))
+      throw std::invalid_argument("not a block format: '" + fmt + "'");
+    const FormatInfo& f = format_info(t);
+    if (raw.size() % f.block_bytes != 0)
+      throw std::invalid_argument(std::to_string(raw.size()) + " bytes are not whole " + fmt + " blocks");
+    const int64_t blocks = raw.size() / f.block_bytes;
+    py::array_t<float> out(blocks * f.block);
+    f.blocks_to_f32(raw.data(), out.mutable_data(), blocks);
+    return out;
+  }, py::arg("fmt"), py::arg("raw"), "Blocks of a GGUF format as f32 by the scalar reference (for tests).");
   m.def("isa_supported", [](const std::string& name) { return isa_supported(isa_from_name(name)); });
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
   m.def("set_active_isa", [](const std::string& name) { set_active_isa(isa_from_name(name)); });

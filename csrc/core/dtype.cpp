@@ -1,5 +1,7 @@
 #include "core/dtype.h"
 
+#include "core/formats.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -8,41 +10,21 @@
 namespace r1lite {
 
 size_t dtype_size(DType t) {
-  switch (t) {
-    case DType::F32: return 4;
-    case DType::BF16: return 2;
-    case DType::F16: return 2;
-    case DType::Q8_0: return 1;
-    case DType::Q4_0: return 1;
-  }
-  return 0;
+  const FormatInfo& f = format_info(t);
+  return f.layout == Layout::Float ? size_t(f.block_bytes) : 1;
 }
 
 int64_t row_bytes(DType t, int64_t cols) {
-  const int64_t blocks = (cols + kQuantBlock - 1) / kQuantBlock;
-  if (t == DType::Q8_0) return blocks * kQuantBlock;
-  if (t == DType::Q4_0) return blocks * kQuantBlock / 2;
-  return cols * int64_t(dtype_size(t));
+  const FormatInfo& f = format_info(t);
+  return (cols + f.block - 1) / f.block * f.block_bytes;
 }
 
-const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::F32: return "f32";
-    case DType::BF16: return "bf16";
-    case DType::F16: return "f16";
-    case DType::Q8_0: return "q8_0";
-    case DType::Q4_0: return "q4_0";
-  }
-  return "?";
-}
+const char* dtype_name(DType t) { return int(t) >= 0 && int(t) < kNumDTypes ? format_info(t).name : "?"; }
 
 bool dtype_from_name(const char* name, DType* out) {
-  if (!std::strcmp(name, "f32")) { *out = DType::F32; return true; }
-  if (!std::strcmp(name, "bf16")) { *out = DType::BF16; return true; }
-  if (!std::strcmp(name, "f16")) { *out = DType::F16; return true; }
-  if (!std::strcmp(name, "q8_0")) { *out = DType::Q8_0; return true; }
-  if (!std::strcmp(name, "q4_0")) { *out = DType::Q4_0; return true; }
-  return false;
+  const FormatInfo* f = format_by_name(name);
+  if (f) *out = f->type;
+  return f != nullptr;
 }
 
 float bf16_to_f32(uint16_t h) {
@@ -130,7 +112,7 @@ void encode_row(DType t, const float* src, int64_t n, void* dst, uint16_t* scale
         scales[b] = f32_to_f16(d);
       }
       return;
-    case DType::Q4_0:
+    default:
       break;
   }
   throw std::invalid_argument("encode_row: not a cache format");
@@ -151,9 +133,8 @@ void convert_row_to_f32(DType t, const void* src, float* dst, int64_t n) {
       for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
       break;
     }
-    case DType::Q8_0:
-    case DType::Q4_0:
-      break;  // needs scales: dequantize_row
+    default:
+      break;  // block formats: dequantize_row, or the format table's blocks_to_f32
   }
 }
 

@@ -12,6 +12,8 @@
 #include <emmintrin.h>
 #endif
 
+#include "core/blocks.h"
+#include "core/formats.h"
 #include "cpu/matmul_kernels.h"
 
 namespace r1lite {
@@ -42,6 +44,31 @@ Isa active_isa() { return g_isa; }
 void set_active_isa(Isa isa) {
   g_kernels = &kernels_for(isa);  // throws if unsupported
   g_isa = isa;
+}
+
+// The kernel of a block format for an ISA: its entry in that ISA's lists, or the scalar reference.
+static BlockMatmulRowsFn find_block_kernel(Isa isa, DType t) {
+#if R1LITE_HAVE_X86
+  const BlockKernel* const avx2[] = {kBlocks32Avx2, kKQuantsAvx2, kKQuantsLowAvx2};
+  const BlockKernel* const avx512[] = {kBlocks32Avx512, kKQuantsAvx512, kKQuantsLowAvx512};
+  if (isa != Isa::Scalar)
+    for (const BlockKernel* list : isa == Isa::Avx512 ? avx512 : avx2)
+      for (; list->rows; ++list)
+        if (list->format == t) return list->rows;
+#else
+  (void)isa;
+#endif
+  return block_kernel_reference(t);
+}
+
+static BlockMatmulRowsFn block_kernel(Isa isa, DType t) {
+  static const auto table = [] {
+    std::vector<BlockMatmulRowsFn> k(size_t(3 * kNumDTypes));
+    for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::Avx512})
+      for (int f = 0; f < kNumDTypes; ++f) k[size_t(int(i) * kNumDTypes + f)] = find_block_kernel(i, DType(f));
+    return k;
+  }();
+  return table[size_t(int(isa) * kNumDTypes + int(t))];
 }
 
 static WeightedSumFn weighted_sum_kernel(const MatmulKernels& k, DType t) {
@@ -168,6 +195,42 @@ void quantize_activations(const float* x, int64_t n, int64_t in, int8_t* xq, flo
   }
 }
 
+void quantize_act_q8_32(const float* x, int64_t n, int64_t in, void* out) {
+  auto* b = static_cast<ActQ8_32*>(out);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t j = 0; j < in / 32; ++j, ++b) {
+      float d;
+      int32_t sum;
+      quantize_activations(x + t * in + j * 32, 1, 32, b->qs, &d, &sum);
+      b->d = d;
+      b->sum = sum;
+    }
+}
+
+void quantize_act_q8_k(const float* x, int64_t n, int64_t in, void* out) {
+  auto* b = static_cast<ActQ8_K*>(out);
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t j = 0; j < in / kQK; ++j, ++b) {
+      const float* src = x + t * in + j * kQK;
+      float amax = 0.f;
+      for (int i = 0; i < kQK; ++i) amax = std::max(amax, std::fabs(src[i]));
+      const float d = amax / 127.f, id = d > 0.f ? 1.f / d : 0.f;
+      for (int i = 0; i < kQK; ++i) b->qs[i] = int8_t(round_to_int(src[i] * id));
+      for (int g = 0; g < kQK / 16; ++g) {
+        int sum = 0;
+        for (int i = 0; i < 16; ++i) sum += b->qs[16 * g + i];
+        b->bsums[g] = int16_t(sum);
+      }
+      b->d = d;
+    }
+  }
+}
+
+static void quantize_act(ActFormat fmt, const float* x, int64_t n, int64_t in, void* out) {
+  if (fmt == ActFormat::Q8_32) quantize_act_q8_32(x, n, in, out);
+  else quantize_act_q8_k(x, n, in, out);
+}
+
 // Scratch for the quantized activations of one matmul (matmuls run one at a time per thread).
 struct QuantScratch {
   std::vector<int8_t> xq;
@@ -184,16 +247,39 @@ struct QuantScratch {
     };
     if (pool) pool->parallel_for(n, 8, part); else part(0, n);
   }
+  // Activation blocks (Q8_32 or Q8_K) for the GGUF block formats.
+  std::vector<uint8_t> q8_32, q8_k;
+  uint8_t* fill_blocks(ThreadPool* pool, ActFormat fmt, const float* x, int64_t n, int64_t in) {
+    const int64_t bytes = act_row_bytes(fmt, in);
+    std::vector<uint8_t>& buf = fmt == ActFormat::Q8_32 ? q8_32 : q8_k;
+    buf.resize(size_t(n * bytes));
+    uint8_t* out = buf.data();
+    auto part = [&](int64_t t0, int64_t t1) { quantize_act(fmt, x + t0 * in, t1 - t0, in, out + t0 * bytes); };
+    if (pool) pool->parallel_for(n, 8, part); else part(0, n);
+    return out;
+  }
 };
+
+// The weight's format fits its width: block formats need whole blocks per row.
+static void check_block_width(const Tensor& w) {
+  const FormatInfo& f = format_info(w.dtype);
+  if (f.layout == Layout::Blocks && w.cols() % f.block != 0)
+    throw std::invalid_argument(std::string("matmul: a ") + f.name + " row holds whole blocks of " +
+                                std::to_string(f.block) + " values, not " + std::to_string(w.cols()));
+}
 
 void matmul_many(ThreadPool& pool, const float* x, int64_t n, const Tensor* const* ws,
                  float* const* ys, int count) {
   const MatmulKernels& k = *g_kernels;
   const int64_t in = ws[0]->cols();
-  bool any_quantized = false;
+  bool any_planar = false, any_q8_32 = false, any_q8_k = false;
   for (int j = 0; j < count; ++j) {
     if (ws[j]->cols() != in) throw std::invalid_argument("matmul_many: matrices differ in width");
-    any_quantized |= is_quantized(ws[j]->dtype);
+    check_block_width(*ws[j]);
+    const ActFormat act = format_info(ws[j]->dtype).act;
+    any_planar |= act == ActFormat::Q8Planar;
+    any_q8_32 |= act == ActFormat::Q8_32;
+    any_q8_k |= act == ActFormat::Q8_K;
   }
   // Each matrix in chunks of rows small enough to balance the threads, in multiples of 16 (the
   // kernels' row block), counted from its own first row: the same chunks, and so the same
@@ -210,21 +296,32 @@ void matmul_many(ThreadPool& pool, const float* x, int64_t n, const Tensor* cons
   const int8_t* xq = nullptr;
   const float* xd = nullptr;
   const int32_t* xs = nullptr;
-  if (any_quantized) {  // quantized once for every matrix
-    thread_local QuantScratch scratch;
+  const uint8_t* x8_32 = nullptr;
+  const uint8_t* x8_k = nullptr;
+  // Quantized once for every matrix. Pointers, not the thread_local itself: in a worker,
+  // `scratch` would name the worker's copy.
+  thread_local QuantScratch scratch;
+  if (any_planar) {
     scratch.fill(&pool, x, n, in);
-    // Pointers, not the thread_local itself: in a worker, `scratch` would name the worker's copy.
     xq = scratch.xq.data();
     xd = scratch.xd.data();
     xs = scratch.xs.data();
   }
+  if (any_q8_32) x8_32 = scratch.fill_blocks(&pool, ActFormat::Q8_32, x, n, in);
+  if (any_q8_k) x8_k = scratch.fill_blocks(&pool, ActFormat::Q8_K, x, n, in);
+  const Isa isa = g_isa;
   const int64_t blocks = (in + kQuantBlock - 1) / kQuantBlock;
   const Chunk* list = chunks.data();
   pool.parallel_for(int64_t(chunks.size()), 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const Tensor& w = *ws[list[c].j];
       float* y = ys[list[c].j];
-      if (is_quantized(w.dtype))
+      const FormatInfo& f = format_info(w.dtype);
+      if (f.layout == Layout::Blocks)
+        block_kernel(isa, w.dtype)(f.act == ActFormat::Q8_K ? x8_k : x8_32, act_row_bytes(f.act, in), n,
+                                   w.data, row_bytes(w.dtype, in), in / f.block, list[c].r0, list[c].r1,
+                                   y, w.rows());
+      else if (has_scale_plane(w.dtype))
         quant_kernel(k, w.dtype)(xq, xd, xs, n, blocks, w.data, w.scales, list[c].r0, list[c].r1, y, w.rows());
       else
         float_kernel(k, w.dtype)(x, n, in, w.data, in, list[c].r0, list[c].r1, y, w.rows());
@@ -239,8 +336,18 @@ void matmul(ThreadPool& pool, const float* x, int64_t n, const Tensor& w, float*
 }
 
 // The product on the calling thread with one ISA's kernels.
-static void matmul_serial(const MatmulKernels& k, const float* x, int64_t n, const Tensor& w, float* y) {
-  if (is_quantized(w.dtype)) {
+static void matmul_serial(Isa isa, const float* x, int64_t n, const Tensor& w, float* y) {
+  const MatmulKernels& k = kernels_for(isa);
+  check_block_width(w);
+  const FormatInfo& f = format_info(w.dtype);
+  if (f.layout == Layout::Blocks) {
+    thread_local QuantScratch scratch;
+    const uint8_t* xa = scratch.fill_blocks(nullptr, f.act, x, n, w.cols());
+    block_kernel(isa, w.dtype)(xa, act_row_bytes(f.act, w.cols()), n, w.data, row_bytes(w.dtype, w.cols()),
+                               w.cols() / f.block, 0, w.rows(), y, w.rows());
+    return;
+  }
+  if (has_scale_plane(w.dtype)) {
     thread_local QuantScratch scratch;
     scratch.fill(nullptr, x, n, w.cols());
     quant_kernel(k, w.dtype)(scratch.xq.data(), scratch.xd.data(), scratch.xs.data(), n,
@@ -252,12 +359,12 @@ static void matmul_serial(const MatmulKernels& k, const float* x, int64_t n, con
 }
 
 void matmul_with_isa(Isa isa, const float* x, int64_t n, const Tensor& w, float* y) {
-  matmul_serial(kernels_for(isa), x, n, w, y);
+  matmul_serial(isa, x, n, w, y);
 }
 
 void matmul_heads(ThreadPool& pool, const float* x, int64_t n, int64_t ldx, int64_t x_head,
                   const Tensor& w, int64_t heads, float* y, int64_t ldy, int64_t y_head) {
-  const MatmulKernels& k = *g_kernels;
+  const Isa isa = g_isa;
   const int64_t in = w.cols(), out = w.rows() / heads;
   pool.parallel_for(heads, 1, [&](int64_t h0, int64_t h1) {
     thread_local std::vector<float> xh, yh;  // one head's inputs [n, in] and outputs [n, out]
@@ -266,7 +373,7 @@ void matmul_heads(ThreadPool& pool, const float* x, int64_t n, int64_t ldx, int6
     for (int64_t h = h0; h < h1; ++h) {
       for (int64_t i = 0; i < n; ++i)
         std::copy_n(x + i * ldx + h * x_head, in, &xh[size_t(i * in)]);
-      matmul_serial(k, xh.data(), n, w.rows_slice(h * out, out), yh.data());
+      matmul_serial(isa, xh.data(), n, w.rows_slice(h * out, out), yh.data());
       for (int64_t i = 0; i < n; ++i)
         std::copy_n(&yh[size_t(i * out)], out, y + i * ldy + h * y_head);
     }

@@ -70,6 +70,12 @@ void matmul_heads(ThreadPool& pool, const float* x, int64_t n, int64_t ldx, int6
 // quants' sums xs [n, blocks]; scale = max|x| / 127, q = round(x / scale), ties to even.
 void quantize_activations(const float* x, int64_t n, int64_t in, int8_t* xq, float* xd, int32_t* xs);
 
+// Activations in the block formats the GGUF formats' kernels take (core/blocks.h), x [n, in]
+// with `in` a multiple of the block, rows act_row_bytes apart: ActQ8_32 (scale max|x| / 127, the
+// quants' sum) and ActQ8_K (one scale per 256, sums per 16). Rounding as quantize_activations.
+void quantize_act_q8_32(const float* x, int64_t n, int64_t in, void* out);
+void quantize_act_q8_k(const float* x, int64_t n, int64_t in, void* out);
+
 // The same product on one thread with the kernel of a given ISA (for the kernel tests).
 void matmul_with_isa(Isa isa, const float* x, int64_t n, const Tensor& w, float* y);
 

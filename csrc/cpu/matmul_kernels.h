@@ -5,6 +5,8 @@
 #pragma once
 #include <cstdint>
 
+#include "core/dtype.h"
+
 namespace r1lite {
 
 // y[t*ldy + r] = sum_k x[t*ldx + k] * W[r][k]   for t in [0, n_tok), r in [r0, r1)
@@ -30,6 +32,22 @@ typedef void (*WeightedSumFn)(const float* p, int64_t ldp, int64_t heads, const 
                               const uint16_t* scales, int64_t count, int64_t dim, int64_t ld,
                               float* out, int64_t ldo);
 
+// GGUF's block formats (core/blocks.h) times activations in the format's activation blocks
+// (format_info(format).act: ActQ8_32 or ActQ8_K rows, x_row_bytes apart), for t < n_tok and r in
+// [r0, r1):
+// y[t*ldy + r] = sum over the `blocks` blocks b of row r of  dot(W[r] block b, x_t block b)
+// (a weight block and its activation block hold the same number of values). Row r of W starts at
+// w + r * w_row_bytes.
+typedef void (*BlockMatmulRowsFn)(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* w,
+                                  int64_t w_row_bytes, int64_t blocks, int64_t r0, int64_t r1,
+                                  float* y, int64_t ldy);
+
+// A kernel for one block format; lists of them end with {DType::F32, nullptr}.
+struct BlockKernel {
+  DType format;
+  BlockMatmulRowsFn rows;
+};
+
 struct MatmulKernels {
   MatmulRowsFn f32;
   MatmulRowsFn bf16;
@@ -41,6 +59,19 @@ struct MatmulKernels {
   WeightedSumFn weighted_sum_f16;
   WeightedSumFn weighted_sum_q8_0;
 };
+
+// The scalar reference of a block format: each weight row dequantized by the format table's
+// reference, dotted in f32 with the activation blocks as f32.
+BlockMatmulRowsFn block_kernel_reference(DType format);
+
+// The SIMD kernels of the block formats, a list per group of formats and instruction set (the
+// formats a list leaves out run the scalar reference).
+extern const BlockKernel kBlocks32Avx2[];      // gguf_q8_0, gguf_q4_0, q4_1, q5_0, q5_1, iq4_nl
+extern const BlockKernel kBlocks32Avx512[];
+extern const BlockKernel kKQuantsAvx2[];       // q4_k, q5_k, q6_k
+extern const BlockKernel kKQuantsAvx512[];
+extern const BlockKernel kKQuantsLowAvx2[];    // q2_k, q3_k, iq4_xs
+extern const BlockKernel kKQuantsLowAvx512[];
 
 extern const MatmulKernels kMatmulScalar;
 extern const MatmulKernels kMatmulAvx2;    // x86-64 builds only

@@ -1,5 +1,9 @@
 // Scalar reference matmul: the definition every SIMD kernel is tested against.
+#include <utility>
+#include <vector>
+
 #include "core/dtype.h"
+#include "core/formats.h"
 #include "cpu/matmul_kernels.h"
 
 namespace r1lite {
@@ -76,7 +80,40 @@ void weighted_sum(const float* p, int64_t ldp, int64_t heads, const void* rows, 
   }
 }
 
+// A block format's rows: each weight row dequantized once (the format table's reference), then
+// dotted in f32 with every token's activation blocks as f32.
+template <DType kFormat>
+void block_rows(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* w, int64_t w_row_bytes,
+                int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  const FormatInfo& f = format_info(kFormat);
+  const int64_t in = blocks * f.block;
+  std::vector<float> xf(size_t(n_tok * in));
+  std::vector<float> wf(static_cast<size_t>(in));
+  for (int64_t t = 0; t < n_tok; ++t)
+    act_row_to_f32(f.act, static_cast<const char*>(x) + t * x_row_bytes, &xf[size_t(t * in)], in);
+  for (int64_t r = r0; r < r1; ++r) {
+    f.blocks_to_f32(static_cast<const char*>(w) + r * w_row_bytes, wf.data(), blocks);
+    for (int64_t t = 0; t < n_tok; ++t) {
+      float sum = 0.f;
+      for (int64_t k = 0; k < in; ++k) sum += wf[size_t(k)] * xf[size_t(t * in + k)];
+      y[t * ldy + r] = sum;
+    }
+  }
+}
+
+template <int... kIds>
+BlockMatmulRowsFn block_reference_of(DType t, std::integer_sequence<int, kIds...>) {
+  BlockMatmulRowsFn found = nullptr;
+  ((int(t) == kIds ? (found = block_rows<DType(kIds)>, 0) : 0), ...);
+  return found;
+}
+
 }  // namespace
+
+BlockMatmulRowsFn block_kernel_reference(DType format) {
+  if (!is_block_format(format)) return nullptr;
+  return block_reference_of(format, std::make_integer_sequence<int, kNumDTypes>{});
+}
 
 const MatmulKernels kMatmulScalar = {rows<DType::F32>, rows<DType::BF16>, rows<DType::F16>,
                                      qrows<DType::Q8_0>, qrows<DType::Q4_0>,

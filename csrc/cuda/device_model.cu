@@ -187,7 +187,7 @@ struct DeviceModel::Impl {
   void upload_all(std::unordered_map<const void*, const void*>& uploaded, Tensor& t) {
     if (t.empty()) return;
     const int64_t rows = t.rows();
-    const int64_t data_bytes = is_quantized(t.dtype)
+    const int64_t data_bytes = has_scale_plane(t.dtype)
                                    ? rows * row_bytes(t.dtype, t.cols())
                                    : rows * t.cols() * int64_t(dtype_size(t.dtype));
     auto upload = [&](const void* src, int64_t bytes) -> const void* {
@@ -202,7 +202,7 @@ struct DeviceModel::Impl {
       return dst;
     };
     const void* data = upload(t.data, data_bytes);
-    if (is_quantized(t.dtype))
+    if (has_scale_plane(t.dtype))
       t.scales = static_cast<const uint16_t*>(upload(t.scales, rows * ceil_div(t.cols(), 32) * 2));
     t.data = data;
   }
@@ -210,7 +210,11 @@ struct DeviceModel::Impl {
   void upload_weights(const std::map<std::string, Tensor>& tensors) {
     w = bind_weights(cfg, tensors);
     std::unordered_map<const void*, const void*> uploaded;
-    for_each_weight(cfg, w, [&](const std::string&, Tensor& t, const std::vector<int64_t>&, WeightKind) {
+    for_each_weight(cfg, w, [&](const std::string& name, Tensor& t, const std::vector<int64_t>&, WeightKind) {
+      if (!t.empty() && is_block_format(t.dtype))  // GGUF's block formats: CPU kernels only so far
+        throw std::invalid_argument("tensor '" + name + "' is " + dtype_name(t.dtype) +
+                                    ", which the CUDA backend does not compute yet (f32, bf16, f16, "
+                                    "q8_0, q4_0); run it on the CPU or convert with r1lite convert --quant q8_0");
       upload_all(uploaded, t);
     });
     if (cfg.tied_embeddings) w.lm_head = w.tok_embd;
@@ -327,7 +331,7 @@ struct DeviceModel::Impl {
     p.dtype = d.dtype;
     p.out = d.rows;
     p.in = d.cols;
-    if (is_quantized(DType(d.dtype)) && quantized_blocks(p) > xd.capacity())
+    if (has_scale_plane(DType(d.dtype)) && quantized_blocks(p) > xd.capacity())
       throw std::logic_error("cuda: quantized activation scratch too small");
     matmul(p, {xq.get(), xd.get(), xs.get()}, stream);
   }

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "model/model.h"
+#include "core/formats.h"
 #include "model/run_sizes.h"
 
 namespace r1lite {
@@ -20,7 +21,20 @@ Tensor checked_tensor(const std::map<std::string, Tensor>& tensors, const std::s
   if (kind == WeightKind::F32 && t.dtype != DType::F32)
     throw std::invalid_argument("tensor '" + name + "' must be f32, got " + dtype_name(t.dtype));
   if (!t.data) throw std::invalid_argument("tensor '" + name + "' has no data");
-  if (is_quantized(t.dtype)) {
+  const FormatInfo& f = format_info(t.dtype);
+  if (f.layout == Layout::Blocks) {
+    // GGUF's blocks as bound (bindings.cpp): bytes [rows, row bytes], whole blocks per row.
+    if (shape.size() != 2 || shape[1] % f.block != 0)
+      throw std::invalid_argument("tensor '" + name + "' of shape " + shape_str(shape) + " cannot be " +
+                                  f.name + " (rows of whole " + std::to_string(f.block) + "-value blocks)");
+    const std::vector<int64_t> want{shape[0], row_bytes(t.dtype, shape[1])};
+    if (t.shape != want)
+      throw std::invalid_argument("tensor '" + name + "' (" + f.name + ") has " + shape_str(t.shape) +
+                                  " bytes, expected " + shape_str(want) + " for shape " + shape_str(shape));
+    t.shape = shape;  // logical from here on
+    return t;
+  }
+  if (has_scale_plane(t.dtype)) {
     // The planes' shapes as bound (bindings.cpp) are [rows, row bytes] and [rows, blocks].
     if (shape.size() != 2)
       throw std::invalid_argument("tensor '" + name + "' is a vector and cannot be " + dtype_name(t.dtype));

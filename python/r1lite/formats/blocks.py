@@ -1,0 +1,37 @@
+"""GGUF's block formats on the Python side: each block's fields as a numpy structured dtype (the
+layouts of csrc/core/blocks.h, ggml's definitions), for the converter's quantizers and the tests.
+The core's format table (_core.weight_formats()) is the authority on names, block sizes and
+bytes; tests/test_block_formats.py checks these dtypes against it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+QK = 256  # values per K-quant super-block
+
+BLOCK_DTYPES = {
+    "gguf_q8_0": np.dtype([("d", "<f2"), ("qs", "i1", 32)]),
+    "gguf_q4_0": np.dtype([("d", "<f2"), ("qs", "u1", 16)]),
+    "q4_1": np.dtype([("d", "<f2"), ("m", "<f2"), ("qs", "u1", 16)]),
+    "q5_0": np.dtype([("d", "<f2"), ("qh", "u1", 4), ("qs", "u1", 16)]),
+    "q5_1": np.dtype([("d", "<f2"), ("m", "<f2"), ("qh", "u1", 4), ("qs", "u1", 16)]),
+    "q2_k": np.dtype([("scales", "u1", 16), ("qs", "u1", 64), ("d", "<f2"), ("dmin", "<f2")]),
+    "q3_k": np.dtype([("hmask", "u1", 32), ("qs", "u1", 64), ("scales", "u1", 12), ("d", "<f2")]),
+    "q4_k": np.dtype([("d", "<f2"), ("dmin", "<f2"), ("scales", "u1", 12), ("qs", "u1", 128)]),
+    "q5_k": np.dtype([("d", "<f2"), ("dmin", "<f2"), ("scales", "u1", 12), ("qh", "u1", 32),
+                      ("qs", "u1", 128)]),
+    "q6_k": np.dtype([("ql", "u1", 128), ("qh", "u1", 64), ("scales", "i1", 16), ("d", "<f2")]),
+    "iq4_nl": np.dtype([("d", "<f2"), ("qs", "u1", 16)]),
+    "iq4_xs": np.dtype([("d", "<f2"), ("scales_h", "<u2"), ("scales_l", "u1", 4), ("qs", "u1", 128)]),
+}
+
+def random_blocks(fmt: str, n_blocks: int, rng: np.random.Generator, scale: float = 0.05) -> np.ndarray:
+    """n_blocks random blocks (bytes) with every f16 field a sane positive scale: random quants and
+    sub-block scales, for kernel tests."""
+    dt = BLOCK_DTYPES[fmt]
+    raw = rng.integers(0, 256, size=n_blocks * dt.itemsize, dtype=np.uint8)
+    blocks = raw.view(dt)
+    for field, (ftype, _) in dt.fields.items():
+        if ftype == np.dtype("<f2"):
+            blocks[field] = (rng.uniform(0.2, 1.0, n_blocks) * scale).astype(np.float16)
+    return raw
