@@ -142,7 +142,7 @@ def test_default_run_of_a_thinking_model_answers(tiny_r1):
 def test_the_demo_ends_on_its_own():
     """A newcomer's first command, without --temp 0 or -n: it must end by itself."""
     t0 = time.time()
-    r = run_cli("run", "demo", "What is the capital of France?", "--verbose", timeout=900)
+    r = run_cli("run", "demo", "What is the capital of France? Answer in one sentence.", "--verbose", timeout=900)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip()
     generated = int(r.stderr.split(" generated at")[0].split()[-1])

@@ -38,16 +38,25 @@ def main() -> int:
         with torch.no_grad():
             out = model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=N_GREEDY,
                                  pad_token_id=tok.eos_token_id)
-            logits = model(torch.tensor([ids])).logits[0, -1]
+            seq = out[0].tolist()
+            all_logits = model(torch.tensor([seq])).logits[0]
+            logits = all_logits[len(ids) - 1]
+            # teacher-forced along its own greedy tokens: top1 - top2 at each generated position
+            top2 = torch.topk(all_logits[len(ids) - 1:len(seq) - 1], 2).values
+            margins = (top2[:, 0] - top2[:, 1]).tolist()
         greedy = [t for t in out[0, len(ids):].tolist()]
         if greedy and greedy[-1] == tok.eos_token_id:
             greedy = greedy[:-1]  # r1lite stops at EOS without returning it
         chats.append({"messages": messages, "prompt": prompt, "prompt_ids": ids,
                       "greedy_tokens": greedy, "greedy_text": tok.decode(greedy),
-                      "last_logits_top5": torch.topk(logits, 5).indices.tolist()})
+                      "last_logits_top5": torch.topk(logits, 5).indices.tolist(),
+                      "greedy_margins": [round(m, 4) for m in margins[:len(greedy)]],
+                      "last_logits_top32": [[i, round(v, 4)] for v, i in zip(*[x.tolist() for x in torch.topk(logits, 32)])],
+                      "last_logsumexp": round(float(torch.logsumexp(logits, 0)), 4)})
         print(f"greedy: {tok.decode(greedy)!r}")
+    kept = json.loads(OUT.read_text()) if OUT.is_file() else {}  # llama.cpp's figures, added by hand
     OUT.write_text(json.dumps({
-        "chats": chats, "eos_token_id": tok.eos_token_id,
+        **kept, "chats": chats, "eos_token_id": tok.eos_token_id,
         "encodings": {t: tok(t, add_special_tokens=False)["input_ids"] for t in TEXTS},
     }, indent=1, ensure_ascii=False))
     print(f"wrote {OUT}")

@@ -68,8 +68,12 @@ static_assert(sizeof(ActQ8_32) == 40 && sizeof(ActQ8_K) == 292, "activation bloc
 // iq4_nl / iq4_xs: the 16 values a nibble selects (a non-uniform grid, denser near zero)
 extern const int8_t kIq4nlValues[16];
 
+// The two unpacking helpers below are static (each file that includes this gets its own copy):
+// the per-ISA kernel files include this header, and a shared inline definition could let the
+// linker keep an AVX-512 copy for code that runs on any CPU (cpu/matmul_kernels.h).
+
 // q4_K / q5_K: the 6-bit scale and min of sub-block j (< 8) from the 12 packed bytes.
-inline void scale_min_k4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) {
+static inline void scale_min_k4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) {
   if (j < 4) {
     *scale = q[j] & 63;
     *min = q[j + 4] & 63;
@@ -80,7 +84,7 @@ inline void scale_min_k4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) 
 }
 
 // q3_K: the 16 6-bit scales (still offset by 32) from the 12 packed bytes.
-inline void unpack_q3k_scales(const uint8_t* packed, int8_t* out16) {
+static inline void unpack_q3k_scales(const uint8_t* packed, int8_t* out16) {
   for (int j = 0; j < 16; ++j) {
     const int low = j < 8 ? (packed[j] & 0xF) : (packed[j - 8] >> 4);
     const int high = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;

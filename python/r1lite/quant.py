@@ -1,14 +1,19 @@
 """Weight formats on the Python side: block quantization to q8_0 / q4_0 (the planar layout of
-csrc/core/dtype.h, the same rounding as ggml) and float conversions."""
+csrc/core/dtype.h, the same rounding as ggml) and float conversions. The formats themselves are
+the core's table (_core.weight_formats(), csrc/core/formats.h)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import _core
+
 BLOCK = 32
-FLOAT_FORMATS = ("f32", "bf16", "f16")
-QUANT_FORMATS = ("q8_0", "q4_0")
-FORMATS = FLOAT_FORMATS + QUANT_FORMATS
+TABLE = {f["name"]: f for f in _core.weight_formats()}
+FLOAT_FORMATS = tuple(n for n, f in TABLE.items() if f["layout"] == "float")
+QUANT_FORMATS = tuple(n for n, f in TABLE.items() if f["layout"] == "planar")  # r1lite's planar q8_0 / q4_0
+BLOCK_FORMATS = tuple(n for n, f in TABLE.items() if f["layout"] == "blocks")  # GGUF's blocks
+FORMATS = tuple(TABLE)
 
 
 def _round_half_away(v: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""GGUF files (llama.cpp's format): recognize one and load it as r1lite's config, f32 tensors and
+"""GGUF files (llama.cpp's format): recognize one and load it as r1lite's config, tensors (in the
+file's own formats, views of the mapped file) and
 tokenizer metadata (gguf_reader, gguf_config, gguf_tensors, gguf_tokenizer do the work)."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from .gguf_tokenizer import tokenizer_metadata
 
 
 def load_gguf(path) -> tuple[dict, dict, dict]:
-    """(config, {r1lite name: (f32 array, "f32")}, tokenizer metadata strings as r1file keeps them)."""
+    """(config, {r1lite name: (array, format)}, tokenizer metadata strings as r1file keeps them)."""
     g = GGUFFile(path)
     config = check_normalized(gguf_config(g), str(g.path))
     return config, gguf_tensors(g, config), tokenizer_metadata(g)

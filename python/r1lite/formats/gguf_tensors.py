@@ -1,5 +1,7 @@
-"""The tensors of a GGUF file in r1lite's names and layouts: llama q/k rows unpermuted, deepseek2's
-experts unstacked and MLA matrices split and reordered (formats/mla.py)."""
+"""The tensors of a GGUF file in r1lite's names and layouts, each in its own format (the file's
+blocks, never dequantized): llama q/k rows unpermuted, deepseek2's experts unstacked and MLA
+matrices split and reordered (formats/mla.py). Moving whole rows works on blocks as on values;
+a tensor whose rows move is read into memory of its own, the rest stay views of the mapped file."""
 
 from __future__ import annotations
 
@@ -7,12 +9,22 @@ import numpy as np
 
 from ..errors import ModelFormatError
 from . import mla
-from .gguf_reader import GGUFFile
+from .gguf_reader import GGML_FORMATS, GGUFFile
 from .names import gguf_name
 from .tensors import expected_tensors
 
+_BLOCKS = {fmt: (block, nbytes) for fmt, block, nbytes in GGML_FORMATS.values()}
 
-def _deepseek2_tensor(g: GGUFFile, config: dict, name: str, stacked: dict) -> np.ndarray:
+
+def logical_shape(arr: np.ndarray, fmt: str) -> tuple:
+    """The shape in values of a tensor held in `fmt` (block formats: bytes [.., rows, row bytes])."""
+    if fmt in ("f32", "f16", "bf16"):
+        return tuple(arr.shape)
+    block, nbytes = _BLOCKS[fmt]
+    return (*arr.shape[:-1], arr.shape[-1] // nbytes * block)
+
+
+def _deepseek2_tensor(g: GGUFFile, config: dict, name: str, stacked: dict) -> tuple:
     """An r1lite tensor of a deepseek2 file: experts cut from the stacked [E, out, in] tensors
     (`stacked` caches the current layer's three), W_UKᵀ / W_UV from attn_k_b / attn_v_b (or from attn_kv_b in
     files written before llama.cpp split it), rope rows in rotate-half order (formats/mla.py)."""
@@ -27,25 +39,33 @@ def _deepseek2_tensor(g: GGUFFile, config: dict, name: str, stacked: dict) -> np
                 stacked.clear()  # one layer's experts at a time
                 stacked["layer"] = layer
             stacked[gname] = _need_tensor(g, gname)
-        return stacked[gname][int(e)]
+        arr, fmt = stacked[gname]
+        return arr[int(e)], fmt
     if short in ("w_uk_t", "w_uv"):
         split = f"blk.{layer}.attn_{'k' if short == 'w_uk_t' else 'v'}_b.weight"
-        if split in g.tensors:
-            arr = _need_tensor(g, split)
-            return arr.reshape(h * c, dn) if short == "w_uk_t" else arr.reshape(h * dv, c)
-        kv_b = _need_tensor(g, f"blk.{layer}.attn_kv_b.weight")
-        return mla.split_kv_b(kv_b, h, dn, dv, "uk_t" if short == "w_uk_t" else "uv")
-    arr = _need_tensor(g, gguf_name(name))
+        if split in g.tensors:  # [H, C, dn] / [H, dv, C]: rows of the stacked matrix as they lie
+            arr, fmt = _need_tensor(g, split)
+            return arr.reshape(h * (c if short == "w_uk_t" else dv), -1), fmt
+        # older files: kv_b's key half must be transposed, which blocks cannot be: f32
+        kv_b = _need_f32(g, f"blk.{layer}.attn_kv_b.weight")
+        return mla.split_kv_b(kv_b, h, dn, dv, "uk_t" if short == "w_uk_t" else "uv"), "f32"
     if short in ("wq", "wq_b"):
-        arr = mla.reorder_rope_rows(arr, h, dn + dr, dr)
-    elif short == "wkv_a":
-        arr = mla.reorder_rope_rows(arr, 1, c + dr, dr)
-    return arr
+        arr, fmt = _need_tensor(g, gguf_name(name), copy=True)
+        return mla.reorder_rope_rows(arr, h, dn + dr, dr), fmt
+    if short == "wkv_a":
+        arr, fmt = _need_tensor(g, gguf_name(name), copy=True)
+        return mla.reorder_rope_rows(arr, 1, c + dr, dr), fmt
+    return _need_tensor(g, gguf_name(name))
 
 
-def _need_tensor(g: GGUFFile, gname: str) -> np.ndarray:
+def _need_tensor(g: GGUFFile, gname: str, copy: bool = False) -> tuple:
     if gname not in g.tensors:
         raise ModelFormatError(f"{g.path}: tensor '{gname}' is missing")
+    return g.raw(gname, copy=copy)
+
+
+def _need_f32(g: GGUFFile, gname: str) -> np.ndarray:
+    _need_tensor(g, gname)
     return g.f32(gname)
 
 
@@ -54,22 +74,31 @@ def _unpermute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
     to adjacent pairs (2j, 2j+1) for its rope kernel; put them back (rows of head h: [h*d, h*d+d))."""
     rows = w.shape[0]
     d = rows // n_heads
-    return w.reshape(n_heads, d // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
+    return np.ascontiguousarray(w.reshape(n_heads, d // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape))
 
 
 def gguf_tensors(g: GGUFFile, config: dict) -> dict:
-    """{r1lite name: (f32 array, "f32")} of every tensor the (normalized) config expects."""
+    """{r1lite name: (array, format)} of every tensor the (normalized) config expects, in the
+    file's own formats (norms, biases and the router as f32)."""
     tensors, stacked = {}, {}
     deepseek = config.get("attention") == "mla"
+    llama = config["architecture"] == "llama"
     for name, (shape, kind) in expected_tensors(config).items():
-        arr = _deepseek2_tensor(g, config, name, stacked) if deepseek else _need_tensor(g, gguf_name(name))
-        if arr.shape != shape:
-            raise ModelFormatError(f"{g.path}: tensor for '{name}' has shape {list(arr.shape)}, "
+        short = name.split(".")[-1]
+        moves_rows = llama and short in ("wq", "bq", "wk", "bk")
+        if deepseek:
+            arr, fmt = _deepseek2_tensor(g, config, name, stacked)
+        else:
+            arr, fmt = _need_tensor(g, gguf_name(name), copy=moves_rows)
+        if logical_shape(arr, fmt) != shape:
+            raise ModelFormatError(f"{g.path}: tensor for '{name}' has shape {list(logical_shape(arr, fmt))}, "
                                    f"expected {list(shape)}")
-        if config["architecture"] == "llama" and name.split(".")[-1] in ("wq", "bq", "wk", "bk"):
-            heads = config["num_heads"] if name.endswith(("wq", "bq")) else config["num_kv_heads"]
+        if moves_rows:
+            heads = config["num_heads"] if short in ("wq", "bq") else config["num_kv_heads"]
             arr = _unpermute_rope_rows(arr, heads)
-        tensors[name] = (arr, "f32")
+        if kind == "f32" and fmt != "f32":
+            arr, fmt = _need_f32(g, gguf_name(name)).reshape(shape), "f32"
+        elif fmt not in ("f32", "f16", "bf16"):
+            arr = np.ascontiguousarray(arr).reshape(shape[0], -1)
+        tensors[name] = (arr, fmt)
     return tensors

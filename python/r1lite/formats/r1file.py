@@ -1,12 +1,13 @@
 """r1lite's own model file: one .safetensors file whose __metadata__ carries everything needed to
-run the model (DESIGN.md "The model file"). Tensors use r1lite's names; a block-quantized tensor
-is its quant plane (I8 for q8_0, U8 for q4_0) plus `<name>.scale` (F16 [rows, blocks]).
+run the model (DESIGN.md "The model file"). Tensors use r1lite's names; a planar block-quantized
+tensor is its quant plane (I8 for q8_0, U8 for q4_0) plus `<name>.scale` (F16 [rows, blocks]); a
+tensor in one of GGUF's block formats (q4_k, q6_k, ...) is its blocks as U8 [rows, row bytes].
 
 Metadata keys (all strings):
   r1lite.format             "r1lite"
   r1lite.version            format version (FORMAT_VERSION)
   r1lite.config             the normalized config, JSON
-  r1lite.formats            {tensor name: f32 | bf16 | f16 | q8_0 | q4_0}, JSON
+  r1lite.formats            {tensor name: a format of the core's table (quant.FORMATS)}, JSON
   r1lite.tokenizer          tokenizer.json text (optional, as are the next four)
   r1lite.tokenizer_config   tokenizer_config.json text
   r1lite.chat_template      a chat template that overrides tokenizer_config's
@@ -20,7 +21,7 @@ import json
 
 from ..config import check_normalized
 from ..errors import ModelFormatError
-from ..quant import FORMATS, QUANT_FORMATS
+from ..quant import BLOCK_FORMATS, FORMATS, QUANT_FORMATS, TABLE
 from .safetensors import SafetensorsFile
 from .tensors import expected_tensors
 
@@ -34,6 +35,12 @@ SCALE_SUFFIX = ".scale"
 
 def plane_shapes(fmt: str, shape: tuple) -> list[tuple[str, tuple]]:
     """[(safetensors dtype, shape)] of the planes that store a tensor of logical `shape`."""
+    if fmt in BLOCK_FORMATS:
+        rows, cols = shape
+        block, nbytes = TABLE[fmt]["block"], TABLE[fmt]["block_bytes"]
+        if cols % block:
+            raise ModelFormatError(f"a {fmt} tensor holds rows of whole {block}-value blocks, not {cols} values")
+        return [("U8", (rows, cols // block * nbytes))]
     if fmt not in QUANT_FORMATS:
         return [(PLANE_DTYPE[fmt], tuple(shape))]
     rows, cols = shape

@@ -6,6 +6,10 @@ from __future__ import annotations
 from .. import _core
 
 
+# The core's block formats (GGUF's blocks, scales inside: held as bytes [rows, row bytes])
+BLOCK_FORMATS = frozenset(f["name"] for f in _core.weight_formats() if f["layout"] == "blocks")
+
+
 def expected_tensors(cfg: dict) -> dict[str, tuple[tuple[int, ...], str]]:
     """r1lite name -> (shape, kind) of every tensor the config calls for, as the core lists them
     (csrc/model/weights.h). kind: "matrix" (stored as the checkpoint or the conversion chooses)
@@ -39,4 +43,7 @@ def as_f32(arr, fmt: str):
         return (np.asarray(arr, dtype=np.uint32) << 16).view(np.float32)
     if fmt == "f16":
         return np.asarray(arr, dtype=np.float32)
+    if fmt in BLOCK_FORMATS:  # bytes [.., rows, row bytes]
+        values = _core.dequantize_blocks(fmt, np.ascontiguousarray(arr).reshape(-1))
+        return values.reshape(*arr.shape[:-1], -1)
     raise ValueError(f"cannot convert format {fmt!r} to f32")
