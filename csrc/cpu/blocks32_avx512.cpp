@@ -18,9 +18,6 @@
 // The decode tile (1 token) and the prefill tile (4 tokens) do the same float operations in the
 // same order for each (row, token), so a token's result does not depend on its batch.
 #include <immintrin.h>
-#ifndef PF_AHEAD
-#define PF_AHEAD 0
-#endif
 
 #include <cstdlib>
 #include <cstring>
@@ -167,19 +164,7 @@ struct NibbleF {
   template <bool kFull, bool kGfni>
   static void load(const uint8_t* p, int valid_words, GroupW& g) {
     const __m512i a = load_words<kFull>(p, 0, valid_words), b = load_words<kFull>(p, kSecond, valid_words);
-#ifdef QS_INSERT
-    __m512i qs;
-    if constexpr (kFull) {
-      qs = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * kQs)));
-      qs = _mm512_inserti32x4(qs, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + kBytes + 2 * kQs)), 1);
-      qs = _mm512_inserti32x4(qs, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * kBytes + 2 * kQs)), 2);
-      qs = _mm512_inserti32x4(qs, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 3 * kBytes + 2 * kQs)), 3);
-    } else
-#endif
-#ifndef QS_INSERT
-    const __m512i
-#endif
-    qs = _mm512_permutex2var_epi16(a, load_idx(kQsI), b);
+    const __m512i qs = _mm512_permutex2var_epi16(a, load_idx(kQsI), b);
     // block k's 16 bytes hold its values j (low nibble) and j + 16 (high): lane k of lo / hi
     g.lo = _mm512_and_si512(qs, _mm512_set1_epi8(0x0f));
     g.hi = high_nibbles<kGfni>(qs);
@@ -277,10 +262,11 @@ inline void group_step(const uint8_t* xg, int64_t xa_stride, const uint8_t* w, i
                        int valid_words, __m512 (&acc)[NR][NT]) {
   GroupW wv[NR];
   for (int r = 0; r < NR; ++r) {
-    // every line of the next tile's rows at this offset, a little ahead: keeps reads in flight
-    // (rows are a few hundred bytes to a few KB; a group is 72 to 136 bytes)
+    // every line of the next tile's rows at this offset: keeps reads in flight (a group is 72
+    // to 136 bytes; asking for one line per group left q8_0's decode at half speed, and asking
+    // further ahead measured no better)
     for (int o = 0; o < kGroup * F::kBytes; o += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(w + (r + NR) * stride) + PF_AHEAD + o, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(w + (r + NR) * stride) + o, _MM_HINT_T0);
     F::template load<kFull, kGfni>(w + r * stride, valid_words, wv[r]);
   }
   for (int t = 0; t < NT; ++t) {
