@@ -160,6 +160,7 @@ struct NibbleF {
   static constexpr bool kMin = kMinFmt;
   static constexpr WordIdx kQsI = nibble_qs_idx(kWords, kQs), kScaleI = nibble_scale_idx(kWords, kMinFmt),
                            kQhI = nibble_qh_idx(kWords, kQh);
+  static constexpr bool kScalesInFirst = 3 * kWords + (kMinFmt ? 1 : 0) < 32;
 
   template <bool kFull, bool kGfni>
   static void load(const uint8_t* p, int valid_words, GroupW& g) {
@@ -188,7 +189,9 @@ struct NibbleF {
       g.lo = _mm512_mask_add_epi8(g.lo, _mm512_test_epi8_mask(_mm512_shuffle_epi8(qh, spread_lo), bit), g.lo, sixteen);
       g.hi = _mm512_mask_add_epi8(g.hi, _mm512_test_epi8_mask(_mm512_shuffle_epi8(qh, spread_hi), bit), g.hi, sixteen);
     }
-    const __m512i sc = _mm512_permutex2var_epi16(a, load_idx(kScaleI), b);
+    // the scales (and mins) of q4_0, q4_1, iq4_nl all lie in the first load: one source
+    const __m512i sc = kScalesInFirst ? _mm512_permutexvar_epi16(load_idx(kScaleI), a)
+                                      : _mm512_permutex2var_epi16(a, load_idx(kScaleI), b);
     g.d = _mm512_cvtph_ps(_mm512_castsi512_si256(sc));
     if constexpr (kMinFmt) g.m = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(sc, 1));
   }
