@@ -277,7 +277,7 @@ void iq4_tile(const uint8_t* xa, int64_t xa_stride, const uint8_t* w, int64_t w_
 // Row blocks of 16 stay in cache while the tokens stream past; tiles of kPrefillRows x
 // kPrefillTokens, one-token tiles of kDecodeRows rows.
 constexpr int64_t kRowBlock = 16;
-constexpr int kPrefillTokens = 4, kPrefillRows = 1, kDecodeRows = 2;
+constexpr int kPrefillTokens = 4, kPrefillRows = 2, kDecodeRows = 1;
 
 template <class F>
 void k2_kernel(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* w, int64_t w_row_bytes,
@@ -292,6 +292,9 @@ void k2_kernel(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* w,
       for (; r + kPrefillRows <= re; r += kPrefillRows)
         k2_tile<F, kPrefillRows, kPrefillTokens>(xp + t * x_row_bytes, x_row_bytes, wp + r * w_row_bytes,
                                                  w_row_bytes, blocks, y + t * ldy + r, ldy);
+      for (; r < re; ++r)
+        k2_tile<F, 1, kPrefillTokens>(xp + t * x_row_bytes, x_row_bytes, wp + r * w_row_bytes, w_row_bytes, blocks,
+                                      y + t * ldy + r, ldy);
     }
     for (; t < n_tok; ++t) {
       int64_t r = rb;
@@ -317,6 +320,8 @@ void iq4_xs_kernel(const void* x, int64_t x_row_bytes, int64_t n_tok, const void
       for (; r + kPrefillRows <= re; r += kPrefillRows)
         iq4_tile<kPrefillRows, kPrefillTokens>(xa + t * xs, xs, wp + r * w_row_bytes, w_row_bytes, blocks,
                                                y + t * ldy + r, ldy);
+      for (; r < re; ++r)
+        iq4_tile<1, kPrefillTokens>(xa + t * xs, xs, wp + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r, ldy);
     }
     for (; t < n_tok; ++t) {
       int64_t r = rb;

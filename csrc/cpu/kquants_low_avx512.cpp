@@ -308,7 +308,7 @@ void tile(const uint8_t* xa, int64_t xa_stride, const uint8_t* w, int64_t w_row_
 }
 
 constexpr int64_t kRowBlock = 16;  // rows kept in cache while the tokens stream past
-constexpr int kPrefillTokens = 4, kPrefillRows = 2, kDecodeRows = 4;
+constexpr int kPrefillTokens = 8, kPrefillRows = 2, kDecodeRows = 2;
 
 template <class F>
 void kernel(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* w, int64_t w_row_bytes,
