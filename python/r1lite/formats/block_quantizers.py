@@ -67,19 +67,23 @@ def quantize_blocks(fmt: str, w: np.ndarray, threads: int | None = None) -> np.n
     out = np.zeros(rows * (cols // block), dt)
     if out.size == 0:
         return out.view(np.uint8).reshape(rows, (cols // block) * dt.itemsize)
-    x = np.ascontiguousarray(w, dtype=np.float32).reshape(-1, block)
-    if not np.isfinite(x).all():
-        raise ValueError(f"{fmt}: the matrix has values that are not finite (nan or inf)")
+    x = np.ascontiguousarray(w).reshape(-1, block)  # blocks in the input's dtype
     encode, chunk = _ENCODERS[fmt]
+
+    def run(s: int) -> None:  # one chunk of blocks, as f32, into its own slice of `out`
+        xc = np.asarray(x[s:s + chunk], dtype=np.float32)
+        if not np.isfinite(xc).all():
+            raise ValueError(f"{fmt}: the matrix has values that are not finite (nan or inf)")
+        encode(xc, out[s:s + chunk])
+
     starts = range(0, len(x), chunk)
     threads = min(len(starts), _default_threads() if threads is None else max(1, int(threads)))
     if threads == 1:
         for s in starts:
-            encode(x[s:s + chunk], out[s:s + chunk])
+            run(s)
     else:
         with ThreadPoolExecutor(threads) as pool:
-            # each chunk writes its own slice of `out`; list() re-raises a worker's error
-            list(pool.map(lambda s: encode(x[s:s + chunk], out[s:s + chunk]), starts))
+            list(pool.map(run, starts))  # list(): re-raises a chunk's error
     return out.view(np.uint8).reshape(rows, -1)
 
 
