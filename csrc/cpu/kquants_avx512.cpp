@@ -25,6 +25,10 @@
 // its batch (the server batches requests and each must get what it gets alone).
 #include <immintrin.h>
 
+#include <cstdlib>
+#include <new>
+#include <type_traits>
+
 #include "core/blocks.h"
 #include "cpu/matmul_kernels.h"
 
@@ -33,9 +37,8 @@ namespace {
 
 // A block of weight rows stays in cache while every token streams past it.
 constexpr int64_t kRowBlock = 16;
-// Prefill tile: 2 rows x 4 tokens (int and float accumulators, 16 registers, plus each row's
-// quants and scales).
-constexpr int kPrefillRows = 2, kPrefillTokens = 4;
+// Prefill tiles take 4 tokens.
+constexpr int kPrefillTokens = 4;
 
 inline const ActQ8_K* act_block(const uint8_t* x, int64_t x_row_bytes, int t, int64_t b) {
   return reinterpret_cast<const ActQ8_K*>(x + t * x_row_bytes) + b;
@@ -53,12 +56,11 @@ inline __m512i broadcast32(const uint8_t* p) {
   return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
-// pshufb indexes that put byte `lo` (in 128-bit lanes 0-1) or byte `hi` (lanes 2-3) of each lane
-// into every 16-bit word, zero-extended.
-inline __m512i word_index(int lo, int hi) {
-  const __m512i a = _mm512_set1_epi32(int(0x80008000u | uint32_t(lo) | uint32_t(lo) << 16));
-  const __m512i b = _mm512_set1_epi32(int(0x80008000u | uint32_t(hi) | uint32_t(hi) << 16));
-  return _mm512_mask_blend_epi32(0xFF00, a, b);
+inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
 }
 
 // ---- q4_k and q5_k ----
@@ -78,83 +80,196 @@ inline __m128i unpack_k4_scales(const uint8_t* p) {
   return _mm_ternarylogic_epi32(low, high, _mm_set_epi32(0x30303030, 0, 0x30303030, 0), 0xF8);  // a | (b & c)
 }
 
-template <class Block, bool kFifthBit>
+// The q4_k/q5_k tiles read the 128 quant bytes of a block as two 512-bit vectors A' and B'
+// whose 128-bit lane p holds bytes 0-15 (A') or 16-31 (B') of qs[32p ..]: their low nibbles
+// are then sub-block 2p in every lane p (values 64p + 0-15 and 64p + 16-31), their high
+// nibbles sub-block 2p + 1. vpdpbusd (u8 nibble x s8 activation, 4 products per int32 lane)
+// of both low-nibble vectors into one accumulator gives int32 lanes that each belong to one
+// sub-block, 2p in lane p, and of the high ones 2p + 1; each lane is then multiplied by its
+// sub-block's scale with vpdpwssd: the lanes fit int16 (at most 2·4·31·128 = 31744 for q5_k),
+// so the scale goes in the low word of each 32-bit lane and 0 in the high word.
+// The activations are arranged once per call to match (K4Act below): 16-byte chunk g of a
+// block (values 16g ..) goes to vector g % 4, lane g / 4.
+struct K4Act {
+  int8_t x[4][64];   // the 4 vectors against low A', low B', high A', high B'
+  int32_t bs32[16];  // lanes 8-15: sum of the 32 activations of sub-block k = lane - 8; 0-7: 0
+  float d;
+  int32_t pad[15];
+};
+static_assert(sizeof(K4Act) == 384, "arranged activation block");
+
+// A growing buffer without std::vector: a standard-library template instantiated here would be
+// compiled with AVX-512 flags, and the linker may keep that copy for the portable code too.
+struct Scratch {
+  uint8_t* data = nullptr;
+  size_t size = 0;
+  ~Scratch() { std::free(data); }
+  uint8_t* reserve(size_t n) {
+    if (n > size) {
+      void* p = std::realloc(data, n);
+      if (!p) throw std::bad_alloc();
+      data = static_cast<uint8_t*>(p);
+      size = n;
+    }
+    return data;
+  }
+};
+
+// [d, dmin] of a q4_k/q5_k block as floats (lanes 0, 1).
+inline __m128 k4_d_dmin(const uint16_t* d_dmin) {
+  int32_t both;
+  __builtin_memcpy(&both, d_dmin, 4);
+  return _mm_cvtph_ps(_mm_cvtsi32_si128(both));
+}
+
+// One weight block of q4_k/q5_k as the tiles use it: the four unsigned quant vectors (see
+// above; q5_k adds 16 where the fifth bit is set), the scales of the low-nibble and high-nibble
+// lanes, and the scales and mins zero-extended to 32-bit lanes (mins in lanes 8-15, against
+// K4Act::bs32).
+template <bool kFifthBit>
+struct K4Weights {
+  __m512i q[4], scale_lo, scale_hi, sm32;
+  template <class Block>
+  void load(const Block* wb) {
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    const __m512i a = _mm512_loadu_si512(wb->qs), b = _mm512_loadu_si512(wb->qs + 64);
+    const __m512i a2 = _mm512_shuffle_i64x2(a, b, 0x88), b2 = _mm512_shuffle_i64x2(a, b, 0xDD);
+    q[0] = _mm512_and_si512(a2, low4);
+    q[1] = _mm512_and_si512(b2, low4);
+    q[2] = _mm512_and_si512(_mm512_srli_epi16(a2, 4), low4);
+    q[3] = _mm512_and_si512(_mm512_srli_epi16(b2, 4), low4);
+    if constexpr (kFifthBit) {
+      // bit k of qh[l] for value 32k + l: in vector v, lane p, byte j the value is
+      // 64p + 32(v / 2) + 16(v % 2) + j, so its bit is 2p + v / 2 of qh[16(v % 2) + j]. qh's
+      // 32 bytes in both 256-bit halves, then per lane p shifted right by 2p.
+      const __m512i h = _mm512_srlv_epi64(
+          _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb->qh))),
+          _mm512_set_epi64(6, 6, 4, 4, 2, 2, 0, 0));
+      const __m512i h2 = _mm512_srlv_epi64(
+          _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb->qh + 16))),
+          _mm512_set_epi64(6, 6, 4, 4, 2, 2, 0, 0));
+      const __m512i sixteen = _mm512_set1_epi8(16);
+      q[0] = _mm512_mask_add_epi8(q[0], _mm512_test_epi8_mask(h, _mm512_set1_epi8(1)), q[0], sixteen);
+      q[1] = _mm512_mask_add_epi8(q[1], _mm512_test_epi8_mask(h2, _mm512_set1_epi8(1)), q[1], sixteen);
+      q[2] = _mm512_mask_add_epi8(q[2], _mm512_test_epi8_mask(h, _mm512_set1_epi8(2)), q[2], sixteen);
+      q[3] = _mm512_mask_add_epi8(q[3], _mm512_test_epi8_mask(h2, _mm512_set1_epi8(2)), q[3], sixteen);
+    }
+    sm32 = _mm512_cvtepu8_epi32(unpack_k4_scales(wb->scales));
+    scale_lo = _mm512_permutexvar_epi32(_mm512_set_epi32(6, 6, 6, 6, 4, 4, 4, 4, 2, 2, 2, 2, 0, 0, 0, 0), sm32);
+    scale_hi = _mm512_permutexvar_epi32(_mm512_set_epi32(7, 7, 7, 7, 5, 5, 5, 5, 3, 3, 3, 3, 1, 1, 1, 1), sm32);
+  }
+  // The block's int32 lanes: sum of scale·quant·x over the block (each lane a fixed share).
+  __m512i dot(const K4Act* xa) const {
+    __m512i lo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[0], _mm512_loadu_si512(xa->x[0]));
+    lo = _mm512_dpbusd_epi32(lo, q[1], _mm512_loadu_si512(xa->x[1]));
+    __m512i hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[2], _mm512_loadu_si512(xa->x[2]));
+    hi = _mm512_dpbusd_epi32(hi, q[3], _mm512_loadu_si512(xa->x[3]));
+    return _mm512_dpwssd_epi32(_mm512_madd_epi16(lo, scale_lo), hi, scale_hi);
+  }
+};
+
+// sum(scale·quant·x)·d·dx - sum(min·bsum)·dmin·dx, added to acc lane by lane (the same operations
+// for a token in every tile): the block's 16 int32 lanes folded to 8, the float work in 256 bits.
+inline __m256 k4_accumulate(__m256 acc, __m512i dot, __m512i sm32, __m128 d_dmin, const K4Act* xa) {
+  const __m128 s = _mm_mul_ps(d_dmin, _mm_set1_ps(xa->d));  // [d·dx, dmin·dx]
+  const __m256i dot8 = _mm256_add_epi32(_mm512_castsi512_si256(dot), _mm512_extracti64x4_epi64(dot, 1));
+  const __m256i mins = _mm512_extracti64x4_epi64(sm32, 1);
+  const __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xa->bs32 + 8))));
+  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot8), _mm256_broadcastss_ps(s), acc);
+  return _mm256_fnmadd_ps(m, _mm256_broadcastss_ps(_mm_movehdup_ps(s)), acc);
+}
+
+template <bool kFifthBit>
 struct K4Format {
-  // q4_k/q5_k: value v = 64j + 32h + l (j < 4, h < 2, l < 32) is nibble h of qs[32j + l], in
-  // sub-block 2j + h; q5_k adds bit 2j + h of qh[l] as 16.
-  template <int NR, int NT>
-  static void tile(const uint8_t* x, int64_t x_row_bytes, const uint8_t* w, int64_t w_row_bytes,
-                   int64_t blocks, float* y, int64_t ldy) {
-    // Vector j holds values 64j .. 64j+63 (sub-blocks 2j | 2j+1 in its 256-bit halves): the 32
-    // bytes qs[32j ..] in both halves, shifted right by 0 in the low half and 4 in the high one.
-    const __m512i nibble_shift = _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0);
-    const __m512i low4 = _mm512_set1_epi8(0x0f), sixteen = _mm512_set1_epi8(16);
-    // the words of sub-block 2j's scale in the low half, of 2j+1 in the high half
-    const __m512i scale_idx[4] = {word_index(0, 1), word_index(2, 3), word_index(4, 5), word_index(6, 7)};
-    // q5_k's fifth bits of vector j: bit 2j of qh[l] (low half), 2j + 1 (high half)
-    __m512i fifth[4];
-    for (int j = 0; j < 4; ++j)
-      fifth[j] = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ull, _mm512_set1_epi8(char(1 << 2 * j)),
-                                        _mm512_set1_epi8(char(1 << (2 * j + 1))));
-    // each min twice, as words: min k against bsums 2k and 2k+1 (its 32 values)
-    const __m256i min_idx = _mm256_setr_epi8(8, -128, 8, -128, 9, -128, 9, -128, 10, -128, 10, -128,
-                                             11, -128, 11, -128, 12, -128, 12, -128, 13, -128, 13,
-                                             -128, 14, -128, 14, -128, 15, -128, 15, -128);
-    __m512 facc[NR][NT];
-    for (int r = 0; r < NR; ++r)
-      for (int t = 0; t < NT; ++t) facc[r][t] = _mm512_setzero_ps();
+  using Block = std::conditional_t<kFifthBit, BlockQ5_K, BlockQ4_K>;
+  static constexpr int kPrefillRows = 2;
+
+  // Every token's activations as K4Act blocks, token after token.
+  static int64_t token_bytes(int64_t blocks, int64_t) { return blocks * int64_t(sizeof(K4Act)); }
+  static const uint8_t* arrange(const uint8_t* x, int64_t x_row_bytes, int64_t n_tok, int64_t blocks) {
+    thread_local Scratch scratch;
+    auto* out = reinterpret_cast<K4Act*>(scratch.reserve(size_t(n_tok * token_bytes(blocks, 0))));
+    for (int64_t t = 0; t < n_tok; ++t) {
+      for (int64_t b = 0; b < blocks; ++b, ++out) {
+        const ActQ8_K* xb = act_block(x, x_row_bytes, int(t), b);
+        __m512i r[4];
+        for (int i = 0; i < 4; ++i) r[i] = _mm512_loadu_si512(xb->qs + 64 * i);
+        // 4x4 transpose of 16-byte chunks: vector c gets chunks c, 4 + c, 8 + c, 12 + c
+        const __m512i t0 = _mm512_shuffle_i64x2(r[0], r[1], 0x44), t1 = _mm512_shuffle_i64x2(r[0], r[1], 0xEE);
+        const __m512i t2 = _mm512_shuffle_i64x2(r[2], r[3], 0x44), t3 = _mm512_shuffle_i64x2(r[2], r[3], 0xEE);
+        _mm512_storeu_si512(out->x[0], _mm512_shuffle_i64x2(t0, t2, 0x88));
+        _mm512_storeu_si512(out->x[1], _mm512_shuffle_i64x2(t0, t2, 0xDD));
+        _mm512_storeu_si512(out->x[2], _mm512_shuffle_i64x2(t1, t3, 0x88));
+        _mm512_storeu_si512(out->x[3], _mm512_shuffle_i64x2(t1, t3, 0xDD));
+        // bsums 2k + 2k+1 (|.| <= 32·128, an int16 zero-extended by the madd against 0 high words)
+        const __m256i pairs = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->bsums)),
+                                                _mm256_set1_epi16(1));
+        _mm512_storeu_si512(out->bs32, _mm512_inserti64x4(_mm512_setzero_si512(), pairs, 1));
+        out->d = xb->d;
+      }
+    }
+    return scratch.data;
+  }
+
+  template <int NR>
+  static void decode(const uint8_t* xa, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, float* y) {
+    const auto* x = reinterpret_cast<const K4Act*>(xa);
+    __m256 facc[NR];
+    for (int r = 0; r < NR; ++r) facc[r] = _mm256_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
-      const Block* wb[NR];
-      __m512i sm[NR];  // [scales | mins] bytes in each 128-bit lane
       for (int r = 0; r < NR; ++r) {
-        wb[r] = reinterpret_cast<const Block*>(w + r * w_row_bytes) + b;
+        const Block* wb = reinterpret_cast<const Block*>(w + r * w_row_bytes) + b;
         prefetch_block<sizeof(Block)>(reinterpret_cast<const Block*>(w + (r + NR) * w_row_bytes) + b);
-        sm[r] = _mm512_broadcast_i32x4(unpack_k4_scales(wb[r]->scales));
+        K4Weights<kFifthBit> kw;
+        kw.load(wb);
+        facc[r] = k4_accumulate(facc[r], kw.dot(x + b), kw.sm32, k4_d_dmin(&wb->d), x + b);
       }
-      const ActQ8_K* xb[NT];
-      for (int t = 0; t < NT; ++t) xb[t] = act_block(x, x_row_bytes, t, b);
-      __m512i acc[NR][NT];
-      for (int r = 0; r < NR; ++r)
-        for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_si512();
-      for (int j = 0; j < 4; ++j) {
-        __m512i q[NR], sc[NR];
-        for (int r = 0; r < NR; ++r) {
-          q[r] = _mm512_and_si512(_mm512_srlv_epi64(broadcast32(wb[r]->qs + 32 * j), nibble_shift), low4);
-          if constexpr (kFifthBit) {
-            const __mmask64 hb = _mm512_test_epi8_mask(broadcast32(wb[r]->qh), fifth[j]);
-            q[r] = _mm512_mask_add_epi8(q[r], hb, q[r], sixteen);
-          }
-          sc[r] = _mm512_shuffle_epi8(sm[r], scale_idx[j]);
-        }
-        for (int t = 0; t < NT; ++t) {
-          const __m512i xv = _mm512_loadu_si512(xb[t]->qs + 64 * j);
-          for (int r = 0; r < NR; ++r)
-            acc[r][t] = _mm512_dpwssd_epi32(acc[r][t], _mm512_maddubs_epi16(q[r], xv), sc[r]);
-        }
-      }
-      // sum(scale·quant·x)·d·dx - sum(min·bsum)·dmin·dx
+    }
+    for (int r = 0; r < NR; ++r) y[r] = hsum8(facc[r]);
+  }
+
+  // 4 tokens (token_stride bytes apart in the arranged activations), NR rows.
+  template <int NR>
+  static void prefill(const uint8_t* xa, int64_t token_stride, const uint8_t* w, int64_t w_row_bytes,
+                      int64_t blocks, float* y, int64_t ldy) {
+    __m256 facc[NR][kPrefillTokens];
+    for (int r = 0; r < NR; ++r)
+      for (int t = 0; t < kPrefillTokens; ++t) facc[r][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+      K4Weights<kFifthBit> kw[NR];
+      __m128 dd[NR];
       for (int r = 0; r < NR; ++r) {
-        const __m256i mins = _mm256_shuffle_epi8(_mm512_castsi512_si256(sm[r]), min_idx);
-        const __m512 d = _mm512_set1_ps(_cvtsh_ss(wb[r]->d));
-        const __m512 neg_dmin = _mm512_set1_ps(-_cvtsh_ss(wb[r]->dmin));
-        for (int t = 0; t < NT; ++t) {
-          const __m512 dx = _mm512_set1_ps(xb[t]->d);
-          const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[t]->bsums));
-          const __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, bsums));
-          facc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][t]), _mm512_mul_ps(d, dx), facc[r][t]);
-          facc[r][t] = _mm512_fmadd_ps(_mm512_zextps256_ps512(m), _mm512_mul_ps(neg_dmin, dx), facc[r][t]);
-        }
+        const Block* wb = reinterpret_cast<const Block*>(w + r * w_row_bytes) + b;
+        kw[r].load(wb);
+        dd[r] = k4_d_dmin(&wb->d);
+      }
+      for (int t = 0; t < kPrefillTokens; ++t) {
+        const K4Act* xb = reinterpret_cast<const K4Act*>(xa + t * token_stride) + b;
+        for (int r = 0; r < NR; ++r) facc[r][t] = k4_accumulate(facc[r][t], kw[r].dot(xb), kw[r].sm32, dd[r], xb);
       }
     }
     for (int r = 0; r < NR; ++r)
-      for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(facc[r][t]);
+      for (int t = 0; t < kPrefillTokens; ++t) y[t * ldy + r] = hsum8(facc[r][t]);
   }
 };
-using Q4K = K4Format<BlockQ4_K, false>;
-using Q5K = K4Format<BlockQ5_K, true>;
+using Q4K = K4Format<false>;
+using Q5K = K4Format<true>;
 
 // ---- q6_k ----
 struct Q6K {
+  static constexpr int kPrefillRows = 2;  // int and float accumulators: 16 registers
+  static int64_t token_bytes(int64_t, int64_t x_row_bytes) { return x_row_bytes; }
+  static const uint8_t* arrange(const uint8_t* x, int64_t, int64_t, int64_t) { return x; }
+  template <int NR>
+  static void decode(const uint8_t* x, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, float* y) {
+    tile<NR, 1>(x, 0, w, w_row_bytes, blocks, y, 0);
+  }
+  template <int NR>
+  static void prefill(const uint8_t* x, int64_t x_row_bytes, const uint8_t* w, int64_t w_row_bytes,
+                      int64_t blocks, float* y, int64_t ldy) {
+    tile<NR, kPrefillTokens>(x, x_row_bytes, w, w_row_bytes, blocks, y, ldy);
+  }
+
   // Half h (values 128h ..) of a BlockQ6_K: ql[64h .. 64h+63] holds values 128h + i (i < 64) in
   // its low nibbles and 128h + 64 + i in its high ones, so both are in value order as they are;
   // their 2 high bits are (qh[32h + l] >> 2s) & 3 for value 128h + 32s + l.
@@ -225,33 +340,31 @@ struct Q6K {
   }
 };
 
-// Rows [r0, r1) in blocks of kRowBlock; in each, tokens 4 at a time through 2-row tiles, the
-// rest one at a time through 4-row tiles.
+// Rows [r0, r1) in blocks of kRowBlock; in each, tokens 4 at a time through the prefill tiles,
+// the rest one at a time through 4-row decode tiles.
 template <class F>
 void kq_rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* wp, int64_t w_row_bytes,
              int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  const auto* x = static_cast<const uint8_t*>(xp);
   const auto* w = static_cast<const uint8_t*>(wp);
+  const uint8_t* x = F::arrange(static_cast<const uint8_t*>(xp), x_row_bytes, n_tok, blocks);
+  const int64_t stride = F::token_bytes(blocks, x_row_bytes);
+  const int64_t n4 = n_tok / kPrefillTokens * kPrefillTokens;
+  constexpr int NR = F::kPrefillRows;
   for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
     const int64_t re = rb + kRowBlock < r1 ? rb + kRowBlock : r1;
-    int64_t t = 0;
-    for (; t + kPrefillTokens <= n_tok; t += kPrefillTokens) {
+    for (int64_t t = 0; t < n4; t += kPrefillTokens) {
       int64_t r = rb;
-      for (; r + kPrefillRows <= re; r += kPrefillRows)
-        F::template tile<kPrefillRows, kPrefillTokens>(x + t * x_row_bytes, x_row_bytes, w + r * w_row_bytes,
-                                                       w_row_bytes, blocks, y + t * ldy + r, ldy);
+      for (; r + NR <= re; r += NR)
+        F::template prefill<NR>(x + t * stride, stride, w + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r, ldy);
       for (; r < re; ++r)
-        F::template tile<1, kPrefillTokens>(x + t * x_row_bytes, x_row_bytes, w + r * w_row_bytes,
-                                            w_row_bytes, blocks, y + t * ldy + r, ldy);
+        F::template prefill<1>(x + t * stride, stride, w + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r, ldy);
     }
-    for (; t < n_tok; ++t) {
+    for (int64_t t = n4; t < n_tok; ++t) {
       int64_t r = rb;
       for (; r + 4 <= re; r += 4)
-        F::template tile<4, 1>(x + t * x_row_bytes, x_row_bytes, w + r * w_row_bytes, w_row_bytes, blocks,
-                               y + t * ldy + r, ldy);
+        F::template decode<4>(x + t * stride, w + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r);
       for (; r < re; ++r)
-        F::template tile<1, 1>(x + t * x_row_bytes, x_row_bytes, w + r * w_row_bytes, w_row_bytes, blocks,
-                               y + t * ldy + r, ldy);
+        F::template decode<1>(x + t * stride, w + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r);
     }
   }
 }
