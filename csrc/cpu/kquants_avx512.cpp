@@ -85,18 +85,18 @@ inline __m128i unpack_k4_scales(const uint8_t* p) {
 // are then sub-block 2p in every lane p (values 64p + 0-15 and 64p + 16-31), their high
 // nibbles sub-block 2p + 1. vpdpbusd (u8 nibble x s8 activation, 4 products per int32 lane)
 // of both low-nibble vectors into one accumulator gives int32 lanes that each belong to one
-// sub-block, 2p in lane p, and of the high ones 2p + 1; each lane is then multiplied by its
-// sub-block's scale with vpdpwssd: the lanes fit int16 (at most 2·4·31·128 = 31744 for q5_k),
-// so the scale goes in the low word of each 32-bit lane and 0 in the high word.
+// sub-block, 2p in lane p, and of the high ones 2p + 1. Both fit int16 (at most 2·4·31·128 =
+// 31744 for q5_k): vpackssdw puts them side by side (lane p: 4 words of sub-block 2p, 4 of
+// 2p + 1; nothing saturates) and one vpmaddwd multiplies them by their scales.
 // The activations are arranged once per call to match (K4Act below): 16-byte chunk g of a
 // block (values 16g ..) goes to vector g % 4, lane g / 4.
 struct K4Act {
-  int8_t x[4][64];   // the 4 vectors against low A', low B', high A', high B'
-  int32_t bs32[16];  // lanes 8-15: sum of the 32 activations of sub-block k = lane - 8; 0-7: 0
+  int8_t x[4][64];     // the 4 vectors against low A', low B', high A', high B'
+  int16_t neg_bs[16];  // words 8-15: minus the sum of the 32 activations of sub-block word - 8
   float d;
-  int32_t pad[15];
+  int32_t pad[7];
 };
-static_assert(sizeof(K4Act) == 384, "arranged activation block");
+static_assert(sizeof(K4Act) == 320, "arranged activation block");
 
 // A growing buffer without std::vector: a standard-library template instantiated here would be
 // compiled with AVX-512 flags, and the linker may keep that copy for the portable code too.
@@ -123,12 +123,12 @@ inline __m128 k4_d_dmin(const uint16_t* d_dmin) {
 }
 
 // One weight block of q4_k/q5_k as the tiles use it: the four unsigned quant vectors (see
-// above; q5_k adds 16 where the fifth bit is set), the scales of the low-nibble and high-nibble
-// lanes, and the scales and mins zero-extended to 32-bit lanes (mins in lanes 8-15, against
-// K4Act::bs32).
+// above; q5_k adds 16 where the fifth bit is set), the int16 scales in vpackssdw's order, and
+// the scales and mins as 16 int16 words (mins in words 8-15, against K4Act::neg_bs).
 template <bool kFifthBit>
 struct K4Weights {
-  __m512i q[4], scale_lo, scale_hi, sm32;
+  __m512i q[4], scale;
+  __m256i scale_min;
   template <class Block>
   void load(const Block* wb) {
     const __m512i low4 = _mm512_set1_epi8(0x0f);
@@ -141,22 +141,22 @@ struct K4Weights {
     if constexpr (kFifthBit) {
       // bit k of qh[l] for value 32k + l: in vector v, lane p, byte j the value is
       // 64p + 32(v / 2) + 16(v % 2) + j, so its bit is 2p + v / 2 of qh[16(v % 2) + j]. qh's
-      // 32 bytes in both 256-bit halves, then per lane p shifted right by 2p.
+      // 16-byte halves in every lane, then per lane p shifted right by 2p.
+      const __m512i lane_shift = _mm512_set_epi64(6, 6, 4, 4, 2, 2, 0, 0);
       const __m512i h = _mm512_srlv_epi64(
-          _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb->qh))),
-          _mm512_set_epi64(6, 6, 4, 4, 2, 2, 0, 0));
+          _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb->qh))), lane_shift);
       const __m512i h2 = _mm512_srlv_epi64(
-          _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb->qh + 16))),
-          _mm512_set_epi64(6, 6, 4, 4, 2, 2, 0, 0));
+          _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb->qh + 16))), lane_shift);
       const __m512i sixteen = _mm512_set1_epi8(16);
       q[0] = _mm512_mask_add_epi8(q[0], _mm512_test_epi8_mask(h, _mm512_set1_epi8(1)), q[0], sixteen);
       q[1] = _mm512_mask_add_epi8(q[1], _mm512_test_epi8_mask(h2, _mm512_set1_epi8(1)), q[1], sixteen);
       q[2] = _mm512_mask_add_epi8(q[2], _mm512_test_epi8_mask(h, _mm512_set1_epi8(2)), q[2], sixteen);
       q[3] = _mm512_mask_add_epi8(q[3], _mm512_test_epi8_mask(h2, _mm512_set1_epi8(2)), q[3], sixteen);
     }
-    sm32 = _mm512_cvtepu8_epi32(unpack_k4_scales(wb->scales));
-    scale_lo = _mm512_permutexvar_epi32(_mm512_set_epi32(6, 6, 6, 6, 4, 4, 4, 4, 2, 2, 2, 2, 0, 0, 0, 0), sm32);
-    scale_hi = _mm512_permutexvar_epi32(_mm512_set_epi32(7, 7, 7, 7, 5, 5, 5, 5, 3, 3, 3, 3, 1, 1, 1, 1), sm32);
+    scale_min = _mm256_cvtepu8_epi16(unpack_k4_scales(wb->scales));
+    scale = _mm512_permutexvar_epi16(
+        _mm512_set_epi16(7, 7, 7, 7, 6, 6, 6, 6, 5, 5, 5, 5, 4, 4, 4, 4, 3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0),
+        _mm512_castsi256_si512(scale_min));
   }
   // The block's int32 lanes: sum of scale·quant·x over the block (each lane a fixed share).
   __m512i dot(const K4Act* xa) const {
@@ -164,19 +164,19 @@ struct K4Weights {
     lo = _mm512_dpbusd_epi32(lo, q[1], _mm512_loadu_si512(xa->x[1]));
     __m512i hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[2], _mm512_loadu_si512(xa->x[2]));
     hi = _mm512_dpbusd_epi32(hi, q[3], _mm512_loadu_si512(xa->x[3]));
-    return _mm512_dpwssd_epi32(_mm512_madd_epi16(lo, scale_lo), hi, scale_hi);
+    return _mm512_madd_epi16(_mm512_packs_epi32(lo, hi), scale);
   }
 };
 
 // sum(scale·quant·x)·d·dx - sum(min·bsum)·dmin·dx, added to acc lane by lane (the same operations
 // for a token in every tile): the block's 16 int32 lanes folded to 8, the float work in 256 bits.
-inline __m256 k4_accumulate(__m256 acc, __m512i dot, __m512i sm32, __m128 d_dmin, const K4Act* xa) {
+inline __m256 k4_accumulate(__m256 acc, __m512i dot, __m256i scale_min, __m128 d_dmin, const K4Act* xa) {
   const __m128 s = _mm_mul_ps(d_dmin, _mm_set1_ps(xa->d));  // [d·dx, dmin·dx]
   const __m256i dot8 = _mm256_add_epi32(_mm512_castsi512_si256(dot), _mm512_extracti64x4_epi64(dot, 1));
-  const __m256i mins = _mm512_extracti64x4_epi64(sm32, 1);
-  const __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xa->bs32 + 8))));
+  const __m256 m = _mm256_cvtepi32_ps(
+      _mm256_madd_epi16(scale_min, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xa->neg_bs))));
   acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot8), _mm256_broadcastss_ps(s), acc);
-  return _mm256_fnmadd_ps(m, _mm256_broadcastss_ps(_mm_movehdup_ps(s)), acc);
+  return _mm256_fmadd_ps(m, _mm256_broadcastss_ps(_mm_movehdup_ps(s)), acc);
 }
 
 template <bool kFifthBit>
@@ -201,10 +201,11 @@ struct K4Format {
         _mm512_storeu_si512(out->x[1], _mm512_shuffle_i64x2(t0, t2, 0xDD));
         _mm512_storeu_si512(out->x[2], _mm512_shuffle_i64x2(t1, t3, 0x88));
         _mm512_storeu_si512(out->x[3], _mm512_shuffle_i64x2(t1, t3, 0xDD));
-        // bsums 2k + 2k+1 (|.| <= 32·128, an int16 zero-extended by the madd against 0 high words)
+        // -(bsums 2k + 2k+1) in word 8 + k (|.| <= 32·128, an int16)
         const __m256i pairs = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->bsums)),
-                                                _mm256_set1_epi16(1));
-        _mm512_storeu_si512(out->bs32, _mm512_inserti64x4(_mm512_setzero_si512(), pairs, 1));
+                                                _mm256_set1_epi16(-1));
+        const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(pairs), _mm256_extracti128_si256(pairs, 1));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out->neg_bs), _mm256_inserti128_si256(_mm256_setzero_si256(), words, 1));
         out->d = xb->d;
       }
     }
@@ -222,7 +223,7 @@ struct K4Format {
         prefetch_block<sizeof(Block)>(reinterpret_cast<const Block*>(w + (r + NR) * w_row_bytes) + b);
         K4Weights<kFifthBit> kw;
         kw.load(wb);
-        facc[r] = k4_accumulate(facc[r], kw.dot(x + b), kw.sm32, k4_d_dmin(&wb->d), x + b);
+        facc[r] = k4_accumulate(facc[r], kw.dot(x + b), kw.scale_min, k4_d_dmin(&wb->d), x + b);
       }
     }
     for (int r = 0; r < NR; ++r) y[r] = hsum8(facc[r]);
@@ -245,7 +246,7 @@ struct K4Format {
       }
       for (int t = 0; t < kPrefillTokens; ++t) {
         const K4Act* xb = reinterpret_cast<const K4Act*>(xa + t * token_stride) + b;
-        for (int r = 0; r < NR; ++r) facc[r][t] = k4_accumulate(facc[r][t], kw[r].dot(xb), kw[r].sm32, dd[r], xb);
+        for (int r = 0; r < NR; ++r) facc[r][t] = k4_accumulate(facc[r][t], kw[r].dot(xb), kw[r].scale_min, dd[r], xb);
       }
     }
     for (int r = 0; r < NR; ++r)
@@ -256,87 +257,118 @@ using Q4K = K4Format<false>;
 using Q5K = K4Format<true>;
 
 // ---- q6_k ----
-struct Q6K {
-  static constexpr int kPrefillRows = 2;  // int and float accumulators: 16 registers
-  static int64_t token_bytes(int64_t, int64_t x_row_bytes) { return x_row_bytes; }
-  static const uint8_t* arrange(const uint8_t* x, int64_t, int64_t, int64_t) { return x; }
-  template <int NR>
-  static void decode(const uint8_t* x, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, float* y) {
-    tile<NR, 1>(x, 0, w, w_row_bytes, blocks, y, 0);
-  }
-  template <int NR>
-  static void prefill(const uint8_t* x, int64_t x_row_bytes, const uint8_t* w, int64_t w_row_bytes,
-                      int64_t blocks, float* y, int64_t ldy) {
-    tile<NR, kPrefillTokens>(x, x_row_bytes, w, w_row_bytes, blocks, y, ldy);
-  }
+// Vector c (c < 4) of a block holds values 64c .. 64c+63 in order, so that 128-bit lane k is
+// sub-block 4c + k (16 values). Half h (values 128h ..) of a BlockQ6_K: ql[64h .. 64h+63] holds
+// values 128h + i (i < 64) in its low nibbles and 128h + 64 + i in its high ones; their 2 high
+// bits are (qh[32h + l] >> 2s) & 3 for value 128h + 32s + l.
+// vpdpbusd of the unsigned 6-bit quants q against the activations, started at -32·(the lane's 4
+// activations) (Q6Act::start), gives each int32 lane's sum of (q - 32)·x: at most 4·32·128 =
+// 16384 in size, an int16. vpackssdw then puts vectors c and c+1 side by side as int16 (lane k:
+// 4 words of sub-block 4c + k, 4 of 4(c+1) + k; nothing saturates) and one vpmaddwd multiplies
+// them by their sub-blocks' int8 scales.
+struct Q6Act {
+  int8_t x[4][64];
+  int32_t start[4][16];
+  float d;
+  int32_t pad[15];
+};
+static_assert(sizeof(Q6Act) == 576, "arranged activation block");
 
-  // Half h (values 128h ..) of a BlockQ6_K: ql[64h .. 64h+63] holds values 128h + i (i < 64) in
-  // its low nibbles and 128h + 64 + i in its high ones, so both are in value order as they are;
-  // their 2 high bits are (qh[32h + l] >> 2s) & 3 for value 128h + 32s + l.
-  template <int NR, int NT>
-  static void tile(const uint8_t* x, int64_t x_row_bytes, const uint8_t* w, int64_t w_row_bytes,
-                   int64_t blocks, float* y, int64_t ldy) {
+struct Q6Weights {
+  __m512i q[4], scale01, scale23;
+  void load(const BlockQ6_K* wb) {
     const __m512i low4 = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
     // qh in both halves, shifted right by 2 in the high half: then the low half of vector 2h
-    // takes its high bits from bits 0-1, the high half from 2-3; vector 2h + 1 from 4-5 and 6-7.
+    // takes its high bits from bits 0-1, the high half from 2-3; vector 2h + 1 from 4-5 and 6-7
     const __m512i qh_shift = _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0);
-    // vector c (values 64c ..) spans sub-blocks 4c .. 4c+3, one per 128-bit lane
-    __m512i scale_idx[4];
+    for (int h = 0; h < 2; ++h) {
+      const __m512i ql = _mm512_loadu_si512(wb->ql + 64 * h);
+      const __m512i hb = _mm512_srlv_epi64(broadcast32(wb->qh + 32 * h), qh_shift);
+      q[2 * h] = _mm512_ternarylogic_epi32(_mm512_and_si512(ql, low4), _mm512_slli_epi16(hb, 4), bits45, 0xF8);
+      q[2 * h + 1] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4), hb, bits45, 0xF8);
+    }
+    // int16 scales: lane k of scale01 is [4 x scale k, 4 x scale 4 + k], of scale23 sub-blocks
+    // 8 + k and 12 + k (the order vpackssdw leaves vectors 0, 1 and 2, 3 in)
+    const __m512i s16 = _mm512_castsi256_si512(
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb->scales))));
+    scale01 = _mm512_permutexvar_epi16(
+        _mm512_set_epi16(7, 7, 7, 7, 3, 3, 3, 3, 6, 6, 6, 6, 2, 2, 2, 2, 5, 5, 5, 5, 1, 1, 1, 1, 4, 4, 4, 4, 0, 0, 0, 0), s16);
+    scale23 = _mm512_permutexvar_epi16(
+        _mm512_set_epi16(15, 15, 15, 15, 11, 11, 11, 11, 14, 14, 14, 14, 10, 10, 10, 10, 13, 13, 13, 13, 9, 9, 9, 9,
+                         12, 12, 12, 12, 8, 8, 8, 8), s16);
+  }
+  __m512i dot(const Q6Act* xa) const {
+    __m512i v[4];
     for (int c = 0; c < 4; ++c)
-      scale_idx[c] = _mm512_set_epi16(4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3, 4 * c + 3,
-                                      4 * c + 3, 4 * c + 3, 4 * c + 2, 4 * c + 2, 4 * c + 2, 4 * c + 2,
-                                      4 * c + 2, 4 * c + 2, 4 * c + 2, 4 * c + 2, 4 * c + 1, 4 * c + 1,
-                                      4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c + 1, 4 * c + 1,
-                                      4 * c, 4 * c, 4 * c, 4 * c, 4 * c, 4 * c, 4 * c, 4 * c);
-    __m512 facc[NR][NT];
-    for (int r = 0; r < NR; ++r)
-      for (int t = 0; t < NT; ++t) facc[r][t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < blocks; ++b) {
-      const BlockQ6_K* wb[NR];
-      __m512i scales[NR];
-      __m256i start[NR][NT];
-      const ActQ8_K* xb[NT];
-      for (int t = 0; t < NT; ++t) xb[t] = act_block(x, x_row_bytes, t, b);
-      for (int r = 0; r < NR; ++r) {
-        wb[r] = reinterpret_cast<const BlockQ6_K*>(w + r * w_row_bytes) + b;
-        prefetch_block<sizeof(BlockQ6_K)>(reinterpret_cast<const BlockQ6_K*>(w + (r + NR) * w_row_bytes) + b);
-        const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb[r]->scales)));
-        scales[r] = _mm512_castsi256_si512(s16);
-        // (q - 32)·x = q·x - 32·x: -32·scale (|.| <= 4096, an int16) against each bsum
-        const __m256i neg32 = _mm256_mullo_epi16(s16, _mm256_set1_epi16(-32));
-        for (int t = 0; t < NT; ++t)
-          start[r][t] = _mm256_madd_epi16(neg32, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[t]->bsums)));
-      }
-      __m512i acc[NR][NT];
-      for (int r = 0; r < NR; ++r)
-        for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_zextsi256_si512(start[r][t]);
-      for (int h = 0; h < 2; ++h) {
-        for (int part = 0; part < 2; ++part) {  // vector c = 2h + part
-          const int c = 2 * h + part;
-          __m512i q[NR], sc[NR];
-          for (int r = 0; r < NR; ++r) {
-            const __m512i ql = _mm512_loadu_si512(wb[r]->ql + 64 * h);
-            const __m512i hb = _mm512_srlv_epi64(broadcast32(wb[r]->qh + 32 * h), qh_shift);
-            q[r] = part == 0 ? _mm512_ternarylogic_epi32(_mm512_and_si512(ql, low4), _mm512_slli_epi16(hb, 4), bits45, 0xF8)
-                             : _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4), hb, bits45, 0xF8);
-            sc[r] = _mm512_permutexvar_epi16(scale_idx[c], scales[r]);
-          }
-          for (int t = 0; t < NT; ++t) {
-            const __m512i xv = _mm512_loadu_si512(xb[t]->qs + 64 * c);
-            for (int r = 0; r < NR; ++r)
-              acc[r][t] = _mm512_dpwssd_epi32(acc[r][t], _mm512_maddubs_epi16(q[r], xv), sc[r]);
-          }
+      v[c] = _mm512_dpbusd_epi32(_mm512_loadu_si512(xa->start[c]), q[c], _mm512_loadu_si512(xa->x[c]));
+    return _mm512_dpwssd_epi32(_mm512_madd_epi16(_mm512_packs_epi32(v[0], v[1]), scale01),
+                               _mm512_packs_epi32(v[2], v[3]), scale23);
+  }
+};
+
+struct Q6K {
+  static constexpr int kPrefillRows = 2;  // 2 x 6 weight vectors, 2 x 4 accumulators
+
+  static int64_t token_bytes(int64_t blocks, int64_t) { return blocks * int64_t(sizeof(Q6Act)); }
+  static const uint8_t* arrange(const uint8_t* x, int64_t x_row_bytes, int64_t n_tok, int64_t blocks) {
+    thread_local Scratch scratch;
+    auto* out = reinterpret_cast<Q6Act*>(scratch.reserve(size_t(n_tok * token_bytes(blocks, 0))));
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int64_t t = 0; t < n_tok; ++t) {
+      for (int64_t b = 0; b < blocks; ++b, ++out) {
+        const ActQ8_K* xb = act_block(x, x_row_bytes, int(t), b);
+        for (int c = 0; c < 4; ++c) {
+          const __m512i v = _mm512_loadu_si512(xb->qs + 64 * c);
+          _mm512_storeu_si512(out->x[c], v);
+          const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, v);
+          _mm512_storeu_si512(out->start[c], _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, 5)));
         }
+        out->d = xb->d;
       }
+    }
+    return scratch.data;
+  }
+
+  template <int NR>
+  static void decode(const uint8_t* xa, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, float* y) {
+    const auto* x = reinterpret_cast<const Q6Act*>(xa);
+    __m512 facc[NR];
+    for (int r = 0; r < NR; ++r) facc[r] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
       for (int r = 0; r < NR; ++r) {
-        const __m512 d = _mm512_set1_ps(_cvtsh_ss(wb[r]->d));
-        for (int t = 0; t < NT; ++t)
-          facc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][t]), _mm512_mul_ps(d, _mm512_set1_ps(xb[t]->d)),
-                                       facc[r][t]);
+        const BlockQ6_K* wb = reinterpret_cast<const BlockQ6_K*>(w + r * w_row_bytes) + b;
+        prefetch_block<sizeof(BlockQ6_K)>(reinterpret_cast<const BlockQ6_K*>(w + (r + NR) * w_row_bytes) + b);
+        Q6Weights qw;
+        qw.load(wb);
+        const float d = _cvtsh_ss(wb->d) * x[b].d;
+        facc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(qw.dot(x + b)), _mm512_set1_ps(d), facc[r]);
+      }
+    }
+    for (int r = 0; r < NR; ++r) y[r] = _mm512_reduce_add_ps(facc[r]);
+  }
+
+  template <int NR>
+  static void prefill(const uint8_t* xa, int64_t token_stride, const uint8_t* w, int64_t w_row_bytes,
+                      int64_t blocks, float* y, int64_t ldy) {
+    __m512 facc[NR][kPrefillTokens];
+    for (int r = 0; r < NR; ++r)
+      for (int t = 0; t < kPrefillTokens; ++t) facc[r][t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+      Q6Weights qw[NR];
+      float dw[NR];
+      for (int r = 0; r < NR; ++r) {
+        const BlockQ6_K* wb = reinterpret_cast<const BlockQ6_K*>(w + r * w_row_bytes) + b;
+        qw[r].load(wb);
+        dw[r] = _cvtsh_ss(wb->d);
+      }
+      for (int t = 0; t < kPrefillTokens; ++t) {
+        const Q6Act* xb = reinterpret_cast<const Q6Act*>(xa + t * token_stride) + b;
+        for (int r = 0; r < NR; ++r)
+          facc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(qw[r].dot(xb)), _mm512_set1_ps(dw[r] * xb->d), facc[r][t]);
       }
     }
     for (int r = 0; r < NR; ++r)
-      for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(facc[r][t]);
+      for (int t = 0; t < kPrefillTokens; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(facc[r][t]);
   }
 };
 
