@@ -4,21 +4,23 @@
 //
 // One super-block (256 values) of a weight row against one ActQ8_K block of a token, all in
 // integers until the block's end:
-//   - the weight quants are made unsigned bytes, 64 values per 512-bit vector, in the order of the
-//     values, so that they line up with the activations' qs as they are stored (no shuffles of
-//     the activations);
-//   - vpmaddubsw (u8 quant x s8 activation) gives int16 sums of adjacent pairs, and VNNI's
-//     vpdpwssd multiplies them by the sub-block's scale (int16, broadcast over the sub-block's
-//     lanes) and adds them to int32 lanes;
+//   - the weight quants are made unsigned bytes, 64 per 512-bit vector, arranged so that each
+//     int32 lane of VNNI's vpdpbusd (u8 quant x s8 activation, 4 products per lane) belongs to
+//     one sub-block; the activations are rearranged once per call to match (K4Act, Q6Act);
+//   - those lanes fit int16, so vpackssdw puts two vectors' lanes side by side and one vpmaddwd
+//     multiplies them by their sub-blocks' scales (2 multiply instructions per 64 values would
+//     be vpmaddubsw + vpdpwssd; this is 1.25-1.5);
 //   - what depends only on the activations' sums (q4_k/q5_k's mins, q6_k's -32) comes from the
-//     block's bsums (ActQ8_K: sums of each 16 activations) with one vpmaddwd;
+//     block's bsums (ActQ8_K: sums of each 16 activations), rearranged per call too;
 //   - the int32 lanes become floats once per block, times d_w·d_x (and dmin_w·d_x for the mins).
 //
-// int16 saturation (vpmaddubsw saturates; nothing else here does): the activations are
-// |qs| <= 127 (d = max|x| / 127; -128 would do no harm either) and a quant is at most 15 (q4_k),
-// 31 (q5_k) or 63 (q6_k), so a pair sums to at most 2·63·128 = 16128 < 32767. The int32
-// lanes never come near 2^31: a whole block sums to at most 256·63·128·128 (q6_k: quant 63,
-// |x| 128, |scale| 128) = 2.6e8, plus q6_k's 32·Σ|scale·bsum| <= 32·16·128·2048 = 1.3e8.
+// Integer ranges (vpdpbusd, vpmaddwd and vpdpwssd do not saturate except vpmaddwd's
+// -32768·-32768 pair, impossible with scales of at most 128 in size; vpackssdw would saturate
+// outside int16): activations |x| <= 128 (the quantizer gives <= 127). q4_k/q5_k: a packed lane
+// sums 8 products of a quant <= 31 (q5_k) with x: <= 8·31·128 = 31744 < 32767. q6_k: a lane sums
+// 4 products (q - 32)·x with |q - 32| <= 32: <= 16384. A block's int32 sum is at most
+// 256·63·31·128 = 6.4e7 (q5_k) or 256·128·32·128 = 1.3e8 (q6_k), far from 2^31; the mins'
+// 8 products min·(sum of 32 x) <= 63·4096 each.
 //
 // Tiles are NR rows x NT tokens; a token's float results go through the same operations, in the
 // same order, in a 4-token tile and in the 1-token path, so a row's result does not depend on
