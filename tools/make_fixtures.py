@@ -3,6 +3,7 @@
 
     python tools/make_fixtures.py            # rewrites tests/fixtures/
     python tools/make_fixtures.py qwen3_f32  # rewrites the fixtures named
+    python tools/make_fixtures.py --quantized-oracles [NAME...]  # only logits_q8_0 / logits_q4_0
 
 Each fixture folder holds a checkpoint (config.json + safetensors, one of them sharded) and
 oracle.npz with a token sequence, transformers' logits at every position, and transformers'
@@ -242,25 +243,30 @@ def transformers_logits(folder: Path, tokens: np.ndarray) -> np.ndarray:
 
 
 def transformers_logits_quantized(folder: Path, tokens: np.ndarray, fmt: str) -> np.ndarray:
-    """transformers' logits with every weight matrix replaced by its `fmt` round trip (what
-    `r1lite convert --quant fmt` stores): an oracle for r1lite's quantized kernels."""
+    """transformers' logits with every weight matrix replaced by its `fmt` round trip, as
+    `r1lite convert --quant fmt` stores it (recipes.py: for q4_0 the output head, or the tied
+    embedding, at q8_0): an oracle for r1lite's quantized kernels."""
     import torch
 
     import repo_path  # noqa: F401  (r1lite from this checkout when built in place)
     from r1lite import quant
 
-    def round_trip(w: np.ndarray) -> np.ndarray:  # each row of the last dim, as r1lite stores it
+    def round_trip(w: np.ndarray, as_fmt: str = fmt) -> np.ndarray:  # each row of the last dim, as r1lite stores it
         rows = w.reshape(-1, w.shape[-1])
-        q, _, d = quant.encode(rows, fmt)
-        return quant.dequantize(fmt, q, d, rows.shape[1]).reshape(w.shape)
+        q, _, d = quant.encode(rows, as_fmt)
+        return quant.dequantize(as_fmt, q, d, rows.shape[1]).reshape(w.shape)
 
     model = load_transformers(folder)
     cfg = model.config
+    head = "model.embed_tokens.weight" if cfg.tie_word_embeddings else "lm_head.weight"
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.ndim < 2 or name.endswith("mlp.gate.weight"):  # norms, biases, f32 router
                 continue
             w = p.numpy()
+            if name == head and fmt == "q4_0":
+                p.copy_(torch.from_numpy(round_trip(w, "q8_0")))
+                continue
             if name.endswith("kv_b_proj.weight"):
                 # r1lite stores kv_b as W_UK[h]ᵀ and W_UV[h] (formats/mla.py): round those rows
                 h, dn = cfg.num_attention_heads, cfg.qk_nope_head_dim
@@ -286,6 +292,21 @@ def transformers_greedy(folder: Path, prompt: np.ndarray, n_new: int) -> np.ndar
     return out[0, len(prompt):].numpy()
 
 
+def remake_quantized_oracles(name: str, spec: dict, out_root: Path = FIXTURES) -> Path:
+    """Only the logits_q8_0 / logits_q4_0 of an existing fixture, recomputed (the rest kept)."""
+    out = out_root / name
+    oracle_dir = out
+    if spec.get("fp8_block"):
+        oracle_dir = dequantized_twin(out, out_root / (name + ".oracle-twin"))
+    oracle = dict(np.load(out / "oracle.npz"))
+    for fmt in ("q8_0", "q4_0"):
+        oracle[f"logits_{fmt}"] = transformers_logits_quantized(oracle_dir, oracle["tokens"], fmt)
+    if oracle_dir != out:
+        shutil.rmtree(oracle_dir)
+    np.savez_compressed(out / "oracle.npz", **oracle)
+    return out
+
+
 def make_fixture(name: str, spec: dict, out_root: Path = FIXTURES, seed: int = 0) -> Path:
     out = out_root / name
     build_checkpoint(spec, out, seed)
@@ -309,11 +330,12 @@ def make_fixture(name: str, spec: dict, out_root: Path = FIXTURES, seed: int = 0
 def main() -> int:
     """All fixtures, or those named on the command line (seeds stay those of their places)."""
     FIXTURES.mkdir(parents=True, exist_ok=True)
-    only = set(sys.argv[1:])
+    quantized_only = "--quantized-oracles" in sys.argv  # keep the checkpoints, redo those logits
+    only = set(sys.argv[1:]) - {"--quantized-oracles"}
     for i, (name, spec) in enumerate(SPECS.items()):
         if only and name not in only:
             continue
-        out = make_fixture(name, spec, seed=i)
+        out = remake_quantized_oracles(name, spec) if quantized_only else make_fixture(name, spec, seed=i)
         size = sum(f.stat().st_size for f in out.iterdir())
         print(f"{name}: {size / 1024:.0f} KiB")
     return 0

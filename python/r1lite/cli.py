@@ -112,11 +112,16 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--max-batch", type=int, default=8, help="requests decoded together")
     srv.add_argument("--name", default=None, help="model id clients send (default: MODEL)")
     srv.add_argument("--no-webui", action="store_true", help="no browser chat at / (API only)")
-    conv = sub.add_parser("convert", help="write a checkpoint as an r1lite model file")
+    from .recipes import RECIPES, describe_recipes
+
+    conv = sub.add_parser("convert", help="write a checkpoint as an r1lite model file",
+                          formatter_class=argparse.RawDescriptionHelpFormatter,
+                          epilog="QUANT, how the weight matrices are stored (norms and biases stay f32):\n"
+                                 + describe_recipes())
     conv.add_argument("src", help="Hugging Face model folder, GGUF file, or demo")
     conv.add_argument("out", help="output .safetensors file")
-    conv.add_argument("--quant", default="q8_0", choices=["f32", "bf16", "f16", "q8_0", "q4_0"],
-                      help="format of the weight matrices (default q8_0)")
+    conv.add_argument("--quant", default="q8_0", choices=list(RECIPES), metavar="QUANT",
+                      help="a recipe listed below (default q8_0)")
     return ap
 
 
@@ -491,7 +496,7 @@ def _info_rows(model) -> list:
         ("cache per token", f"{model.kv_bytes_per_token / 1024:.1f} KiB ({c['kv_cache']}); "
                             f"{_size(model.kv_bytes_per_token * c['context'])} at the full context"),
         ("read per token", f"{_size(s['decode_bytes_per_token'])} of weights per decode step"),
-        ("weight formats", ", ".join(f"{k} ({v} tensors)" for k, v in sorted(s["tensor_formats"].items()))),
+        ("weight formats", _format_shares(s)),
         ("context", f"{c['context']} (trained for {c['max_position_embeddings']})"),
         ("rope", c["rope_kind"] + f", theta {c['rope_theta']:g}"
                  + (", per-frequency factors (GGUF rope_freqs)" if c.get("rope_freq_factors") else "")),
@@ -501,6 +506,14 @@ def _info_rows(model) -> list:
          f"reasoning (<think>): {'yes' if tok.thinks else 'no'}"),
     ]
     return rows
+
+
+def _format_shares(summary: dict) -> str:
+    """Each weight format's share of the weight bytes, largest first: "q4_k 72% (113 tensors), ..."."""
+    total = sum(summary["format_bytes"].values()) or 1
+    shares = sorted(summary["format_bytes"].items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{fmt} {100 * n / total:.0f}% ({summary['tensor_formats'][fmt]} tensors)"
+                     for fmt, n in shares)
 
 
 def _size(n: int) -> str:

@@ -16,7 +16,8 @@ import numpy as np
 
 from .formats.r1file import FORMAT_NAME, FORMAT_VERSION, SCALE_SUFFIX, plane_shapes
 from .formats.tensors import as_f32, expected_tensors, materialize
-from .quant import FORMATS, encode
+from .quant import BLOCK_FORMATS, encode
+from .recipes import RECIPES, tensor_formats
 from .resolve import hub_cache_file, hub_snapshot, resolve_model
 
 NP_DTYPES = {"F32": np.float32, "BF16": np.uint16, "F16": np.float16, "I8": np.int8, "U8": np.uint8}
@@ -69,16 +70,19 @@ class _Progress:
 
 
 def convert(src, out, quant: str = "q8_0", *, progress: bool | None = None) -> Path:
-    """Write the model at `src` (a Hugging Face folder or a GGUF file) to `out` with matrices stored as `quant`
-    (f32, bf16, f16, q8_0, q4_0); norms and biases stay f32. Returns the output path."""
-    if quant not in FORMATS:
-        raise ValueError(f"unknown format {quant!r} (choose from {', '.join(FORMATS)})")
+    """Write the model at `src` (a Hugging Face folder or a GGUF file) to `out` with its matrices
+    as the recipe `quant` says (recipes.RECIPES: a float format, r1lite's q8_0 / q4_0, or one of
+    llama.cpp's K-quant mixes such as q4_k_m); norms and biases stay f32. A tensor the source
+    already holds in the chosen format is copied as it is. Returns the output path."""
+    if quant not in RECIPES:
+        raise ValueError(f"unknown quantization {quant!r} (choose from {', '.join(RECIPES)})")
     config, tensors, meta = _source(resolve_model(src))
-    formats = {name: "f32" if kind == "f32" else quant
-               for name, (_shape, kind) in expected_tensors(config).items()}
+    formats = tensor_formats(config, quant)
 
     def encoded(name):
         arr, fmt = materialize(tensors[name])[:2]
+        if fmt == formats[name] and fmt in BLOCK_FORMATS:
+            return (np.ascontiguousarray(arr),)
         return encode(as_f32(arr, fmt), formats[name])
 
     return write_model_file(out, config, formats, encoded, meta, progress=progress)

@@ -92,7 +92,9 @@ def parse_kv_cache(kv_cache, device: str) -> str:
 def load(path, *, threads: int | None = None, context: int | None = None,
          device: str = "cpu", kv_cache: str | None = None) -> Model:
     """Load a model: r1lite's model file (made by `r1lite convert`; mapped, not copied), a
-    Hugging Face folder (config.json + safetensors), a GGUF file (dequantized to f32), or the name
+    Hugging Face folder (config.json + safetensors), a GGUF file (computed on in its own formats:
+    K-quants and the rest of core/formats.h's table, never dequantized; a split file by its first
+    part), or the name
     "demo" (SmolLM2-135M-Instruct, fetched once into r1lite's cache).
 
     threads: worker threads for the matmuls (default: the physical cores this process may use;
@@ -145,13 +147,28 @@ def summarize(path: Path, config: dict, tensors: dict) -> dict:
     from .formats.tensors import expected_tensors
 
     formats: dict[str, int] = {}
-    for _arr, fmt, *_ in tensors.values():
+    format_bytes: dict[str, int] = {}
+    for arr, fmt, *scales in tensors.values():
         formats[fmt] = formats.get(fmt, 0) + 1
+        format_bytes[fmt] = format_bytes.get(fmt, 0) + arr.nbytes + sum(a.nbytes for a in scales)
     n_params = sum(int(np.prod(shape)) for shape, _ in expected_tensors(config).values())
-    files = [f for f in path.iterdir() if f.suffix == ".safetensors"] if path.is_dir() else [path]
-    return {"parameters": n_params, "tensor_formats": formats,
-            "file_bytes": sum(f.stat().st_size for f in files),
+    return {"parameters": n_params, "tensor_formats": formats, "format_bytes": format_bytes,
+            "file_bytes": sum(f.stat().st_size for f in model_files(path)),
             "decode_bytes_per_token": decode_bytes_per_token(tensors, config)}
+
+
+def model_files(path: Path) -> list[Path]:
+    """The files a model is read from: a folder's .safetensors, a split GGUF's parts, or the file."""
+    from .formats.gguf_reader import SPLIT_NAME
+
+    if path.is_dir():
+        return [f for f in path.iterdir() if f.suffix == ".safetensors"]
+    m = SPLIT_NAME.match(path.name)
+    if m:
+        count = int(m["count"])
+        parts = [path.with_name(f"{m['stem']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
+        return [f for f in parts if f.is_file()]
+    return [path]
 
 
 def _with_model(model_or_path, fn, load_kw):

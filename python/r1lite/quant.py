@@ -73,7 +73,8 @@ def to_bf16_bits(w: np.ndarray) -> np.ndarray:
 
 
 def encode(w: np.ndarray, fmt: str) -> tuple:
-    """(array, fmt) or (quants, fmt, scales): an f32 matrix in a storage format."""
+    """(array, fmt) or (quants, fmt, scales): an f32 matrix in a storage format (block formats:
+    its blocks as bytes [rows, row bytes])."""
     w = np.asarray(w, dtype=np.float32)
     if fmt == "f32":
         return (np.ascontiguousarray(w), fmt)
@@ -87,4 +88,7 @@ def encode(w: np.ndarray, fmt: str) -> tuple:
     if fmt == "q4_0":
         q, d = quantize_q4_0(w)
         return (q, fmt, d)
+    if fmt in BLOCK_FORMATS:
+        from .formats.block_quantizers import quantize_blocks
+        return (quantize_blocks(fmt, w), fmt)
     raise ValueError(f"unknown weight format {fmt!r} (choose from {', '.join(FORMATS)})")

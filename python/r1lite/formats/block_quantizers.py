@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..quant import TABLE
 from .blocks import BLOCK_DTYPES
 
 QK_K = 256
@@ -42,11 +43,8 @@ _F = np.float32
 IQ4NL_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
                         np.float32)
 
-# values per block of each format (the core's table has the same; tests check it)
-BLOCK_SIZES = {
-    "gguf_q8_0": 32, "gguf_q4_0": 32, "q4_1": 32, "q5_0": 32, "q5_1": 32, "iq4_nl": 32,
-    "q2_k": QK_K, "q3_k": QK_K, "q4_k": QK_K, "q5_k": QK_K, "q6_k": QK_K, "iq4_xs": QK_K,
-}
+# values per block of each block format, from the core's table
+BLOCK_SIZES = {name: f["block"] for name, f in TABLE.items() if f["layout"] == "blocks"}
 
 
 def quantize_blocks(fmt: str, w: np.ndarray, threads: int | None = None) -> np.ndarray:
