@@ -26,24 +26,31 @@ def recipe_formats(src, quant: str) -> dict:
     return {gguf_name(name): PLANAR_TO_GGUF.get(fmt, fmt) for name, fmt in tensor_formats(config, quant).items()}
 
 
+def copy_metadata(g: GGUFFile, w) -> None:
+    """Every metadata entry of a GGUF file (but the architecture and alignment the writer sets)
+    into a gguf.GGUFWriter, with its types."""
+    for key, value in g.metadata.items():
+        if key in ("general.architecture", "general.alignment"):
+            continue
+        vtype, element = g.metadata_types[key]
+        vtype = gguf.GGUFValueType(vtype)
+        sub = gguf.GGUFValueType(element) if vtype == gguf.GGUFValueType.ARRAY else None
+        w.add_key_value(key, value, vtype, sub)
+
+
 def requantize_gguf(src, out, formats: dict, *, split_max_tensors: int = 0) -> list:
     """Write `src` again at `out` with each tensor named in `formats` in that format (the others
     as they are). Returns the paths written (several with split_max_tensors)."""
     g = GGUFFile(src)
     arch = g.get("general.architecture")
     w = gguf.GGUFWriter(str(out), arch, split_max_tensors=split_max_tensors)
-    for key, field in g.reader.fields.items():
-        if key.startswith("GGUF.") or key in ("general.architecture", "general.alignment"):
-            continue
-        vtype = field.types[0]
-        sub = field.types[1] if vtype == gguf.GGUFValueType.ARRAY else None
-        w.add_key_value(key, field.contents(), vtype, sub)
+    copy_metadata(g, w)
     for name, t in g.tensors.items():
         fmt = formats.get(name)
         shape = tuple(int(d) for d in reversed(t.shape))
         if fmt is None or fmt == g.format_of(name):
             arr, _ = g.raw(name)
-            w.add_tensor(name, np.ascontiguousarray(arr), raw_dtype=t.tensor_type)
+            w.add_tensor(name, np.ascontiguousarray(arr), raw_dtype=gguf.GGMLQuantizationType[t.type_name])
             continue
         values = g.f32(name)
         if fmt == "f32":

@@ -8,6 +8,12 @@ weights, runs interleaved, medians and ratios:
     python tools/bench_llamabench.py /tmp/bench --llama-bin DIR --depth 4096 --decode 32 \\
         --kv-cache f16 q8_0 --formats q8_0
 
+With --gguf, r1lite runs llama.cpp's own file (llama-FORMAT.gguf, computed on in its blocks), so
+both read the same bytes:
+
+    llama-quantize /tmp/bench/model-f16.gguf /tmp/bench/llama-q4_k_m.gguf Q4_K_M   (Q6_K, Q8_0)
+    python tools/bench_llamabench.py /tmp/bench --llama-bin DIR --gguf --formats q4_k_m q6_k q8_0
+
 DIR holds llama-bench and its libraries (LD_LIBRARY_PATH is set to it). Each round runs, per
 format and cache type, `r1lite bench` and then `llama-bench -r 1` with the same prompt, decode and
 depth (llama-bench -p PREFILL -n DECODE -d DEPTH -t THREADS; the cache types map to -ctk/-ctv).
@@ -62,13 +68,15 @@ def main() -> int:
     ap.add_argument("--decode", type=int, default=128)
     ap.add_argument("--depth", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--gguf", action="store_true", help="r1lite runs llama-FORMAT.gguf too")
     args = ap.parse_args()
     prefill = 0 if args.depth else args.prefill
     results: dict = {}
     for rnd in range(args.rounds):
         for fmt in args.formats:
             for kv in args.kv_cache:
-                ours = r1lite_bench(args.dir / f"r1-{fmt}.safetensors", max(prefill, 1), args.decode,
+                mine = args.dir / (f"llama-{fmt}.gguf" if args.gguf else f"r1-{fmt}.safetensors")
+                ours = r1lite_bench(mine, max(prefill, 1), args.decode,
                                     args.depth, args.threads, kv)
                 theirs = llama_bench(args.llama_bin, args.dir / f"llama-{fmt}.gguf", prefill,
                                      args.decode, args.depth, args.threads, kv)

@@ -69,7 +69,11 @@ def add_model_header(w, cfg: dict) -> None:
 
 
 def write_gguf(path: Path, cfg: dict, tensors: dict) -> None:
+    """A qwen2 GGUF of `cfg`'s shape with the R1-Distill tokenizer; tensors maps r1lite names to
+    arrays of values, or to (block bytes [.., rows, row bytes], r1lite block format)."""
     import gguf
+
+    from r1lite.quant import TABLE
 
     tok = json.loads((ASSETS / "tokenizer.json").read_text())
     vocab = {t: i for t, i in tok["model"]["vocab"].items()}
@@ -101,7 +105,12 @@ def write_gguf(path: Path, cfg: dict, tensors: dict) -> None:
     w.add_bos_token_id(151646)
     w.add_eos_token_id(151643)
     for name, arr in tensors.items():
-        w.add_tensor(gguf_name(name), arr)
+        if isinstance(arr, tuple):
+            blocks, fmt = arr
+            w.add_tensor(gguf_name(name), blocks,
+                         raw_dtype=gguf.GGMLQuantizationType[TABLE[fmt]["gguf_name"]])
+        else:
+            w.add_tensor(gguf_name(name), arr)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
