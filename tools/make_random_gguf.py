@@ -21,17 +21,15 @@ from r1lite.config import normalize_hf_config  # noqa: E402
 from r1lite.formats.blocks import random_blocks  # noqa: E402
 from r1lite.formats.tensors import expected_tensors  # noqa: E402
 from r1lite.quant import TABLE  # noqa: E402
-from r1lite.recipes import tensor_formats  # noqa: E402
-
-PLANAR_TO_GGUF = {"q8_0": "gguf_q8_0", "q4_0": "gguf_q4_0"}
+from r1lite.recipes import gguf_tensor_formats  # noqa: E402
 
 
 def random_gguf(out: Path, cfg: dict, quant: str = "q4_k_m", seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
-    formats = tensor_formats(cfg, quant)
+    formats = gguf_tensor_formats(cfg, quant)
     tensors = {}
     for name, (shape, kind) in expected_tensors(cfg).items():
-        fmt = PLANAR_TO_GGUF.get(formats[name], formats[name])
+        fmt = formats[name]
         if kind == "f32" or TABLE[fmt]["layout"] != "blocks":
             tensors[name] = np.ones(shape, np.float32) if kind == "f32" else \
                 (rng.standard_normal(shape) * 0.02).astype(np.float16)

@@ -35,7 +35,10 @@ def _source(src: Path):
     if not src.exists():
         raise FileNotFoundError(f"{src}: no such file or folder")
     if is_gguf(src):
-        return load_gguf(src)
+        config, tensors, meta = load_gguf(src)
+        if "r1lite.tokenizer" in meta:  # built from the GGUF vocabulary: kept as its JSON text
+            meta["r1lite.tokenizer"] = meta["r1lite.tokenizer"].to_str()
+        return config, tensors, meta
     if not src.is_dir():
         raise ValueError(f"{src}: expected a Hugging Face model folder or a GGUF file to convert")
     config, tensors, raw = load_hf_folder(src, lazy=True)

@@ -56,6 +56,15 @@ _FALLBACK = {"q2_k": "gguf_q4_0", "q3_k": "gguf_q4_0", "q4_k": "q5_0", "q5_k": "
 _ATTN_V = {"wv", "w_uk_t", "w_uv"}  # MLA: both halves of kv_b_proj (llama.cpp's attn_kv_b)
 
 
+# r1lite's planar formats -> the GGUF block format of the same values (for writing GGUF files)
+GGUF_EQUIVALENT = {"q8_0": "gguf_q8_0", "q4_0": "gguf_q4_0"}
+
+
+def gguf_tensor_formats(config: dict, quant: str) -> dict[str, str]:
+    """tensor_formats in formats a GGUF file can hold (r1lite's planar q8_0 / q4_0 as GGUF's blocks)."""
+    return {name: GGUF_EQUIVALENT.get(fmt, fmt) for name, fmt in tensor_formats(config, quant).items()}
+
+
 def describe_recipes() -> str:
     """The recipes, one `name: description` line each (for --help)."""
     width = max(len(name) for name in RECIPES)

@@ -25,13 +25,13 @@ def _as_id_list(value) -> list[int]:
 
 
 class Tokenizer:
-    def __init__(self, tokenizer_json: str, tokenizer_config: dict | None = None,
+    def __init__(self, tokenizer_json, tokenizer_config: dict | None = None,
                  chat_template: str | None = None, generation_config: dict | None = None,
                  model_config: dict | None = None, where: str = "tokenizer"):
         from tokenizers import Tokenizer as HFTokenizer
 
-        try:
-            self._tok = HFTokenizer.from_str(tokenizer_json)
+        try:  # tokenizer.json text, or a tokenizer already built (formats/gguf_tokenizer.py)
+            self._tok = tokenizer_json if isinstance(tokenizer_json, HFTokenizer) else HFTokenizer.from_str(tokenizer_json)
         except Exception as e:  # tokenizers raises bare Exceptions for bad JSON
             raise ModelFormatError(f"{where}: tokenizer.json does not load ({e})") from None
         for name, value in (("tokenizer_config", tokenizer_config), ("generation_config", generation_config),

@@ -77,6 +77,27 @@ class _Header:
         except UnicodeDecodeError:
             raise ModelFormatError(f"{self.path}: {what} is not UTF-8") from None
 
+    def strings(self, count: int, what: str) -> list:
+        """`count` strings in a row (a vocabulary: 150K of them), read in one tight loop."""
+        buf, pos, size, out = self.buf, self.pos, self.size, []
+        length_at = struct.Struct("<Q").unpack_from
+        append = out.append
+        try:
+            for _ in range(count):
+                (n,) = length_at(buf, pos)
+                pos += 8
+                if n > size - pos:
+                    raise ModelFormatError(f"{self.path}: a string of {what} claims {n} bytes, "
+                                           f"{size - pos} are left")
+                append(str(buf[pos:pos + n], "utf-8"))
+                pos += n
+        except struct.error:
+            raise ModelFormatError(f"{self.path}: truncated in {what} (offset {pos})") from None
+        except UnicodeDecodeError:
+            raise ModelFormatError(f"{self.path}: a string of {what} is not UTF-8") from None
+        self.pos = pos
+        return out
+
     def value(self, vtype: int, what: str):
         if vtype == STRING:
             return self.string(what)
@@ -88,7 +109,7 @@ class _Header:
         if etype == STRING:
             if count > (self.size - self.pos) // 8:
                 raise ModelFormatError(f"{self.path}: {what}: {count} strings cannot fit")
-            return [self.string(f"a string of {what}") for _ in range(count)]
+            return self.strings(count, what)
         if etype not in NUMPY_SCALARS:
             raise ModelFormatError(f"{self.path}: {what} is an array of unknown type {etype}")
         dtype = np.dtype(NUMPY_SCALARS[etype])
@@ -112,7 +133,7 @@ class _Part:
             raise ModelFormatError(f"{path}: {size} bytes is too short for a GGUF file")
         with open(path, "rb") as f:
             self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        h = _Header(path, memoryview(self.map))
+        h = _Header(path, self.map)
         magic, version = h.take("<4sI", "the header")
         if magic != b"GGUF" or version not in (2, 3):
             raise ModelFormatError(f"{path}: not a GGUF file of version 2 or 3")

@@ -20,8 +20,8 @@ PRE_TOKENIZERS = {
 
 
 
-def _tokenizer_json(g: GGUFFile) -> str:
-    """A `tokenizers` tokenizer (as JSON text) rebuilt from the GGUF vocabulary and merges."""
+def _build_tokenizer(g: GGUFFile):
+    """A `tokenizers` tokenizer rebuilt from the GGUF vocabulary and merges."""
     from tokenizers import (AddedToken, Regex, Tokenizer, decoders, models, normalizers,
                             pre_tokenizers, processors)
 
@@ -58,12 +58,12 @@ def _tokenizer_json(g: GGUFFile) -> str:
     if g.get("tokenizer.ggml.add_bos_token") and bos is not None:
         tok.post_processor = processors.TemplateProcessing(
             single=f"{tokens[bos]} $A", pair=f"{tokens[bos]} $A $B", special_tokens=[(tokens[bos], int(bos))])
-    return tok.to_str()
+    return tok
 
 
-def _checked_tokenizer_json(g: GGUFFile) -> str:
+def _checked_tokenizer(g: GGUFFile):
     try:
-        return _tokenizer_json(g)
+        return _build_tokenizer(g)
     except (ModelFormatError, UnsupportedModelError):
         raise
     except Exception as e:  # tokenizers refuses inconsistent vocabularies, merges, ids
@@ -73,7 +73,9 @@ def _checked_tokenizer_json(g: GGUFFile) -> str:
 
 
 def tokenizer_metadata(g: GGUFFile) -> dict:
-    """The tokenizer as r1file keeps it: r1lite.tokenizer (JSON, absent without a vocabulary),
+    """The tokenizer as r1file keeps it: r1lite.tokenizer (absent without a vocabulary; here the
+    built `tokenizers.Tokenizer`, which r1file's writer turns into its JSON text and the loader
+    uses as it is: serializing and parsing a 150K vocabulary again costs half a second),
     r1lite.tokenizer_config (bos / eos tokens, chat template), r1lite.model_config (eos id)."""
     tokens = g.get("tokenizer.ggml.tokens") or []
     def token(key):
@@ -82,7 +84,7 @@ def tokenizer_metadata(g: GGUFFile) -> dict:
     tok_config = {"bos_token": token("tokenizer.ggml.bos_token_id"),
                   "eos_token": token("tokenizer.ggml.eos_token_id"),
                   "chat_template": g.get("tokenizer.chat_template")}
-    meta = {"r1lite.tokenizer": _checked_tokenizer_json(g) if tokens else None,
+    meta = {"r1lite.tokenizer": _checked_tokenizer(g) if tokens else None,
             "r1lite.tokenizer_config": json.dumps(tok_config),
             "r1lite.model_config": json.dumps({"eos_token_id": g.get("tokenizer.ggml.eos_token_id")})}
     return {k: v for k, v in meta.items() if v is not None}
