@@ -13,17 +13,15 @@ from r1lite.formats.gguf import load_gguf
 from r1lite.formats.gguf_reader import GGUFFile
 from r1lite.formats.names import gguf_name
 from r1lite.quant import TABLE
-from r1lite.recipes import tensor_formats
+from r1lite.recipes import gguf_tensor_formats
 
 gguf = __import__("gguf")
-
-PLANAR_TO_GGUF = {"q8_0": "gguf_q8_0", "q4_0": "gguf_q4_0"}
 
 
 def recipe_formats(src, quant: str) -> dict:
     """{GGUF tensor name: r1lite format} of a recipe applied to a GGUF file's model."""
     config, _, _ = load_gguf(src)
-    return {gguf_name(name): PLANAR_TO_GGUF.get(fmt, fmt) for name, fmt in tensor_formats(config, quant).items()}
+    return {gguf_name(name): fmt for name, fmt in gguf_tensor_formats(config, quant).items()}
 
 
 def copy_metadata(g: GGUFFile, w) -> None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fuzz the GGUF importer (the gguf package's reader behind r1lite's checks: metadata, tensor
+"""Fuzz the GGUF importer (r1lite's own parser: header, metadata, tensor
 types and shapes, the tokenizer rebuilt from metadata), then one token through what loads.
 See tools/fuzz_common.py."""
 

@@ -325,10 +325,9 @@ void rows_isa(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* wp,
         tile<F, 1, 4, kGfni>(xa + t * xa_stride, xa_stride, blocks, w + r * stride, stride, y + t * ldy + r, ldy);
     }
     for (; t < n_tok; ++t) {
-      int64_t r = rb;
-      for (; r + 4 <= re; r += 4)
-        tile<F, 4, 1, kGfni>(xa + t * xa_stride, xa_stride, blocks, w + r * stride, stride, y + t * ldy + r, ldy);
-      for (; r < re; ++r)
+      // One row at a time, the next row prefetched: from DRAM, several rows' streams at once
+      // read at half the bandwidth (measured 9-10 vs 20-22 GB/s on one thread for q4_k / q6_k).
+      for (int64_t r = rb; r < re; ++r)
         tile<F, 1, 1, kGfni>(xa + t * xa_stride, xa_stride, blocks, w + r * stride, stride, y + t * ldy + r, ldy);
     }
   }

@@ -233,11 +233,9 @@ void kq_rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* wp,
                                             w_row_bytes, blocks, y + t * ldy + r, ldy);
     }
     for (; t < n_tok; ++t) {
-      int64_t r = rb;
-      for (; r + 4 <= re; r += 4)
-        F::template tile<4, 1>(x + t * x_row_bytes, x_row_bytes, w + r * w_row_bytes, w_row_bytes, blocks,
-                               y + t * ldy + r, ldy);
-      for (; r < re; ++r)
+      // One row at a time, the next row prefetched: from DRAM, several rows' streams at once
+      // read at half the bandwidth (measured 9-10 vs 20-22 GB/s on one thread for q4_k / q6_k).
+      for (int64_t r = rb; r < re; ++r)
         F::template tile<1, 1>(x + t * x_row_bytes, x_row_bytes, w + r * w_row_bytes, w_row_bytes, blocks,
                                y + t * ldy + r, ldy);
     }

@@ -375,7 +375,7 @@ struct Q6K {
 };
 
 // Rows [r0, r1) in blocks of kRowBlock; in each, tokens 4 at a time through the prefill tiles,
-// the rest one at a time through 4-row decode tiles.
+// the rest one at a time through one-row decode steps.
 template <class F>
 void kq_rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* wp, int64_t w_row_bytes,
              int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
@@ -394,10 +394,9 @@ void kq_rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* wp,
         F::template prefill<1>(x + t * stride, stride, w + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r, ldy);
     }
     for (int64_t t = n4; t < n_tok; ++t) {
-      int64_t r = rb;
-      for (; r + 4 <= re; r += 4)
-        F::template decode<4>(x + t * stride, w + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r);
-      for (; r < re; ++r)
+      // One row at a time, the next row prefetched: from DRAM, several rows' streams at once
+      // read at half the bandwidth (measured 9-10 vs 20-22 GB/s on one thread for q4_k / q6_k).
+      for (int64_t r = rb; r < re; ++r)
         F::template decode<1>(x + t * stride, w + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r);
     }
   }

@@ -308,7 +308,7 @@ void tile(const uint8_t* xa, int64_t xa_stride, const uint8_t* w, int64_t w_row_
 }
 
 constexpr int64_t kRowBlock = 16;  // rows kept in cache while the tokens stream past
-constexpr int kPrefillTokens = 8, kPrefillRows = 2, kDecodeRows = 2;
+constexpr int kPrefillTokens = 8, kPrefillRows = 2;
 
 template <class F>
 void kernel(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* w, int64_t w_row_bytes,
@@ -328,10 +328,9 @@ void kernel(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* w, in
         tile<F, 1, kPrefillTokens>(xa + t * xs, xs, wp + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r, ldy);
     }
     for (; t < n_tok; ++t) {
-      int64_t r = rb;
-      for (; r + kDecodeRows <= re; r += kDecodeRows)
-        tile<F, kDecodeRows, 1>(xa + t * xs, xs, wp + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r, 0);
-      for (; r < re; ++r) tile<F, 1, 1>(xa + t * xs, xs, wp + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r, 0);
+      // One row at a time, the next row prefetched: from DRAM, several rows' streams at once
+      // read at half the bandwidth (measured 9-10 vs 20-22 GB/s on one thread for q4_k / q6_k).
+      for (int64_t r = rb; r < re; ++r) tile<F, 1, 1>(xa + t * xs, xs, wp + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r, 0);
     }
   }
 }
