@@ -103,10 +103,12 @@ void prefill_qtile(const int8_t* xq, const float* xd, const int32_t* xs, const i
   qtile<W, kPrefillRows, 4>(xq, xd, xs, blocks, w, stride, wd, y, ldy);
 }
 
+// Four rows of one token, one row at a time (the next row prefetched): from DRAM, four rows'
+// streams at once read at half the bandwidth (q8_0, one thread: 12 -> 24 GB/s).
 template <class W>
 void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, const int8_t* /*xa*/,
                   int64_t blocks, const uint8_t* w, int64_t stride, const uint16_t* wd, float* y) {
-  qtile<W, 4, 1>(xq, xd, xs, blocks, w, stride, wd, y, 0);
+  for (int r = 0; r < 4; ++r) qtile<W, 1, 1>(xq, xd, xs, blocks, w + r * stride, stride, wd + r * blocks, y + r, 0);
 }
 
 #include "cpu/row_loops.inc"
