@@ -62,7 +62,7 @@ def _activation_cases(tokens, cols, rng):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_extreme_blocks_against_the_exact_product(fmt, isa):
     rng = np.random.default_rng(3)
-    rows, nblocks, tokens = 7, 3, 6  # a 4-token tile and 2 single tokens, odd rows
+    rows, nblocks, tokens = 7, 3, 14  # an 8-token tile, a 4-token one and 2 single tokens, odd rows
     cols = nblocks * QK
     for wname, raw in _weight_cases(fmt, rows, nblocks, rng):
         w = raw.reshape(rows, -1)
@@ -85,6 +85,6 @@ def test_a_rows_result_does_not_depend_on_its_batch(fmt):
     x = rng.standard_normal((9, cols)).astype(np.float32)
     for isa in ISAS:
         alone = np.stack([_core.matmul(x[i:i + 1], w, fmt, isa)[0] for i in range(9)])
-        for n in (2, 4, 5, 9):
+        for n in (2, 4, 5, 9, 14):
             np.testing.assert_array_equal(_core.matmul(x[:n], w, fmt, isa), alone[:n],
                                           err_msg=f"{isa}, {n} rows")
