@@ -39,8 +39,6 @@ namespace {
 
 // A block of weight rows stays in cache while every token streams past it.
 constexpr int64_t kRowBlock = 16;
-// Prefill tiles take 4 tokens.
-constexpr int kPrefillTokens = 4;
 
 inline const ActQ8_K* act_block(const uint8_t* x, int64_t x_row_bytes, int t, int64_t b) {
   return reinterpret_cast<const ActQ8_K*>(x + t * x_row_bytes) + b;
@@ -117,6 +115,16 @@ struct Scratch {
   }
 };
 
+// The arranged activations of a call: token t's blocks at x + t·stride, and d of token t,
+// block b at d[b·n_tok + t] (the prefill tiles read a row of tokens' d at once).
+struct Arranged {
+  const uint8_t* x;
+  int64_t stride;
+  const float* d;
+  int64_t n_tok;
+  const int32_t* neg_bs;  // q4_k/q5_k: word pair p of token t, block b at neg_bs[(4b + p)·n_tok + t]
+};
+
 // [d, dmin] of a q4_k/q5_k block as floats (lanes 0, 1).
 inline __m128 k4_d_dmin(const uint16_t* d_dmin) {
   int32_t both;
@@ -160,37 +168,39 @@ struct K4Weights {
         _mm512_set_epi16(7, 7, 7, 7, 6, 6, 6, 6, 5, 5, 5, 5, 4, 4, 4, 4, 3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0),
         _mm512_castsi256_si512(scale_min));
   }
-  // The block's int32 lanes: sum of scale·quant·x over the block (each lane a fixed share).
-  __m512i dot(const K4Act* xa) const {
-    __m512i lo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[0], _mm512_loadu_si512(xa->x[0]));
-    lo = _mm512_dpbusd_epi32(lo, q[1], _mm512_loadu_si512(xa->x[1]));
-    __m512i hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[2], _mm512_loadu_si512(xa->x[2]));
-    hi = _mm512_dpbusd_epi32(hi, q[3], _mm512_loadu_si512(xa->x[3]));
-    return _mm512_madd_epi16(_mm512_packs_epi32(lo, hi), scale);
-  }
 };
 
-// sum(scale·quant·x)·d·dx - sum(min·bsum)·dmin·dx, added to acc lane by lane (the same operations
-// for a token in every tile): the block's 16 int32 lanes folded to 8, the float work in 256 bits.
-inline __m256 k4_accumulate(__m256 acc, __m512i dot, __m256i scale_min, __m128 d_dmin, const K4Act* xa) {
-  const __m128 s = _mm_mul_ps(d_dmin, _mm_set1_ps(xa->d));  // [d·dx, dmin·dx]
-  const __m256i dot8 = _mm256_add_epi32(_mm512_castsi512_si256(dot), _mm512_extracti64x4_epi64(dot, 1));
-  const __m256 m = _mm256_cvtepi32_ps(
-      _mm256_madd_epi16(scale_min, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xa->neg_bs))));
-  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot8), _mm256_broadcastss_ps(s), acc);
-  return _mm256_fmadd_ps(m, _mm256_broadcastss_ps(_mm_movehdup_ps(s)), acc);
+// A q4_k/q5_k block's int32 lanes: sum of scale·quant·x over the block (each lane a fixed
+// share), from the two vpdpbusd chains (low and high nibble vectors) of K4Weights.
+template <bool kFifthBit>
+inline __m512i k4_dot(const K4Weights<kFifthBit>& kw, __m512i x0, __m512i x1, __m512i x2, __m512i x3) {
+  const __m512i lo = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), kw.q[0], x0), kw.q[1], x1);
+  const __m512i hi = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), kw.q[2], x2), kw.q[3], x3);
+  return _mm512_madd_epi16(_mm512_packs_epi32(lo, hi), kw.scale);
 }
 
+// Per (row, token) the float steps, in decode and in every tile alike:
+//   acc (16 lanes) = fma(float(block lanes), d_w·d_x, acc)   block after block
+//   macc (1 value) = fma(float(-sum(min·bsum32)), dmin_w·d_x, macc)   block after block
+//   y = reduce_add(acc) + macc
+// The tiles compute macc for 8 tokens at once (one vector lane per token, the same operations
+// lane by lane): the mins' dot is then 4 vpdpwssd per row and block for all 8 tokens.
 template <bool kFifthBit>
 struct K4Format {
   using Block = std::conditional_t<kFifthBit, BlockQ5_K, BlockQ4_K>;
-  static constexpr int kPrefillRows = 2;
+// 2 rows x 8 tokens: every accumulator in a register (measured against 1x8, 2x6, 3x8, 4x4,
+  // 4x8: with its smaller integer work per block, spilling cost q4_k more than it saved)
+  static constexpr int kPrefillRows = 2, kPrefillTokens = 8;
 
-  // Every token's activations as K4Act blocks, token after token.
-  static int64_t token_bytes(int64_t blocks, int64_t) { return blocks * int64_t(sizeof(K4Act)); }
-  static const uint8_t* arrange(const uint8_t* x, int64_t x_row_bytes, int64_t n_tok, int64_t blocks) {
+  // Every token's activations as K4Act blocks, token after token; d and the mins' word pairs
+  // token-major too (Arranged).
+  static Arranged arrange(const uint8_t* x, int64_t x_row_bytes, int64_t n_tok, int64_t blocks) {
     thread_local Scratch scratch;
-    auto* out = reinterpret_cast<K4Act*>(scratch.reserve(size_t(n_tok * token_bytes(blocks, 0))));
+    const int64_t stride = blocks * int64_t(sizeof(K4Act));
+    uint8_t* base = scratch.reserve(size_t(n_tok * stride + n_tok * blocks * 4 * 5));
+    auto* out = reinterpret_cast<K4Act*>(base);
+    float* dT = reinterpret_cast<float*>(base + n_tok * stride);
+    int32_t* bsT = reinterpret_cast<int32_t*>(dT + n_tok * blocks);
     for (int64_t t = 0; t < n_tok; ++t) {
       for (int64_t b = 0; b < blocks; ++b, ++out) {
         const ActQ8_K* xb = act_block(x, x_row_bytes, int(t), b);
@@ -203,56 +213,100 @@ struct K4Format {
         _mm512_storeu_si512(out->x[1], _mm512_shuffle_i64x2(t0, t2, 0xDD));
         _mm512_storeu_si512(out->x[2], _mm512_shuffle_i64x2(t1, t3, 0x88));
         _mm512_storeu_si512(out->x[3], _mm512_shuffle_i64x2(t1, t3, 0xDD));
-        // -(bsums 2k + 2k+1) in word 8 + k (|.| <= 32·128, an int16)
+        // -(bsums 2k + 2k+1) in word 8 + k (|.| <= 32·127, an int16)
         const __m256i pairs = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->bsums)),
                                                 _mm256_set1_epi16(-1));
         const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(pairs), _mm256_extracti128_si256(pairs, 1));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(out->neg_bs), _mm256_inserti128_si256(_mm256_setzero_si256(), words, 1));
         out->d = xb->d;
+        dT[b * n_tok + t] = xb->d;
+        alignas(16) int32_t w4[4];
+        _mm_store_si128(reinterpret_cast<__m128i*>(w4), words);
+        for (int p = 0; p < 4; ++p) bsT[(4 * b + p) * n_tok + t] = w4[p];
       }
     }
-    return scratch.data;
+    return {base, stride, dT, n_tok, bsT};
   }
 
-  template <int NR>
-  static void decode(const uint8_t* xa, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, float* y) {
-    const auto* x = reinterpret_cast<const K4Act*>(xa);
-    __m256 facc[NR];
-    for (int r = 0; r < NR; ++r) facc[r] = _mm256_setzero_ps();
+  static void decode(const Arranged& a, int64_t t, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, float* y) {
+    const auto* x = reinterpret_cast<const K4Act*>(a.x + t * a.stride);
+    __m512 facc = _mm512_setzero_ps();
+    __m128 macc = _mm_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
-      for (int r = 0; r < NR; ++r) {
-        const Block* wb = reinterpret_cast<const Block*>(w + r * w_row_bytes) + b;
-        prefetch_block<sizeof(Block)>(reinterpret_cast<const Block*>(w + (r + NR) * w_row_bytes) + b);
-        K4Weights<kFifthBit> kw;
-        kw.load(wb);
-        facc[r] = k4_accumulate(facc[r], kw.dot(x + b), kw.scale_min, k4_d_dmin(&wb->d), x + b);
-      }
+      const Block* wb = reinterpret_cast<const Block*>(w) + b;
+      prefetch_block<sizeof(Block)>(reinterpret_cast<const Block*>(w + w_row_bytes) + b);
+      K4Weights<kFifthBit> kw;
+      kw.load(wb);
+      const K4Act* xb = x + b;
+      const __m512i p = k4_dot(kw, _mm512_loadu_si512(xb->x[0]), _mm512_loadu_si512(xb->x[1]),
+                               _mm512_loadu_si512(xb->x[2]), _mm512_loadu_si512(xb->x[3]));
+      const __m128 dd = _mm_mul_ps(k4_d_dmin(&wb->d), _mm_set1_ps(a.d[b * a.n_tok + t]));  // [d·dx, dmin·dx]
+      facc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_broadcastss_ps(dd), facc);
+      // -sum(min·bsum32): words 8-15 of scale_min against neg_bs (words 0-7 there are 0)
+      const __m256i mm = _mm256_madd_epi16(kw.scale_min, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->neg_bs)));
+      __m128i m4 = _mm_add_epi32(_mm256_castsi256_si128(mm), _mm256_extracti128_si256(mm, 1));
+      m4 = _mm_add_epi32(m4, _mm_shuffle_epi32(m4, _MM_SHUFFLE(1, 0, 3, 2)));
+      m4 = _mm_add_epi32(m4, _mm_shuffle_epi32(m4, _MM_SHUFFLE(2, 3, 0, 1)));
+      macc = _mm_fmadd_ss(_mm_cvtepi32_ps(m4), _mm_movehdup_ps(dd), macc);
     }
-    for (int r = 0; r < NR; ++r) y[r] = hsum8(facc[r]);
+    *y = _mm512_reduce_add_ps(facc) + _mm_cvtss_f32(macc);
   }
 
-  // 4 tokens (token_stride bytes apart in the arranged activations), NR rows.
-  template <int NR>
-  static void prefill(const uint8_t* xa, int64_t token_stride, const uint8_t* w, int64_t w_row_bytes,
-                      int64_t blocks, float* y, int64_t ldy) {
-    __m256 facc[NR][kPrefillTokens];
-    for (int r = 0; r < NR; ++r)
-      for (int t = 0; t < kPrefillTokens; ++t) facc[r][t] = _mm256_setzero_ps();
+  // Tokens t0 .. t0 + NT - 1 (NT <= 8), rows NR: each (row, token)'s float operations are decode's.
+  template <int NR, int NT>
+  static void prefill(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
+                      float* y, int64_t ldy) {
+    static_assert(NT <= 8, "one ymm of tokens");
+    __m512 facc[NR][NT];
+    __m256 macc[NR];
+#pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) {
+      macc[r] = _mm256_setzero_ps();
+#pragma GCC unroll 16
+      for (int t = 0; t < NT; ++t) facc[r][t] = _mm512_setzero_ps();
+    }
+    alignas(32) float dd[NR][8];
+    const __mmask8 m = __mmask8((1u << NT) - 1);
     for (int64_t b = 0; b < blocks; ++b) {
       K4Weights<kFifthBit> kw[NR];
-      __m128 dd[NR];
+      const __m256 dx = _mm256_maskz_loadu_ps(m, a.d + b * a.n_tok + t0);
+      __m256i bs[4];
+      for (int p = 0; p < 4; ++p) bs[p] = _mm256_maskz_loadu_epi32(m, a.neg_bs + (4 * b + p) * a.n_tok + t0);
+#pragma GCC unroll 16
       for (int r = 0; r < NR; ++r) {
         const Block* wb = reinterpret_cast<const Block*>(w + r * w_row_bytes) + b;
         kw[r].load(wb);
-        dd[r] = k4_d_dmin(&wb->d);
+        const __m128 d_dmin = k4_d_dmin(&wb->d);
+        _mm256_store_ps(dd[r], _mm256_mul_ps(_mm256_broadcastss_ps(d_dmin), dx));
+        // -sum(min·bsum32) of the 8 tokens: min pair p (dword 4 + p of scale_min) against
+        // each token's word pair p
+        __m256i mm = _mm256_setzero_si256();
+        for (int p = 0; p < 4; ++p)
+          mm = _mm256_dpwssd_epi32(mm, bs[p], _mm256_permutevar8x32_epi32(kw[r].scale_min, _mm256_set1_epi32(4 + p)));
+        macc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mm), _mm256_mul_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(d_dmin)), dx),
+                                  macc[r]);
       }
-      for (int t = 0; t < kPrefillTokens; ++t) {
-        const K4Act* xb = reinterpret_cast<const K4Act*>(xa + t * token_stride) + b;
-        for (int r = 0; r < NR; ++r) facc[r][t] = k4_accumulate(facc[r][t], kw[r].dot(xb), kw[r].scale_min, dd[r], xb);
+      // read back as broadcasts from memory (a load each), not as register permutes
+      asm volatile("" : : "r"(dd) : "memory");
+      const auto* xb = reinterpret_cast<const K4Act*>(a.x + t0 * a.stride) + b;
+#pragma GCC unroll 16
+      for (int t = 0; t < NT; ++t) {
+        const K4Act* xt = reinterpret_cast<const K4Act*>(reinterpret_cast<const uint8_t*>(xb) + t * a.stride);
+        const __m512i x0 = _mm512_loadu_si512(xt->x[0]), x1 = _mm512_loadu_si512(xt->x[1]);
+        const __m512i x2 = _mm512_loadu_si512(xt->x[2]), x3 = _mm512_loadu_si512(xt->x[3]);
+#pragma GCC unroll 16
+        for (int r = 0; r < NR; ++r)
+          facc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(k4_dot(kw[r], x0, x1, x2, x3)), _mm512_set1_ps(dd[r][t]),
+                                       facc[r][t]);
       }
     }
-    for (int r = 0; r < NR; ++r)
-      for (int t = 0; t < kPrefillTokens; ++t) y[t * ldy + r] = hsum8(facc[r][t]);
+#pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) {
+      alignas(32) float mv[8];
+      _mm256_store_ps(mv, macc[r]);
+#pragma GCC unroll 16
+      for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(facc[r][t]) + mv[t];
+    }
   }
 };
 using Q4K = K4Format<false>;
@@ -310,15 +364,6 @@ struct Q6Weights {
     c1 = _mm512_dpbusd_epi32(c1, q[3], _mm512_loadu_si512(xa->x[3]));
     return _mm512_madd_epi16(_mm512_packs_epi32(c0, c1), scale);
   }
-};
-
-// The arranged activations of a call: token t's blocks at x + t·stride, and d of token t,
-// block b at d[b·n_tok + t] (the prefill tiles read a row of tokens' d at once).
-struct Arranged {
-  const uint8_t* x;
-  int64_t stride;
-  const float* d;
-  int64_t n_tok;
 };
 
 struct Q6K {
@@ -409,34 +454,6 @@ struct Q6K {
   }
 };
 
-// Rows [r0, r1) in blocks of kRowBlock; in each, tokens 4 at a time through the prefill tiles,
-// the rest one at a time through one-row decode steps.
-template <class F>
-void kq_rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* wp, int64_t w_row_bytes,
-             int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  const auto* w = static_cast<const uint8_t*>(wp);
-  const uint8_t* x = F::arrange(static_cast<const uint8_t*>(xp), x_row_bytes, n_tok, blocks);
-  const int64_t stride = F::token_bytes(blocks, x_row_bytes);
-  const int64_t n4 = n_tok / kPrefillTokens * kPrefillTokens;
-  constexpr int NR = F::kPrefillRows;
-  for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
-    const int64_t re = rb + kRowBlock < r1 ? rb + kRowBlock : r1;
-    for (int64_t t = 0; t < n4; t += kPrefillTokens) {
-      int64_t r = rb;
-      for (; r + NR <= re; r += NR)
-        F::template prefill<NR>(x + t * stride, stride, w + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r, ldy);
-      for (; r < re; ++r)
-        F::template prefill<1>(x + t * stride, stride, w + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r, ldy);
-    }
-    for (int64_t t = n4; t < n_tok; ++t) {
-      // One row at a time, the next row prefetched: from DRAM, several rows' streams at once
-      // read at half the bandwidth (measured 9-10 vs 20-22 GB/s on one thread for q4_k / q6_k).
-      for (int64_t r = rb; r < re; ++r)
-        F::template decode<1>(x + t * stride, w + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r);
-    }
-  }
-}
-
 // Rows [r0, r1) in blocks of kRowBlock; in each, tokens F::kPrefillTokens at a time through
 // F::kPrefillRows x kPrefillTokens tiles (the block's last rows one at a time), then 4 at a time
 // through one-row tiles, the rest one at a time through the decode step.
@@ -468,8 +485,8 @@ void kq_rows_tiles(const void* xp, int64_t x_row_bytes, int64_t n_tok, const voi
 }  // namespace
 
 const BlockKernel kKQuantsAvx512[] = {
-    {DType::Q4_K, kq_rows<Q4K>},
-    {DType::Q5_K, kq_rows<Q5K>},
+    {DType::Q4_K, kq_rows_tiles<Q4K>},
+    {DType::Q5_K, kq_rows_tiles<Q5K>},
     {DType::Q6_K, kq_rows_tiles<Q6K>},
     {DType::F32, nullptr},
 };
