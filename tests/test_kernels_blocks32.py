@@ -24,7 +24,7 @@ def _weights(fmt, rows, blocks, rng):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("fmt", FORMATS32)
-@pytest.mark.parametrize("rows,tokens,blocks", [(9, 1, 4), (6, 5, 5), (21, 1, 8), (7, 9, 13), (18, 4, 48)])
+@pytest.mark.parametrize("rows,tokens,blocks", [(9, 1, 4), (6, 5, 5), (21, 1, 8), (7, 9, 13), (18, 4, 48), (5, 13, 70)])
 def test_whole_groups_and_a_partial_one(fmt, isa, rows, tokens, blocks):
     rng = np.random.default_rng(rows * 1000 + blocks)
     w = _weights(fmt, rows, blocks, rng)
@@ -63,7 +63,7 @@ def test_extremes_against_the_exact_product(fmt, isa):
     saturate nor wrap. Activations that are integers with a ±127 in every block quantize exactly
     (d = 1), so the exact product is the dequantized weights times x in float64."""
     rng = np.random.default_rng(3)
-    rows, blocks, tokens = 13, 9, 6
+    rows, blocks, tokens = 13, 9, 14
     w = _extreme_blocks(fmt, rows * blocks, rng).reshape(rows, -1)
     wf = _core.dequantize_blocks(fmt, w).reshape(rows, 32 * blocks).astype(np.float64)
     x = rng.choice(np.array([-127, 127, -126, 0, 1, -1], np.float32), (tokens, 32 * blocks))
@@ -82,12 +82,12 @@ def test_a_rows_result_does_not_depend_on_its_batch(fmt):
     """Bit for bit: a token goes through a 4-token tile or the 1-token path depending on its place
     in the batch, and a row through a 4-row tile or a single-row one; all must round the same."""
     rng = np.random.default_rng(7)
-    rows, blocks = 37, 11
+    rows, blocks = 37, 75
     w = _weights(fmt, rows, blocks, rng)
     x = rng.standard_normal((9, 32 * blocks)).astype(np.float32)
     for isa in ISAS:
         alone = np.stack([_core.matmul(x[i:i + 1], w, fmt, isa)[0] for i in range(9)])
-        for n in (2, 4, 5, 9):
+        for n in (2, 4, 5, 9, 14):
             np.testing.assert_array_equal(_core.matmul(x[:n], w, fmt, isa), alone[:n],
                                           err_msg=f"{isa}, {n} tokens")
         some_rows = _core.matmul(x[:5], np.ascontiguousarray(w[3:8]), fmt, isa)

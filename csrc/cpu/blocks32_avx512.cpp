@@ -2,7 +2,8 @@
 // cpu/matmul.cpp's dispatch (cpu/matmul_kernels.h). Compiled with this ISA's flags; everything
 // here has internal linkage except the list.
 //
-// All six formats go through one tile, four blocks (128 values) at a time:
+// gguf_q8_0 has its own tile (below: 16 blocks per step, one int32 lane per block). The five
+// nibble formats go through one tile, four blocks (128 values) at a time:
 //  - Every block size (18, 20, 22, 24, 34 bytes) is even, so every field of the four blocks
 //    starts on a 16-bit word of the group; two (q8_0: four) unaligned 512-bit loads cover the
 //    group, and vpermt2w (AVX512BW) gathers from them the quant bytes of the four blocks, their
@@ -333,6 +334,191 @@ void rows_isa(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* wp,
   }
 }
 
+// ---- gguf_q8_0: 16 blocks per step, one int32 lane per block ----
+// The group tile above spends, per 4 blocks and (row, token), 2 vpdpbusd and then a conversion,
+// a multiply and an fma on lanes that each hold a quarter of a block. q8_0 (no nibbles to
+// unpack) goes through a tile whose int32 lane L is block L of a super-group of 16 blocks:
+// vector j (j < 8) holds bytes 4j..4j+3 of each block's quants, so 8 chained vpdpbusd leave each
+// lane the block's whole dot, and the float steps run once per 16 blocks. Rows are transposed so
+// once per block of rows into a small buffer, read by every token tile; the activations once per
+// call. Weights unsigned (u = q + 128, the sign bit flipped); each lane starts at -128·sum(x)
+// (|lane| <= 32·255·127 + 128·32·127 < 2^21).
+// Per (row, token) the float steps are, super-group after super-group,
+//   acc = fma(float(dot), d_w·d_x, acc)      (16 lanes: block L of each super-group)
+// and y = reduce_add(acc), in the decode step and in every tile alike.
+constexpr int kSg = 16;               // blocks per super-group
+constexpr int64_t kQ8XBytes = 640;    // per token and super-group: x[8][64], start[16], d[16]
+constexpr int64_t kQ8WBytes = 576;    // per row and super-group, transposed: u[8][64], d[16]
+
+struct Q8Sg {
+  __m512i q[8];
+  __m512 d;
+};
+
+// The super-group of 16 blocks at p (valid_blocks of them exist; the others read nothing and
+// come out u = 128, d = 0), transposed: 4 groups through Q8_0F::load (lane k of lo / hi: block
+// k's values 0-15 / 16-31), then per 128-bit lane a 4x4 transpose of dwords (U_j[4k + g] =
+// dword j of block 4g + k) and one permute to V_j[4g + k].
+template <bool kFull>
+inline void q8_load_sg(const uint8_t* p, int valid_blocks, Q8Sg& o) {
+  GroupW g[4];
+  for (int k = 0; k < 4; ++k) {
+    if constexpr (kFull) {
+      Q8_0F::load<true, false>(p + k * kGroup * Q8_0F::kBytes, 0, g[k]);
+    } else {
+      const int n = valid_blocks - kGroup * k;
+      Q8_0F::load<false, false>(p + k * kGroup * Q8_0F::kBytes, (n <= 0 ? 0 : n >= 4 ? 4 : n) * Q8_0F::kBytes / 2, g[k]);
+    }
+  }
+  const __m512i idx = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+  for (int h = 0; h < 2; ++h) {
+    const __m512i v0 = h ? g[0].hi : g[0].lo, v1 = h ? g[1].hi : g[1].lo;
+    const __m512i v2 = h ? g[2].hi : g[2].lo, v3 = h ? g[3].hi : g[3].lo;
+    const __m512i a0 = _mm512_unpacklo_epi32(v0, v1), a1 = _mm512_unpackhi_epi32(v0, v1);
+    const __m512i a2 = _mm512_unpacklo_epi32(v2, v3), a3 = _mm512_unpackhi_epi32(v2, v3);
+    o.q[4 * h + 0] = _mm512_permutexvar_epi32(idx, _mm512_unpacklo_epi64(a0, a2));
+    o.q[4 * h + 1] = _mm512_permutexvar_epi32(idx, _mm512_unpackhi_epi64(a0, a2));
+    o.q[4 * h + 2] = _mm512_permutexvar_epi32(idx, _mm512_unpacklo_epi64(a1, a3));
+    o.q[4 * h + 3] = _mm512_permutexvar_epi32(idx, _mm512_unpackhi_epi64(a1, a3));
+  }
+  // g[k].d lanes 4k'..4k'+3: d of block 4k + k'; lane 4k' + k of the blend is that, permuted
+  // to lane 4k + k'
+  __m512 d = g[0].d;
+  d = _mm512_mask_mov_ps(d, __mmask16(0x2222), g[1].d);
+  d = _mm512_mask_mov_ps(d, __mmask16(0x4444), g[2].d);
+  d = _mm512_mask_mov_ps(d, __mmask16(0x8888), g[3].d);
+  o.d = _mm512_permutexvar_ps(idx, d);
+}
+
+// Each token's activations per super-group: x[j][4L..4L+3] = bytes 4j.. of block L, the lane
+// starts, d per lane (blocks past the row's end: zero).
+inline const uint8_t* q8_arrange(const void* x, int64_t x_row_bytes, int64_t n_tok, int64_t blocks, int64_t nsg) {
+  thread_local ScratchBytes arranged;
+  arranged.reserve(size_t(n_tok * nsg * kQ8XBytes));
+  for (int64_t t = 0; t < n_tok; ++t) {
+    const auto* act = reinterpret_cast<const ActQ8_32*>(static_cast<const uint8_t*>(x) + t * x_row_bytes);
+    for (int64_t s = 0; s < nsg; ++s) {
+      uint8_t* dst = arranged.data + (t * nsg + s) * kQ8XBytes;
+      std::memset(dst, 0, size_t(kQ8XBytes));
+      for (int L = 0; L < kSg && s * kSg + L < blocks; ++L) {
+        const ActQ8_32& a = act[s * kSg + L];
+        for (int j = 0; j < 8; ++j) std::memcpy(dst + 64 * j + 4 * L, a.qs + 4 * j, 4);
+        const int32_t start = -128 * a.sum;
+        std::memcpy(dst + 512 + 4 * L, &start, 4);
+        std::memcpy(dst + 576 + 4 * L, &a.d, 4);
+      }
+    }
+  }
+  return arranged.data;
+}
+
+// One super-group's dot for a token's arranged activations xs: 16 lanes, one per block.
+inline __m512i q8_sg_dot(const __m512i (&q)[8], const uint8_t* xs) {
+  __m512i dot = _mm512_loadu_si512(xs + 512);
+  for (int j = 0; j < 8; ++j) dot = _mm512_dpbusd_epi32(dot, q[j], _mm512_loadu_si512(xs + 64 * j));
+  return dot;
+}
+
+// One token, one row, straight from the row's blocks (the next row prefetched).
+inline void q8_decode(const uint8_t* xt, const uint8_t* w, int64_t stride, int64_t blocks, int64_t nsg, float* y) {
+  __m512 acc = _mm512_setzero_ps();
+  constexpr int64_t kSgBytes = kSg * Q8_0F::kBytes;
+  for (int64_t s = 0; s < nsg; ++s) {
+    for (int64_t o = 0; o < kSgBytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(w + stride + s * kSgBytes) + o, _MM_HINT_T0);
+    Q8Sg sg;
+    if (s * kSg + kSg <= blocks)
+      q8_load_sg<true>(w + s * kSgBytes, kSg, sg);
+    else
+      q8_load_sg<false>(w + s * kSgBytes, int(blocks - s * kSg), sg);
+    const uint8_t* xs = xt + s * kQ8XBytes;
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q8_sg_dot(sg.q, xs)), _mm512_mul_ps(sg.d, _mm512_loadu_ps(xs + 576)), acc);
+  }
+  *y = _mm512_reduce_add_ps(acc);
+}
+
+// NT tokens (xa_stride bytes apart), one row from the transposed buffer wb, super-groups
+// [s0, s1): the accumulators start at zero (first) or from accm, and end reduced into y (last)
+// or back in accm.
+template <int NT>
+void q8_tile(const uint8_t* xa, int64_t xa_stride, const uint8_t* wb, int64_t s0, int64_t s1, bool first, bool last,
+             float* accm, float* y, int64_t ldy) {
+  __m512 acc[NT];
+#pragma GCC unroll 16
+  for (int t = 0; t < NT; ++t) acc[t] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(accm + 16 * t);
+  for (int64_t s = s0; s < s1; ++s) {
+    __m512i q[8];
+    for (int j = 0; j < 8; ++j) q[j] = _mm512_loadu_si512(wb + s * kQ8WBytes + 64 * j);
+    const __m512 wd = _mm512_loadu_ps(wb + s * kQ8WBytes + 512);
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) {
+      const uint8_t* xs = xa + t * xa_stride + s * kQ8XBytes;
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q8_sg_dot(q, xs)), _mm512_mul_ps(wd, _mm512_loadu_ps(xs + 576)), acc[t]);
+    }
+  }
+  if (last) {
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) y[t * ldy] = _mm512_reduce_add_ps(acc[t]);
+  } else {
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) _mm512_storeu_ps(accm + 16 * t, acc[t]);
+  }
+}
+
+// 8 tokens per tile; the rows of a block take the tile's super-groups 4 at a time (8 tokens x 4 x
+// 640 bytes of activations stay in L1 while the rows pass; the whole row at 8960 columns did
+// not: 8 x 18 x 640 bytes, read from L2 by every row, measured below the old group tile)
+constexpr int kQ8Tokens = 8;
+constexpr int64_t kQ8Chunk = 4;
+
+template <int NT>
+void q8_tiles(const uint8_t* xa, int64_t xa_stride, const uint8_t* rowbuf, int64_t nsg, int64_t nrows, float* accbuf,
+              float* y, int64_t ldy) {
+  for (int64_t s0 = 0; s0 < nsg; s0 += kQ8Chunk) {
+    const int64_t s1 = s0 + kQ8Chunk < nsg ? s0 + kQ8Chunk : nsg;
+    for (int64_t r = 0; r < nrows; ++r)
+      q8_tile<NT>(xa, xa_stride, rowbuf + r * nsg * kQ8WBytes, s0, s1, s0 == 0, s1 == nsg, accbuf + r * NT * 16, y + r,
+                  ldy);
+  }
+}
+
+void q8_rows(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* wp, int64_t stride,
+             int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  const auto* w = static_cast<const uint8_t*>(wp);
+  const int64_t nsg = (blocks + kSg - 1) / kSg, xa_stride = nsg * kQ8XBytes;
+  const uint8_t* xa = q8_arrange(x, x_row_bytes, n_tok, blocks, nsg);
+  thread_local ScratchBytes rowbuf, accbuf;
+  const bool tiles = n_tok >= 4;
+  if (tiles) {
+    rowbuf.reserve(size_t(kRowBlock * nsg * kQ8WBytes));
+    accbuf.reserve(size_t(kRowBlock * kQ8Tokens * 16 * 4));
+  }
+  float* accm = reinterpret_cast<float*>(accbuf.data);
+  for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
+    const int64_t re = rb + kRowBlock < r1 ? rb + kRowBlock : r1;
+    if (tiles) {
+      for (int64_t r = rb; r < re; ++r)
+        for (int64_t s = 0; s < nsg; ++s) {
+          Q8Sg sg;
+          const uint8_t* p = w + r * stride + s * kSg * Q8_0F::kBytes;
+          if (s * kSg + kSg <= blocks)
+            q8_load_sg<true>(p, kSg, sg);
+          else
+            q8_load_sg<false>(p, int(blocks - s * kSg), sg);
+          uint8_t* dst = rowbuf.data + ((r - rb) * nsg + s) * kQ8WBytes;
+          for (int j = 0; j < 8; ++j) _mm512_storeu_si512(dst + 64 * j, sg.q[j]);
+          _mm512_storeu_ps(dst + 512, sg.d);
+        }
+    }
+    int64_t t = 0;
+    for (; t + kQ8Tokens <= n_tok; t += kQ8Tokens)
+      q8_tiles<kQ8Tokens>(xa + t * xa_stride, xa_stride, rowbuf.data, nsg, re - rb, accm, y + t * ldy + rb, ldy);
+    for (; t + 4 <= n_tok; t += 4)
+      q8_tiles<4>(xa + t * xa_stride, xa_stride, rowbuf.data, nsg, re - rb, accm, y + t * ldy + rb, ldy);
+    for (; t < n_tok; ++t)
+      for (int64_t r = rb; r < re; ++r) q8_decode(xa + t * xa_stride, w + r * stride, stride, blocks, nsg, y + t * ldy + r);
+  }
+}
+
 // GFNI or the shift: the nibbles are the same either way. Read on first use, from inside the
 // kernels (a namespace-scope initializer here would run, compiled with AVX-512 flags, when the
 // module loads on any CPU).
@@ -353,7 +539,7 @@ void rows(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* w, int6
 }  // namespace
 
 const BlockKernel kBlocks32Avx512[] = {
-    {DType::GGUF_Q8_0, rows<Q8_0F>},
+    {DType::GGUF_Q8_0, q8_rows},
     {DType::GGUF_Q4_0, rows<Q4_0F>},
     {DType::Q4_1, rows<Q4_1F>},
     {DType::Q5_0, rows<Q5_0F>},
