@@ -8,23 +8,29 @@
 //     int32 lane of VNNI's vpdpbusd (u8 quant x s8 activation, 4 products per lane) belongs to
 //     one sub-block; the activations are rearranged once per call to match (K4Act, Q6Act);
 //   - those lanes fit int16, so vpackssdw puts two vectors' lanes side by side and one vpmaddwd
-//     multiplies them by their sub-blocks' scales (2 multiply instructions per 64 values would
-//     be vpmaddubsw + vpdpwssd; this is 1.25-1.5);
-//   - what depends only on the activations' sums (q4_k/q5_k's mins, q6_k's -32) comes from the
-//     block's bsums (ActQ8_K: sums of each 16 activations), rearranged per call too;
+//     multiplies them by their sub-blocks' scales (q4_k/q5_k: the low and the high nibble
+//     vectors each chained through 2 vpdpbusd; q6_k: A/B vectors sharing sub-blocks lane by
+//     lane, chained the same way), 4 vpdpbusd + 1 vpackssdw + 1 vpmaddwd per block and token;
+//   - what depends only on the activations' sums (q4_k/q5_k's mins) comes from the block's bsums
+//     (ActQ8_K: sums of each 16 activations), rearranged per call too; q6_k's -32 from lane
+//     starts -32·(sum of the lane's activations), arranged per call;
 //   - the int32 lanes become floats once per block, times d_w·d_x (and dmin_w·d_x for the mins).
 //
 // Integer ranges (vpdpbusd, vpmaddwd and vpdpwssd do not saturate except vpmaddwd's
 // -32768·-32768 pair, impossible with scales of at most 128 in size; vpackssdw would saturate
-// outside int16): activations |x| <= 128 (the quantizer gives <= 127). q4_k/q5_k: a packed lane
-// sums 8 products of a quant <= 31 (q5_k) with x: <= 8·31·128 = 31744 < 32767. q6_k: a lane sums
-// 4 products (q - 32)·x with |q - 32| <= 32: <= 16384. A block's int32 sum is at most
-// 256·63·31·128 = 6.4e7 (q5_k) or 256·128·32·128 = 1.3e8 (q6_k), far from 2^31; the mins'
-// 8 products min·(sum of 32 x) <= 63·4096 each.
+// outside int16): q4_k/q5_k: a packed lane sums 8 products of a quant <= 31 (q5_k) with x:
+// <= 8·31·128 = 31744 < 32767 (|x| <= 128). q6_k: a lane sums 8 products (q - 32)·x with
+// |q - 32| <= 32: <= 8·32·127 = 32512, which needs |x| <= 127 (ActQ8_K's quantizer,
+// round(x·127/max|x|), gives no -128). A block's int32 sum is at most 256·63·31·128 = 6.4e7
+// (q5_k) or 256·128·32·128 = 1.3e8 (q6_k), far from 2^31; the mins' 8 products
+// min·(sum of 32 x) <= 63·4096 each.
 //
-// Tiles are NR rows x NT tokens; a token's float results go through the same operations, in the
-// same order, in a 4-token tile and in the 1-token path, so a row's result does not depend on
-// its batch (the server batches requests and each must get what it gets alone).
+// Prefill: tiles of NR rows x 8 tokens over a block of 16 rows unpacked once (Weights::unpack)
+// into a buffer every token tile reads, d_w·d_x for the tile's tokens in one multiply, then
+// tiles of 4 tokens, the rest through the decode step (the raw blocks, one row at a time, the
+// next prefetched). A token's float results go through the same operations, in the same order,
+// in every tile and in the decode step, so a row's result does not depend on its batch (the
+// server batches requests and each must get what it gets alone).
 #include <immintrin.h>
 
 #include <cstdlib>
@@ -168,6 +174,23 @@ struct K4Weights {
         _mm512_set_epi16(7, 7, 7, 7, 6, 6, 6, 6, 5, 5, 5, 5, 4, 4, 4, 4, 3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0),
         _mm512_castsi256_si512(scale_min));
   }
+  // The unpacked block in kUnpackedBytes at p (q, scale, scale_min, then [d, dmin] as floats),
+  // as the prefill tiles read it: unpacked once per block of rows, read by every token tile.
+  template <class Block>
+  static void unpack(const Block* wb, uint8_t* p) {
+    K4Weights kw;
+    kw.load(wb);
+    for (int i = 0; i < 4; ++i) _mm512_storeu_si512(p + 64 * i, kw.q[i]);
+    _mm512_storeu_si512(p + 256, kw.scale);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 320), kw.scale_min);
+    _mm_storel_pi(reinterpret_cast<__m64*>(p + 352), k4_d_dmin(&wb->d));
+  }
+  static constexpr int64_t kUnpackedBytes = 384;
+  void load_unpacked(const uint8_t* p) {
+    for (int i = 0; i < 4; ++i) q[i] = _mm512_loadu_si512(p + 64 * i);
+    scale = _mm512_loadu_si512(p + 256);
+    scale_min = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 320));
+  }
 };
 
 // A q4_k/q5_k block's int32 lanes: sum of scale·quant·x over the block (each lane a fixed
@@ -188,6 +211,7 @@ inline __m512i k4_dot(const K4Weights<kFifthBit>& kw, __m512i x0, __m512i x1, __
 template <bool kFifthBit>
 struct K4Format {
   using Block = std::conditional_t<kFifthBit, BlockQ5_K, BlockQ4_K>;
+  using Weights = K4Weights<kFifthBit>;
 // 2 rows x 8 tokens: every accumulator in a register (measured against 1x8, 2x6, 3x8, 4x4,
   // 4x8: with its smaller integer work per block, spilling cost q4_k more than it saved)
   static constexpr int kPrefillRows = 2, kPrefillTokens = 8;
@@ -274,9 +298,9 @@ struct K4Format {
       for (int p = 0; p < 4; ++p) bs[p] = _mm256_maskz_loadu_epi32(m, a.neg_bs + (4 * b + p) * a.n_tok + t0);
 #pragma GCC unroll 16
       for (int r = 0; r < NR; ++r) {
-        const Block* wb = reinterpret_cast<const Block*>(w + r * w_row_bytes) + b;
-        kw[r].load(wb);
-        const __m128 d_dmin = k4_d_dmin(&wb->d);
+        const uint8_t* wu = w + r * w_row_bytes + b * K4Weights<kFifthBit>::kUnpackedBytes;
+        kw[r].load_unpacked(wu);
+        const __m128 d_dmin = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(wu + 352)));
         _mm256_store_ps(dd[r], _mm256_mul_ps(_mm256_broadcastss_ps(d_dmin), dx));
         // -sum(min·bsum32) of the 8 tokens: min pair p (dword 4 + p of scale_min) against
         // each token's word pair p
@@ -356,6 +380,21 @@ struct Q6Weights {
                          4, 4, 0, 0),
         s16);
   }
+  // The unpacked block in kUnpackedBytes at p (q, scale, then d as a float), as the prefill
+  // tiles read it: unpacked once per block of rows, read by every token tile.
+  static void unpack(const BlockQ6_K* wb, uint8_t* p) {
+    Q6Weights qw;
+    qw.load(wb);
+    for (int i = 0; i < 4; ++i) _mm512_storeu_si512(p + 64 * i, qw.q[i]);
+    _mm512_storeu_si512(p + 256, qw.scale);
+    const float d = _cvtsh_ss(wb->d);
+    __builtin_memcpy(p + 320, &d, 4);
+  }
+  static constexpr int64_t kUnpackedBytes = 384;
+  void load_unpacked(const uint8_t* p) {
+    for (int i = 0; i < 4; ++i) q[i] = _mm512_loadu_si512(p + 64 * i);
+    scale = _mm512_loadu_si512(p + 256);
+  }
   // One int32 lane per sub-block: scale·sum((q - 32)·x).
   __m512i dot(const Q6Act* xa) const {
     __m512i c0 = _mm512_dpbusd_epi32(_mm512_loadu_si512(xa->start[0]), q[0], _mm512_loadu_si512(xa->x[0]));
@@ -367,6 +406,8 @@ struct Q6Weights {
 };
 
 struct Q6K {
+  using Block = BlockQ6_K;
+  using Weights = Q6Weights;
   // 4 rows x 8 tokens (measured against 2x4, 2x8, 3x8, 4x6, 4x12, 8x4, 1x16: more rows per
   // loaded activation mattered more than keeping every accumulator in a register)
   static constexpr int kPrefillRows = 4, kPrefillTokens = 8;
@@ -425,9 +466,9 @@ struct Q6K {
       const __m512 dx = _mm512_maskz_loadu_ps(m, a.d + b * a.n_tok + t0);
 #pragma GCC unroll 16
       for (int r = 0; r < NR; ++r) {
-        const BlockQ6_K* wb = reinterpret_cast<const BlockQ6_K*>(w + r * w_row_bytes) + b;
-        qw[r].load(wb);
-        _mm512_store_ps(dd[r], _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(wb->d)), dx));
+        const uint8_t* wu = w + r * w_row_bytes + b * Q6Weights::kUnpackedBytes;
+        qw[r].load_unpacked(wu);
+        _mm512_store_ps(dd[r], _mm512_mul_ps(_mm512_set1_ps(*reinterpret_cast<const float*>(wu + 320)), dx));
       }
       // read back as broadcasts from memory (a load each), not as register permutes
       asm volatile("" : : "r"(dd) : "memory");
@@ -463,17 +504,27 @@ void kq_rows_tiles(const void* xp, int64_t x_row_bytes, int64_t n_tok, const voi
   const auto* w = static_cast<const uint8_t*>(wp);
   const Arranged a = F::arrange(static_cast<const uint8_t*>(xp), x_row_bytes, n_tok, blocks);
   constexpr int NR = F::kPrefillRows, NT = F::kPrefillTokens;
+  using W = typename F::Weights;
+  // the prefill tiles read the block of rows unpacked (W::unpack), u_row bytes per row
+  const int64_t u_row = blocks * W::kUnpackedBytes;
+  thread_local Scratch unpacked;
+  const uint8_t* u = n_tok >= 4 ? unpacked.reserve(size_t(kRowBlock * u_row)) : nullptr;
   for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
     const int64_t re = rb + kRowBlock < r1 ? rb + kRowBlock : r1;
+    if (u)
+      for (int64_t r = rb; r < re; ++r)
+        for (int64_t b = 0; b < blocks; ++b)
+          W::unpack(reinterpret_cast<const typename F::Block*>(w + r * w_row_bytes) + b,
+                    unpacked.data + (r - rb) * u_row + b * W::kUnpackedBytes);
     int64_t t = 0;
     for (; t + NT <= n_tok; t += NT) {
       int64_t r = rb;
       for (; r + NR <= re; r += NR)
-        F::template prefill<NR, NT>(a, t, w + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r, ldy);
-      for (; r < re; ++r) F::template prefill<1, NT>(a, t, w + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r, ldy);
+        F::template prefill<NR, NT>(a, t, u + (r - rb) * u_row, u_row, blocks, y + t * ldy + r, ldy);
+      for (; r < re; ++r) F::template prefill<1, NT>(a, t, u + (r - rb) * u_row, u_row, blocks, y + t * ldy + r, ldy);
     }
     for (; t + 4 <= n_tok; t += 4)
-      for (int64_t r = rb; r < re; ++r) F::template prefill<1, 4>(a, t, w + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r, ldy);
+      for (int64_t r = rb; r < re; ++r) F::template prefill<1, 4>(a, t, u + (r - rb) * u_row, u_row, blocks, y + t * ldy + r, ldy);
     for (; t < n_tok; ++t) {
       // One row at a time, the next row prefetched: from DRAM, several rows' streams at once
       // read at half the bandwidth (measured 9-10 vs 20-22 GB/s on one thread for q4_k / q6_k).
