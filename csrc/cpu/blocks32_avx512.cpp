@@ -219,12 +219,16 @@ struct ScratchBytes {
   uint8_t* data = nullptr;
   size_t size = 0;
   ~ScratchBytes() { std::free(data); }
+  // 64-byte aligned (a 512-bit load across two cache lines costs two; the contents are not
+  // kept when it grows)
   void reserve(size_t n) {
     if (n <= size) return;
-    void* p = std::realloc(data, n);
+    const size_t bytes = (n + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, bytes);
     if (!p) throw std::bad_alloc();
+    std::free(data);
     data = static_cast<uint8_t*>(p);
-    size = n;
+    size = bytes;
   }
 };
 
