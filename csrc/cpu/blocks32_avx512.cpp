@@ -213,28 +213,10 @@ constexpr int64_t kXLo = 0, kXHi = 64, kXStart = 128, kXd = 192, kXm = 256;
 template <class F>
 constexpr int64_t group_bytes() { return F::kMin ? 320 : 256; }
 
-// A growing buffer without std::vector (a standard-library template instantiated here would be
-// compiled with AVX-512 flags, and the linker may keep that copy for the portable code too).
-struct ScratchBytes {
-  uint8_t* data = nullptr;
-  size_t size = 0;
-  ~ScratchBytes() { std::free(data); }
-  // 64-byte aligned (a 512-bit load across two cache lines costs two; the contents are not
-  // kept when it grows)
-  void reserve(size_t n) {
-    if (n <= size) return;
-    const size_t bytes = (n + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, bytes);
-    if (!p) throw std::bad_alloc();
-    std::free(data);
-    data = static_cast<uint8_t*>(p);
-    size = bytes;
-  }
-};
 
 template <class F>
 const uint8_t* arrange(const void* x, int64_t x_row_bytes, int64_t n_tok, int64_t blocks, int64_t token_bytes) {
-  thread_local ScratchBytes arranged;
+  thread_local KernelScratch arranged;
   arranged.reserve(size_t(n_tok * token_bytes));
   const int64_t groups = (blocks + kGroup - 1) / kGroup;
   for (int64_t t = 0; t < n_tok; ++t) {
@@ -397,7 +379,7 @@ inline void q8_load_sg(const uint8_t* p, int valid_blocks, Q8Sg& o) {
 // Each token's activations per super-group: x[j][4L..4L+3] = bytes 4j.. of block L, the lane
 // starts, d per lane (blocks past the row's end: zero).
 inline const uint8_t* q8_arrange(const void* x, int64_t x_row_bytes, int64_t n_tok, int64_t blocks, int64_t nsg) {
-  thread_local ScratchBytes arranged;
+  thread_local KernelScratch arranged;
   arranged.reserve(size_t(n_tok * nsg * kQ8XBytes));
   for (int64_t t = 0; t < n_tok; ++t) {
     const auto* act = reinterpret_cast<const ActQ8_32*>(static_cast<const uint8_t*>(x) + t * x_row_bytes);
@@ -490,7 +472,7 @@ void q8_rows(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* wp, 
   const auto* w = static_cast<const uint8_t*>(wp);
   const int64_t nsg = (blocks + kSg - 1) / kSg, xa_stride = nsg * kQ8XBytes;
   const uint8_t* xa = q8_arrange(x, x_row_bytes, n_tok, blocks, nsg);
-  thread_local ScratchBytes rowbuf, accbuf;
+  thread_local KernelScratch rowbuf, accbuf;
   const bool tiles = n_tok >= 4;
   if (tiles) {
     rowbuf.reserve(size_t(kRowBlock * nsg * kQ8WBytes));

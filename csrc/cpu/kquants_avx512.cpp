@@ -104,26 +104,6 @@ struct K4Act {
 };
 static_assert(sizeof(K4Act) == 320, "arranged activation block");
 
-// A growing buffer without std::vector: a standard-library template instantiated here would be
-// compiled with AVX-512 flags, and the linker may keep that copy for the portable code too.
-struct Scratch {
-  uint8_t* data = nullptr;
-  size_t size = 0;
-  ~Scratch() { std::free(data); }
-  // 64-byte aligned (a 512-bit load across two cache lines costs two; the contents are not
-  // kept when it grows)
-  uint8_t* reserve(size_t n) {
-    if (n > size) {
-      const size_t bytes = (n + 63) / 64 * 64;
-      void* p = std::aligned_alloc(64, bytes);
-      if (!p) throw std::bad_alloc();
-      std::free(data);
-      data = static_cast<uint8_t*>(p);
-      size = bytes;
-    }
-    return data;
-  }
-};
 
 // The arranged activations of a call: token t's blocks at x + t·stride, and d of token t,
 // block b at d[b·n_tok + t] (the prefill tiles read a row of tokens' d at once).
@@ -223,7 +203,7 @@ struct K4Format {
   // Every token's activations as K4Act blocks, token after token; d and the mins' word pairs
   // token-major too (Arranged).
   static Arranged arrange(const uint8_t* x, int64_t x_row_bytes, int64_t n_tok, int64_t blocks) {
-    thread_local Scratch scratch;
+    thread_local KernelScratch scratch;
     const int64_t stride = blocks * int64_t(sizeof(K4Act));
     uint8_t* base = scratch.reserve(size_t(n_tok * stride + n_tok * blocks * 4 * 5));
     auto* out = reinterpret_cast<K4Act*>(base);
@@ -416,7 +396,7 @@ struct Q6K {
   // loaded activation mattered more than keeping every accumulator in a register)
   static constexpr int kPrefillRows = 4, kPrefillTokens = 8;
   static Arranged arrange(const uint8_t* x, int64_t x_row_bytes, int64_t n_tok, int64_t blocks) {
-    thread_local Scratch scratch;
+    thread_local KernelScratch scratch;
     const int64_t stride = blocks * int64_t(sizeof(Q6Act));
     uint8_t* base = scratch.reserve(size_t(n_tok * stride + n_tok * blocks * 4));
     auto* out = reinterpret_cast<Q6Act*>(base);
@@ -511,7 +491,7 @@ void kq_rows_tiles(const void* xp, int64_t x_row_bytes, int64_t n_tok, const voi
   using W = typename F::Weights;
   // the prefill tiles read the block of rows unpacked (W::unpack), u_row bytes per row
   const int64_t u_row = blocks * W::kUnpackedBytes;
-  thread_local Scratch unpacked;
+  thread_local KernelScratch unpacked;
   const uint8_t* u = n_tok >= 4 ? unpacked.reserve(size_t(kRowBlock * u_row)) : nullptr;
   for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
     const int64_t re = rb + kRowBlock < r1 ? rb + kRowBlock : r1;

@@ -25,22 +25,6 @@ inline float f16(uint16_t h) { return _cvtsh_ss(h); }
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
-// A growing buffer without std::vector (a standard-library template instantiated here would be
-// compiled with AVX2 flags, and the linker could keep that copy for portable code).
-struct ScratchBytes {
-  uint8_t* data = nullptr;
-  size_t size = 0;
-  ~ScratchBytes() { std::free(data); }
-  uint8_t* get(size_t n) {
-    if (n > size) {
-      void* p = std::realloc(data, n);
-      if (!p) throw std::bad_alloc();
-      data = static_cast<uint8_t*>(p);
-      size = n;
-    }
-    return data;
-  }
-};
 
 // For piece p = 4h + s of q2_k / q3_k (values 128h + 32s + l, l < 32: bits 2s of qs[32h + l];
 // sub-blocks 8h + 2s in the low 128-bit lane, 8h + 2s + 1 in the high one): the int16 scale of
@@ -192,8 +176,8 @@ void k2_tile(const void* x, int64_t x_row_bytes, const uint8_t* w, int64_t w_row
 constexpr int64_t kIq4ActBytes = 260, kIq4D = 256;
 
 const uint8_t* arrange_iq4(const void* x, int64_t x_row_bytes, int64_t n_tok, int64_t blocks) {
-  thread_local ScratchBytes buf;
-  uint8_t* out = buf.get(size_t(n_tok * blocks * kIq4ActBytes));
+  thread_local KernelScratch buf;
+  uint8_t* out = buf.reserve(size_t(n_tok * blocks * kIq4ActBytes));
   for (int64_t t = 0; t < n_tok; ++t)
     for (int64_t b = 0; b < blocks; ++b) {
       const ActQ8_K* a = reinterpret_cast<const ActQ8_K*>(static_cast<const uint8_t*>(x) + t * x_row_bytes) + b;

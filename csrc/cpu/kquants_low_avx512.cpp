@@ -30,22 +30,6 @@ namespace {
 
 inline float f16(uint16_t h) { return _cvtsh_ss(h); }
 
-// A growing buffer without std::vector (a standard-library template instantiated here would be
-// compiled with AVX-512 flags, and the linker could keep that copy for portable code).
-struct ScratchBytes {
-  uint8_t* data = nullptr;
-  size_t size = 0;
-  ~ScratchBytes() { std::free(data); }
-  uint8_t* get(size_t n) {
-    if (n > size) {
-      void* p = std::realloc(data, n);
-      if (!p) throw std::bad_alloc();
-      data = static_cast<uint8_t*>(p);
-      size = n;
-    }
-    return data;
-  }
-};
 
 inline const ActQ8_K* act_block(const void* x, int64_t x_row_bytes, int64_t t, int64_t b) {
   return reinterpret_cast<const ActQ8_K*>(static_cast<const uint8_t*>(x) + t * x_row_bytes) + b;
@@ -59,8 +43,8 @@ constexpr int64_t kK2Bsums = 256, kK2D = 288;
 
 template <int kBsumScale>
 const uint8_t* arrange_k2(const void* x, int64_t x_row_bytes, int64_t n_tok, int64_t blocks) {
-  thread_local ScratchBytes buf;
-  uint8_t* out = buf.get(size_t(n_tok * blocks * kK2ActBytes));
+  thread_local KernelScratch buf;
+  uint8_t* out = buf.reserve(size_t(n_tok * blocks * kK2ActBytes));
   for (int64_t t = 0; t < n_tok; ++t)
     for (int64_t b = 0; b < blocks; ++b) {
       const ActQ8_K* a = act_block(x, x_row_bytes, t, b);
@@ -200,8 +184,8 @@ struct Q2K {
 constexpr int64_t kIq4ActBytes = 448, kIq4Start = 256, kIq4D = 384;
 
 const uint8_t* arrange_iq4(const void* x, int64_t x_row_bytes, int64_t n_tok, int64_t blocks) {
-  thread_local ScratchBytes buf;
-  uint8_t* out = buf.get(size_t(n_tok * blocks * kIq4ActBytes));
+  thread_local KernelScratch buf;
+  uint8_t* out = buf.reserve(size_t(n_tok * blocks * kIq4ActBytes));
   const __m512i lo_idx = _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0);   // values 0-15 of 4 sub-blocks
   const __m512i hi_idx = _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2);  // values 16-31
   for (int64_t t = 0; t < n_tok; ++t)

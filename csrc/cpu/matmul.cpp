@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <vector>
 #include <stdexcept>
 #include <string>
@@ -229,6 +230,20 @@ void quantize_act_q8_k(const float* x, int64_t n, int64_t in, void* out) {
 static void quantize_act(ActFormat fmt, const float* x, int64_t n, int64_t in, void* out) {
   if (fmt == ActFormat::Q8_32) quantize_act_q8_32(x, n, in, out);
   else quantize_act_q8_k(x, n, in, out);
+}
+
+KernelScratch::~KernelScratch() { std::free(data); }
+
+uint8_t* KernelScratch::reserve(size_t n) {
+  if (n > size) {
+    const size_t bytes = (n + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, bytes);
+    if (!p) throw std::bad_alloc();
+    std::free(data);
+    data = static_cast<uint8_t*>(p);
+    size = bytes;
+  }
+  return data;
 }
 
 // Scratch for the quantized activations of one matmul (matmuls run one at a time per thread).

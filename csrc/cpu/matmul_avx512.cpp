@@ -229,20 +229,6 @@ void q4tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, const int8
     for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]) + tail[t][r];
 }
 
-// A growing buffer without std::vector: a standard-library template instantiated here would be
-// compiled with AVX-512 flags, and the linker may keep that copy for the portable code too.
-struct ScratchBytes {
-  int8_t* data = nullptr;
-  size_t size = 0;
-  ~ScratchBytes() { std::free(data); }
-  void reserve(size_t n) {
-    if (n <= size) return;
-    void* p = std::realloc(data, n);
-    if (!p) throw std::bad_alloc();
-    data = static_cast<int8_t*>(p);
-    size = n;
-  }
-};
 
 // q4_0 tiles read each token's activations per 4 blocks as [elements 0-15 of the 4 blocks |
 // elements 16-31 | -2·sum(x) of each block in its 4 lanes] (blocks past the last multiple of 8
@@ -252,7 +238,7 @@ const int8_t* arrange_activations(const int8_t* xq, const int32_t* xs, int64_t n
   if constexpr (!std::is_same_v<W, Q4W>) {
     return xq;
   } else {
-    thread_local ScratchBytes arranged;
+    thread_local KernelScratch arranged;
     const int64_t groups = blocks / 8 * 2, token_bytes = q4_arranged_token_bytes(blocks);
     arranged.reserve(size_t(n_tok * token_bytes));
     const __m512i lo_idx = _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0);   // elements 0-15 of each block
@@ -261,7 +247,7 @@ const int8_t* arrange_activations(const int8_t* xq, const int32_t* xs, int64_t n
     for (int64_t t = 0; t < n_tok; ++t) {
       for (int64_t q = 0; q < groups; ++q) {
         const int8_t* src = xq + (t * blocks + 4 * q) * 32;
-        int8_t* dst = arranged.data + t * token_bytes + q * kArrangedGroupBytes;
+        int8_t* dst = reinterpret_cast<int8_t*>(arranged.data) + t * token_bytes + q * kArrangedGroupBytes;
         const __m512i x01 = _mm512_loadu_si512(src), x23 = _mm512_loadu_si512(src + 64);
         _mm512_storeu_si512(dst, _mm512_permutex2var_epi64(x01, lo_idx, x23));
         _mm512_storeu_si512(dst + 64, _mm512_permutex2var_epi64(x01, hi_idx, x23));
@@ -271,7 +257,7 @@ const int8_t* arrange_activations(const int8_t* xq, const int32_t* xs, int64_t n
         _mm512_storeu_si512(dst + 128, _mm512_permutexvar_epi32(lane_block, neg2));
       }
     }
-    return arranged.data;
+    return reinterpret_cast<const int8_t*>(arranged.data);
   }
 }
 

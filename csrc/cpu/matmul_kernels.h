@@ -3,6 +3,7 @@
 // only plain functions, never define inline code or templates (the linker could otherwise keep an
 // AVX-512 copy of a shared function and run it on a CPU without AVX-512).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "core/dtype.h"
@@ -41,6 +42,17 @@ typedef void (*WeightedSumFn)(const float* p, int64_t ldp, int64_t heads, const 
 typedef void (*BlockMatmulRowsFn)(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* w,
                                   int64_t w_row_bytes, int64_t blocks, int64_t r0, int64_t r1,
                                   float* y, int64_t ldy);
+
+// A thread's growing scratch buffer for the kernels (arranged activations, unpacked rows), 64-byte
+// aligned (a 512-bit load across two cache lines costs two); its contents are not kept when it
+// grows. Defined in portable code (cpu/matmul.cpp): the per-ISA files may not share inline code,
+// nor instantiate std::vector (the linker could keep their AVX-512 copy for every caller).
+struct KernelScratch {
+  uint8_t* data = nullptr;
+  size_t size = 0;
+  ~KernelScratch();
+  uint8_t* reserve(size_t n);  // data, holding at least n bytes
+};
 
 // A kernel for one block format; lists of them end with {DType::F32, nullptr}.
 struct BlockKernel {
