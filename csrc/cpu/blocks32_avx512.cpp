@@ -213,7 +213,6 @@ constexpr int64_t kXLo = 0, kXHi = 64, kXStart = 128, kXd = 192, kXm = 256;
 template <class F>
 constexpr int64_t group_bytes() { return F::kMin ? 320 : 256; }
 
-
 template <class F>
 const uint8_t* arrange(const void* x, int64_t x_row_bytes, int64_t n_tok, int64_t blocks, int64_t token_bytes) {
   thread_local KernelScratch arranged;

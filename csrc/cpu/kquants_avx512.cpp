@@ -104,7 +104,6 @@ struct K4Act {
 };
 static_assert(sizeof(K4Act) == 320, "arranged activation block");
 
-
 // The arranged activations of a call: token t's blocks at x + t·stride, and d of token t,
 // block b at d[b·n_tok + t] (the prefill tiles read a row of tokens' d at once).
 struct Arranged {

@@ -25,7 +25,6 @@ inline float f16(uint16_t h) { return _cvtsh_ss(h); }
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
-
 // For piece p = 4h + s of q2_k / q3_k (values 128h + 32s + l, l < 32: bits 2s of qs[32h + l];
 // sub-blocks 8h + 2s in the low 128-bit lane, 8h + 2s + 1 in the high one): the int16 scale of
 // each maddubs lane, from `by_parity` (low lane: the even sub-blocks' scales 0, 2, .., 14 as

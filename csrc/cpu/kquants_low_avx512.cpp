@@ -30,7 +30,6 @@ namespace {
 
 inline float f16(uint16_t h) { return _cvtsh_ss(h); }
 
-
 inline const ActQ8_K* act_block(const void* x, int64_t x_row_bytes, int64_t t, int64_t b) {
   return reinterpret_cast<const ActQ8_K*>(static_cast<const uint8_t*>(x) + t * x_row_bytes) + b;
 }

@@ -229,7 +229,6 @@ void q4tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, const int8
     for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]) + tail[t][r];
 }
 
-
 // q4_0 tiles read each token's activations per 4 blocks as [elements 0-15 of the 4 blocks |
 // elements 16-31 | -2·sum(x) of each block in its 4 lanes] (blocks past the last multiple of 8
 // are left to the 256-bit tail, which reads xq). q8_0 tiles read xq as it is.
