@@ -201,6 +201,15 @@ def test_engine_batches_and_matches_single_runs(direct, tiny_r1):
     (dict(messages=[{"role": "robot", "content": "x"}]), 400, "messages[0].role"),
     (dict(messages=[{"role": "user", "content": "word " * 400}]), 400, None),
     (dict(model="other"), 404, "model"),
+    # unimplemented OpenAI fields that ask for something, and unknown fields: named, never ignored
+    (dict(logprobs=True), 400, "logprobs"),
+    (dict(top_logprobs=3), 400, "top_logprobs"),
+    (dict(response_format={"type": "json_object"}), 400, "response_format"),
+    (dict(tools=[{"type": "function", "function": {"name": "f"}}]), 400, "tools"),
+    (dict(presence_penalty=0.5), 400, "presence_penalty"),
+    (dict(frequency_penalty=1), 400, "frequency_penalty"),
+    (dict(logit_bias={"1": 5}), 400, "logit_bias"),
+    (dict(temprature=0.5), 400, "temprature"),
 ])
 def test_request_errors(url, change, status, param):
     body = {**dict(model="tiny", messages=HI, max_tokens=2), **change}
@@ -210,6 +219,19 @@ def test_request_errors(url, change, status, param):
     assert err["message"] and err["param"] == param
     if "word " in str(change):
         assert err["code"] == "context_length_exceeded"
+
+
+def test_default_values_of_unimplemented_fields_are_accepted(url):
+    """Clients that send OpenAI's defaults explicitly (LangChain and others) are served."""
+    body = dict(model="tiny", messages=HI, max_tokens=2, logprobs=False, presence_penalty=0.0,
+                frequency_penalty=0, logit_bias={}, response_format={"type": "text"}, tools=[],
+                tool_choice="none", user="someone", n=1)
+    code, reply = http("POST", url + "/v1/chat/completions", body)
+    assert code == 200, reply
+    code, reply = http("POST", url + "/v1/completions", dict(model="tiny", prompt="Hi", max_tokens=2, echo=False))
+    assert code == 200, reply
+    code, reply = http("POST", url + "/v1/completions", dict(model="tiny", prompt="Hi", max_tokens=2, echo=True))
+    assert code == 400 and reply["error"]["param"] == "echo"
 
 
 def test_openai_client_sees_the_errors(client):

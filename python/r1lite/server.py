@@ -68,6 +68,43 @@ GENERATION_FIELDS = ("temperature", "top_p", "seed", "top_k", "min_p", "repetiti
 FINISH_DETAIL = "r1lite_finish_detail"
 
 
+# Fields every request may carry that change nothing here (identifiers, storage hints).
+ACCEPTED_FIELDS = ("model", "stream", "stream_options", "n", "max_tokens", "max_completion_tokens",
+                   "stop", "user", "metadata", "store", "service_tier") + GENERATION_FIELDS
+# OpenAI fields r1lite does not implement (yet), with the values that ask for nothing: a request
+# with any other value gets a 400 naming the field, never a silently different answer.
+UNIMPLEMENTED_DEFAULTS = {
+    "logprobs": (None, False, 0), "top_logprobs": (None, 0), "presence_penalty": (None, 0),
+    "frequency_penalty": (None, 0), "logit_bias": (None, {}), "response_format": (None, {"type": "text"}),
+    "tools": (None, []), "tool_choice": (None, "none", "auto"), "parallel_tool_calls": (None, True, False),
+    "functions": (None, []), "function_call": (None, "none", "auto"), "echo": (None, False),
+    "suffix": (None, ""), "best_of": (None, 1), "modalities": (None, ["text"]),
+}
+
+
+def _same(value, default) -> bool:
+    """value is default: numbers by value (0 and 0.0 alike), booleans only as booleans."""
+    if isinstance(value, bool) or isinstance(default, bool):
+        return isinstance(value, bool) and isinstance(default, bool) and value == default
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float)) and value == default
+    return value == default
+
+
+def _check_fields(body: dict, own: tuple) -> None:
+    """ApiError 400 for a field this endpoint does not know, or an unimplemented one that asks
+    for something (OpenAI's own servers refuse unknown arguments the same way)."""
+    for name, value in body.items():
+        if name in ACCEPTED_FIELDS or name in own:
+            continue
+        if name in UNIMPLEMENTED_DEFAULTS:
+            if any(_same(value, d) for d in UNIMPLEMENTED_DEFAULTS[name]):
+                continue
+            raise ApiError(400, f"'{name}' is not supported by r1lite's server yet (got {value!r})",
+                           param=name, code="unsupported_parameter")
+        raise ApiError(400, f"unrecognized request field '{name}'", param=name, code="unknown_parameter")
+
+
 def _generation_kw(body: dict) -> dict:
     """Generation keywords from an OpenAI request body (and r1lite's extras: top_k, min_p,
     repetition_penalty, max_thinking_tokens, thinking_margin, loop_guard, dry_*)."""
@@ -213,6 +250,7 @@ class Server:
     async def chat_completions(self, request):
         try:
             body = await self._body(request)
+            _check_fields(body, ("messages",))
             kw = _generation_kw(body)
             messages = _messages(body)
             if self.model.tokenizer is None:
@@ -229,6 +267,7 @@ class Server:
     async def completions(self, request):
         try:
             body = await self._body(request)
+            _check_fields(body, ("prompt",))
             kw = _generation_kw(body)
             prompt = body.get("prompt")
             if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
