@@ -86,7 +86,10 @@ def test_q8_0_conversion_behaves_like_llama_cpp_q8_0(smollm2_path, tmp_path):
     file does the same: on the question its tokens (stored in the oracle) agree with r1lite's for
     11 tokens; the story meets near-ties after 4 tokens (a change of summation order in r1lite's
     kernels moved the divergence from token 10 to token 5 there)."""
-    out = r1lite.convert(smollm2_path, tmp_path / "smollm2-q8_0.safetensors", "q8_0", progress=False)
+    with pytest.raises(ValueError, match="already quantized .*q4_1.*--allow-requantize"):
+        r1lite.convert(smollm2_path, tmp_path / "refused.safetensors", "q8_0", progress=False)
+    out = r1lite.convert(smollm2_path, tmp_path / "smollm2-q8_0.safetensors", "q8_0", progress=False,
+                         allow_requantize=True)
     m = r1lite.load(out)
     question = m.chat(QUESTION["messages"], max_new_tokens=10, temperature=0)
     assert question.tokens == ORACLE["llamacpp_q8_0_greedy"][0][:10]
@@ -156,7 +159,8 @@ def test_perplexity_per_format_matches_llama_cpp(smollm2_path, tmp_path):
     assert text.is_file(), f"the perplexity text {text} is missing on this machine"
     models = {"f32": smollm2_path}  # the file's own blocks, against the f32 reading of them
     for fmt in ("q8_0", "q4_0"):
-        models[fmt] = r1lite.convert(smollm2_path, tmp_path / f"{fmt}.safetensors", fmt, progress=False)
+        models[fmt] = r1lite.convert(smollm2_path, tmp_path / f"{fmt}.safetensors", fmt, progress=False,
+                                     allow_requantize=True)
     for fmt, path in models.items():
         m = r1lite.load(path, context=ref["ctx"])
         ids = m.tokenizer.encode(text.read_text())[:ref["tokens"]]

@@ -122,6 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("out", help="output .safetensors file")
     conv.add_argument("--quant", default="q8_0", choices=list(RECIPES), metavar="QUANT",
                       help="a recipe listed below (default q8_0)")
+    conv.add_argument("--allow-requantize", action="store_true",
+                      help="quantize a source that is already quantized in another format (rounds twice)")
     return ap
 
 
@@ -580,7 +582,7 @@ def cmd_convert(args) -> int:
     from .converter import convert
 
     t0 = time.perf_counter()
-    out = convert(args.src, args.out, args.quant)
+    out = convert(args.src, args.out, args.quant, allow_requantize=args.allow_requantize)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, {args.quant}) in "
           f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0

@@ -16,8 +16,8 @@ import numpy as np
 
 from .formats.r1file import FORMAT_NAME, FORMAT_VERSION, SCALE_SUFFIX, plane_shapes
 from .formats.tensors import as_f32, expected_tensors, materialize
-from .quant import BLOCK_FORMATS, encode
-from .recipes import RECIPES, tensor_formats
+from .quant import BLOCK_FORMATS, FLOAT_FORMATS, encode
+from .recipes import GGUF_EQUIVALENT, RECIPES, tensor_formats
 from .resolve import hub_cache_file, hub_snapshot, resolve_model
 
 NP_DTYPES = {"F32": np.float32, "BF16": np.uint16, "F16": np.float16, "I8": np.int8, "U8": np.uint8}
@@ -72,15 +72,21 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-def convert(src, out, quant: str = "q8_0", *, progress: bool | None = None) -> Path:
+def convert(src, out, quant: str = "q8_0", *, progress: bool | None = None,
+            allow_requantize: bool = False) -> Path:
     """Write the model at `src` (a Hugging Face folder or a GGUF file) to `out` with its matrices
     as the recipe `quant` says (recipes.RECIPES: a float format, r1lite's q8_0 / q4_0, or one of
     llama.cpp's K-quant mixes such as q4_k_m); norms and biases stay f32. A tensor the source
-    already holds in the chosen format is copied as it is. Returns the output path."""
+    already holds in the chosen format is copied as it is. Quantizing tensors the source holds
+    quantized in another format rounds twice (a Q4_1 GGUF to q4_0 loses more than either): as
+    llama-quantize does, that needs allow_requantize=True (--allow-requantize); a float target
+    (f16, f32) is always allowed. Returns the output path."""
     if quant not in RECIPES:
         raise ValueError(f"unknown quantization {quant!r} (choose from {', '.join(RECIPES)})")
     config, tensors, meta = _source(resolve_model(src))
     formats = tensor_formats(config, quant)
+    if not allow_requantize:
+        _refuse_requantizing(src, tensors, formats)
 
     def encoded(name):
         arr, fmt = materialize(tensors[name])[:2]
@@ -89,6 +95,22 @@ def convert(src, out, quant: str = "q8_0", *, progress: bool | None = None) -> P
         return encode(as_f32(arr, fmt), formats[name])
 
     return write_model_file(out, config, formats, encoded, meta, progress=progress)
+
+
+def _refuse_requantizing(src, tensors: dict, formats: dict) -> None:
+    """ValueError when a tensor held quantized would be quantized again in another format."""
+    twice = {}
+    for name, fmt in formats.items():
+        entry = tensors[name]
+        held = entry[1] if isinstance(entry, tuple) else None  # lazy tensors: a float checkpoint
+        same = GGUF_EQUIVALENT.get(fmt, fmt) == held  # planar q8_0 from GGUF's Q8_0: the same values
+        if held not in (None, *FLOAT_FORMATS) and fmt not in FLOAT_FORMATS and not same:
+            twice[held] = twice.get(held, 0) + 1
+    if twice:
+        held = ", ".join(f"{n} tensors in {f}" for f, n in twice.items())
+        raise ValueError(f"{src}: already quantized ({held}); quantizing it again rounds twice and "
+                         "loses more than converting the original checkpoint. Pass --allow-requantize "
+                         "(allow_requantize=True) to do it anyway, or convert to f16.")
 
 
 def hub_model_file(repo_id: str) -> Path:
