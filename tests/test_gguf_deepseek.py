@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import r1lite
-from conftest import FIXTURES, rel_err
+from conftest import FIXTURES, rel_err, rounded_err
 from r1lite.formats import mla
 from r1lite.formats.hf import load_hf_folder
 from r1lite.formats.names import gguf_name
@@ -172,3 +172,33 @@ def test_missing_deepseek2_tensors_are_named(tmp_path):
                            lambda name, arr, _: [] if name == dropped else [(name, arr)])
         with pytest.raises(ModelFormatError, match=f"tensor '{missing}' is missing"):
             r1lite.load(cut)
+
+
+# the fixture whose widths let the experts and the rope-row matrices be Q8_0 blocks (the others'
+# tiny widths are not multiples of 32)
+@pytest.mark.parametrize("name", ["deepseek_v2_f32"])
+def test_deepseek2_gguf_in_q8_0_blocks_matches_an_independent_reading(name, tmp_path):
+    """The same files with every matrix whose rows fit as GGUF's Q8_0 blocks (stacked experts,
+    attn_k_b / attn_v_b where they fit, the interleaved rope rows of attn_q_b / attn_kv_a_mqa
+    moved as whole rows of blocks), computed on in their blocks, against the gguf package's
+    dequantization of the same file through r1lite's f32 path (which the test above proves
+    against transformers): what is left is the int8 rounding of the activations."""
+    from gguf_requant import requantize_gguf
+    from test_gguf_native import _dequantized_by_gguf
+
+    from r1lite.formats.gguf_reader import GGUFFile
+
+    folder = FIXTURES / name
+    oracle = np.load(folder / "oracle.npz")
+    src = write_deepseek2_gguf(folder, tmp_path / f"{name}.gguf")
+    g = GGUFFile(src)
+    blocks = {n: "gguf_q8_0" for n, t in g.tensors.items()
+              if len(t.shape) >= 2 and t.shape[0] % 32 == 0 and "ffn_gate_inp" not in n}
+    assert any("exps" in n for n in blocks) and any("attn_q_b" in n or "attn_kv_a_mqa" in n for n in blocks)
+    out = requantize_gguf(src, tmp_path / f"{name}-q8_0.gguf", blocks)[0]
+    model = r1lite.load(out, threads=2, kv_cache="f32")
+    assert model.summary["tensor_formats"]["gguf_q8_0"] >= len(blocks)
+    got = model.logits(oracle["tokens"])
+    want = _dequantized_by_gguf(out, model.config["context"]).logits(oracle["tokens"])
+    assert rounded_err(got, want, folder) <= 0.12  # measured 0.025 (test_model_file's MoE q8_0 bound)
+    assert (got.argmax(-1) == want.argmax(-1)).mean() >= 0.85
