@@ -19,9 +19,11 @@
 // near 2^31: a whole block sums to at most 256·63·128·128 (q6_k: quant 63, |x| 128, |scale| 128)
 // = 2.6e8, plus q6_k's 32·Σ|scale·bsum| <= 32·16·128·2048 = 1.3e8.
 //
-// Tiles are NR rows x NT tokens; a token's float results go through the same operations, in the
-// same order, in a 4-token tile and in the 1-token path, so a row's result does not depend on
-// its batch (the server batches requests and each must get what it gets alone).
+// Decode (1 token) reads the raw blocks, one row at a time (tile<1, 1>). Prefill unpacks each
+// block of 16 rows once (F::unpack: the quant vectors, scales and d as the tile computes them)
+// into a buffer every token tile reads (F::prefill: NR rows x NT tokens). A token's integer
+// lanes and float operations are the same, in the same order, in both, so a row's result does
+// not depend on its batch (the server batches requests and each must get what it gets alone).
 #include <immintrin.h>
 
 #include "core/blocks.h"
@@ -32,9 +34,6 @@ namespace {
 
 // A block of weight rows stays in cache while every token streams past it.
 constexpr int64_t kRowBlock = 16;
-// Prefill tile: 16 ymm registers hold NR·NT int and float accumulators plus each row's quants
-// and scale vectors of one sub-block.
-constexpr int kPrefillRows = 1, kPrefillTokens = 4;
 
 inline const ActQ8_K* act_block(const uint8_t* x, int64_t x_row_bytes, int t, int64_t b) {
   return reinterpret_cast<const ActQ8_K*>(x + t * x_row_bytes) + b;
@@ -80,8 +79,13 @@ inline __m128i unpack_k4_scales(const uint8_t* p) {
   return _mm_or_si128(low, high);
 }
 
-template <class Block, bool kFifthBit>
+template <class BlockT, bool kFifthBit>
 struct K4Format {
+  using Block = BlockT;
+  // Prefill tiles of 2 rows x 4 tokens over unpacked rows (measured against 1x4, 1x8, 2x6, 3x4,
+  // 4x3, 4x4: 16 ymm registers hold the int accumulators, each row's quants and one token's
+  // activations; more spill)
+  static constexpr int kPrefillRows = 2, kPrefillTokens = 4;
   // q4_k/q5_k: value v = 64j + 32h + l (j < 4, h < 2, l < 32) is nibble h of qs[32j + l], in
   // sub-block k = 2j + h; q5_k adds bit k of qh[l] as 16. One vector per sub-block k: 32 values
   // in order, against the activations' qs[32k ..].
@@ -145,12 +149,90 @@ struct K4Format {
     for (int r = 0; r < NR; ++r)
       for (int t = 0; t < NT; ++t) y[t * ldy + r] = hsum8(facc[r][t]);
   }
+
+  // The unpacked block (kUnpackedBytes at p) as the prefill tiles read it, unpacked once per
+  // block of rows: the 8 quant vectors of tile's sub-blocks k (bytes 0-255), the mins as
+  // tile's words (256-287), the 8 scales as int16 (288-303), d and dmin as floats (304, 308).
+  static constexpr int64_t kUnpackedBytes = 320;
+  static void unpack(const Block* wb, uint8_t* p) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    const __m256i min_idx = _mm256_setr_epi8(8, -128, 8, -128, 9, -128, 9, -128, 10, -128, 10, -128,
+                                             11, -128, 11, -128, 12, -128, 12, -128, 13, -128, 13,
+                                             -128, 14, -128, 14, -128, 15, -128, 15, -128);
+    for (int k = 0; k < 8; ++k) {
+      const __m256i v = load32(wb->qs + 32 * (k / 2));
+      __m256i q = _mm256_and_si256(k % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
+      if constexpr (kFifthBit) {
+        const __m256i qh = load32(wb->qh);
+        const __m256i h = k <= 4 ? _mm256_slli_epi16(qh, 4 - k) : _mm256_srli_epi16(qh, k - 4);
+        q = _mm256_or_si256(q, _mm256_and_si256(h, _mm256_set1_epi8(16)));
+      }
+      _mm256_store_si256(reinterpret_cast<__m256i*>(p + 32 * k), q);
+    }
+    const __m128i sm = unpack_k4_scales(wb->scales);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(p + 256), _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(sm), min_idx));
+    _mm_store_si128(reinterpret_cast<__m128i*>(p + 288), _mm_cvtepu8_epi16(sm));
+    const float d = _cvtsh_ss(wb->d), dmin = _cvtsh_ss(wb->dmin);
+    __builtin_memcpy(p + 304, &d, 4);
+    __builtin_memcpy(p + 308, &dmin, 4);
+  }
+
+  // NR rows (unpacked, u_row bytes apart) x NT tokens: each (row, token)'s integer lanes and
+  // float operations are tile's, so the results are the decode tile's bit for bit.
+  template <int NR, int NT>
+  static void prefill(const uint8_t* x, int64_t x_row_bytes, const uint8_t* u, int64_t u_row, int64_t blocks,
+                      float* y, int64_t ldy) {
+    __m256 facc[NR][NT];
+    for (int r = 0; r < NR; ++r)
+      for (int t = 0; t < NT; ++t) facc[r][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint8_t* wu[NR];
+      for (int r = 0; r < NR; ++r) wu[r] = u + r * u_row + b * kUnpackedBytes;
+      const ActQ8_K* xb[NT];
+      for (int t = 0; t < NT; ++t) xb[t] = act_block(x, x_row_bytes, t, b);
+      __m256i acc[NR][NT];
+      for (int r = 0; r < NR; ++r)
+        for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_si256();
+#pragma GCC unroll 1
+      for (int k = 0; k < 8; ++k) {
+        __m256i q[NR], sc[NR];
+        for (int r = 0; r < NR; ++r) {
+          q[r] = _mm256_load_si256(reinterpret_cast<const __m256i*>(wu[r] + 32 * k));
+          sc[r] = _mm256_set1_epi16(reinterpret_cast<const int16_t*>(wu[r] + 288)[k]);
+        }
+        for (int t = 0; t < NT; ++t) {
+          const __m256i xv = load32(xb[t]->qs + 32 * k);
+          for (int r = 0; r < NR; ++r) acc[r][t] = dot_scaled(acc[r][t], q[r], xv, sc[r]);
+        }
+      }
+      for (int r = 0; r < NR; ++r) {
+        const __m256i mins = _mm256_load_si256(reinterpret_cast<const __m256i*>(wu[r] + 256));
+        float dw, dmin;
+        __builtin_memcpy(&dw, wu[r] + 304, 4);
+        __builtin_memcpy(&dmin, wu[r] + 308, 4);
+        const __m256 d = _mm256_set1_ps(dw);
+        const __m256 neg_dmin = _mm256_set1_ps(-dmin);
+        for (int t = 0; t < NT; ++t) {
+          const __m256 dx = _mm256_set1_ps(xb[t]->d);
+          const __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, load32(xb[t]->bsums)));
+          facc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][t]), _mm256_mul_ps(d, dx), facc[r][t]);
+          facc[r][t] = _mm256_fmadd_ps(m, _mm256_mul_ps(neg_dmin, dx), facc[r][t]);
+        }
+      }
+    }
+    for (int r = 0; r < NR; ++r)
+      for (int t = 0; t < NT; ++t) y[t * ldy + r] = hsum8(facc[r][t]);
+  }
 };
 using Q4K = K4Format<BlockQ4_K, false>;
 using Q5K = K4Format<BlockQ5_K, true>;
 
 // ---- q6_k ----
 struct Q6K {
+  using Block = BlockQ6_K;
+  // Prefill tiles of 1 row x 8 tokens over unpacked rows (measured against 1x4, 2x4, 2x6, 3x4,
+  // 4x3, 4x4)
+  static constexpr int kPrefillRows = 1, kPrefillTokens = 8;
   // Value 128h + 32s + l of a BlockQ6_K: low nibble of ql[64h + 32(s & 1) + l] for s < 2, high
   // nibble for s >= 2; 2 high bits (qh[32h + l] >> 2s) & 3. One vector per (h, s): 32 values in
   // order (sub-blocks 8h + 2s in its low 128-bit lane, 8h + 2s + 1 in its high one).
@@ -211,27 +293,116 @@ struct Q6K {
     for (int r = 0; r < NR; ++r)
       for (int t = 0; t < NT; ++t) y[t * ldy + r] = hsum8(facc[r][t]);
   }
+
+  // The unpacked block (kUnpackedBytes at p) as the prefill tiles read it: the 8 quant vectors
+  // of tile's (h, s) (bytes 0-255), their 8 scale vectors (256-511), -32·scale as int16 words
+  // (512-543), d as a float (544).
+  static constexpr int64_t kUnpackedBytes = 576;
+  static void unpack(const BlockQ6_K* wb, uint8_t* p) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f), bits45 = _mm256_set1_epi8(0x30);
+    const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb->scales)));
+    const __m256i scales[2] = {_mm256_permute2x128_si256(s16, s16, 0x00), _mm256_permute2x128_si256(s16, s16, 0x11)};
+    for (int h = 0; h < 2; ++h) {
+      for (int s = 0; s < 4; ++s) {
+        const __m256i scale_idx = _mm256_setr_epi8(
+            4 * s, 4 * s + 1, 4 * s, 4 * s + 1, 4 * s, 4 * s + 1, 4 * s, 4 * s + 1, 4 * s, 4 * s + 1,
+            4 * s, 4 * s + 1, 4 * s, 4 * s + 1, 4 * s, 4 * s + 1, 4 * s + 2, 4 * s + 3, 4 * s + 2,
+            4 * s + 3, 4 * s + 2, 4 * s + 3, 4 * s + 2, 4 * s + 3, 4 * s + 2, 4 * s + 3, 4 * s + 2,
+            4 * s + 3, 4 * s + 2, 4 * s + 3, 4 * s + 2, 4 * s + 3);
+        const __m256i ql = load32(wb->ql + 64 * h + 32 * (s & 1));
+        const __m256i qh = load32(wb->qh + 32 * h);
+        const __m256i hb = s < 2 ? _mm256_slli_epi16(qh, 4 - 2 * s) : s == 2 ? qh : _mm256_srli_epi16(qh, 2);
+        const __m256i q = _mm256_or_si256(_mm256_and_si256(s < 2 ? ql : _mm256_srli_epi16(ql, 4), low4),
+                                          _mm256_and_si256(hb, bits45));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(p + 32 * (4 * h + s)), q);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(p + 256 + 32 * (4 * h + s)),
+                           _mm256_shuffle_epi8(scales[h], scale_idx));
+      }
+    }
+    _mm256_store_si256(reinterpret_cast<__m256i*>(p + 512), _mm256_mullo_epi16(s16, _mm256_set1_epi16(-32)));
+    const float d = _cvtsh_ss(wb->d);
+    __builtin_memcpy(p + 544, &d, 4);
+  }
+
+  // NR rows (unpacked, u_row bytes apart) x NT tokens: each (row, token)'s integer lanes and
+  // float operations are tile's, so the results are the decode tile's bit for bit.
+  template <int NR, int NT>
+  static void prefill(const uint8_t* x, int64_t x_row_bytes, const uint8_t* u, int64_t u_row, int64_t blocks,
+                      float* y, int64_t ldy) {
+    __m256 facc[NR][NT];
+    for (int r = 0; r < NR; ++r)
+      for (int t = 0; t < NT; ++t) facc[r][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint8_t* wu[NR];
+      for (int r = 0; r < NR; ++r) wu[r] = u + r * u_row + b * kUnpackedBytes;
+      const ActQ8_K* xb[NT];
+      for (int t = 0; t < NT; ++t) xb[t] = act_block(x, x_row_bytes, t, b);
+      __m256i acc[NR][NT];
+      for (int r = 0; r < NR; ++r) {
+        const __m256i neg32 = _mm256_load_si256(reinterpret_cast<const __m256i*>(wu[r] + 512));
+        for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_madd_epi16(neg32, load32(xb[t]->bsums));
+      }
+#pragma GCC unroll 1
+      for (int k = 0; k < 8; ++k) {
+        __m256i q[NR], sc[NR];
+        for (int r = 0; r < NR; ++r) {
+          q[r] = _mm256_load_si256(reinterpret_cast<const __m256i*>(wu[r] + 32 * k));
+          sc[r] = _mm256_load_si256(reinterpret_cast<const __m256i*>(wu[r] + 256 + 32 * k));
+        }
+        for (int t = 0; t < NT; ++t) {
+          const __m256i xv = load32(xb[t]->qs + 32 * k);
+          for (int r = 0; r < NR; ++r) acc[r][t] = dot_scaled(acc[r][t], q[r], xv, sc[r]);
+        }
+      }
+      for (int r = 0; r < NR; ++r) {
+        float dw;
+        __builtin_memcpy(&dw, wu[r] + 544, 4);
+        const __m256 d = _mm256_set1_ps(dw);
+        for (int t = 0; t < NT; ++t)
+          facc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][t]), _mm256_mul_ps(d, _mm256_set1_ps(xb[t]->d)),
+                                       facc[r][t]);
+      }
+    }
+    for (int r = 0; r < NR; ++r)
+      for (int t = 0; t < NT; ++t) y[t * ldy + r] = hsum8(facc[r][t]);
+  }
 };
 
-// Rows [r0, r1) in blocks of kRowBlock; in each, tokens 4 at a time through the prefill tiles,
-// the rest one at a time through 4-row tiles.
+// Rows [r0, r1) in blocks of kRowBlock, each unpacked once (F::unpack) when there are 4 tokens
+// or more; in each block, tokens F::kPrefillTokens at a time through F::kPrefillRows x
+// kPrefillTokens tiles of the unpacked rows (the block's last rows one at a time), then 4 at a
+// time through one-row tiles, the rest one at a time through the one-row decode tile of the raw
+// blocks.
 template <class F>
 void kq_rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* wp, int64_t w_row_bytes,
              int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
   const auto* x = static_cast<const uint8_t*>(xp);
   const auto* w = static_cast<const uint8_t*>(wp);
+  constexpr int NR = F::kPrefillRows, NT = F::kPrefillTokens;
+  using Block = typename F::Block;
+  const int64_t u_row = blocks * F::kUnpackedBytes;
+  thread_local KernelScratch unpacked;
+  uint8_t* u = n_tok >= 4 ? unpacked.reserve(size_t(kRowBlock * u_row)) : nullptr;
   for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
     const int64_t re = rb + kRowBlock < r1 ? rb + kRowBlock : r1;
+    if (u)
+      for (int64_t r = rb; r < re; ++r)
+        for (int64_t b = 0; b < blocks; ++b)
+          F::unpack(reinterpret_cast<const Block*>(w + r * w_row_bytes) + b, u + (r - rb) * u_row + b * F::kUnpackedBytes);
     int64_t t = 0;
-    for (; t + kPrefillTokens <= n_tok; t += kPrefillTokens) {
+    for (; t + NT <= n_tok; t += NT) {
       int64_t r = rb;
-      for (; r + kPrefillRows <= re; r += kPrefillRows)
-        F::template tile<kPrefillRows, kPrefillTokens>(x + t * x_row_bytes, x_row_bytes, w + r * w_row_bytes,
-                                                       w_row_bytes, blocks, y + t * ldy + r, ldy);
+      for (; r + NR <= re; r += NR)
+        F::template prefill<NR, NT>(x + t * x_row_bytes, x_row_bytes, u + (r - rb) * u_row, u_row, blocks,
+                                    y + t * ldy + r, ldy);
       for (; r < re; ++r)
-        F::template tile<1, kPrefillTokens>(x + t * x_row_bytes, x_row_bytes, w + r * w_row_bytes,
-                                            w_row_bytes, blocks, y + t * ldy + r, ldy);
+        F::template prefill<1, NT>(x + t * x_row_bytes, x_row_bytes, u + (r - rb) * u_row, u_row, blocks,
+                                   y + t * ldy + r, ldy);
     }
+    for (; t + 4 <= n_tok; t += 4)
+      for (int64_t r = rb; r < re; ++r)
+        F::template prefill<1, 4>(x + t * x_row_bytes, x_row_bytes, u + (r - rb) * u_row, u_row, blocks,
+                                  y + t * ldy + r, ldy);
     for (; t < n_tok; ++t) {
       // One row at a time, the next row prefetched: from DRAM, several rows' streams at once
       // read at half the bandwidth (measured 9-10 vs 20-22 GB/s on one thread for q4_k / q6_k).
