@@ -134,12 +134,7 @@ inline __m256i dot(__m256i u, __m256i w, __m256i x, int32_t xsum) {
   }
 }
 
-inline float hsum8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+#include "cpu/block_kernel_helpers.inc"
 
 // NR rows x NT tokens over a row's blocks. x: token 0's activation row; tokens x_row_bytes apart.
 template <class F, int NR, int NT>
@@ -175,7 +170,6 @@ void tile(const uint8_t* x, int64_t x_row_bytes, int64_t blocks, const uint8_t* 
     for (int t = 0; t < NT; ++t) y[t * ldy + r] = hsum8(acc[r][t]) + macc[r][t];
 }
 
-constexpr int64_t kRowBlock = 16;  // a block of weight rows stays in cache while tokens stream past
 constexpr int kPrefillRows = 2;    // 16 ymm registers: 2 x 4 accumulators + operands
 
 template <class F>

@@ -31,6 +31,8 @@
 namespace r1lite {
 namespace {
 
+#include "cpu/block_kernel_helpers.inc"
+
 constexpr int kGroup = 4;  // blocks per step
 
 // A permute index for vpermt2w: 32 words, each 0-31 (first source) or 32-63 (second).
@@ -290,7 +292,6 @@ void tile(const uint8_t* xa, int64_t xa_stride, int64_t blocks, const uint8_t* w
     for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
-constexpr int64_t kRowBlock = 16;  // a block of weight rows stays in cache while tokens stream past
 constexpr int kPrefillRows = 4;    // 4 rows x 4 tokens: 16 accumulators + the rows' operands
 
 template <class F, bool kGfni>

@@ -32,28 +32,9 @@
 namespace r1lite {
 namespace {
 
-// A block of weight rows stays in cache while every token streams past it.
-constexpr int64_t kRowBlock = 16;
-
-inline const ActQ8_K* act_block(const uint8_t* x, int64_t x_row_bytes, int t, int64_t b) {
-  return reinterpret_cast<const ActQ8_K*>(x + t * x_row_bytes) + b;
-}
-
-// Ask for the block `bytes` long at p (its cache lines; a line it shares with the next block is
-// asked for by the next one).
-template <int64_t kBytes>
-inline void prefetch_block(const void* p) {
-  for (int64_t o = 0; o < kBytes; o += 64) _mm_prefetch(static_cast<const char*>(p) + o, _MM_HINT_T0);
-}
+#include "cpu/block_kernel_helpers.inc"
 
 inline __m256i load32(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-
-inline float hsum8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 // acc + scale · (u · s): u8 quants times s8 activations in int16 pairs, times int16 scales in
 // int32 pairs.

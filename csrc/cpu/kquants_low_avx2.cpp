@@ -21,7 +21,7 @@
 namespace r1lite {
 namespace {
 
-inline float f16(uint16_t h) { return _cvtsh_ss(h); }
+#include "cpu/block_kernel_helpers.inc"
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
@@ -257,9 +257,8 @@ void iq4_tile(const uint8_t* xa, int64_t xa_stride, const uint8_t* w, int64_t w_
 }
 
 // ---- row loops ----
-// Row blocks of 16 stay in cache while the tokens stream past; tiles of kPrefillRows x
+// Row blocks of kRowBlock stay in cache while the tokens stream past; tiles of kPrefillRows x
 // kPrefillTokens, one-token tiles of kDecodeRows rows.
-constexpr int64_t kRowBlock = 16;
 constexpr int kPrefillTokens = 4, kPrefillRows = 2, kDecodeRows = 1;
 
 template <class F>

@@ -28,11 +28,8 @@
 namespace r1lite {
 namespace {
 
-inline float f16(uint16_t h) { return _cvtsh_ss(h); }
+#include "cpu/block_kernel_helpers.inc"
 
-inline const ActQ8_K* act_block(const void* x, int64_t x_row_bytes, int64_t t, int64_t b) {
-  return reinterpret_cast<const ActQ8_K*>(static_cast<const uint8_t*>(x) + t * x_row_bytes) + b;
-}
 
 // ---- q2_k and q3_k: arranged activations ----
 // Per block: pieces s = 0..3 (64 bytes: values [32s, 32s+32) then [128+32s, 160+32s)), then 16
@@ -258,14 +255,9 @@ struct IQ4XS {
 
 // ---- tiles and row loops ----
 
-// The rows of the next tile at this block's offset, a little ahead of their use (the weight
-// rows are short streams that the hardware prefetcher alone leaves half idle).
-template <class F>
-inline void prefetch_block(const uint8_t* p) {
-  for (int64_t o = 0; o < F::kBlockBytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
-}
-
-// NR rows x NT tokens: each row's block is decoded once (F::load) and dotted with each token.
+// NR rows x NT tokens: each row's block is decoded once (F::load) and dotted with each token;
+// the rows of the next tile are prefetched at this block's offset, a little ahead of their use
+// (the weight rows are short streams that the hardware prefetcher alone leaves half idle).
 template <class F, int NR, int NT>
 void tile(const uint8_t* xa, int64_t xa_stride, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
           float* y, int64_t ldy) {
@@ -276,7 +268,7 @@ void tile(const uint8_t* xa, int64_t xa_stride, const uint8_t* w, int64_t w_row_
     const uint8_t* wb = w + b * F::kBlockBytes;
     typename F::Row row[NR];
     for (int r = 0; r < NR; ++r) {
-      prefetch_block<F>(wb + (r + NR) * w_row_bytes);
+      prefetch_block<F::kBlockBytes>(wb + (r + NR) * w_row_bytes);
       F::load(wb + r * w_row_bytes, row[r]);
     }
     for (int t = 0; t < NT; ++t) {
@@ -290,7 +282,6 @@ void tile(const uint8_t* xa, int64_t xa_stride, const uint8_t* w, int64_t w_row_
     for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
-constexpr int64_t kRowBlock = 16;  // rows kept in cache while the tokens stream past
 constexpr int kPrefillTokens = 8, kPrefillRows = 2;
 
 template <class F>
