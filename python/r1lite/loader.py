@@ -159,16 +159,11 @@ def summarize(path: Path, config: dict, tensors: dict) -> dict:
 
 def model_files(path: Path) -> list[Path]:
     """The files a model is read from: a folder's .safetensors, a split GGUF's parts, or the file."""
-    from .formats.gguf_reader import SPLIT_NAME
+    from .formats.gguf_reader import split_part_paths
 
     if path.is_dir():
         return [f for f in path.iterdir() if f.suffix == ".safetensors"]
-    m = SPLIT_NAME.match(path.name)
-    if m:
-        count = int(m["count"])
-        parts = [path.with_name(f"{m['stem']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
-        return [f for f in parts if f.is_file()]
-    return [path]
+    return [Path(p) for p in split_part_paths(str(path)) if os.path.isfile(p)]
 
 
 def _with_model(model_or_path, fn, load_kw):

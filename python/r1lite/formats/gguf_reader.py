@@ -257,6 +257,16 @@ class GGUFFile:
             raise ModelFormatError(f"{self.path}: tensor '{name}' does not decode ({e})") from None
 
 
+def split_part_paths(path: str) -> list[str]:
+    """All part paths of a split file named as llama.cpp names them (stem-0000N-of-0000M.gguf),
+    the given one among them; [path] for any other name."""
+    m = SPLIT_NAME.match(os.path.basename(path))
+    if not m:
+        return [path]
+    count, folder = int(m["count"]), os.path.dirname(path)
+    return [os.path.join(folder, f"{m['stem']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
+
+
 def _other_parts(path: str, count: int, number) -> list[str]:
     """The paths of a split file's other parts (llama.cpp's naming: stem-0000N-of-0000M.gguf)."""
     m = SPLIT_NAME.match(os.path.basename(path))
@@ -266,8 +276,7 @@ def _other_parts(path: str, count: int, number) -> list[str]:
     if int(m["no"]) != 1 or int(number or 0) != 0:
         first = f"{m['stem']}-00001-of-{count:05d}.gguf"
         raise ModelFormatError(f"{path}: part {m['no']} of a split file; load the first part, {first}")
-    folder = os.path.dirname(path)
-    parts = [os.path.join(folder, f"{m['stem']}-{i:05d}-of-{count:05d}.gguf") for i in range(2, count + 1)]
+    parts = split_part_paths(path)[1:]
     missing = [p for p in parts if not os.path.exists(p)]
     if missing:
         raise ModelFormatError(f"{path}: split file part {missing[0]} is missing "

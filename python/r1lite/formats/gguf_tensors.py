@@ -58,15 +58,18 @@ def _deepseek2_tensor(g: GGUFFile, config: dict, name: str, stacked: dict) -> tu
     return _need_tensor(g, gguf_name(name))
 
 
-def _need_tensor(g: GGUFFile, gname: str, copy: bool = False) -> tuple:
+def _present(g: GGUFFile, gname: str) -> str:
     if gname not in g.tensors:
         raise ModelFormatError(f"{g.path}: tensor '{gname}' is missing")
-    return g.raw(gname, copy=copy)
+    return gname
+
+
+def _need_tensor(g: GGUFFile, gname: str, copy: bool = False) -> tuple:
+    return g.raw(_present(g, gname), copy=copy)
 
 
 def _need_f32(g: GGUFFile, gname: str) -> np.ndarray:
-    _need_tensor(g, gname)
-    return g.f32(gname)
+    return g.f32(_present(g, gname))
 
 
 def _unpermute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
