@@ -71,10 +71,8 @@ def _deepseek2_as_hf(g: GGUFFile) -> dict:
     (0.1·mscale_all_dim): llama.cpp takes mscale = mscale_all_dim, as every DeepSeek release has."""
     a = "deepseek2"
     dr = int(g.need(f"{a}.rope.dimension_count"))
-    key_mla = g.get(f"{a}.attention.key_length_mla")
-    value_mla = g.get(f"{a}.attention.value_length_mla")
-    if key_mla is None:
-        key_mla, value_mla = g.need(f"{a}.attention.key_length"), g.need(f"{a}.attention.value_length")
+    key_mla = g.get(f"{a}.attention.key_length_mla") or g.need(f"{a}.attention.key_length")
+    value_mla = g.get(f"{a}.attention.value_length_mla") or g.need(f"{a}.attention.value_length")
     heads = int(g.need(f"{a}.attention.head_count"))
     tokens = g.get("tokenizer.ggml.tokens") or []
     sigmoid = int(g.get(f"{a}.expert_gating_func") or GATING_SOFTMAX) == GATING_SIGMOID

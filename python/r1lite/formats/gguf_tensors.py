@@ -40,22 +40,33 @@ def _deepseek2_tensor(g: GGUFFile, config: dict, name: str, stacked: dict) -> tu
                 stacked["layer"] = layer
             stacked[gname] = _need_tensor(g, gname)
         arr, fmt = stacked[gname]
+        if arr.ndim < 3 or arr.shape[0] != config["num_experts"]:
+            raise ModelFormatError(f"{g.path}: tensor '{gname}' has shape {list(arr.shape)}, expected "
+                                   f"{config['num_experts']} stacked experts")
         return arr[int(e)], fmt
     if short in ("w_uk_t", "w_uv"):
         split = f"blk.{layer}.attn_{'k' if short == 'w_uk_t' else 'v'}_b.weight"
         if split in g.tensors:  # [H, C, dn] / [H, dv, C]: rows of the stacked matrix as they lie
             arr, fmt = _need_tensor(g, split)
-            return arr.reshape(h * (c if short == "w_uk_t" else dv), -1), fmt
+            return _rows_checked(g, split, arr, h * (c if short == "w_uk_t" else dv)), fmt
         # older files: kv_b's key half must be transposed, which blocks cannot be: f32
         kv_b = _need_f32(g, f"blk.{layer}.attn_kv_b.weight")
         return mla.split_kv_b(kv_b, h, dn, dv, "uk_t" if short == "w_uk_t" else "uv"), "f32"
     if short in ("wq", "wq_b"):
         arr, fmt = _need_tensor(g, gguf_name(name), copy=True)
-        return mla.reorder_rope_rows(arr, h, dn + dr, dr), fmt
+        return mla.reorder_rope_rows(_rows_checked(g, gguf_name(name), arr, h * (dn + dr)), h, dn + dr, dr), fmt
     if short == "wkv_a":
         arr, fmt = _need_tensor(g, gguf_name(name), copy=True)
-        return mla.reorder_rope_rows(arr, 1, c + dr, dr), fmt
+        return mla.reorder_rope_rows(_rows_checked(g, gguf_name(name), arr, c + dr), 1, c + dr, dr), fmt
     return _need_tensor(g, gguf_name(name))
+
+
+def _rows_checked(g: GGUFFile, gname: str, arr: np.ndarray, rows: int) -> np.ndarray:
+    """arr [.., in] as [rows, in], checked before rows move (a wrong shape is named, not indexed past)."""
+    if arr.ndim < 2 or int(np.prod(arr.shape[:-1])) != rows:
+        raise ModelFormatError(f"{g.path}: tensor '{gname}' has shape {list(arr.shape)}, "
+                               f"expected {rows} rows")
+    return arr.reshape(rows, -1)
 
 
 def _present(g: GGUFFile, gname: str) -> str:
