@@ -2,25 +2,15 @@
 and the default thread count."""
 
 import os
-import shutil
 
 import numpy as np
 import pytest
 
 import r1lite
 from conftest import FIXTURES
+from tiny_model import fake_hub_cache
 
 pytest.importorskip("huggingface_hub", reason="hub ids need huggingface_hub")
-
-
-def fake_hub_cache(root, repo_id, src):
-    """The layout huggingface_hub keeps: models--owner--name/{refs/main, snapshots/<rev>/...}."""
-    repo = root / f"models--{repo_id.replace('/', '--')}"
-    rev = "0123456789abcdef0123456789abcdef01234567"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(rev)
-    shutil.copytree(src, repo / "snapshots" / rev)
-    (repo / "snapshots" / rev / "oracle.npz").unlink()
 
 
 def test_hub_id_from_the_local_cache_offline(tmp_path, monkeypatch):
@@ -35,8 +25,8 @@ def test_hub_id_from_the_local_cache_offline(tmp_path, monkeypatch):
     m = r1lite.load("deepseek-ai/Tiny-Qwen2", kv_cache="f32")
     oracle = np.load(FIXTURES / "qwen2_f32" / "oracle.npz")
     assert np.abs(m.logits(oracle["tokens"]) - oracle["logits"]).max() <= 1e-4 * np.abs(oracle["logits"]).max()
-    converted = list((tmp_path / "r1cache" / "hub").iterdir())
-    assert [p.name for p in converted] == ["deepseek-ai--Tiny-Qwen2-f32.safetensors"]
+    converted = list((tmp_path / "r1cache" / "models" / "deepseek-ai--Tiny-Qwen2").iterdir())
+    assert [p.name for p in converted] == ["f32.safetensors"]  # converted into the model store
     assert r1lite.load("deepseek-ai/Tiny-Qwen2").source == str(converted[0])  # converted once
 
 

@@ -55,3 +55,15 @@ def build_tiny_r1(out: Path, seed: int = 0, revised_template: bool = False) -> P
         assert "<think>\\n'}}" in tok_cfg["chat_template"]
     (out / "tokenizer_config.json").write_text(json.dumps(tok_cfg))
     return out
+
+
+def fake_hub_cache(root: Path, repo_id: str, src: Path) -> Path:
+    """`src`'s files as a model in a Hugging Face hub cache at `root`, in the layout
+    huggingface_hub keeps (models--owner--name/{refs/main, snapshots/<rev>/...}): hub ids resolve
+    from it offline (HF_HUB_CACHE=root, HF_HUB_OFFLINE=1), no network."""
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(rev)
+    shutil.copytree(src, repo / "snapshots" / rev, ignore=shutil.ignore_patterns("oracle.npz"))
+    return root

@@ -42,16 +42,27 @@ SETTINGS = {
 }
 
 
+MODEL_HELP = ("the model: an r1lite file (r1lite convert), a Hugging Face folder (config.json + "
+              "safetensors), a .gguf file (a split one by its first part), a store name "
+              "(r1lite list), a hub id owner/name (downloaded and converted once, as r1lite pull "
+              "does), or demo (SmolLM2-135M-Instruct)")
+
+
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("model", help="model folder (Hugging Face config.json + safetensors)")
-    common.add_argument("-c", "--context", type=int, default=None, help="context size in tokens")
-    common.add_argument("-t", "--threads", type=int, default=None, help="threads (default: all cores)")
-    common.add_argument("--device", default="cpu",
-                        help="cpu (default), or cuda / cuda:N to run on that GPU")
+    common.add_argument("model", help=MODEL_HELP)
+    common.add_argument("-c", "--context", type=int, default=None,
+                        help="most tokens the KV cache holds (default: the model's trained context)")
+    common.add_argument("-t", "--threads", type=int, default=None,
+                        help="threads (default: one per physical core)")
     common.add_argument("--kv-cache", default=None, choices=("f16", "bf16", "q8_0", "f32"),
                         help="KV cache format (default f16 on the CPU, f32 on a GPU; q8_0 halves "
                              "f16's bytes at some accuracy)")
+    device = argparse.ArgumentParser(add_help=False)
+    device.add_argument("--device", default="cpu",
+                        help="cpu (default), or cuda / cuda:N to run on that GPU")
 
     gen = argparse.ArgumentParser(add_help=False)
     gen.add_argument("-n", "--max-tokens", type=int, default=None,
@@ -59,11 +70,14 @@ def _parser() -> argparse.ArgumentParser:
                           f"reasoning takes at most {int(DEFAULT_MAX_TOKENS * THINK_SHARE)}; -1: "
                           f"until the end of the answer or the context)")
     gen.add_argument("--temp", type=float, default=None, help="temperature (0: greedy)")
-    gen.add_argument("--top-k", type=int, default=None)
-    gen.add_argument("--top-p", type=float, default=None)
-    gen.add_argument("--min-p", type=float, default=None)
-    gen.add_argument("--repeat-penalty", type=float, default=None)
-    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--top-k", type=int, default=None, help="sample among the K likeliest tokens (0: off)")
+    gen.add_argument("--top-p", type=float, default=None,
+                     help="sample among the likeliest tokens whose probabilities add up to P (1: off)")
+    gen.add_argument("--min-p", type=float, default=None,
+                     help="drop tokens less likely than P times the likeliest one (0: off)")
+    gen.add_argument("--repeat-penalty", type=float, default=None,
+                     help="divide the logits of tokens already seen by this (1: off)")
+    gen.add_argument("--seed", type=int, default=None, help="random seed (same seed, same answer)")
     gen.add_argument("--max-think", type=int, default=None,
                      help="close the reasoning within this many tokens (0: skip reasoning)")
     gen.add_argument("--think-margin", type=int, default=None,
@@ -93,13 +107,14 @@ def _parser() -> argparse.ArgumentParser:
                      help="prompt and generated tokens and tok/s after each answer (stderr)")
 
     ap = argparse.ArgumentParser(prog="r1lite", description="Run DeepSeek-R1 family models.")
+    ap.add_argument("--version", action="version", version=f"r1lite {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", parents=[common, gen], help="answer one prompt")
-    run.add_argument("prompt")
+    run = sub.add_parser("run", parents=[common, device, gen], help="answer one prompt")
+    run.add_argument("prompt", help="the question (or with --raw, the text to complete)")
     run.add_argument("--raw", action="store_true", help="no chat template: complete the prompt")
-    sub.add_parser("chat", parents=[common, gen], help="interactive chat")
-    sub.add_parser("info", parents=[common], help="describe a model")
-    bench = sub.add_parser("bench", parents=[common], help="prefill and decode speed")
+    sub.add_parser("chat", parents=[common, device, gen], help="interactive chat")
+    sub.add_parser("info", parents=[common, device], help="describe a model")
+    bench = sub.add_parser("bench", parents=[common, device], help="prefill and decode speed")
     bench.add_argument("--prefill", type=int, default=512, help="prompt tokens (default 512)")
     bench.add_argument("--decode", type=int, default=128, help="generated tokens (default 128)")
     bench.add_argument("--repeats", type=int, default=1, help="rounds; medians are reported")
@@ -107,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="decode after this many cached positions (default: after the prompt)")
     srv = sub.add_parser("serve", parents=[common], help="an OpenAI-compatible HTTP server")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
-    srv.add_argument("--port", type=int, default=8080)
+    srv.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     srv.add_argument("--api-key", default=None, help="require Authorization: Bearer KEY")
     srv.add_argument("--max-batch", type=int, default=8, help="requests decoded together")
     srv.add_argument("--name", default=None, help="model id clients send (default: MODEL)")
@@ -118,12 +133,19 @@ def _parser() -> argparse.ArgumentParser:
                           formatter_class=argparse.RawDescriptionHelpFormatter,
                           epilog="QUANT, how the weight matrices are stored (norms and biases stay f32):\n"
                                  + describe_recipes())
-    conv.add_argument("src", help="Hugging Face model folder, GGUF file, or demo")
+    conv.add_argument("src", help="Hugging Face model folder, GGUF file, hub id, or demo")
     conv.add_argument("out", help="output .safetensors file")
     conv.add_argument("--quant", default="q8_0", choices=list(RECIPES), metavar="QUANT",
                       help="a recipe listed below (default q8_0)")
     conv.add_argument("--allow-requantize", action="store_true",
                       help="quantize a source that is already quantized in another format (rounds twice)")
+    pull = sub.add_parser("pull", help="download a hub model and convert it into the model store")
+    pull.add_argument("repo_id", help="Hugging Face hub id, owner/name")
+    pull.add_argument("--quant", default=None, choices=list(RECIPES), metavar="QUANT",
+                      help="weight format, a recipe of r1lite convert (default q8_0, or R1LITE_HUB_QUANT)")
+    sub.add_parser("list", help="the models in the store (R1LITE_HOME/models)")
+    rm = sub.add_parser("rm", help="remove a model from the store")
+    rm.add_argument("name", help="store name, as r1lite list shows it")
     return ap
 
 
@@ -209,12 +231,47 @@ def _stream(stream, args) -> object:
     return g
 
 
+def _check_args(args) -> None:
+    """Refuse bad flag values before a model loads (seconds for the demo, minutes for a 70B file):
+    InvalidArgument (a ValueError) or RuntimeError (a GPU that is not there) naming the flag."""
+    from .errors import InvalidArgument
+    from .generate import check_generation_kwargs
+    from .loader import check_device_available, parse_kv_cache
+
+    for flag, name in (("-c/--context", "context"), ("-t/--threads", "threads"),
+                       ("--prefill", "prefill"), ("--decode", "decode"), ("--repeats", "repeats"),
+                       ("--max-batch", "max_batch")):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise InvalidArgument(f"{flag} must be >= 1, got {value}", name)
+    if getattr(args, "depth", 0) < 0:
+        raise InvalidArgument(f"--depth must be >= 0, got {args.depth}", "depth")
+    if getattr(args, "max_tokens", None) is not None and (args.max_tokens == 0 or args.max_tokens < -1):
+        raise InvalidArgument(f"-n/--max-tokens must be >= 1 (or -1: no limit), got {args.max_tokens}",
+                              "max_tokens")
+    if hasattr(args, "temp"):
+        check_generation_kwargs(**_gen_kwargs(args))
+    if hasattr(args, "kv_cache"):
+        parse_kv_cache(args.kv_cache, getattr(args, "device", "cpu"))
+    if hasattr(args, "device"):
+        check_device_available(args.device)
+    if args.command == "serve":
+        from .server import listen_socket
+
+        args.socket = listen_socket(args.host, args.port)  # a port in use fails before loading
+
+
 def _load(args):
     import r1lite
 
     print(f"loading {args.model} ...", file=sys.stderr)
-    return r1lite.load(args.model, threads=args.threads, context=args.context, device=args.device,
-                       kv_cache=args.kv_cache)
+    model = r1lite.load(args.model, threads=args.threads, context=args.context,
+                        device=getattr(args, "device", "cpu"), kv_cache=args.kv_cache)
+    c = model.config
+    if args.context is not None and args.context > c["max_position_embeddings"] and c["rope_kind"] != "yarn":
+        print(f"r1lite: warning: -c {args.context} is beyond the {c['max_position_embeddings']} tokens "
+              "the model was trained for; past them its output degrades", file=sys.stderr)
+    return model
 
 
 def cmd_run(args) -> int:
@@ -527,11 +584,6 @@ def cmd_bench(args) -> int:
 
     from .benchmark import bandwidth, run
 
-    for name in ("prefill", "decode", "repeats"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if args.depth < 0:
-        raise ValueError(f"--depth must be >= 0, got {args.depth}")
     print(f"loading {args.model} ...", file=sys.stderr)
     depth = max(args.depth, args.prefill)
     model = r1lite.load(args.model, threads=args.threads, context=depth + args.decode + 1,
@@ -561,18 +613,14 @@ def cmd_bench(args) -> int:
 def cmd_serve(args) -> int:
     from .server import serve
 
-    if args.max_batch < 1:
-        raise ValueError(f"--max-batch must be >= 1, got {args.max_batch}")
-    if args.device != "cpu":
-        raise ValueError("r1lite serve runs on the CPU (continuous batching of several sequences); "
-                         "--device cuda serves run, chat and bench")
     model = _load(args)
     name = args.name or args.model
-    print(f"serving {name} on http://{args.host}:{args.port}/v1 (Ctrl-C stops)", file=sys.stderr)
+    port = args.socket.getsockname()[1]  # --port 0: the port the system chose
+    print(f"serving {name} on http://{args.host}:{port}/v1 (Ctrl-C stops)", file=sys.stderr)
     if not args.no_webui:
-        print(f"chat in a browser: http://{args.host}:{args.port}/", file=sys.stderr)
+        print(f"chat in a browser: http://{args.host}:{port}/", file=sys.stderr)
     serve(model, name, host=args.host, port=args.port, api_key=args.api_key, max_batch=args.max_batch,
-          webui=not args.no_webui)
+          webui=not args.no_webui, sock=args.socket)
     return 0
 
 
@@ -588,18 +636,67 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def cmd_pull(args) -> int:
+    from . import store
+
+    entry = store.pull(args.repo_id, args.quant)
+    print(f"{entry.name}  ({entry.path.stat().st_size / 2**20:.1f} MiB, {entry.path})")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from . import store
+
+    rows = [e.describe() for e in store.entries()]
+    if not rows:
+        print(f"(no models in {store.store_dir()}; r1lite pull OWNER/NAME adds one)", file=sys.stderr)
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    print(f"{'NAME':{width}}  {'ARCHITECTURE':12}  {'FORMAT':8}  {'SIZE':>10}  CONTEXT")
+    for r in rows:
+        print(f"{r['name']:{width}}  {r['architecture']:12}  {r['format']:8}  "
+              f"{_size(r['size']):>10}  {r['context']}")
+    return 0
+
+
+def cmd_rm(args) -> int:
+    from . import store
+
+    entry = store.remove(args.name)
+    print(f"removed {entry.name} ({entry.path})")
+    return 0
+
+
+# Errors a user can act on: one line, exit status 1. Anything else is a bug: one line too, with
+# the way to see where it happened (R1LITE_DEBUG=1 re-raises it with its traceback).
+USER_ERRORS = (FileNotFoundError, ValueError, OSError, ImportError, RuntimeError, MemoryError)
+
+
 def main(argv=None) -> int:
+    import os
+
     args = _parser().parse_args(argv)
     handler = {"run": cmd_run, "chat": cmd_chat, "info": cmd_info, "convert": cmd_convert,
-               "serve": cmd_serve, "bench": cmd_bench}[args.command]
+               "serve": cmd_serve, "bench": cmd_bench, "pull": cmd_pull, "list": cmd_list,
+               "rm": cmd_rm}[args.command]
     try:
+        _check_args(args)
         return handler(args)
-    except (FileNotFoundError, ValueError, OSError, ImportError) as e:
-        print(f"r1lite: error: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
+    except Exception as e:
+        if os.environ.get("R1LITE_DEBUG"):
+            raise
+        if isinstance(e, MemoryError):
+            print("r1lite: error: out of memory (a smaller -c, or a smaller quantization, needs less)",
+                  file=sys.stderr)
+        elif isinstance(e, USER_ERRORS):
+            print(f"r1lite: error: {e}", file=sys.stderr)
+        else:
+            print(f"r1lite: error: {type(e).__name__}: {e} (an r1lite bug: please report it; "
+                  "R1LITE_DEBUG=1 shows where it happened)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

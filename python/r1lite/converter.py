@@ -18,7 +18,7 @@ from .formats.r1file import FORMAT_NAME, FORMAT_VERSION, SCALE_SUFFIX, plane_sha
 from .formats.tensors import as_f32, expected_tensors, materialize
 from .quant import BLOCK_FORMATS, FLOAT_FORMATS, encode
 from .recipes import GGUF_EQUIVALENT, RECIPES, tensor_formats
-from .resolve import hub_cache_file, hub_snapshot, resolve_model
+from .resolve import resolve_model
 
 NP_DTYPES = {"F32": np.float32, "BF16": np.uint16, "F16": np.float16, "I8": np.int8, "U8": np.uint8}
 
@@ -83,7 +83,7 @@ def convert(src, out, quant: str = "q8_0", *, progress: bool | None = None,
     (f16, f32) is always allowed. Returns the output path."""
     if quant not in RECIPES:
         raise ValueError(f"unknown quantization {quant!r} (choose from {', '.join(RECIPES)})")
-    config, tensors, meta = _source(resolve_model(src))
+    config, tensors, meta = _source(resolve_model(src, convert_hub=False))
     formats = tensor_formats(config, quant)
     if not allow_requantize:
         _refuse_requantizing(src, tensors, formats)
@@ -111,18 +111,6 @@ def _refuse_requantizing(src, tensors: dict, formats: dict) -> None:
         raise ValueError(f"{src}: already quantized ({held}); quantizing it again rounds twice and "
                          "loses more than converting the original checkpoint. Pass --allow-requantize "
                          "(allow_requantize=True) to do it anyway, or convert to f16.")
-
-
-def hub_model_file(repo_id: str) -> Path:
-    """A Hugging Face hub model as an r1lite file in r1lite's cache: its snapshot converted once
-    (q8_0, or R1LITE_HUB_QUANT), then reused."""
-    dest, quant = hub_cache_file(repo_id)
-    if dest.is_file():
-        return dest
-    folder = hub_snapshot(repo_id)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    print(f"r1lite: converting {repo_id} to {quant} once, into {dest}", file=sys.stderr)
-    return convert(folder, dest, quant)
 
 
 def write_model_file(out, config: dict, formats: dict, encoded, meta: dict, *,

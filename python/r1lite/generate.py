@@ -136,6 +136,25 @@ def check_max_tokens(name: str, value, allow_zero: bool) -> None:
         raise InvalidArgument(f"{name} must be an integer >= {low} or None, got {value!r}", name)
 
 
+def check_limits(max_new_tokens, max_thinking_tokens, thinking_margin, loop_guard) -> None:
+    check_max_tokens("max_new_tokens", max_new_tokens, allow_zero=False)
+    check_max_tokens("max_thinking_tokens", max_thinking_tokens, allow_zero=True)
+    check_max_tokens("thinking_margin", thinking_margin, allow_zero=True)
+    if not isinstance(loop_guard, bool):
+        raise InvalidArgument(f"loop_guard must be True or False, got {loop_guard!r}", "loop_guard")
+
+
+def check_generation_kwargs(*, max_new_tokens=None, stop=None, max_thinking_tokens=None,
+                            reasoning_effort=None, thinking_margin=None, loop_guard=True,
+                            seed=None, **sampling) -> None:
+    """InvalidArgument naming a bad generation keyword, without a model (the CLI checks its flags
+    before loading one); unset sampling values are the model's defaults, valid by construction."""
+    SamplingParams(**{k: v for k, v in sampling.items() if v is not None}, seed=seed).check()
+    thinking_budget(max_thinking_tokens, reasoning_effort)
+    check_limits(max_new_tokens, max_thinking_tokens, thinking_margin, loop_guard)
+    StopStrings(stop)
+
+
 class Sequence:
     """One generation's token-by-token logic, apart from the model calls: given the logits of the
     last fed position, choose the next token (sampled, or forced by the thinking budget), decode
@@ -156,13 +175,9 @@ class Sequence:
                  sampling: SamplingParams, max_new_tokens: int | None, stop,
                  max_thinking_tokens: int | None, inside_think: bool, eos_ids, context: int,
                  loop_guard: bool = True, thinking_margin: int = THINKING_MARGIN):
-        check_max_tokens("max_new_tokens", max_new_tokens, allow_zero=False)
-        check_max_tokens("max_thinking_tokens", max_thinking_tokens, allow_zero=True)
-        check_max_tokens("thinking_margin", thinking_margin, allow_zero=True)
+        check_limits(max_new_tokens, max_thinking_tokens, thinking_margin, loop_guard)
         if thinking_margin is None:
             thinking_margin = THINKING_MARGIN
-        if not isinstance(loop_guard, bool):
-            raise InvalidArgument(f"loop_guard must be True or False, got {loop_guard!r}", "loop_guard")
         sampling.check()
         breakers = (dry_breaker_ids(tokenizer, sampling.dry_sequence_breakers)
                     if sampling.dry else frozenset())

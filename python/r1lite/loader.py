@@ -9,10 +9,9 @@ import numpy as np
 
 from . import _core
 from .config import with_context
-from .converter import hub_model_file
-from .errors import InvalidArgument
+from .errors import InvalidArgument, ModelFormatError
 from .model import Model
-from .resolve import is_hub_id, resolve_model
+from .resolve import resolve_model
 
 
 def parse_cpu_list(text: str) -> set[int]:
@@ -66,10 +65,17 @@ def make_core(config: dict, tensors: dict, threads: int, device: str):
     index = parse_device(device)
     if index is None:
         return _core.Model(config, tensors, threads)
-    reason = _core.cuda_unavailable_reason()
-    if reason:
-        raise RuntimeError(f"device={device!r} is not available: {reason}")
+    check_device_available(device)
     return _core.DeviceModel(config, tensors, index)
+
+
+def check_device_available(device: str) -> None:
+    """RuntimeError saying why when `device` is a GPU this process cannot use (no device, or a
+    build without CUDA), so that a load fails before reading any weights."""
+    if parse_device(device) is not None:
+        reason = _core.cuda_unavailable_reason()
+        if reason:
+            raise RuntimeError(f"device={device!r} is not available: {reason}")
 
 
 KV_CACHE_FORMATS = ("f16", "bf16", "q8_0", "f32")
@@ -94,7 +100,7 @@ def load(path, *, threads: int | None = None, context: int | None = None,
     """Load a model: r1lite's model file (made by `r1lite convert`; mapped, not copied), a
     Hugging Face folder (config.json + safetensors), a GGUF file (computed on in its own formats:
     K-quants and the rest of core/formats.h's table, never dequantized; a split file by its first
-    part), or the name
+    part), a store name or hub id (store.py: "owner/name[:quant]", a hub model converted once), or
     "demo" (SmolLM2-135M-Instruct, fetched once into r1lite's cache).
 
     threads: worker threads for the matmuls (default: the physical cores this process may use;
@@ -111,9 +117,9 @@ def load(path, *, threads: int | None = None, context: int | None = None,
         threads = default_threads()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise InvalidArgument(f"threads must be a positive integer, got {threads!r}", "threads")
-    parse_device(device)  # bad arguments fail before any reading
+    check_device_available(device)  # bad arguments fail before any reading
     kv_cache = parse_kv_cache(kv_cache, device)
-    p = hub_model_file(path) if is_hub_id(path) else resolve_model(path)
+    p = resolve_model(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such file or folder")
     if p.is_dir():
@@ -127,6 +133,9 @@ def load(path, *, threads: int | None = None, context: int | None = None,
         from .formats.gguf import is_gguf
         from .formats.r1file import load_r1_file, tokenizer_from_metadata
 
+        if p.suffix.lower() == ".gguf" and not is_gguf(p):
+            raise ModelFormatError(f"{p}: not a GGUF file (it does not start with the GGUF magic "
+                                   "bytes); a truncated download or another kind of file?")
         if is_gguf(p):
             from .formats.gguf import load_gguf
 

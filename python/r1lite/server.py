@@ -403,13 +403,50 @@ class _KeyCheck:
         await self.app(scope, receive, send)
 
 
-def serve(model, model_id: str, *, host: str = "127.0.0.1", port: int = 8080,
-          api_key: str | None = None, max_batch: int = 8, webui: bool = True) -> None:
-    """Run the server until interrupted."""
+def check_server_extra() -> None:
     try:
-        import uvicorn
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
     except ImportError:
         raise ImportError("r1lite serve needs the server extra: pip install 'r1lite[server]' "
                           "(starlette, uvicorn)") from None
+
+
+def listen_socket(host: str, port: int):
+    """A socket bound to host:port (before the model loads, so that a port in use is named at
+    once); OSError saying what to do when it cannot be."""
+    import errno
+    import socket
+
+    check_server_extra()
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port must be in 0..65535, got {port}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise OSError(f"cannot listen on {host}: {e.strerror}") from None
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise OSError(f"port {port} on {host} is in use (another server?); choose another "
+                          "with --port") from None
+        raise OSError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    return sock
+
+
+def serve(model, model_id: str, *, host: str = "127.0.0.1", port: int = 8080,
+          api_key: str | None = None, max_batch: int = 8, webui: bool = True, sock=None) -> None:
+    """Run the server until interrupted, on `sock` (from listen_socket) or host:port."""
+    import uvicorn
+
+    sock = sock or listen_socket(host, port)
     app = Server(model, model_id, api_key=api_key, max_batch=max_batch, webui=webui).app()
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on: a normal end
+        pass
