@@ -196,3 +196,37 @@ def test_prompts_know_when_they_end_inside_think(tiny_r1_model):
     assert m.device_name is None
     with pytest.raises(RuntimeError, match="CPU"):
         m.copy_bandwidth()
+
+
+def test_logprobs_are_the_log_softmax_of_transformers_logits(qwen2_dir):
+    """prompt_logprobs against the stored transformers logits (oracle.npz) of the fixture's token
+    sequence; each generated token's logprob against the log-softmax of the model's logits."""
+    from r1lite.logprobs import log_softmax
+
+    oracle = np.load(qwen2_dir / "oracle.npz")
+    tokens = oracle["tokens"].tolist()
+    want = log_softmax(oracle["logits"])  # [position, vocab]: predicts the next token
+    model = r1lite.load(qwen2_dir, kv_cache="f32")
+    g = model.generate(tokens, max_new_tokens=0, logprobs=5, prompt_logprobs=True)
+    assert g.tokens == [] and g.prompt_logprobs[0] is None and len(g.prompt_logprobs) == len(tokens)
+    for i, e in enumerate(g.prompt_logprobs[1:], 1):
+        assert e.token == tokens[i] and abs(e.logprob - want[i - 1, tokens[i]]) < 1e-4
+        order = np.argsort(-want[i - 1], kind="stable")[:5]
+        assert [t for t, _ in e.top] == order.tolist()
+        np.testing.assert_allclose([lp for _, lp in e.top], want[i - 1, order], atol=1e-4)
+    g = model.generate(tokens[:6], max_new_tokens=4, temperature=1.0, seed=3, logprobs=2)
+    mine = log_softmax(model.logits(tokens[:6] + g.tokens))
+    for j, e in enumerate(g.logprobs):
+        assert e.token == g.tokens[j] and abs(e.logprob - mine[5 + j, e.token]) < 1e-9
+        assert e.top[0][1] >= e.top[1][1] and e.top[0][1] >= e.logprob
+
+
+@pytest.mark.parametrize("kw,param", [(dict(logprobs=21), "logprobs"), (dict(logprobs=True), "logprobs"),
+                                      (dict(prompt_logprobs=True), "prompt_logprobs"),
+                                      (dict(max_new_tokens=0, logprobs=1), "max_new_tokens"),
+                                      (dict(logit_bias={"151936": 1}), "logit_bias"),
+                                      (dict(presence_penalty=3), "presence_penalty")])
+def test_bad_logprob_and_penalty_arguments(tiny_r1_model, kw, param):
+    with pytest.raises(ValueError) as e:
+        tiny_r1_model.generate("Hi", **kw)
+    assert e.value.param == param

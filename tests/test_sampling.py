@@ -78,10 +78,40 @@ def test_seed_reproduces():
     assert len(set(a)) == 1
 
 
+def test_presence_and_frequency_penalties_count_generated_tokens():
+    """OpenAI's rule: logit[t] -= presence * (count[t] > 0) + frequency * count[t], counted over
+    the generated tokens only (the prompt's do not count)."""
+    x = np.array([3.0, 2.2, 1.0, 0.5])
+    s = Sampler(SamplingParams(temperature=0, presence_penalty=0.5, frequency_penalty=0.2))
+    assert s(x, [0, 0, 0], generated=[]) == 0  # prompt tokens only
+    assert s(x, [0], generated=[0]) == 0        # 3.0 - 0.7 = 2.3 > 2.2
+    assert s(x, [0, 0], generated=[0, 0]) == 1  # 3.0 - 0.9 = 2.1 < 2.2
+    neg = Sampler(SamplingParams(temperature=0, presence_penalty=-2.0))  # negative: encourages
+    assert neg(np.array([1.0, 2.5]), [0], generated=[0]) == 0
+
+
+def test_logit_bias_is_added_before_greedy_and_sampling():
+    x = np.array([5.0, 0.0, -3.0])
+    assert Sampler(SamplingParams(temperature=0, logit_bias={"2": 100}))(x, []) == 2
+    assert Sampler(SamplingParams(temperature=0, logit_bias={0: -100}))(x, []) == 1
+    s = Sampler(SamplingParams(temperature=1.0, seed=1, logit_bias={"1": 100}))
+    assert {s(x, []) for _ in range(50)} == {1}
+
+
 @pytest.mark.parametrize("bad", [dict(temperature=-0.1), dict(temperature=float("nan")),
                                  dict(top_p=0.0), dict(top_p=1.5), dict(top_k=-1), dict(top_k=2.5),
                                  dict(min_p=1.0), dict(min_p=-0.1), dict(repetition_penalty=0),
-                                 dict(seed=-1), dict(seed="x")])
+                                 dict(seed=-1), dict(seed="x"), dict(presence_penalty=2.5),
+                                 dict(frequency_penalty=-3), dict(frequency_penalty="x"),
+                                 dict(logit_bias={"1": 101}), dict(logit_bias={"x": 1}),
+                                 dict(logit_bias={"-1": 1}), dict(logit_bias=[1])])
 def test_nonsense_parameters_raise(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         Sampler(SamplingParams(**bad))
+
+
+def test_logit_bias_ids_are_checked_against_the_vocabulary():
+    with pytest.raises(ValueError, match="logit_bias") as e:
+        SamplingParams(logit_bias={"10": 1}).check(vocab_size=10)
+    assert e.value.param == "logit_bias"
+    assert SamplingParams(logit_bias={"9": 1}).check(vocab_size=10).logit_bias == {9: 1.0}

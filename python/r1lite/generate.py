@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InvalidArgument
+from .logprobs import check_top, following_logprobs, token_logprob
 from .reasoning import ReasoningSplitter
 from .sampling import Sampler, SamplingParams, dry_breaker_ids
 from .tokenizer import THINK_CLOSE, StreamDecoder, Tokenizer
@@ -50,6 +51,8 @@ class Generation:
                          # or "repetition" (the loop guard stopped a verbatim loop in the answer)
     stats: dict          # prompt_tokens, generated_tokens, prefill_tok_s, decode_tok_s,
                          # reasoning_closed_by ("budget", "loop_guard" or None: the model itself)
+    logprobs: list | None = None         # with logprobs=k: a logprobs.TokenLogprob per token
+    prompt_logprobs: list | None = None  # with prompt_logprobs: one per prompt token, None first
 
 
 class StopStrings:
@@ -136,8 +139,9 @@ def check_max_tokens(name: str, value, allow_zero: bool) -> None:
         raise InvalidArgument(f"{name} must be an integer >= {low} or None, got {value!r}", name)
 
 
-def check_limits(max_new_tokens, max_thinking_tokens, thinking_margin, loop_guard) -> None:
-    check_max_tokens("max_new_tokens", max_new_tokens, allow_zero=False)
+def check_limits(max_new_tokens, max_thinking_tokens, thinking_margin, loop_guard,
+                 allow_zero_new: bool = False) -> None:
+    check_max_tokens("max_new_tokens", max_new_tokens, allow_zero=allow_zero_new)
     check_max_tokens("max_thinking_tokens", max_thinking_tokens, allow_zero=True)
     check_max_tokens("thinking_margin", thinking_margin, allow_zero=True)
     if not isinstance(loop_guard, bool):
@@ -174,8 +178,15 @@ class Sequence:
     def __init__(self, tokenizer: Tokenizer | None, prompt_ids: list[int], *,
                  sampling: SamplingParams, max_new_tokens: int | None, stop,
                  max_thinking_tokens: int | None, inside_think: bool, eos_ids, context: int,
-                 loop_guard: bool = True, thinking_margin: int = THINKING_MARGIN):
-        check_limits(max_new_tokens, max_thinking_tokens, thinking_margin, loop_guard)
+                 loop_guard: bool = True, thinking_margin: int = THINKING_MARGIN,
+                 logprobs: int | None = None, prompt_logprobs: bool = False):
+        check_top(logprobs)
+        if not isinstance(prompt_logprobs, bool) or (prompt_logprobs and logprobs is None):
+            raise InvalidArgument("prompt_logprobs must be True or False, and True needs logprobs=k",
+                                  "prompt_logprobs")
+        # scoring a prompt alone (max_new_tokens=0) is allowed with prompt_logprobs
+        check_limits(max_new_tokens, max_thinking_tokens, thinking_margin, loop_guard,
+                     allow_zero_new=prompt_logprobs)
         if thinking_margin is None:
             thinking_margin = THINKING_MARGIN
         sampling.check()
@@ -203,6 +214,15 @@ class Sequence:
         self.finish: str | None = None  # "stop", "length" or "repetition" once finished
         self.hit_stop_string = False
         self.next_token: int | None = None  # to feed to the model before the next advance()
+        self.top = logprobs  # alternatives per token; None: no logprobs
+        self.logprobs = [] if logprobs is not None else None
+        self.prompt_logprobs = [None] if prompt_logprobs else None  # the first token has none
+
+    def score(self, rows: np.ndarray, start: int) -> None:
+        """Record prompt logprobs from the logits rows of prompt positions start, start + 1, ...
+        (each predicts the prompt's next token; the last position's predicts none)."""
+        following = self.prompt[start + 1:start + 1 + len(rows)]
+        self.prompt_logprobs += following_logprobs(rows[:len(following)], following, self.top)
 
     def _emit(self, pairs) -> list[Piece]:
         out = []
@@ -223,10 +243,12 @@ class Sequence:
         if forced:
             token = self.forced.popleft()
         else:
-            token = self.sampler(logits, self.history)
+            token = self.sampler(logits, self.history, self.tokens)
             if token in self.eos_ids:
                 self.finish = "stop"
                 return []
+        if self.logprobs is not None:  # forced tokens too: their probability under the model
+            self.logprobs.append(token_logprob(logits, token, self.top))
         was_thinking = self.splitter.thinking
         if was_thinking:
             self.n_reasoning += 1
@@ -302,6 +324,7 @@ class Sequence:
             finish_reason=self.finish or "length",
             stats=dict(prompt_tokens=len(self.prompt), generated_tokens=len(self.tokens),
                        reasoning_closed_by=self.closed_by, **(stats or {})),
+            logprobs=self.logprobs, prompt_logprobs=self.prompt_logprobs,
         )
         return pieces
 
@@ -322,8 +345,12 @@ class GenerationRun:
         seq = self.seq
         t0 = time.perf_counter()
         s.reset()
+        scoring = seq.prompt_logprobs is not None
         for i in range(0, len(seq.prompt), PREFILL_CHUNK):
-            logits = s.forward(seq.prompt[i:i + PREFILL_CHUNK])
+            logits = s.forward(seq.prompt[i:i + PREFILL_CHUNK], scoring)
+            if scoring:
+                seq.score(logits, i)
+                logits = logits[-1]
         t_prefill = time.perf_counter() - t0
 
         t1 = time.perf_counter()

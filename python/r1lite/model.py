@@ -204,7 +204,9 @@ class Model:
                      top_p=None, min_p=None, repetition_penalty=None, seed=None, stop=None,
                      max_thinking_tokens=None, reasoning_effort=None, thinking_margin=None,
                      loop_guard=True, dry_multiplier=None, dry_base=None, dry_allowed_length=None,
-                     dry_penalty_last_n=None, dry_sequence_breakers=None) -> Sequence:
+                     dry_penalty_last_n=None, dry_sequence_breakers=None, presence_penalty=0.0,
+                     frequency_penalty=0.0, logit_bias=None, logprobs=None,
+                     prompt_logprobs=False) -> Sequence:
         """A generate.Sequence of this prompt (see generate() for the keywords; unset sampling
         values come from sampling_defaults()). InvalidArgument names a bad one."""
         if not isinstance(prompt, Prompt):
@@ -218,13 +220,17 @@ class Model:
                    dry_allowed_length=dry_allowed_length, dry_penalty_last_n=dry_penalty_last_n,
                    dry_sequence_breakers=dry_sequence_breakers)
         sampling = SamplingParams(**{k: defaults[k] if v is None else v for k, v in given.items()},
-                                  seed=seed, **{k: v for k, v in dry.items() if v is not None})
+                                  seed=seed, **{k: v for k, v in dry.items() if v is not None},
+                                  presence_penalty=0.0 if presence_penalty is None else presence_penalty,
+                                  frequency_penalty=0.0 if frequency_penalty is None else frequency_penalty,
+                                  logit_bias=logit_bias).check(self._config["vocab_size"])
         return Sequence(tok, prompt.ids, sampling=sampling, max_new_tokens=max_new_tokens,
                         stop=stop, max_thinking_tokens=thinking_budget(max_thinking_tokens,
                                                                        reasoning_effort),
                         inside_think=prompt.inside_think, eos_ids=tok.eos_ids if tok else [],
                         context=self._core.context, loop_guard=loop_guard,
-                        thinking_margin=thinking_margin)
+                        thinking_margin=thinking_margin, logprobs=logprobs,
+                        prompt_logprobs=prompt_logprobs)
 
     # -- generation ----------------------------------------------------------------------------
 
@@ -241,7 +247,14 @@ class Model:
         reasoning, or stops the answer with finish_reason "repetition"), and the DRY sampler:
         dry_multiplier (0: off, the default), dry_base (1.75), dry_allowed_length (2),
         dry_penalty_last_n (-1: the whole context, 0: off), dry_sequence_breakers
-        (["\\n", ":", "\\"", "*"]). Unset sampling values come from sampling_defaults()."""
+        (["\\n", ":", "\\"", "*"]); OpenAI's presence_penalty and frequency_penalty (in [-2, 2],
+        over the generated tokens) and logit_bias ({token id: bias in [-100, 100]}). Unset
+        sampling values come from sampling_defaults().
+
+        logprobs=k (0..20): g.logprobs holds each generated token's log-probability under the
+        model (log-softmax of the raw logits) and the k most likely tokens (logprobs.TokenLogprob);
+        prompt_logprobs=True adds g.prompt_logprobs for the prompt's tokens (None for the first),
+        and then max_new_tokens may be 0 (score the prompt only)."""
         return self._collect(self.stream(prompt, **kw))
 
     def chat(self, messages, **kw) -> Generation:

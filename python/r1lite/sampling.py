@@ -1,6 +1,7 @@
 """Choosing the next token from logits: greedy, or temperature / top-k / top-p / min-p sampling
-with a repetition penalty, in the order transformers applies them, and the DRY penalty
-("don't repeat yourself", as llama.cpp and text-generation-webui define it) before them."""
+with a repetition penalty, in the order transformers applies them; before them OpenAI's
+presence / frequency penalties and logit_bias, and the DRY penalty ("don't repeat yourself", as
+llama.cpp and text-generation-webui define it)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ DRY_ALLOWED_LENGTH = 2
 DRY_PENALTY_LAST_N = -1  # -1: the whole context; 0: DRY off; N: the last N tokens
 DRY_SEQUENCE_BREAKERS = ("\n", ":", "\"", "*")
 DRY_MAX_MATCH = 50  # matches are followed back at most this far (text-generation-webui's cap)
+PENALTY_RANGE = 2.0     # presence_penalty / frequency_penalty in [-2, 2] (OpenAI's range)
+LOGIT_BIAS_RANGE = 100  # logit_bias values in [-100, 100] (OpenAI's range)
 
 
 @dataclass
@@ -40,8 +43,13 @@ class SamplingParams:
     dry_allowed_length: int = DRY_ALLOWED_LENGTH
     dry_penalty_last_n: int = DRY_PENALTY_LAST_N
     dry_sequence_breakers: tuple = DRY_SEQUENCE_BREAKERS
+    presence_penalty: float = 0.0    # OpenAI's: subtracted once from each generated token's logit
+    frequency_penalty: float = 0.0   # OpenAI's: subtracted per occurrence in the generated tokens
+    logit_bias: dict | None = None   # {token id: bias}, added to the logits
 
-    def check(self) -> "SamplingParams":
+    def check(self, vocab_size: int | None = None) -> "SamplingParams":
+        """Raise InvalidArgument naming a nonsense value; logit_bias keys become ints (and are
+        checked against vocab_size when given)."""
         def number(name, value):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise InvalidArgument(f"{name} must be a finite number, got {value!r}", name)
@@ -87,12 +95,41 @@ class SamplingParams:
             raise InvalidArgument(f"dry_sequence_breakers must be a list of non-empty strings, got "
                                   f"{breakers!r}", "dry_sequence_breakers")
         self.dry_sequence_breakers = tuple(breakers)
+        for name in ("presence_penalty", "frequency_penalty"):
+            number(name, getattr(self, name))
+            if abs(getattr(self, name)) > PENALTY_RANGE:
+                raise InvalidArgument(f"{name} must be in [-2, 2], got {getattr(self, name)}", name)
+        self.logit_bias = _checked_bias(self.logit_bias, vocab_size)
         return self
 
     @property
     def dry(self) -> bool:
         """Whether the DRY penalty applies."""
         return self.dry_multiplier > 0 and self.dry_penalty_last_n != 0
+
+
+def _checked_bias(bias, vocab_size: int | None) -> dict | None:
+    """logit_bias as {int id: float}; token ids may be given as strings (JSON object keys)."""
+    if bias is None:
+        return None
+    if not isinstance(bias, dict):
+        raise InvalidArgument(f"logit_bias must map token ids to numbers, got {bias!r}", "logit_bias")
+    out = {}
+    for key, value in bias.items():
+        token = key
+        if isinstance(key, str) and key.strip().lstrip("-").isdigit():
+            token = int(key)
+        if isinstance(token, bool) or not isinstance(token, (int, np.integer)):
+            raise InvalidArgument(f"logit_bias keys must be token ids, got {key!r}", "logit_bias")
+        if token < 0 or (vocab_size is not None and token >= vocab_size):
+            raise InvalidArgument(f"logit_bias: token id {token} is outside the vocabulary "
+                                  f"[0, {vocab_size})", "logit_bias")
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                or abs(value) > LOGIT_BIAS_RANGE):
+            raise InvalidArgument(f"logit_bias values must be numbers in [-100, 100], got {value!r} "
+                                  f"for token {key}", "logit_bias")
+        out[int(token)] = float(value)
+    return out
 
 
 def defaults_from_generation_config(gen: dict | None, r1_family: bool = False) -> dict:
@@ -185,15 +222,24 @@ class Sampler:
             if 0 <= token < x.size:
                 x[token] -= p.dry_multiplier * p.dry_base ** (length - p.dry_allowed_length)
 
-    def __call__(self, logits: np.ndarray, history) -> int:
+    def __call__(self, logits: np.ndarray, history, generated=None) -> int:
+        """The next token. history: the context's tokens (prompt and output) for the repetition
+        and DRY penalties; generated: the output's tokens alone, for presence / frequency
+        penalties (default: none)."""
         p = self.p
         x = np.array(logits, dtype=np.float64)
         if p.repetition_penalty != 1.0 and len(history):
             ids = np.unique(np.asarray(history))
             seen = x[ids]
             x[ids] = np.where(seen > 0, seen / p.repetition_penalty, seen * p.repetition_penalty)
+        if (p.presence_penalty or p.frequency_penalty) and generated is not None and len(generated):
+            ids, counts = np.unique(np.asarray(generated, dtype=np.int64), return_counts=True)
+            x[ids] -= p.presence_penalty + p.frequency_penalty * counts
         if p.dry and len(history):  # after the penalties, before truncation (llama.cpp's order)
             self.apply_dry(x, history)
+        if p.logit_bias:
+            ids = np.fromiter(p.logit_bias, dtype=np.int64)
+            x[ids] += np.fromiter(p.logit_bias.values(), dtype=np.float64)
         if p.temperature == 0:
             return int(np.argmax(x))
         x /= p.temperature

@@ -18,6 +18,19 @@ def _token_text(value) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _byte_level_table() -> dict[str, int]:
+    """GPT-2's byte-level alphabet: the character standing for each byte in a token's name
+    (printable bytes stand for themselves, the others for 256 + their rank)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    others = [b for b in range(256) if b not in printable]
+    table = {chr(b): b for b in printable}
+    table.update({chr(256 + i): b for i, b in enumerate(others)})
+    return table
+
+
+BYTE_LEVEL = _byte_level_table()
+
+
 def _as_id_list(value) -> list[int]:
     if value is None:
         return []
@@ -105,6 +118,14 @@ class Tokenizer:
         """Each token id's text on its own (for the DRY sampler's sequence breakers)."""
         return self._tok.decode_batch([[i] for i in range(self.vocab_size)],
                                       skip_special_tokens=False)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """A token's own bytes (a byte-level BPE token may hold part of a UTF-8 character)."""
+        name = self._tok.id_to_token(int(token_id))
+        if (name is not None and type(self._tok.decoder).__name__ == "ByteLevel"
+                and all(c in BYTE_LEVEL for c in name)):
+            return bytes(BYTE_LEVEL[c] for c in name)
+        return self.decode([int(token_id)]).encode("utf-8")
 
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
