@@ -192,7 +192,8 @@ def test_engine_batches_and_matches_single_runs(direct, tiny_r1):
     (dict(temperature=-1), 400, "temperature"),
     (dict(temperature="hot"), 400, "temperature"),
     (dict(top_p=1.5), 400, "top_p"),
-    (dict(n=2), 400, "n"),
+    (dict(n=5), 400, "n"),  # more than max_batch (4)
+    (dict(n=0), 400, "n"),
     (dict(max_tokens=0), 400, "max_tokens"),
     (dict(max_tokens="many"), 400, "max_tokens"),
     (dict(seed=-3), 400, "seed"),
@@ -201,14 +202,22 @@ def test_engine_batches_and_matches_single_runs(direct, tiny_r1):
     (dict(messages=[{"role": "robot", "content": "x"}]), 400, "messages[0].role"),
     (dict(messages=[{"role": "user", "content": "word " * 400}]), 400, None),
     (dict(model="other"), 404, "model"),
+    (dict(logprobs=3), 400, "logprobs"),
+    (dict(logprobs=True, top_logprobs=21), 400, "top_logprobs"),
+    (dict(logprobs=True, top_logprobs=-1), 400, "top_logprobs"),
+    (dict(top_logprobs=3), 400, "top_logprobs"),  # without logprobs: true
+    (dict(presence_penalty=2.5), 400, "presence_penalty"),
+    (dict(frequency_penalty=-3), 400, "frequency_penalty"),
+    (dict(frequency_penalty="x"), 400, "frequency_penalty"),
+    (dict(logit_bias={"151936": 5}), 400, "logit_bias"),  # outside the vocabulary
+    (dict(logit_bias={"1": 101}), 400, "logit_bias"),
+    (dict(logit_bias={"one": 1}), 400, "logit_bias"),
+    (dict(logit_bias=[1]), 400, "logit_bias"),
+    (dict(messages=[{"role": "assistant", "content": "x", "reasoning": 3}]), 400, "messages[0].reasoning"),
     # unimplemented OpenAI fields that ask for something, and unknown fields: named, never ignored
-    (dict(logprobs=True), 400, "logprobs"),
-    (dict(top_logprobs=3), 400, "top_logprobs"),
     (dict(response_format={"type": "json_object"}), 400, "response_format"),
     (dict(tools=[{"type": "function", "function": {"name": "f"}}]), 400, "tools"),
-    (dict(presence_penalty=0.5), 400, "presence_penalty"),
-    (dict(frequency_penalty=1), 400, "frequency_penalty"),
-    (dict(logit_bias={"1": 5}), 400, "logit_bias"),
+    (dict(echo=True), 400, "echo"),  # completions only
     (dict(temprature=0.5), 400, "temprature"),
 ])
 def test_request_errors(url, change, status, param):
@@ -230,8 +239,8 @@ def test_default_values_of_unimplemented_fields_are_accepted(url):
     assert code == 200, reply
     code, reply = http("POST", url + "/v1/completions", dict(model="tiny", prompt="Hi", max_tokens=2, echo=False))
     assert code == 200, reply
-    code, reply = http("POST", url + "/v1/completions", dict(model="tiny", prompt="Hi", max_tokens=2, echo=True))
-    assert code == 400 and reply["error"]["param"] == "echo"
+    code, reply = http("POST", url + "/v1/completions", dict(model="tiny", prompt="Hi", max_tokens=2, suffix="!"))
+    assert code == 400 and reply["error"]["param"] == "suffix"
 
 
 def test_openai_client_sees_the_errors(client):

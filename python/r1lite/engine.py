@@ -27,6 +27,7 @@ class Request:
         self.cancelled = False
         self.seq_id: int | None = None
         self.fed = 0  # prompt tokens fed so far
+        self.scored = False  # prompt logprobs recorded (when the sequence asks for them)
         self.t_start = time.perf_counter()
 
     def cancel(self) -> None:
@@ -121,7 +122,30 @@ class Engine:
                     req.notify("error", f"generation failed: {e}")
                     req.cancel()
 
+    def _score(self, req: Request) -> bool:
+        """Record a new request's prompt logprobs (echo); True when that is all it asked for
+        (max_new_tokens 0): then it is done. The prompt is fed once more for generation."""
+        seq = req.seq
+        for start, rows in self.batch.prompt_logits(seq.prompt, PREFILL_CHUNK):
+            seq.score(rows, start)
+        req.scored = True
+        if seq.max_new_tokens != 0:
+            return False
+        seq.advance(None)  # finishes: no tokens to generate
+        self._finish(req)
+        return True
+
+    def _finish(self, req: Request) -> None:
+        last = req.seq.close(dict(seconds=time.perf_counter() - req.t_start))
+        if last:
+            req.notify("pieces", last)
+        req.notify("done", req.seq.generation)
+        req.cancel()  # leaves at the next step
+
     def _step(self, batch: list[Request]) -> None:
+        batch = [r for r in batch if r.seq.prompt_logprobs is None or r.scored or not self._score(r)]
+        if not batch:
+            return
         segments = []
         for req in batch:
             if req.fed < len(req.seq.prompt):
@@ -140,8 +164,4 @@ class Engine:
             if pieces:
                 req.notify("pieces", pieces)
             if req.seq.next_token is None:
-                last = req.seq.close(dict(seconds=time.perf_counter() - req.t_start))
-                if last:
-                    req.notify("pieces", last)
-                req.notify("done", req.seq.generation)
-                req.cancel()  # leaves at the next step
+                self._finish(req)

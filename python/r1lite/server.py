@@ -2,9 +2,10 @@
 
 Endpoints: POST /v1/chat/completions, POST /v1/completions (stream or not), GET /v1/models,
 GET /health, and GET / (the browser chat of webui.py, unless webui=False). Chat answers carry
-R1's reasoning apart, as DeepSeek's API does: message.content is the answer,
-message.reasoning_content the reasoning (delta.content / delta.reasoning_content when streamed).
-Requests are decoded together by engine.Engine. Errors have OpenAI's shape:
+R1's reasoning apart: message.content is the answer, the reasoning is in both
+message.reasoning_content (DeepSeek's API) and message.reasoning (newer vLLM / OpenRouter
+clients); deltas likewise. Requests are decoded together by engine.Engine; n > 1 choices and
+batched prompts are separate requests of one batch. Errors have OpenAI's shape:
 {"error": {"message", "type", "param", "code"}} with 400 / 401 / 404.
 """
 
@@ -19,6 +20,8 @@ import time
 
 from . import webui
 from .engine import Engine, Request
+from .logprobs import MAX_TOP
+from .tokenizer import StreamDecoder
 
 TIMEOUT_POLL = 0.25  # seconds between checks that a waiting client is still connected
 
@@ -62,7 +65,7 @@ def _number(body, name, low, high, what):
 GENERATION_FIELDS = ("temperature", "top_p", "seed", "top_k", "min_p", "repetition_penalty",
                      "max_thinking_tokens", "reasoning_effort", "thinking_margin", "loop_guard",
                      "dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
-                     "dry_sequence_breakers")
+                     "dry_sequence_breakers", "presence_penalty", "frequency_penalty", "logit_bias")
 # A Generation's finish_reason as OpenAI clients know it; r1lite's own reason, where OpenAI has
 # none ("repetition": the loop guard stopped a verbatim loop), goes in this extra choice field.
 FINISH_DETAIL = "r1lite_finish_detail"
@@ -74,8 +77,7 @@ ACCEPTED_FIELDS = ("model", "stream", "stream_options", "n", "max_tokens", "max_
 # OpenAI fields r1lite does not implement (yet), with the values that ask for nothing: a request
 # with any other value gets a 400 naming the field, never a silently different answer.
 UNIMPLEMENTED_DEFAULTS = {
-    "logprobs": (None, False, 0), "top_logprobs": (None, 0), "presence_penalty": (None, 0),
-    "frequency_penalty": (None, 0), "logit_bias": (None, {}), "response_format": (None, {"type": "text"}),
+    "response_format": (None, {"type": "text"}),
     "tools": (None, []), "tool_choice": (None, "none", "auto"), "parallel_tool_calls": (None, True, False),
     "functions": (None, []), "function_call": (None, "none", "auto"), "echo": (None, False),
     "suffix": (None, ""), "best_of": (None, 1), "modalities": (None, ["text"]),
@@ -105,15 +107,14 @@ def _check_fields(body: dict, own: tuple) -> None:
         raise ApiError(400, f"unrecognized request field '{name}'", param=name, code="unknown_parameter")
 
 
-def _generation_kw(body: dict) -> dict:
+def _generation_kw(body: dict, min_tokens: int = 1) -> dict:
     """Generation keywords from an OpenAI request body (and r1lite's extras: top_k, min_p,
-    repetition_penalty, max_thinking_tokens, thinking_margin, loop_guard, dry_*)."""
-    n = _field(body, "n", int, lambda v: v >= 1, "an integer >= 1")
-    if n is not None and n != 1:
-        raise ApiError(400, "only n=1 is supported", param="n")
-    max_tokens = _field(body, "max_completion_tokens", int, lambda v: v >= 1, "an integer >= 1")
+    repetition_penalty, max_thinking_tokens, thinking_margin, loop_guard, dry_*).
+    min_tokens: the least max_tokens allowed (0 for completions' echo)."""
+    what = f"an integer >= {min_tokens}"
+    max_tokens = _field(body, "max_completion_tokens", int, lambda v: v >= min_tokens, what)
     if max_tokens is None:
-        max_tokens = _field(body, "max_tokens", int, lambda v: v >= 1, "an integer >= 1")
+        max_tokens = _field(body, "max_tokens", int, lambda v: v >= min_tokens, what)
     stop = body.get("stop")
     if stop is not None:
         if isinstance(stop, str):
@@ -129,6 +130,28 @@ def _generation_kw(body: dict) -> dict:
     if kw["loop_guard"] is None:
         kw["loop_guard"] = True
     return dict(max_new_tokens=max_tokens, stop=stop, **kw)
+
+
+def _choice_count(body: dict, max_batch: int) -> int:
+    """n: independent samples of the prompt, decoded in one batch, so at most max_batch."""
+    n = _field(body, "n", int, lambda v: v >= 1, "an integer >= 1")
+    if n is not None and n > max_batch:
+        raise ApiError(400, f"n={n} is more than this server decodes at once (--max-batch "
+                            f"{max_batch})", param="n")
+    return n or 1
+
+
+def _top_count(body: dict, name: str):
+    return _field(body, name, int, lambda v: 0 <= v <= MAX_TOP, f"an integer in [0, {MAX_TOP}]")
+
+
+def _chat_top(body: dict):
+    """Alternatives per token for chat's logprobs (logprobs: true, top_logprobs: k), or None."""
+    on = _field(body, "logprobs", bool, None, "a boolean")
+    top = _top_count(body, "top_logprobs")
+    if top is not None and not on:
+        raise ApiError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
+    return (top or 0) if on else None
 
 
 def _finish(g) -> dict:
@@ -160,7 +183,11 @@ def _messages(body: dict) -> list[dict]:
         if not isinstance(content, str):
             raise ApiError(400, f"messages[{i}].content must be a string", param=f"messages[{i}].content")
         role = "system" if m["role"] == "developer" else m["role"]
-        out.append({"role": role, "content": content})  # reasoning_content of past turns dropped
+        for name in ("reasoning_content", "reasoning"):  # past reasoning: checked, then dropped
+            if m.get(name) is not None and not isinstance(m[name], str):
+                raise ApiError(400, f"messages[{i}].{name} must be a string",
+                               param=f"messages[{i}].{name}")
+        out.append({"role": role, "content": content})  # as R1's template drops it too
     return out
 
 
@@ -250,8 +277,10 @@ class Server:
     async def chat_completions(self, request):
         try:
             body = await self._body(request)
-            _check_fields(body, ("messages",))
+            _check_fields(body, ("messages", "logprobs", "top_logprobs"))
             kw = _generation_kw(body)
+            n = _choice_count(body, self.engine.max_batch)
+            kw["logprobs"] = _chat_top(body)
             messages = _messages(body)
             if self.model.tokenizer is None:
                 raise ApiError(400, "this model has no tokenizer, so no chat template")
@@ -259,57 +288,85 @@ class Server:
                 prompt = self.model.chat_prompt(messages, kw["max_thinking_tokens"])
             except ValueError as e:
                 raise self._prompt_error(e) from None
-            seq = self._sequence(prompt, kw)
+            choices = [_Choice(self._sequence(prompt, _seeded(kw, j))) for j in range(n)]
         except ApiError as e:
             return self._error(e)
-        return await self._respond(request, body, seq, chat=True)
+        return await self._respond(request, body, choices, chat=True)
 
     async def completions(self, request):
         try:
             body = await self._body(request)
-            _check_fields(body, ("prompt",))
-            kw = _generation_kw(body)
-            prompt = body.get("prompt")
-            if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-                prompt = prompt[0]
-            if isinstance(prompt, str):
-                if not prompt:
-                    raise ApiError(400, "'prompt' is empty", param="prompt")
-                if self.model.tokenizer is None:
-                    raise ApiError(400, "this model has no tokenizer: send the prompt as token ids")
-            elif not (isinstance(prompt, list) and prompt and all(
-                    isinstance(t, int) and not isinstance(t, bool) for t in prompt)):
-                raise ApiError(400, "'prompt' must be a string or a list of token ids", param="prompt")
-            try:
-                checked = self.model.text_prompt(prompt)
-            except ValueError as e:
-                raise self._prompt_error(e) from None
-            seq = self._sequence(checked, kw)
+            _check_fields(body, ("prompt", "echo", "logprobs"))
+            echo = _field(body, "echo", bool, None, "a boolean") or False
+            kw = _generation_kw(body, min_tokens=0 if echo else 1)
+            n = _choice_count(body, self.engine.max_batch)
+            top = _top_count(body, "logprobs")
+            # echo with max_tokens 0 is a prompt scored, even when its logprobs are not asked for
+            kw["logprobs"] = 0 if top is None and echo and kw["max_new_tokens"] == 0 else top
+            kw["prompt_logprobs"] = echo and kw["logprobs"] is not None
+            choices = []
+            for i, (prompt, text) in enumerate(self._prompts(body.get("prompt"))):
+                for j in range(n):
+                    seq = self._sequence(prompt, _seeded(kw, j))
+                    choices.append(_Choice(seq, i, echo=text if echo else None, logprobs=top is not None))
         except ApiError as e:
             return self._error(e)
-        return await self._respond(request, body, seq, chat=False)
+        return await self._respond(request, body, choices, chat=False)
 
-    async def _events(self, request, seq):
-        """(kind, payload) events of one generation; cancels it if the client goes away."""
+    def _prompts(self, prompt) -> list:
+        """(checked Prompt, its text) for each prompt of a completions request: a string, a list
+        of token ids, or a list of either (a batch)."""
+        def is_ids(p):
+            return isinstance(p, list) and p and all(isinstance(t, int) and not isinstance(t, bool) for t in p)
+        if isinstance(prompt, str) or is_ids(prompt):
+            prompt = [prompt]
+        if not (isinstance(prompt, list) and prompt and all(isinstance(p, str) or is_ids(p) for p in prompt)):
+            raise ApiError(400, "'prompt' must be a string, a list of token ids, or a non-empty list "
+                                "of either", param="prompt")
+        out = []
+        for p in prompt:
+            if isinstance(p, str):
+                if not p:
+                    raise ApiError(400, "'prompt' is empty", param="prompt")
+                if self.model.tokenizer is None:
+                    raise ApiError(400, "this model has no tokenizer: send the prompt as token ids",
+                                   param="prompt")
+            try:
+                checked = self.model.text_prompt(p)
+            except ValueError as e:
+                raise self._prompt_error(e) from None
+            text = p if isinstance(p, str) else (
+                self.model.tokenizer.decode(p) if self.model.tokenizer is not None else "")
+            out.append((checked, text))
+        return out
+
+    async def _events(self, request, seqs):
+        """(choice index, kind, payload) events of the generations; cancels them if the client
+        goes away, and all when one fails."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
-        req = Request(seq, lambda kind, payload: loop.call_soon_threadsafe(queue.put_nowait, (kind, payload)))
-        self.engine.submit(req)
+
+        def sender(i):
+            return lambda kind, payload: loop.call_soon_threadsafe(queue.put_nowait, (i, kind, payload))
+        reqs = [self.engine.submit(Request(seq, sender(i))) for i, seq in enumerate(seqs)]
+        left = len(reqs)
         try:
-            while True:
+            while left:
                 try:
-                    kind, payload = await asyncio.wait_for(queue.get(), TIMEOUT_POLL)
+                    i, kind, payload = await asyncio.wait_for(queue.get(), TIMEOUT_POLL)
                 except asyncio.TimeoutError:
                     if await request.is_disconnected():
                         return
                     continue
-                yield kind, payload
-                if kind in ("done", "error"):
+                yield i, kind, payload
+                if kind == "error":
                     return
+                left -= kind == "done"
         finally:
-            req.cancel()  # a no-op when finished; frees the slot when the client left
+            for req in reqs:
+                req.cancel()  # a no-op when finished; frees the slot when the client left
 
-    async def _respond(self, request, body, seq, chat: bool):
+    async def _respond(self, request, body, choices, chat: bool):
         from starlette.responses import JSONResponse, StreamingResponse
 
         rid = ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
@@ -317,24 +374,71 @@ class Server:
         if body.get("stream"):
             opts = body.get("stream_options") or {}
             usage = isinstance(opts, dict) and opts.get("include_usage") is True
-            return StreamingResponse(self._stream(request, seq, rid, created, chat, usage),
+            return StreamingResponse(self._stream(request, choices, rid, created, chat, usage),
                                      media_type="text/event-stream")
-        async for kind, payload in self._events(request, seq):
+        done = {}
+        async for i, kind, payload in self._events(request, [c.seq for c in choices]):
             if kind == "error":
                 return JSONResponse({"error": {"message": payload, "type": "server_error",
                                                "param": None, "code": None}}, status_code=500)
             if kind == "done":
-                g = payload
-                choice = ({"index": 0, "message": {"role": "assistant", "content": g.answer,
-                                                   "reasoning_content": g.reasoning or None},
-                           **_finish(g), "logprobs": None} if chat else
-                          {"index": 0, "text": g.text, **_finish(g), "logprobs": None})
-                return JSONResponse({"id": rid, "object": "chat.completion" if chat else "text_completion",
-                                     "created": created, "model": self.model_id, "choices": [choice],
-                                     "usage": _usage(g)})
-        return JSONResponse({}, status_code=499)  # the client went away
+                done[i] = payload
+        if len(done) < len(choices):
+            return JSONResponse({}, status_code=499)  # the client went away
+        out = [self._chat_choice(i, c, done[i]) if chat else self._text_choice(i, c, done[i])
+               for i, c in enumerate(choices)]
+        return JSONResponse({"id": rid, "object": "chat.completion" if chat else "text_completion",
+                             "created": created, "model": self.model_id, "choices": out,
+                             "usage": _usage(choices, [done[i] for i in range(len(choices))])})
 
-    async def _stream(self, request, seq, rid, created, chat, include_usage):
+    # -- choices and their logprobs ------------------------------------------------------------
+
+    def _token(self, t: int) -> tuple[str, list | None]:
+        """A token's text (U+FFFD for part of a UTF-8 character) and its bytes; "token_id:N"
+        (bytes null) for a model without a tokenizer."""
+        tok = self.model.tokenizer
+        if tok is None:
+            return f"token_id:{t}", None
+        raw = tok.token_bytes(t)
+        return raw.decode("utf-8", "replace"), list(raw)
+
+    def _chat_logprobs(self, entries) -> list:
+        """OpenAI's choices[].logprobs.content entries."""
+        def item(t, lp):
+            text, raw = self._token(t)
+            return {"token": text, "logprob": _finite(lp), "bytes": raw}
+        return [{**item(e.token, e.logprob), "top_logprobs": [item(t, lp) for t, lp in e.top]}
+                for e in entries]
+
+    def _text_logprobs(self, ids, entries, offsets) -> dict:
+        """The completions API's (legacy) logprobs: entries[i] is ids[i]'s (None: no logprob)."""
+        return {"tokens": [self._token(t)[0] for t in ids],
+                "token_logprobs": [None if e is None else _finite(e.logprob) for e in entries],
+                "top_logprobs": [None if e is None else {self._token(t)[0]: _finite(lp) for t, lp in e.top}
+                                 for e in entries],
+                "text_offset": offsets}
+
+    def _chat_choice(self, i, c, g) -> dict:
+        reasoning = g.reasoning or None
+        return {"index": i, "message": {"role": "assistant", "content": g.answer,
+                                        "reasoning_content": reasoning, "reasoning": reasoning},
+                **_finish(g),
+                "logprobs": None if g.logprobs is None else {"content": self._chat_logprobs(g.logprobs)}}
+
+    def _text_choice(self, i, c, g) -> dict:
+        echo = c.echo or ""
+        logprobs = None
+        if c.logprobs:
+            ids, entries, offsets = [], [], []
+            if c.echo is not None:
+                ids, entries, offsets = list(c.seq.prompt), list(g.prompt_logprobs), c.prompt_offsets(self)
+            ids += g.tokens
+            entries += g.logprobs
+            offsets += c.offsets(self, g.tokens, len(echo))
+            logprobs = self._text_logprobs(ids, entries, offsets)
+        return {"index": i, "text": echo + g.text, **_finish(g), "logprobs": logprobs}
+
+    async def _stream(self, request, choices, rid, created, chat, include_usage):
         obj = "chat.completion.chunk" if chat else "text_completion"
 
         def chunk(choice, **extra):
@@ -343,41 +447,129 @@ class Server:
             return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
         if chat:
-            yield chunk({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})
-        started = {"reasoning": False, "answer": False}  # leading whitespace is dropped, as in .answer
-        sent_text = 0
-        async for kind, payload in self._events(request, seq):
-            if kind == "pieces":
-                if not chat:  # raw text, think tags included: what .text holds
-                    text = "".join(seq.texts)[sent_text:]
-                    sent_text += len(text)
-                    if text:
-                        yield chunk({"index": 0, "text": text, "finish_reason": None, "logprobs": None})
-                    continue
-                for piece in payload:
-                    text = piece.text if started[piece.kind] else piece.text.lstrip()
-                    if not text:
-                        continue
-                    started[piece.kind] = True
-                    field = "content" if piece.kind == "answer" else "reasoning_content"
-                    yield chunk({"index": 0, "delta": {field: text}, "finish_reason": None})
-            elif kind == "error":
+            for i in range(len(choices)):
+                yield chunk({"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                             "finish_reason": None})
+        done = {}
+        async for i, kind, payload in self._events(request, [c.seq for c in choices]):
+            c = choices[i]
+            if kind == "error":
                 yield f"data: {json.dumps({'error': {'message': payload, 'type': 'server_error'}})}\n\n"
                 return
+            if not chat and c.echo is not None and not c.echoed:  # the prompt first (scored by now)
+                c.echoed = True
+                logprobs = (self._text_logprobs(c.seq.prompt, c.seq.prompt_logprobs, c.prompt_offsets(self))
+                            if c.logprobs else None)
+                yield chunk({"index": i, "text": c.echo, "finish_reason": None, "logprobs": logprobs})
+            if kind == "pieces":
+                c.untold += sum(len(p.tokens) for p in payload)
+                if not chat:  # raw text, think tags included: what .text holds (one part per token)
+                    text = "".join(c.seq.texts[:c.sent_tokens + c.untold])[c.sent_text:]
+                    c.sent_text += len(text)
+                    if text:
+                        yield chunk({"index": i, "text": text, "finish_reason": None,
+                                     "logprobs": self._stream_text_logprobs(c)})
+                    continue
+                for piece in payload:
+                    text = piece.text if c.started[piece.kind] else piece.text.lstrip()
+                    if not text:
+                        continue
+                    c.started[piece.kind] = True
+                    delta = {"content": text} if piece.kind == "answer" else {
+                        "reasoning_content": text, "reasoning": text}
+                    yield chunk({"index": i, "delta": delta, "finish_reason": None,
+                                 "logprobs": self._stream_chat_logprobs(c)})
+                continue
+            g = done[i] = payload
+            if not chat:
+                c.untold = len(g.tokens) - c.sent_tokens
+                yield chunk({"index": i, "text": g.text[c.sent_text:], **_finish(g),
+                             "logprobs": self._stream_text_logprobs(c)})
             else:
-                g = payload
-                if not chat:
-                    text = g.text[sent_text:]
-                    yield chunk({"index": 0, "text": text, **_finish(g), "logprobs": None})
-                else:
-                    yield chunk({"index": 0, "delta": {}, **_finish(g)})
-                if include_usage:
-                    yield chunk(None, usage=_usage(g))
-                yield "data: [DONE]\n\n"
+                yield chunk({"index": i, "delta": {}, **_finish(g), "logprobs": self._stream_chat_logprobs(c)})
+        if len(done) < len(choices):
+            return  # the client went away
+        if include_usage:
+            yield chunk(None, usage=_usage(choices, [done[i] for i in range(len(choices))]))
+        yield "data: [DONE]\n\n"
+
+    def _told(self, c) -> list:
+        """The logprob entries of a streamed choice's tokens told since the last chunk."""
+        entries = c.seq.logprobs[c.sent_tokens:c.sent_tokens + c.untold]
+        c.sent_tokens += c.untold
+        c.untold = 0
+        return entries
+
+    def _stream_chat_logprobs(self, c):
+        if c.seq.logprobs is None:
+            return None
+        return {"content": self._chat_logprobs(self._told(c))}
+
+    def _stream_text_logprobs(self, c):
+        if not c.logprobs:
+            return None
+        start = c.sent_tokens
+        entries = self._told(c)
+        ids = c.seq.tokens[start:start + len(entries)]
+        return self._text_logprobs(ids, entries, c.offsets(self, ids, len(c.echo or "")))
 
 
-def _usage(g) -> dict:
-    p, c = g.stats["prompt_tokens"], g.stats["generated_tokens"]
+class _Choice:
+    """One choice of a response: its sequence, which prompt it samples (usage counts each prompt
+    once), the echoed prompt text (completions' echo), and what streaming has sent of it."""
+
+    def __init__(self, seq, prompt_index: int = 0, echo: str | None = None, logprobs: bool = True):
+        self.seq, self.prompt_index, self.echo, self.logprobs = seq, prompt_index, echo, logprobs
+        self.started = {"reasoning": False, "answer": False}  # leading whitespace is dropped, as in .answer
+        self.sent_text = self.sent_tokens = self.untold = 0
+        self.echoed = False
+        self._decoder, self._emitted = None, 0
+
+    def offsets(self, server, ids, base: int) -> list:
+        """text_offset of the generated tokens ids (continuing the earlier calls): where each
+        token's text starts in the choice's text (after base characters of echo)."""
+        if server.model.tokenizer is None:
+            return [base] * len(ids)
+        if self._decoder is None:
+            self._decoder = StreamDecoder(server.model.tokenizer)
+        out = []
+        for t in ids:
+            out.append(base + self._emitted)
+            self._emitted += len(self._decoder.push(t))
+        return out
+
+    def prompt_offsets(self, server) -> list:
+        """text_offset of the prompt's tokens in the echoed text, aligned at its end (a BOS the
+        tokenizer added to a string prompt starts at 0 and takes no room)."""
+        tok = server.model.tokenizer
+        if tok is None:
+            return [0] * len(self.seq.prompt)
+        decoder, out, emitted = StreamDecoder(tok), [], 0
+        for t in self.seq.prompt:
+            out.append(emitted)
+            emitted += len(decoder.push(t))
+        emitted += len(decoder.flush())
+        shift = emitted - len(self.echo or "")
+        return [max(0, o - shift) for o in out]
+
+
+def _seeded(kw: dict, j: int) -> dict:
+    """Choice j's keywords: seed + j, so that n choices differ yet reproduce."""
+    seed = kw.get("seed")
+    if j and isinstance(seed, int) and not isinstance(seed, bool):
+        return {**kw, "seed": seed + j}
+    return kw
+
+
+def _finite(lp: float) -> float:
+    return max(lp, -9999.0)  # JSON has no -inf; OpenAI reports -9999 for impossible tokens
+
+
+def _usage(choices, generations) -> dict:
+    """Each prompt counted once (n choices of one prompt share it), every choice's tokens."""
+    prompts = {c.prompt_index: g.stats["prompt_tokens"] for c, g in zip(choices, generations)}
+    p = sum(prompts.values())
+    c = sum(g.stats["generated_tokens"] for g in generations)
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 

@@ -55,6 +55,13 @@ class Batch:
         the float32 logits of each segment's last position, in order."""
         return self._core.forward_batch(segments)
 
+    def prompt_logits(self, ids, chunk: int):
+        """(start, logits [n, vocab]) of every position of ids, chunk by chunk, fed through the
+        model's own cache (not a batch sequence): for prompt logprobs."""
+        self._core.reset()
+        for i in range(0, len(ids), chunk):
+            yield i, self._core.forward(ids[i:i + chunk], True)
+
     def close(self) -> None:
         """Give the model back (once)."""
         release, self._release = self._release, None
