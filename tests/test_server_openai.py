@@ -11,7 +11,6 @@ import pytest
 
 import r1lite
 from conftest import FIXTURES
-from r1lite.logprobs import log_softmax
 from test_server import HI, http, running
 
 ORACLE = json.loads((FIXTURES / "tiny_r1_logprobs.json").read_text())
