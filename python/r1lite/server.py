@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import secrets
 import time
 
 from . import webui
+from .api_fields import ApiError
+from .api_fields import field as _field
+from .api_fields import number as _number
 from .engine import Engine, Request
 from .logprobs import MAX_TOP
 from .tokenizer import StreamDecoder
@@ -26,39 +28,7 @@ from .tokenizer import StreamDecoder
 TIMEOUT_POLL = 0.25  # seconds between checks that a waiting client is still connected
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
-
-    def body(self) -> dict:
-        kind = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}
-        return {"error": {"message": self.message, "type": kind.get(self.status, "server_error"),
-                          "param": self.param, "code": self.code}}
-
-
 # -- request fields ----------------------------------------------------------------------------
-
-def _field(body: dict, name: str, kinds, check=None, what: str = ""):
-    """body[name] if present and not null, checked; ApiError 400 naming it otherwise."""
-    value = body.get(name)
-    if value is None:
-        return None
-    ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in _tuple(kinds))
-    if ok and check is not None:
-        ok = check(value)
-    if not ok:
-        raise ApiError(400, f"'{name}' must be {what}, got {value!r}", param=name)
-    return value
-
-
-def _tuple(kinds):
-    return kinds if isinstance(kinds, tuple) else (kinds,)
-
-
-def _number(body, name, low, high, what):
-    return _field(body, name, (int, float), lambda v: math.isfinite(v) and low <= v <= high, what)
-
 
 # request fields passed to generation as they are (after "seed", r1lite's extras;
 # reasoning_effort is OpenAI's: low / medium / high thinking budgets, generate.EFFORT_BUDGETS)
