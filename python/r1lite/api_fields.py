@@ -38,3 +38,26 @@ def _tuple(kinds):
 
 def number(body, name, low, high, what):
     return field(body, name, (int, float), lambda v: math.isfinite(v) and low <= v <= high, what)
+
+
+def same(value, default) -> bool:
+    """value is default: numbers by value (0 and 0.0 alike), booleans only as booleans."""
+    if isinstance(value, bool) or isinstance(default, bool):
+        return isinstance(value, bool) and isinstance(default, bool) and value == default
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float)) and value == default
+    return value == default
+
+
+def check_fields(body: dict, known, unimplemented: dict) -> None:
+    """ApiError 400 for a field that is not known, or an unimplemented one (a name -> the values
+    that ask for nothing) that asks for something: never a silently different answer."""
+    for name, value in body.items():
+        if name in known:
+            continue
+        if name in unimplemented:
+            if any(same(value, d) for d in unimplemented[name]):
+                continue
+            raise ApiError(400, f"'{name}' is not supported by r1lite's server yet (got {value!r})",
+                           param=name, code="unsupported_parameter")
+        raise ApiError(400, f"unrecognized request field '{name}'", param=name, code="unknown_parameter")

@@ -18,7 +18,7 @@ import secrets
 import time
 
 from . import webui
-from .api_fields import ApiError
+from .api_fields import ApiError, check_fields
 from .api_fields import field as _field
 from .api_fields import number as _number
 from .engine import Engine, Request
@@ -54,27 +54,10 @@ UNIMPLEMENTED_DEFAULTS = {
 }
 
 
-def _same(value, default) -> bool:
-    """value is default: numbers by value (0 and 0.0 alike), booleans only as booleans."""
-    if isinstance(value, bool) or isinstance(default, bool):
-        return isinstance(value, bool) and isinstance(default, bool) and value == default
-    if isinstance(default, (int, float)):
-        return isinstance(value, (int, float)) and value == default
-    return value == default
-
-
 def _check_fields(body: dict, own: tuple) -> None:
     """ApiError 400 for a field this endpoint does not know, or an unimplemented one that asks
     for something (OpenAI's own servers refuse unknown arguments the same way)."""
-    for name, value in body.items():
-        if name in ACCEPTED_FIELDS or name in own:
-            continue
-        if name in UNIMPLEMENTED_DEFAULTS:
-            if any(_same(value, d) for d in UNIMPLEMENTED_DEFAULTS[name]):
-                continue
-            raise ApiError(400, f"'{name}' is not supported by r1lite's server yet (got {value!r})",
-                           param=name, code="unsupported_parameter")
-        raise ApiError(400, f"unrecognized request field '{name}'", param=name, code="unknown_parameter")
+    check_fields(body, ACCEPTED_FIELDS + own, UNIMPLEMENTED_DEFAULTS)
 
 
 def _generation_kw(body: dict, min_tokens: int = 1) -> dict:
