@@ -68,14 +68,16 @@ class StopStrings:
                                   "stop")
         self.stops = list(stops)
         self._pending = ""
+        self.matched: str | None = None  # the stop string reached (the earliest in the text)
 
     def feed(self, text: str) -> tuple[str, bool]:
         """(text safe to emit, whether a stop string was reached)."""
         s = self._pending + text
-        hits = [i for i in (s.find(stop) for stop in self.stops) if i >= 0]
+        hits = [(i, stop) for stop in self.stops if (i := s.find(stop)) >= 0]
         if hits:
             self._pending = ""
-            return s[:min(hits)], True
+            at, self.matched = min(hits, key=lambda h: h[0])
+            return s[:at], True
         keep = 0
         for stop in self.stops:
             for n in range(min(len(stop) - 1, len(s)), keep, -1):

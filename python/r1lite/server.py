@@ -6,7 +6,8 @@ R1's reasoning apart: message.content is the answer, the reasoning is in both
 message.reasoning_content (DeepSeek's API) and message.reasoning (newer vLLM / OpenRouter
 clients); deltas likewise. Requests are decoded together by engine.Engine; n > 1 choices and
 batched prompts are separate requests of one batch. Errors have OpenAI's shape:
-{"error": {"message", "type", "param", "code"}} with 400 / 401 / 404.
+{"error": {"message", "type", "param", "code"}} with 400 / 401 / 404. Anthropic's Messages API
+(POST /v1/messages) is served from anthropic_api.py on the same engine.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import secrets
 import time
 
-from . import webui
+from . import anthropic_api, webui
 from .api_fields import ApiError, check_fields
 from .api_fields import field as _field
 from .api_fields import number as _number
@@ -160,8 +161,9 @@ class Server:
         from starlette.routing import Route
 
         async def on_http_error(request, exc):
-            return self._error(ApiError(exc.status_code, exc.detail or "error",
-                                        code="not_found" if exc.status_code == 404 else None))
+            err = ApiError(exc.status_code, exc.detail or "error",
+                           code="not_found" if exc.status_code == 404 else None)
+            return _error_response(request.url.path, err)
 
         @contextlib.asynccontextmanager
         async def lifespan(app):
@@ -177,6 +179,7 @@ class Server:
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
                 Route("/v1/completions", self.completions, methods=["POST"]),
+                *anthropic_api.routes(self),
                 *(webui.routes() if self.webui else []),
             ],
             middleware=[Middleware(_KeyCheck, server=self)],
@@ -526,9 +529,15 @@ def _usage(choices, generations) -> dict:
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 
+def _error_response(path: str, err: ApiError):
+    """err in the shape of the API the path belongs to (OpenAI's or Anthropic's)."""
+    return anthropic_api.error_response(err) if anthropic_api.owns(path) else Server._error(err)
+
+
 class _KeyCheck:
-    """401 unless the request carries `Authorization: Bearer <key>` (when the server has a key);
-    /health and the browser chat's page are open (the page asks for the key)."""
+    """401 unless the request carries `Authorization: Bearer <key>` or `x-api-key: <key>`
+    (Anthropic's header) when the server has a key; /health and the browser chat's page are open
+    (the page asks for the key)."""
 
     def __init__(self, app, server: Server):
         self.app, self.server = app, server
@@ -539,11 +548,13 @@ class _KeyCheck:
         path = scope.get("path")
         if scope["type"] == "http" and key and path != "/health" and path not in public:
             headers = dict(scope["headers"])
-            given = headers.get(b"authorization", b"").decode("latin-1")
-            if not secrets.compare_digest(given, f"Bearer {key}"):
-                err = ApiError(401, "invalid or missing API key (Authorization: Bearer ...)",
-                               code="invalid_api_key")
-                await Server._error(err)(scope, receive, send)
+            bearer = headers.get(b"authorization", b"")
+            x_api_key = headers.get(b"x-api-key", b"")
+            if not (secrets.compare_digest(bearer, b"Bearer " + key.encode())
+                    or secrets.compare_digest(x_api_key, key.encode())):
+                err = ApiError(401, "invalid or missing API key (Authorization: Bearer ... or "
+                               "x-api-key)", code="invalid_api_key")
+                await _error_response(path, err)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
