@@ -241,7 +241,7 @@ async def messages(server, request):
     if body.get("stream"):
         return StreamingResponse(_stream(server, request, seq, mid, hide),
                                  media_type="text/event-stream")
-    async for kind, payload in server._events(request, seq):
+    async for _, kind, payload in server._events(request, [seq]):
         if kind == "error":
             return JSONResponse(_error_body(500, payload), status_code=500)
         if kind == "done":
@@ -302,7 +302,7 @@ async def _stream(server, request, seq, mid: str, hide: bool):
             out.append(_event("content_block_stop", {"index": index}))
         return out
 
-    async for kind, payload in server._events(request, seq):
+    async for _, kind, payload in server._events(request, [seq]):
         if kind == "error":
             yield _event("error", {"error": _error_body(500, payload)["error"]})
             return

@@ -29,6 +29,7 @@ class Request:
         self.fed = 0  # prompt tokens fed so far
         self.scored = False  # prompt logprobs recorded (when the sequence asks for them)
         self.t_start = time.perf_counter()
+        self.token_times: list[float] = []  # when each generated token was sampled (metrics)
 
     def cancel(self) -> None:
         """Stop generating (a client went away); the engine frees the slot at its next step."""
@@ -157,10 +158,14 @@ class Engine:
         logits = self.batch.forward_batch(segments)
         self.steps += 1
         self.widest_batch = max(self.widest_batch, len(segments))
+        now = time.perf_counter()
         for req, row in zip(batch, logits):
             if req.fed < len(req.seq.prompt) or req.cancelled:
                 continue  # more prompt to feed first
+            n = len(req.seq.tokens)
             pieces = req.seq.advance(row)
+            if len(req.seq.tokens) > n:
+                req.token_times.append(now)
             if pieces:
                 req.notify("pieces", pieces)
             if req.seq.next_token is None:

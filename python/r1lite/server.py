@@ -18,7 +18,7 @@ import json
 import secrets
 import time
 
-from . import anthropic_api, webui
+from . import anthropic_api, metrics, webui
 from .api_fields import ApiError, check_fields
 from .api_fields import field as _field
 from .api_fields import number as _number
@@ -152,6 +152,7 @@ class Server:
                  webui: bool = True):
         self.model, self.model_id, self.api_key, self.webui = model, model_id, api_key, webui
         self.engine = Engine(model, max_batch=max_batch)
+        self.metrics = metrics.Metrics(self.engine)  # GET /metrics
         self.created = int(time.time())
 
     def app(self):
@@ -177,12 +178,14 @@ class Server:
             routes=[
                 Route("/health", self.health, methods=["GET"]),
                 Route("/v1/models", self.models, methods=["GET"]),
+                Route("/metrics", self.metrics.endpoint, methods=["GET"]),
                 Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
                 Route("/v1/completions", self.completions, methods=["POST"]),
                 *anthropic_api.routes(self),
                 *(webui.routes() if self.webui else []),
             ],
-            middleware=[Middleware(_KeyCheck, server=self)],
+            middleware=[Middleware(metrics.Meter, metrics=self.metrics),
+                        Middleware(_KeyCheck, server=self)],
             exception_handlers={HTTPException: on_http_error},
             lifespan=lifespan,
         )
@@ -304,7 +307,10 @@ class Server:
 
         def sender(i):
             return lambda kind, payload: loop.call_soon_threadsafe(queue.put_nowait, (i, kind, payload))
-        reqs = [self.engine.submit(Request(seq, sender(i))) for i, seq in enumerate(seqs)]
+        reqs = [Request(seq, sender(i)) for i, seq in enumerate(seqs)]
+        for req in reqs:
+            self.metrics.watch(req)
+            self.engine.submit(req)
         left = len(reqs)
         try:
             while left:
@@ -321,6 +327,7 @@ class Server:
         finally:
             for req in reqs:
                 req.cancel()  # a no-op when finished; frees the slot when the client left
+                self.metrics.finished(req)
 
     async def _respond(self, request, body, choices, chat: bool):
         from starlette.responses import JSONResponse, StreamingResponse
