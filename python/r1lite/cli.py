@@ -120,10 +120,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=1, help="rounds; medians are reported")
     bench.add_argument("--depth", type=int, default=0,
                        help="decode after this many cached positions (default: after the prompt)")
-    srv = sub.add_parser("serve", parents=[common], help="an OpenAI-compatible HTTP server")
+    srv = sub.add_parser("serve", parents=[common], help="an OpenAI- and Anthropic-compatible HTTP server")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
     srv.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
-    srv.add_argument("--api-key", default=None, help="require Authorization: Bearer KEY")
+    srv.add_argument("--api-key", default=None, help="require Authorization: Bearer KEY (or x-api-key: KEY)")
     srv.add_argument("--max-batch", type=int, default=8, help="requests decoded together")
     srv.add_argument("--name", default=None, help="model id clients send (default: MODEL)")
     srv.add_argument("--no-webui", action="store_true", help="no browser chat at / (API only)")
