@@ -18,7 +18,7 @@ from .api_fields import ApiError, check_fields, field, number
 
 PREFIX = "/v1/messages"
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+               404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large", 429: "rate_limit_error",
                500: "api_error", 529: "overloaded_error"}
 # r1lite's sampling extras, accepted here as on the OpenAI endpoints
 EXTRAS = ("seed", "min_p", "repetition_penalty", "thinking_margin", "loop_guard", "dry_multiplier",

@@ -15,6 +15,7 @@ Without prometheus_client the server runs as before and /metrics answers 501 say
 
 from __future__ import annotations
 
+import threading
 import time
 
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -30,6 +31,7 @@ class Metrics:
             self.registry = None
             return
         self.registry = r = pc.CollectorRegistry()
+        self._lock = threading.Lock()  # a request ends in the engine thread or the event loop
         self.requests = pc.Counter("r1lite_requests", "HTTP requests answered, by endpoint and status",
                                    ["endpoint", "status"], registry=r)
         self.duration = pc.Histogram("r1lite_request_duration_seconds",
@@ -63,9 +65,12 @@ class Metrics:
 
     def finished(self, req) -> None:
         """Count a request's tokens and timings, once (also for one whose client went away)."""
-        if self.registry is None or getattr(req, "metered", False):
+        if self.registry is None:
             return
-        req.metered = True
+        with self._lock:
+            if getattr(req, "metered", False):
+                return
+            req.metered = True
         times = list(req.token_times)
         self.prompt_tokens.inc(req.fed)
         self.generated_tokens.inc(len(req.seq.tokens))
@@ -105,7 +110,7 @@ class Meter:
             await self.app(scope, receive, send)
             return
         if self.paths is None:
-            self.paths = {getattr(r, "path", None) for r in scope["app"].routes}
+            self.paths = {getattr(r, "path", None) for r in getattr(scope.get("app"), "routes", [])}
         endpoint = scope["path"] if scope["path"] in self.paths else "other"
         t0 = time.perf_counter()
         status, done = 500, False
