@@ -217,3 +217,48 @@ def test_hints_and_defaults_are_accepted(url):
     code, reply = http("POST", url + "/v1/messages", body)
     assert code == 200, reply
     assert reply["usage"]["output_tokens"] == 2
+
+
+def test_stream_blocks_are_stripped_as_the_unstreamed_ones():
+    """Whitespace at either end of a part is dropped as Generation.reasoning / .answer strip it,
+    even when it arrives in pieces of its own; inner whitespace stays."""
+    import asyncio
+    import json
+    from types import SimpleNamespace
+
+    from r1lite import anthropic_api
+    from r1lite.generate import Piece
+
+    pieces = [Piece("reasoning", "\n "), Piece("reasoning", "a "), Piece("reasoning", " b"),
+              Piece("reasoning", " \n"), Piece("answer", "\n\n"), Piece("answer", " x"),
+              Piece("answer", " y"), Piece("answer", "  \n")]
+    seq = SimpleNamespace(prompt=[1, 2], tokens=[3] * 8, n_reasoning=4, hit_stop_string=False,
+                          max_new_tokens=None)
+    g = SimpleNamespace(finish_reason="stop", tokens=seq.tokens)
+
+    class Stub:
+        model_id = "stub"
+
+        async def _events(self, request, seq):
+            for p in pieces:
+                yield "pieces", [p]
+            yield "done", g
+
+    async def collect():
+        return [e async for e in anthropic_api._stream(Stub(), None, seq, "msg_x", hide=False)]
+
+    events = [json.loads(e.split("data: ", 1)[1]) for e in asyncio.run(collect())]
+    text = {"thinking_delta": "", "text_delta": ""}
+    for e in events:
+        if e["type"] == "content_block_delta" and e["delta"]["type"] in text:
+            d = e["delta"]
+            text[d["type"]] += d.get("thinking", d.get("text"))
+    assert text == {"thinking_delta": "a  b", "text_delta": "x y"}
+    assert events[-2]["delta"]["stop_reason"] == "end_turn" and events[-1]["type"] == "message_stop"
+
+
+def test_thinking_display_omitted(client):
+    r = client.messages.create(model="tiny", max_tokens=12, messages=HI, extra_body=GREEDY,
+                               thinking={"type": "enabled", "budget_tokens": 4, "display": "omitted"})
+    assert [(b.type, getattr(b, "thinking", None)) for b in r.content][0] == ("thinking", "")
+    assert blocks(r)["text"] == blocks(ask(client))["text"]
