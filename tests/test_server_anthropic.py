@@ -239,10 +239,10 @@ def test_stream_blocks_are_stripped_as_the_unstreamed_ones():
     class Stub:
         model_id = "stub"
 
-        async def _events(self, request, seq):
+        async def _events(self, request, seqs):  # server._events: (choice index, kind, payload)
             for p in pieces:
-                yield "pieces", [p]
-            yield "done", g
+                yield 0, "pieces", [p]
+            yield 0, "done", g
 
     async def collect():
         return [e async for e in anthropic_api._stream(Stub(), None, seq, "msg_x", hide=False)]
