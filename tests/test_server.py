@@ -290,7 +290,11 @@ def test_disconnect_frees_the_slot(tiny_r1):
         assert srv.engine.steps < 4000  # stopped early, not at the end of the context
 
 
-def test_serve_command(tiny_r1):
+@pytest.mark.parametrize("quiet", [False, True])
+def test_serve_command(tiny_r1, quiet):
+    """r1lite serve: answers, logs one access line per request (or nothing with --quiet), and
+    ends on Ctrl-C with status 0."""
+    import re
     import signal
     import subprocess
     import sys
@@ -299,7 +303,8 @@ def test_serve_command(tiny_r1):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "r1lite.cli", "serve", str(tiny_r1), "--port",
-                             str(port), "-c", "256", "-t", "1", "--name", "tiny-r1"],
+                             str(port), "-c", "256", "-t", "1", "--name", "tiny-r1"]
+                            + (["--quiet"] if quiet else []),
                             stderr=subprocess.PIPE, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -316,9 +321,23 @@ def test_serve_command(tiny_r1):
         code, reply = http("POST", url + "/v1/completions",
                            dict(model="tiny-r1", prompt="Hello", max_tokens=4, temperature=0))
         assert code == 200 and reply["usage"]["completion_tokens"] == 4
+        prompt_tokens = reply["usage"]["prompt_tokens"]
+        assert http("POST", url + "/v1/completions", dict(model="nope", prompt="Hi"))[0] == 404
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
+    log = proc.stderr.read()
+    lines = [line for line in log.splitlines() if "INFO" in line]
+    if quiet:
+        assert log == "", log  # no banner, no loading line, no request lines
+        return
+    assert "serving tiny-r1 on" in log
+    completion = [line for line in lines if '"POST /v1/completions"' in line]
+    assert len(completion) == 2, log
+    assert re.search(rf'127\.0\.0\.1:\d+ "POST /v1/completions" 200 prompt={prompt_tokens} generated=4 '
+                     r"\d+\.\d{3}s$", completion[0]), completion[0]
+    assert re.search(r'"POST /v1/completions" 404 \d+\.\d{3}s$', completion[1]), completion[1]
+    assert any('"GET /v1/models" 200' in line for line in lines)
 
 
 def test_reasoning_of_earlier_turns_is_dropped(client):

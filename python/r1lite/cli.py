@@ -127,6 +127,11 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--max-batch", type=int, default=8, help="requests decoded together")
     srv.add_argument("--name", default=None, help="model id clients send (default: MODEL)")
     srv.add_argument("--no-webui", action="store_true", help="no browser chat at / (API only)")
+    srv.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                     help="info (default): a line per request (client, path, status, tokens, "
+                          "seconds); warning: only problems")
+    srv.add_argument("--quiet", action="store_true", help="no banner and no request lines "
+                     "(--log-level warning)")
     from .recipes import RECIPES, describe_recipes
 
     conv = sub.add_parser("convert", help="write a checkpoint as an r1lite model file",
@@ -264,7 +269,8 @@ def _check_args(args) -> None:
 def _load(args):
     import r1lite
 
-    print(f"loading {args.model} ...", file=sys.stderr)
+    if not getattr(args, "quiet", False):
+        print(f"loading {args.model} ...", file=sys.stderr)
     model = r1lite.load(args.model, threads=args.threads, context=args.context,
                         device=getattr(args, "device", "cpu"), kv_cache=args.kv_cache)
     c = model.config
@@ -616,11 +622,12 @@ def cmd_serve(args) -> int:
     model = _load(args)
     name = args.name or args.model
     port = args.socket.getsockname()[1]  # --port 0: the port the system chose
-    print(f"serving {name} on http://{args.host}:{port}/v1 (Ctrl-C stops)", file=sys.stderr)
-    if not args.no_webui:
-        print(f"chat in a browser: http://{args.host}:{port}/", file=sys.stderr)
+    if not args.quiet:
+        print(f"serving {name} on http://{args.host}:{port}/v1 (Ctrl-C stops)", file=sys.stderr)
+        if not args.no_webui:
+            print(f"chat in a browser: http://{args.host}:{port}/", file=sys.stderr)
     serve(model, name, host=args.host, port=args.port, api_key=args.api_key, max_batch=args.max_batch,
-          webui=not args.no_webui, sock=args.socket)
+          webui=not args.no_webui, sock=args.socket, log_level="warning" if args.quiet else args.log_level)
     return 0
 
 

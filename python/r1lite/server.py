@@ -18,7 +18,7 @@ import json
 import secrets
 import time
 
-from . import anthropic_api, metrics, webui
+from . import access_log, anthropic_api, metrics, webui
 from .api_fields import ApiError, check_fields
 from .api_fields import field as _field
 from .api_fields import number as _number
@@ -184,7 +184,8 @@ class Server:
                 *anthropic_api.routes(self),
                 *(webui.routes() if self.webui else []),
             ],
-            middleware=[Middleware(metrics.Meter, metrics=self.metrics),
+            middleware=[Middleware(access_log.AccessLog),
+                        Middleware(metrics.Meter, metrics=self.metrics),
                         Middleware(_KeyCheck, server=self)],
             exception_handlers={HTTPException: on_http_error},
             lifespan=lifespan,
@@ -328,6 +329,7 @@ class Server:
             for req in reqs:
                 req.cancel()  # a no-op when finished; frees the slot when the client left
                 self.metrics.finished(req)
+                access_log.count_tokens(request, len(req.seq.prompt), len(req.seq.tokens))
 
     async def _respond(self, request, body, choices, chat: bool):
         from starlette.responses import JSONResponse, StreamingResponse
@@ -603,13 +605,20 @@ def listen_socket(host: str, port: int):
 
 
 def serve(model, model_id: str, *, host: str = "127.0.0.1", port: int = 8080,
-          api_key: str | None = None, max_batch: int = 8, webui: bool = True, sock=None) -> None:
-    """Run the server until interrupted, on `sock` (from listen_socket) or host:port."""
+          api_key: str | None = None, max_batch: int = 8, webui: bool = True, sock=None,
+          log_level: str = "info") -> None:
+    """Run the server until interrupted, on `sock` (from listen_socket) or host:port; log_level
+    (access_log.LEVELS) "info" logs a line per request, "warning" only problems."""
     import uvicorn
 
+    if log_level not in access_log.LEVELS:
+        raise ValueError(f"log_level must be one of {', '.join(access_log.LEVELS)}, got {log_level!r}")
     sock = sock or listen_socket(host, port)
+    access_log.configure(log_level)
     app = Server(model, model_id, api_key=api_key, max_batch=max_batch, webui=webui).app()
     try:
-        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+        # uvicorn's own access log is off: ours has the tokens and the time of each request
+        uvicorn.Server(uvicorn.Config(app, log_level=max(log_level, "warning", key=access_log.LEVELS.index),
+                                      access_log=False)).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on: a normal end
         pass
