@@ -478,6 +478,7 @@ PYBIND11_MODULE(_core, m) {
         py::dict d;
         d["rope_inv_freq"] = c.rope_inv_freq();
         d["cache_values_per_token_per_layer"] = kv.heads * (kv.key_dim + kv.value_dim);
+        d["cache_bytes_per_token"] = kv.bytes_per_position();  // in the config's kv_cache format
         return d;
       },
       py::arg("config"), "What the core derives from a config: rope frequencies, cache size.");

@@ -113,7 +113,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("prompt", help="the question (or with --raw, the text to complete)")
     run.add_argument("--raw", action="store_true", help="no chat template: complete the prompt")
     sub.add_parser("chat", parents=[common, device, gen], help="interactive chat")
-    sub.add_parser("info", parents=[common, device], help="describe a model")
+    info = sub.add_parser("info", parents=[common, device], help="describe a model")
+    info.add_argument("--plan", action="store_true",
+                      help="from the config alone (a config.json is enough): each recipe's weights, "
+                           "bytes read per token, KV cache at -c (default 4096), memory, decode bound")
+    info.add_argument("--ram", type=float, default=None, help="with --plan: GB of memory to fit in")
+    info.add_argument("--bandwidth", type=float, default=None,
+                      help="with --plan: read bandwidth in GB/s (default: measured now, -t threads)")
     bench = sub.add_parser("bench", parents=[common, device], help="prefill and decode speed")
     bench.add_argument("--prefill", type=int, default=512, help="prompt tokens (default 512)")
     bench.add_argument("--decode", type=int, default=128, help="generated tokens (default 128)")
@@ -541,9 +547,37 @@ def _attention_row(c: dict) -> tuple[str, str]:
 
 
 def cmd_info(args) -> int:
+    if args.plan:
+        return _plan(args)
     model = _load(args)
     for k, v in _info_rows(model):
         print(f"{k:18} {v}")
+    return 0
+
+
+def _plan(args) -> int:
+    from . import _core
+    from .loader import default_threads
+    from .plan import describe_config, format_plan, plan, read_config
+
+    for flag, value in (("--ram", args.ram), ("--bandwidth", args.bandwidth)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{flag} must be a positive number of GB(/s), got {value}")
+    config = read_config(args.model)
+    context = args.context or 4096
+    kv = args.kv_cache or "f16"
+    if args.bandwidth:
+        bandwidth, where = args.bandwidth * 1e9, "given"
+    else:
+        threads = args.threads or default_threads()
+        bandwidth = _core.measure_read_bandwidth(1 << 30, threads, 5)
+        where = f"measured, {threads} threads"
+    print(f"{args.model}: {describe_config(config)}")
+    print(f"KV cache {kv} at {context} positions; read bandwidth {bandwidth / 1e9:.1f} GB/s ({where}); "
+          "decode bound = bandwidth / (weights read + cache) per token")
+    for line in format_plan(plan(config, context=context, kv_cache=kv, bandwidth=bandwidth),
+                            ram=args.ram * 1e9 if args.ram else None):
+        print(line)
     return 0
 
 
