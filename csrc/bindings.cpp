@@ -281,6 +281,11 @@ void def_model(py::module_& m) {
       .def("sequence_length",
            [](PyModel& p, int64_t id) { return p.locked([id](Backend& b) { return b.sequence_length(id); }); },
            py::arg("id"))
+      .def("truncate", [](PyModel& p, int64_t n) { p.locked([n](Backend& b) { b.truncate_sequence(0, n); }); },
+           py::arg("n"), "Keep the first n cached positions (sequence 0); drop the rest.")
+      .def("truncate_sequence",
+           [](PyModel& p, int64_t id, int64_t n) { p.locked([=](Backend& b) { b.truncate_sequence(id, n); }); },
+           py::arg("id"), py::arg("n"), "Keep the first n cached positions of sequence id.")
       .def_property_readonly("n_past", [](PyModel& p) { return p.backend().n_past(); })
       .def_property_readonly("cache_bytes", [](PyModel& p) { return p.backend().cache_bytes(); })
       .def_property_readonly("cache_bytes_per_token", [](PyModel& p) { return p.backend().cache_bytes_per_token(); })

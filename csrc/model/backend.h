@@ -3,6 +3,7 @@
 // (bindings.cpp) holds one through this interface.
 #pragma once
 #include <cstdint>
+#include <stdexcept>
 
 #include "model/config.h"
 
@@ -28,6 +29,13 @@ class Backend {
   virtual int64_t open_sequence() = 0;
   virtual void close_sequence(int64_t id) = 0;
   virtual int64_t sequence_length(int64_t id) = 0;
+  // Rolls sequence `id` back to its first n positions (speculative decoding drops the positions
+  // of rejected tokens): the next token fed goes to position n. Throws std::invalid_argument on
+  // an unknown sequence or n outside [0, its length]. A backend that cannot roll back says so.
+  virtual void truncate_sequence(int64_t id, int64_t n) {
+    (void)id, (void)n;
+    throw std::invalid_argument("this backend cannot roll a sequence back (no speculative decoding)");
+  }
 
   // Empties sequence 0's cache.
   virtual void reset() = 0;

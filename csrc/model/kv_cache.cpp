@@ -18,6 +18,16 @@ void KVCache::clear() {
   length = 0;
 }
 
+void KVCache::truncate(int64_t n) {
+  if (n < 0 || n > length)
+    throw std::invalid_argument("cannot truncate a sequence of " + std::to_string(length) +
+                                " positions to " + std::to_string(n));
+  // GQA keys/values and MLA latent rows alike live in the pages: rows past n are simply
+  // overwritten when fed again.
+  pages_.resize(size_t((n + kPagePositions - 1) / kPagePositions));
+  length = n;
+}
+
 int64_t KVCache::bytes_allocated() const { return int64_t(pages_.size()) * layout_.page_bytes(); }
 
 StoredRows KVCache::rows(int64_t pos, int64_t head_offset, int64_t dim) {

@@ -22,6 +22,9 @@ class KVCache {
   void reserve(int64_t n);
   // Forgets every position and releases the pages.
   void clear();
+  // Forgets positions [n, length) and releases the pages past the one holding position n - 1.
+  // Throws std::invalid_argument unless 0 <= n <= length.
+  void truncate(int64_t n);
 
   // The key (value) rows of head `head` of `layer` from position `pos` (reserved) to the end of
   // its page, as attention reads them.

@@ -128,6 +128,8 @@ void Model::close_sequence(int64_t id) {
   caches_[size_t(id)].reset();
 }
 
+void Model::truncate_sequence(int64_t id, int64_t n) { sequence(id).truncate(n); }
+
 KVCache& Model::sequence(int64_t id) {
   if (id < 0 || id >= int64_t(caches_.size()) || !caches_[size_t(id)])
     throw std::invalid_argument("no open sequence " + std::to_string(id));

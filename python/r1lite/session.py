@@ -20,6 +20,17 @@ class Session:
         """Empty the cache."""
         self._core.reset()
 
+    @property
+    def length(self) -> int:
+        """Positions the cache holds."""
+        return self._core.n_past
+
+    def truncate(self, n: int) -> None:
+        """Keep the first n cached positions and drop the rest (the next token fed goes to
+        position n): how speculative decoding discards rejected tokens. ValueError unless
+        0 <= n <= length."""
+        self._core.truncate(n)
+
     def forward(self, ids, all_positions: bool = False) -> np.ndarray:
         """Feed ids after what the cache holds: float32 logits of the last position
         ([vocab_size]), or of every fed position ([len(ids), vocab_size]) with all_positions."""
@@ -49,6 +60,11 @@ class Batch:
     def close_sequence(self, seq_id: int) -> None:
         """Free a sequence's cache; its id may be reused."""
         self._core.close_sequence(seq_id)
+
+    def truncate_sequence(self, seq_id: int, n: int) -> None:
+        """Keep the first n cached positions of a sequence (ValueError unless 0 <= n <= its
+        length)."""
+        self._core.truncate_sequence(seq_id, n)
 
     def forward_batch(self, segments) -> list:
         """Feed each (seq_id, ids) segment after what its sequence holds, in one batched pass:
