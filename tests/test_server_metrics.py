@@ -62,7 +62,10 @@ def test_counters_equal_what_was_sent_and_returned(tiny_r1):
         assert value(m, req, endpoint="/v1/messages", status="200") == 2
         assert value(m, req, endpoint="other", status="404") == 1
         assert value(m, req, endpoint="/metrics", status="200") == 0  # this scrape ends after it
-        assert value(m, "r1lite_prompt_tokens_total") == sum(p for p, _ in usages)
+        # prompt tokens are computed, or reused from an earlier request's cache (the same HI prompt)
+        reused = value(m, "r1lite_prefix_cache_reused_tokens_total")
+        assert value(m, "r1lite_prompt_tokens_total") + reused == sum(p for p, _ in usages)
+        assert reused > 0 and value(m, "r1lite_prefix_cache_lookups_total") == len(usages)
         assert value(m, "r1lite_generated_tokens_total") == sum(g for _, g in usages)
         assert value(m, "r1lite_time_to_first_token_seconds_count") == len(usages)
         assert value(m, "r1lite_inter_token_latency_seconds_count") == sum(g - 1 for _, g in usages)

@@ -133,6 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--max-batch", type=int, default=8, help="requests decoded together")
     srv.add_argument("--name", default=None, help="model id clients send (default: MODEL)")
     srv.add_argument("--no-webui", action="store_true", help="no browser chat at / (API only)")
+    srv.add_argument("--cache-ram", type=int, default=1024, metavar="MIB",
+                     help="MiB of finished requests' KV caches kept for a later request that starts "
+                          "the same, e.g. a chat's next turn (default 1024; 0: no reuse)")
     srv.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                      help="info (default): a line per request (client, path, status, tokens, "
                           "seconds); warning: only problems")
@@ -255,6 +258,8 @@ def _check_args(args) -> None:
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise InvalidArgument(f"{flag} must be >= 1, got {value}", name)
+    if getattr(args, "cache_ram", 0) < 0:
+        raise InvalidArgument(f"--cache-ram must be >= 0 MiB, got {args.cache_ram}", "cache_ram")
     if getattr(args, "depth", 0) < 0:
         raise InvalidArgument(f"--depth must be >= 0, got {args.depth}", "depth")
     if getattr(args, "max_tokens", None) is not None and (args.max_tokens == 0 or args.max_tokens < -1):
@@ -661,7 +666,8 @@ def cmd_serve(args) -> int:
         if not args.no_webui:
             print(f"chat in a browser: http://{args.host}:{port}/", file=sys.stderr)
     serve(model, name, host=args.host, port=args.port, api_key=args.api_key, max_batch=args.max_batch,
-          webui=not args.no_webui, sock=args.socket, log_level="warning" if args.quiet else args.log_level)
+          webui=not args.no_webui, sock=args.socket, log_level="warning" if args.quiet else args.log_level,
+          cache_ram=args.cache_ram << 20)
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Each step feeds every active sequence in one batched forward (the core reads each weight once for
 the whole batch): a new request's prompt in chunks, the others one token each. Requests join at
-the next step and leave when finished or cancelled, freeing their cache at once. Each request has
+the next step and leave when finished or cancelled; their cache is parked for a later request
+that starts with the same tokens (prefix_cache.py), or freed. Each request has
 its own generate.Sequence (sampler with its seed, stop strings, reasoning split), so its output
 does not depend on what else is in the batch.
 """
@@ -14,6 +15,9 @@ import time
 from collections import deque
 
 from .generate import PREFILL_CHUNK, Sequence
+from .prefix_cache import PrefixCache
+
+DEFAULT_CACHE_RAM = 1 << 30  # bytes of finished sequences' KV caches kept for prefix reuse
 
 
 class Request:
@@ -26,7 +30,11 @@ class Request:
         self.on_event = on_event
         self.cancelled = False
         self.seq_id: int | None = None
-        self.fed = 0  # prompt tokens fed so far
+        self.fed = 0  # prompt tokens in its cache so far (computed, or reused: prefix_cache.py)
+        self.reused = 0  # prompt tokens whose cache rows came from an earlier request
+        self.looked_up = False  # whether the prefix cache was asked for this prompt
+        self.cached: list[int] = []  # exactly the tokens its cache holds
+        self.cache_ok = True  # False once a failed step may have left its cache half-fed
         self.scored = False  # prompt logprobs recorded (when the sequence asks for them)
         self.t_start = time.perf_counter()
         self.token_times: list[float] = []  # when each generated token was sampled (metrics)
@@ -47,11 +55,14 @@ class Engine:
     """Owns a Model while serving (Model.batch(), from start() to stop()), so no other caller
     can use it meanwhile."""
 
-    def __init__(self, model, max_batch: int = 8):
+    def __init__(self, model, max_batch: int = 8, cache_ram: int = DEFAULT_CACHE_RAM):
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"max_batch must be a positive integer, got {max_batch!r}")
-        self.model, self.max_batch = model, max_batch
+        if isinstance(cache_ram, bool) or not isinstance(cache_ram, int) or cache_ram < 0:
+            raise ValueError(f"cache_ram must be a number of bytes >= 0, got {cache_ram!r}")
+        self.model, self.max_batch, self.cache_ram = model, max_batch, cache_ram
         self.batch = None  # the model's session.Batch while running
+        self.prefix: PrefixCache | None = None  # finished sequences' caches, while running
         self._waiting: deque[Request] = deque()
         self._active: list[Request] = []
         self._wake = threading.Condition()
@@ -62,6 +73,8 @@ class Engine:
 
     def start(self) -> "Engine":
         self.batch = self.model.batch()
+        if self.cache_ram:
+            self.prefix = PrefixCache(self.batch, self.model.kv_bytes_per_token, self.cache_ram)
         self._thread.start()
         return self
 
@@ -75,6 +88,8 @@ class Engine:
             req.notify("error", "the server is shutting down")
         self._active.clear()
         self._waiting.clear()
+        if self.prefix is not None:
+            self.prefix.clear()
         self.batch.close()
 
     def submit(self, request: Request) -> Request:
@@ -95,12 +110,21 @@ class Engine:
             req = self._waiting.popleft()
             if req.cancelled:
                 continue
-            req.seq_id = self.batch.open_sequence()
+            if self.prefix is not None and req.seq.prompt_logprobs is None:
+                req.looked_up = True
+                req.seq_id, req.reused = self.prefix.take(req.seq.prompt)
+                req.fed, req.cached = req.reused, req.seq.prompt[:req.reused]
+            if req.seq_id is None:
+                req.seq_id = self.batch.open_sequence()
             self._active.append(req)
 
     def _release(self, req: Request) -> None:
+        """Free a finished (or cancelled) request's cache, or park it for prefix reuse."""
         if req.seq_id is not None:
-            self.batch.close_sequence(req.seq_id)
+            if self.prefix is not None and req.cache_ok:
+                self.prefix.park(req.seq_id, req.cached)
+            else:
+                self.batch.close_sequence(req.seq_id)
             req.seq_id = None
 
     def _loop(self) -> None:
@@ -120,6 +144,7 @@ class Engine:
                 self._step(batch)
             except Exception as e:  # a bug, or memory: fail these requests, keep serving
                 for req in batch:
+                    req.cache_ok = False
                     req.notify("error", f"generation failed: {e}")
                     req.cancel()
 
@@ -156,6 +181,8 @@ class Engine:
                 chunk = [req.seq.next_token]
             segments.append((req.seq_id, chunk))
         logits = self.batch.forward_batch(segments)
+        for req, (_, chunk) in zip(batch, segments):
+            req.cached.extend(chunk)
         self.steps += 1
         self.widest_batch = max(self.widest_batch, len(segments))
         now = time.perf_counter()

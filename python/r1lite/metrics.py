@@ -9,6 +9,12 @@ prometheus_client (the `server` extra) in a registry of each Server's own, not t
   r1lite_time_to_first_token_seconds         from a generation's submission to its first token
   r1lite_inter_token_latency_seconds         between consecutive tokens of a generation
   r1lite_sequences_running / _waiting        sequences in the engine's batch / queued for it
+  r1lite_prefix_cache_lookups_total          requests whose prompt was looked up among the
+                                             parked caches (prefix_cache.py)
+  r1lite_prefix_cache_hits_total             ... that reused a parked cache (hit rate: hits /
+                                             lookups)
+  r1lite_prefix_cache_reused_tokens_total    prompt tokens whose cache rows were reused
+  r1lite_prefix_cache_bytes                  memory the parked caches hold
 
 Without prometheus_client the server runs as before and /metrics answers 501 saying so.
 """
@@ -39,6 +45,14 @@ class Metrics:
                                      buckets=DURATION_BUCKETS, registry=r)
         self.prompt_tokens = pc.Counter("r1lite_prompt_tokens", "Prompt tokens fed to the model",
                                         registry=r)
+        self.lookups = pc.Counter("r1lite_prefix_cache_lookups", "Prompts looked up in the prefix cache",
+                                  registry=r)
+        self.hits = pc.Counter("r1lite_prefix_cache_hits", "Prompts that reused a parked cache",
+                               registry=r)
+        self.reused_tokens = pc.Counter("r1lite_prefix_cache_reused_tokens",
+                                        "Prompt tokens whose cache rows were reused", registry=r)
+        parked = pc.Gauge("r1lite_prefix_cache_bytes", "Memory the parked caches hold", registry=r)
+        parked.set_function(lambda: engine.prefix.bytes if engine.prefix is not None else 0)
         self.generated_tokens = pc.Counter("r1lite_generated_tokens", "Tokens generated", registry=r)
         self.ttft = pc.Histogram("r1lite_time_to_first_token_seconds",
                                  "Time from a generation's submission to its first token",
@@ -72,7 +86,10 @@ class Metrics:
                 return
             req.metered = True
         times = list(req.token_times)
-        self.prompt_tokens.inc(req.fed)
+        self.prompt_tokens.inc(req.fed - req.reused)
+        self.lookups.inc(req.looked_up)
+        self.hits.inc(req.reused > 0)
+        self.reused_tokens.inc(req.reused)
         self.generated_tokens.inc(len(req.seq.tokens))
         if times:
             self.ttft.observe(times[0] - req.t_start)

@@ -22,7 +22,7 @@ from . import access_log, anthropic_api, metrics, webui
 from .api_fields import ApiError, check_fields
 from .api_fields import field as _field
 from .api_fields import number as _number
-from .engine import Engine, Request
+from .engine import DEFAULT_CACHE_RAM, Engine, Request
 from .logprobs import MAX_TOP
 from .tokenizer import StreamDecoder
 
@@ -149,9 +149,9 @@ def _messages(body: dict) -> list[dict]:
 
 class Server:
     def __init__(self, model, model_id: str, *, api_key: str | None = None, max_batch: int = 8,
-                 webui: bool = True):
+                 webui: bool = True, cache_ram: int = DEFAULT_CACHE_RAM):
         self.model, self.model_id, self.api_key, self.webui = model, model_id, api_key, webui
-        self.engine = Engine(model, max_batch=max_batch)
+        self.engine = Engine(model, max_batch=max_batch, cache_ram=cache_ram)
         self.metrics = metrics.Metrics(self.engine)  # GET /metrics
         self.created = int(time.time())
 
@@ -606,7 +606,7 @@ def listen_socket(host: str, port: int):
 
 def serve(model, model_id: str, *, host: str = "127.0.0.1", port: int = 8080,
           api_key: str | None = None, max_batch: int = 8, webui: bool = True, sock=None,
-          log_level: str = "info") -> None:
+          log_level: str = "info", cache_ram: int = DEFAULT_CACHE_RAM) -> None:
     """Run the server until interrupted, on `sock` (from listen_socket) or host:port; log_level
     (access_log.LEVELS) "info" logs a line per request, "warning" only problems."""
     import uvicorn
@@ -615,7 +615,8 @@ def serve(model, model_id: str, *, host: str = "127.0.0.1", port: int = 8080,
         raise ValueError(f"log_level must be one of {', '.join(access_log.LEVELS)}, got {log_level!r}")
     sock = sock or listen_socket(host, port)
     access_log.configure(log_level)
-    app = Server(model, model_id, api_key=api_key, max_batch=max_batch, webui=webui).app()
+    app = Server(model, model_id, api_key=api_key, max_batch=max_batch, webui=webui,
+                 cache_ram=cache_ram).app()
     try:
         # uvicorn's own access log is off: ours has the tokens and the time of each request
         uvicorn.Server(uvicorn.Config(app, log_level=max(log_level, "warning", key=access_log.LEVELS.index),
