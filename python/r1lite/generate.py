@@ -175,13 +175,17 @@ class Sequence:
 
     Loop guard (loop_guard=True, the default): a verbatim loop (LoopGuard) inside the reasoning
     closes the think block with the landing, so the model answers; in the answer it stops the
-    generation with finish_reason "repetition"."""
+    generation with finish_reason "repetition" (not under a constraint: the grammar bounds it).
+
+    Constraint (a constrain.Constraint): the answer's tokens are sampled among those its grammar
+    allows, and fed back to it; the reasoning of a model that thinks is free, the constraint
+    starts at the token after </think> (at the first token when there is no think block)."""
 
     def __init__(self, tokenizer: Tokenizer | None, prompt_ids: list[int], *,
                  sampling: SamplingParams, max_new_tokens: int | None, stop,
                  max_thinking_tokens: int | None, inside_think: bool, eos_ids, context: int,
                  loop_guard: bool = True, thinking_margin: int = THINKING_MARGIN,
-                 logprobs: int | None = None, prompt_logprobs: bool = False):
+                 logprobs: int | None = None, prompt_logprobs: bool = False, constraint=None):
         check_top(logprobs)
         if not isinstance(prompt_logprobs, bool) or (prompt_logprobs and logprobs is None):
             raise InvalidArgument("prompt_logprobs must be True or False, and True needs logprobs=k",
@@ -219,6 +223,7 @@ class Sequence:
         self.top = logprobs  # alternatives per token; None: no logprobs
         self.logprobs = [] if logprobs is not None else None
         self.prompt_logprobs = [None] if prompt_logprobs else None  # the first token has none
+        self.constraint = constraint
 
     def score(self, rows: np.ndarray, start: int) -> None:
         """Record prompt logprobs from the logits rows of prompt positions start, start + 1, ...
@@ -242,15 +247,19 @@ class Sequence:
             self.finish = "length"
             return []
         forced = bool(self.forced)
+        constrained = self.constraint is not None and not self.splitter.thinking
         if forced:
             token = self.forced.popleft()
         else:
-            token = self.sampler(logits, self.history, self.tokens)
+            allowed = self.constraint.mask(logits) if constrained else logits
+            token = self.sampler(allowed, self.history, self.tokens)
             if token in self.eos_ids:
                 self.finish = "stop"
                 return []
         if self.logprobs is not None:  # forced tokens too: their probability under the model
             self.logprobs.append(token_logprob(logits, token, self.top))
+        if constrained:
+            self.constraint.consume(token)
         was_thinking = self.splitter.thinking
         if was_thinking:
             self.n_reasoning += 1
@@ -273,7 +282,7 @@ class Sequence:
                 self.forced.extend(self.landing_ids)  # close the looping reasoning, then answer
                 self.budget_spent, self.closed_by = True, "loop_guard"
                 self.guard.reset()
-            elif looping:
+            elif looping and not constrained:
                 self.finish = "repetition"
                 return pieces
         if not self.budget_spent and self.splitter.thinking and self._budget_closes(text, forced):

@@ -206,7 +206,7 @@ class Model:
                      loop_guard=True, dry_multiplier=None, dry_base=None, dry_allowed_length=None,
                      dry_penalty_last_n=None, dry_sequence_breakers=None, presence_penalty=0.0,
                      frequency_penalty=0.0, logit_bias=None, logprobs=None,
-                     prompt_logprobs=False) -> Sequence:
+                     prompt_logprobs=False, response_format=None) -> Sequence:
         """A generate.Sequence of this prompt (see generate() for the keywords; unset sampling
         values come from sampling_defaults()). InvalidArgument names a bad one."""
         if not isinstance(prompt, Prompt):
@@ -225,12 +225,25 @@ class Model:
                                   frequency_penalty=0.0 if frequency_penalty is None else frequency_penalty,
                                   logit_bias=logit_bias).check(self._config["vocab_size"])
         return Sequence(tok, prompt.ids, sampling=sampling, max_new_tokens=max_new_tokens,
+                        constraint=self.constraint(response_format),
                         stop=stop, max_thinking_tokens=thinking_budget(max_thinking_tokens,
                                                                        reasoning_effort),
                         inside_think=prompt.inside_think, eos_ids=tok.eos_ids if tok else [],
                         context=self._core.context, loop_guard=loop_guard,
                         thinking_margin=thinking_margin, logprobs=logprobs,
                         prompt_logprobs=prompt_logprobs)
+
+    def constraint(self, response_format):
+        """A constrain.Constraint for a response_format (see generate()), or None for none."""
+        from . import constrain
+
+        grammar = constrain.from_response_format(response_format)
+        if grammar is None:
+            return None
+        if self.tokenizer is None:
+            raise InvalidArgument("constrained output needs a model with a tokenizer", "response_format")
+        return constrain.Constraint(grammar, constrain.token_table(self.tokenizer,
+                                                                   self._config["vocab_size"]))
 
     # -- generation ----------------------------------------------------------------------------
 
@@ -254,7 +267,13 @@ class Model:
         logprobs=k (0..20): g.logprobs holds each generated token's log-probability under the
         model (log-softmax of the raw logits) and the k most likely tokens (logprobs.TokenLogprob);
         prompt_logprobs=True adds g.prompt_logprobs for the prompt's tokens (None for the first),
-        and then max_new_tokens may be 0 (score the prompt only)."""
+        and then max_new_tokens may be 0 (score the prompt only).
+
+        response_format constrains the answer with a grammar (llguidance, the `structured`
+        extra), so that it always parses: OpenAI's {"type": "json_object"} or {"type":
+        "json_schema", "json_schema": {"schema": {...}}}, {"type": "grammar", "grammar": lark
+        text}, or a constrain.Grammar (constrain.json_schema(schema), constrain.lark(text)).
+        A model that thinks reasons freely; the constraint starts after </think>."""
         return self._collect(self.stream(prompt, **kw))
 
     def chat(self, messages, **kw) -> Generation:

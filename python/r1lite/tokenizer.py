@@ -114,6 +114,10 @@ class Tokenizer:
             ids = ids[1:]
         return ids
 
+    def added_token_ids(self) -> list[int]:
+        """Ids of the tokens added to the BPE vocabulary (special and control tokens, <think>)."""
+        return sorted(self._tok.get_added_tokens_decoder())
+
     def token_texts(self) -> list[str]:
         """Each token id's text on its own (for the DRY sampler's sequence breakers)."""
         return self._tok.decode_batch([[i] for i in range(self.vocab_size)],
