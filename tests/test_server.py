@@ -215,8 +215,9 @@ def test_engine_batches_and_matches_single_runs(direct, tiny_r1):
     (dict(logit_bias=[1]), 400, "logit_bias"),
     (dict(messages=[{"role": "assistant", "content": "x", "reasoning": 3}]), 400, "messages[0].reasoning"),
     # unimplemented OpenAI fields that ask for something, and unknown fields: named, never ignored
-    (dict(response_format={"type": "json_object"}), 400, "response_format"),
-    (dict(tools=[{"type": "function", "function": {"name": "f"}}]), 400, "tools"),
+    (dict(response_format={"type": "json_schema", "json_schema": {"schema": {"type": "frob"}}}),
+     400, "response_format"),
+    (dict(functions=[{"name": "f"}]), 400, "functions"),  # the deprecated form of tools
     (dict(echo=True), 400, "echo"),  # completions only
     (dict(temprature=0.5), 400, "temprature"),
 ])

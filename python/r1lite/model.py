@@ -165,13 +165,16 @@ class Model:
         ids = self._checked(prompt, "prompt")
         return Prompt(ids, self._thinks and self._ends_inside_think(self.tokenizer.decode(ids[-3:])))
 
-    def chat_prompt(self, messages, max_thinking_tokens: int | None = None) -> Prompt:
-        """The chat template applied to messages. For a model that thinks (R1) the reasoning is
-        opened with "<think>" unless the template did; max_thinking_tokens=0 prefills an empty
-        think block instead. InvalidArgument (param "messages") if it does not fit the context."""
+    def chat_prompt(self, messages, max_thinking_tokens: int | None = None,
+                    template_vars: dict | None = None) -> Prompt:
+        """The chat template applied to messages (and template_vars, e.g. tools). For a model
+        that thinks (R1) the reasoning is opened with "<think>" unless the template did;
+        max_thinking_tokens=0 prefills an empty think block instead. InvalidArgument (param
+        "messages") if it does not fit the context."""
         if self.tokenizer is None:
             raise InvalidArgument("this model has no tokenizer, so no chat template", "messages")
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                  **(template_vars or {}))
         if self._thinks:
             inside = self._ends_inside_think(text)
             if max_thinking_tokens == 0:

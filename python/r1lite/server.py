@@ -18,11 +18,12 @@ import json
 import secrets
 import time
 
-from . import access_log, anthropic_api, metrics, webui
+from . import access_log, anthropic_api, constrain, metrics, tools, webui
 from .api_fields import ApiError, check_fields
 from .api_fields import field as _field
 from .api_fields import number as _number
 from .engine import DEFAULT_CACHE_RAM, Engine, Request
+from .errors import InvalidArgument
 from .logprobs import MAX_TOP
 from .tokenizer import StreamDecoder
 
@@ -48,8 +49,6 @@ ACCEPTED_FIELDS = ("model", "stream", "stream_options", "n", "max_tokens", "max_
 # OpenAI fields r1lite does not implement (yet), with the values that ask for nothing: a request
 # with any other value gets a 400 naming the field, never a silently different answer.
 UNIMPLEMENTED_DEFAULTS = {
-    "response_format": (None, {"type": "text"}),
-    "tools": (None, []), "tool_choice": (None, "none", "auto"), "parallel_tool_calls": (None, True, False),
     "functions": (None, []), "function_call": (None, "none", "auto"), "echo": (None, False),
     "suffix": (None, ""), "best_of": (None, 1), "modalities": (None, ["text"]),
 }
@@ -122,8 +121,8 @@ def _messages(body: dict) -> list[dict]:
         raise ApiError(400, "'messages' must be a non-empty list", param="messages")
     out = []
     for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "developer"):
-            raise ApiError(400, f"messages[{i}] needs a role of system, user or assistant",
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "developer", "tool"):
+            raise ApiError(400, f"messages[{i}] needs a role of system, user, assistant or tool",
                            param=f"messages[{i}].role")
         content = m.get("content")
         if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
@@ -141,7 +140,12 @@ def _messages(body: dict) -> list[dict]:
             if m.get(name) is not None and not isinstance(m[name], str):
                 raise ApiError(400, f"messages[{i}].{name} must be a string",
                                param=f"messages[{i}].{name}")
-        out.append({"role": role, "content": content})  # as R1's template drops it too
+        try:
+            calls = tools.message_calls(m, i)
+        except InvalidArgument as e:
+            raise ApiError(400, str(e), param=e.param) from None
+        # past reasoning dropped, as R1's template drops it too
+        out.append({"role": role, "content": content, **({"tool_calls": calls} if calls else {})})
     return out
 
 
@@ -228,7 +232,8 @@ class Server:
             return self.model.new_sequence(prompt, **kw)
         except ValueError as e:  # InvalidArgument names the generation keyword in .param
             field = getattr(e, "param", None)
-            raise ApiError(400, str(e), param=field if field in GENERATION_FIELDS else None) from None
+            named = field in GENERATION_FIELDS or field == "response_format"
+            raise ApiError(400, str(e), param=field if named else None) from None
 
     @staticmethod
     def _prompt_error(e: ValueError) -> ApiError:
@@ -237,18 +242,31 @@ class Server:
     async def chat_completions(self, request):
         try:
             body = await self._body(request)
-            _check_fields(body, ("messages", "logprobs", "top_logprobs"))
+            _check_fields(body, ("messages", "logprobs", "top_logprobs", "response_format", "tools",
+                                 "tool_choice", "parallel_tool_calls"))
             kw = _generation_kw(body)
             n = _choice_count(body, self.engine.max_batch)
             kw["logprobs"] = _chat_top(body)
             messages = _messages(body)
-            if self.model.tokenizer is None:
+            tok = self.model.tokenizer
+            if tok is None:
                 raise ApiError(400, "this model has no tokenizer, so no chat template")
+            toolset = _tools(body)
+            kw["response_format"] = _response_format(body)
+            if toolset is not None and toolset.constrained:
+                if kw["response_format"] is not None:
+                    raise ApiError(400, "'response_format' cannot constrain an answer that "
+                                        "tool_choice already constrains to a call", param="response_format")
+                kw["response_format"] = _grammar(lambda: tools.grammar(toolset, tok), "tool_choice")
+            messages, template_vars = tools.render(messages, tok, toolset)
             try:
-                prompt = self.model.chat_prompt(messages, kw["max_thinking_tokens"])
+                prompt = self.model.chat_prompt(messages, kw["max_thinking_tokens"], template_vars)
             except ValueError as e:
                 raise self._prompt_error(e) from None
-            choices = [_Choice(self._sequence(prompt, _seeded(kw, j))) for j in range(n)]
+            calling = toolset is not None and toolset.choice != "none"
+            choices = [_Choice(self._sequence(prompt, _seeded(kw, j)),
+                               tools=_ChoiceTools(tools.style(tok), toolset.constrained) if calling else None)
+                       for j in range(n)]
         except ApiError as e:
             return self._error(e)
         return await self._respond(request, body, choices, chat=True)
@@ -256,9 +274,10 @@ class Server:
     async def completions(self, request):
         try:
             body = await self._body(request)
-            _check_fields(body, ("prompt", "echo", "logprobs"))
+            _check_fields(body, ("prompt", "echo", "logprobs", "response_format"))
             echo = _field(body, "echo", bool, None, "a boolean") or False
             kw = _generation_kw(body, min_tokens=0 if echo else 1)
+            kw["response_format"] = _response_format(body)
             n = _choice_count(body, self.engine.max_batch)
             top = _top_count(body, "logprobs")
             # echo with max_tokens 0 is a prompt scored, even when its logprobs are not asked for
@@ -385,9 +404,13 @@ class Server:
 
     def _chat_choice(self, i, c, g) -> dict:
         reasoning = g.reasoning or None
-        return {"index": i, "message": {"role": "assistant", "content": g.answer,
-                                        "reasoning_content": reasoning, "reasoning": reasoning},
-                **_finish(g),
+        content, calls = tools.parse(g.answer, c.tools.style) if c.tools else (g.answer, [])
+        message = {"role": "assistant", "content": content or (None if calls else ""),
+                   "reasoning_content": reasoning, "reasoning": reasoning}
+        if calls:
+            message["tool_calls"] = calls
+        return {"index": i, "message": message,
+                **({"finish_reason": "tool_calls"} if calls else _finish(g)),
                 "logprobs": None if g.logprobs is None else {"content": self._chat_logprobs(g.logprobs)}}
 
     def _text_choice(self, i, c, g) -> dict:
@@ -437,6 +460,8 @@ class Server:
                     continue
                 for piece in payload:
                     text = piece.text if c.started[piece.kind] else piece.text.lstrip()
+                    if c.tools is not None and piece.kind == "answer":
+                        text = c.tools.content(text)  # held back once a call may have begun
                     if not text:
                         continue
                     c.started[piece.kind] = True
@@ -450,6 +475,17 @@ class Server:
                 c.untold = len(g.tokens) - c.sent_tokens
                 yield chunk({"index": i, "text": g.text[c.sent_text:], **_finish(g),
                              "logprobs": self._stream_text_logprobs(c)})
+            elif c.tools is not None:  # the calls, parsed now that the answer is whole
+                content, calls = tools.parse(g.answer, c.tools.style)
+                rest = c.tools.rest()
+                deltas = [{"tool_calls": [{"index": k, **call}]} for k, call in enumerate(calls)]
+                if not calls and rest:
+                    deltas = [{"content": rest}]
+                for delta in deltas:
+                    yield chunk({"index": i, "delta": delta, "finish_reason": None, "logprobs": None})
+                yield chunk({"index": i, "delta": {}, **({"finish_reason": "tool_calls"} if calls
+                                                         else _finish(g)),
+                             "logprobs": self._stream_chat_logprobs(c)})
             else:
                 yield chunk({"index": i, "delta": {}, **_finish(g), "logprobs": self._stream_chat_logprobs(c)})
         if len(done) < len(choices):
@@ -483,8 +519,10 @@ class _Choice:
     """One choice of a response: its sequence, which prompt it samples (usage counts each prompt
     once), the echoed prompt text (completions' echo), and what streaming has sent of it."""
 
-    def __init__(self, seq, prompt_index: int = 0, echo: str | None = None, logprobs: bool = True):
+    def __init__(self, seq, prompt_index: int = 0, echo: str | None = None, logprobs: bool = True,
+                 tools=None):
         self.seq, self.prompt_index, self.echo, self.logprobs = seq, prompt_index, echo, logprobs
+        self.tools = tools  # a _ChoiceTools when the model may call tools
         self.started = {"reasoning": False, "answer": False}  # leading whitespace is dropped, as in .answer
         self.sent_text = self.sent_tokens = self.untold = 0
         self.echoed = False
@@ -516,6 +554,57 @@ class _Choice:
         emitted += len(decoder.flush())
         shift = emitted - len(self.echo or "")
         return [max(0, o - shift) for o in out]
+
+
+class _ChoiceTools:
+    """A streamed choice's answer text while the model may call tools: content goes out until
+    the call syntax begins (text that may begin it is held back); constrained: never."""
+
+    def __init__(self, style: str, constrained: bool):
+        self.style, self.calling, self.held = style, constrained, ""
+
+    def content(self, text: str) -> str:
+        if self.calling:
+            return ""
+        s = self.held + text
+        start = s.find(tools.START[self.style])
+        if start >= 0:
+            self.calling, self.held = True, ""
+            return s[:start]
+        keep = tools.held_back(s, self.style)
+        self.held = s[len(s) - keep:]
+        return s[:len(s) - keep]
+
+    def rest(self) -> str:
+        """What was held back, once the answer ended without a call."""
+        rest, self.held = ("" if self.calling else self.held), ""
+        return rest
+
+
+def _grammar(make, param: str):
+    """make() -> a constrain.Grammar, with its errors (and a missing llguidance) as 400s."""
+    try:
+        return make()
+    except ImportError as e:
+        raise ApiError(400, str(e), param=param) from None
+    except InvalidArgument as e:
+        raise ApiError(400, str(e), param=param if e.param in (None, "schema") else e.param) from None
+
+
+def _response_format(body: dict):
+    """The grammar body's response_format asks for, or None."""
+    value = body.get("response_format")
+    if value is None:
+        return None
+    return _grammar(lambda: constrain.from_response_format(value, "response_format"), "response_format")
+
+
+def _tools(body: dict):
+    """The request's tools and tool_choice (a tools.ToolChoice), or None."""
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise ApiError(400, "'parallel_tool_calls' must be a boolean", param="parallel_tool_calls")
+    return _grammar(lambda: tools.check(body.get("tools"), body.get("tool_choice")), "tools")
 
 
 def _seeded(kw: dict, j: int) -> dict:
