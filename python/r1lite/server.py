@@ -5,9 +5,10 @@ GET /health, and GET / (the browser chat of webui.py, unless webui=False). Chat 
 R1's reasoning apart: message.content is the answer, the reasoning is in both
 message.reasoning_content (DeepSeek's API) and message.reasoning (newer vLLM / OpenRouter
 clients); deltas likewise. Requests are decoded together by engine.Engine; n > 1 choices and
-batched prompts are separate requests of one batch. Errors have OpenAI's shape:
-{"error": {"message", "type", "param", "code"}} with 400 / 401 / 404. Anthropic's Messages API
-(POST /v1/messages) is served from anthropic_api.py on the same engine.
+batched prompts are separate requests of one batch. response_format constrains the answer
+(constrain.py); tools / tool_choice are rendered, constrained and parsed by tools.py. Errors
+have OpenAI's shape: {"error": {"message", "type", "param", "code"}} with 400 / 401 / 404.
+Anthropic's Messages API (POST /v1/messages) is served from anthropic_api.py on the same engine.
 """
 
 from __future__ import annotations
