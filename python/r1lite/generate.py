@@ -239,9 +239,10 @@ class Sequence:
             self.untold = []
         return out
 
-    def advance(self, logits) -> list[Piece]:
+    def advance(self, logits, pick=None) -> list[Piece]:
         """Consume the logits of the last fed position. Afterwards either self.next_token is the
-        token to feed, or self.finish is set (then call close())."""
+        token to feed, or self.finish is set (then call close()). pick(logits, history, generated),
+        when given, chooses the token in place of the sampler (speculative sampling's rule)."""
         self.next_token = None
         if self.max_new_tokens is not None and len(self.tokens) >= self.max_new_tokens:
             self.finish = "length"
@@ -252,7 +253,7 @@ class Sequence:
             token = self.forced.popleft()
         else:
             allowed = self.constraint.mask(logits) if constrained else logits
-            token = self.sampler(allowed, self.history, self.tokens)
+            token = (self.sampler if pick is None else pick)(allowed, self.history, self.tokens)
             if token in self.eos_ids:
                 self.finish = "stop"
                 return []
@@ -343,10 +344,11 @@ class Sequence:
 class GenerationRun:
     """Iterate to get Pieces; afterwards .generation holds the result."""
 
-    def __init__(self, seq: Sequence, session):
+    def __init__(self, seq: Sequence, session, speculation=None):
         self.seq = seq
         self.generation: Generation | None = None
         self._session = session  # Model.session: holds the model for the whole run
+        self._speculation = speculation  # speculative.Speculation, or None: token by token
 
     def __iter__(self):
         with self._session() as s:
@@ -365,14 +367,18 @@ class GenerationRun:
         t_prefill = time.perf_counter() - t0
 
         t1 = time.perf_counter()
-        while True:
-            yield from seq.advance(logits)
-            if seq.next_token is None:
-                break
-            logits = s.forward([seq.next_token])
+        spec_stats = {}
+        if self._speculation is not None:
+            spec_stats = yield from self._speculation.decode(seq, s, logits)
+        else:
+            while True:
+                yield from seq.advance(logits)
+                if seq.next_token is None:
+                    break
+                logits = s.forward([seq.next_token])
         t_decode = time.perf_counter() - t1
         n = len(seq.tokens)
         yield from seq.close(dict(
             prefill_tok_s=len(seq.prompt) / t_prefill if t_prefill > 0 else 0.0,
-            decode_tok_s=n / t_decode if t_decode > 0 and n else 0.0))
+            decode_tok_s=n / t_decode if t_decode > 0 and n else 0.0, **spec_stats))
         self.generation = seq.generation

@@ -12,6 +12,7 @@ from .errors import InvalidArgument
 from .generate import Generation, GenerationRun, Piece, Sequence, thinking_budget
 from .sampling import SamplingParams, defaults_from_generation_config
 from .session import Batch, Session
+from .speculative import parse_speculative
 from .tokenizer import THINK_OPEN, Tokenizer
 
 EMPTY_THINK = THINK_OPEN + "\n\n</think>\n\n"  # prefilled to skip thinking (max_thinking_tokens=0)
@@ -276,7 +277,13 @@ class Model:
         extra), so that it always parses: OpenAI's {"type": "json_object"} or {"type":
         "json_schema", "json_schema": {"schema": {...}}}, {"type": "grammar", "grammar": lark
         text}, or a constrain.Grammar (constrain.json_schema(schema), constrain.lark(text)).
-        A model that thinks reasons freely; the constraint starts after </think>."""
+        A model that thinks reasons freely; the constraint starts after </think>.
+
+        speculative: "ngram" (prompt lookup), a draft Model with the same tokenizer, or a dict /
+        speculative.Speculative (proposer "ngram" or "draft", k tokens proposed per step, n the
+        longest n-gram matched, draft). Several proposed tokens are checked in one forward pass;
+        the output is that of plain decoding (greedy: token for token; sampling: the same
+        distribution). CPU only. stats then add acceptance_rate and tokens_per_step."""
         return self._collect(self.stream(prompt, **kw))
 
     def chat(self, messages, **kw) -> Generation:
@@ -285,15 +292,18 @@ class Model:
         max_thinking_tokens=0 prefills an empty think block to skip reasoning."""
         return self._collect(self.chat_stream(messages, **kw))
 
-    def stream(self, prompt, **kw):
+    def stream(self, prompt, *, speculative=None, **kw):
         """Like generate(), yielding Pieces (.kind "reasoning" or "answer", .text, .tokens)."""
-        return _Stream(GenerationRun(self.new_sequence(self.text_prompt(prompt), **kw), self.session))
+        spec = parse_speculative(speculative, self)
+        seq = self.new_sequence(self.text_prompt(prompt), **kw)
+        return _Stream(GenerationRun(seq, self.session, spec))
 
-    def chat_stream(self, messages, **kw):
+    def chat_stream(self, messages, *, speculative=None, **kw):
         """Like chat(), yielding Pieces."""
+        spec = parse_speculative(speculative, self)
         prompt = self.chat_prompt(messages, thinking_budget(kw.get("max_thinking_tokens"),
                                                             kw.get("reasoning_effort")))
-        return _Stream(GenerationRun(self.new_sequence(prompt, **kw), self.session))
+        return _Stream(GenerationRun(self.new_sequence(prompt, **kw), self.session, spec))
 
     @staticmethod
     def _collect(stream) -> Generation:

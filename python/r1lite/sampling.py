@@ -222,10 +222,10 @@ class Sampler:
             if 0 <= token < x.size:
                 x[token] -= p.dry_multiplier * p.dry_base ** (length - p.dry_allowed_length)
 
-    def __call__(self, logits: np.ndarray, history, generated=None) -> int:
-        """The next token. history: the context's tokens (prompt and output) for the repetition
-        and DRY penalties; generated: the output's tokens alone, for presence / frequency
-        penalties (default: none)."""
+    def _penalized(self, logits: np.ndarray, history, generated=None) -> np.ndarray:
+        """float64 logits after the penalties and logit_bias. history: the context's tokens
+        (prompt and output) for the repetition and DRY penalties; generated: the output's tokens
+        alone, for presence / frequency penalties (default: none)."""
         p = self.p
         x = np.array(logits, dtype=np.float64)
         if p.repetition_penalty != 1.0 and len(history):
@@ -240,9 +240,13 @@ class Sampler:
         if p.logit_bias:
             ids = np.fromiter(p.logit_bias, dtype=np.int64)
             x[ids] += np.fromiter(p.logit_bias.values(), dtype=np.float64)
-        if p.temperature == 0:
-            return int(np.argmax(x))
-        x /= p.temperature
+        return x
+
+    def _weights(self, x: np.ndarray) -> np.ndarray:
+        """Penalized logits -> unnormalized probabilities after temperature, top-k, top-p, min-p
+        (temperature > 0)."""
+        p = self.p
+        x = x / p.temperature
         if 0 < p.top_k < x.size:
             kth = np.partition(x, -p.top_k)[-p.top_k]
             x[x < kth] = -np.inf
@@ -252,8 +256,30 @@ class Sampler:
             probs = _top_p(probs, p.top_p)
         if p.min_p > 0:
             probs[probs < p.min_p * probs.max()] = 0.0
-        cdf = np.cumsum(probs)
-        return int(min(np.searchsorted(cdf, self.rng.random() * cdf[-1], side="right"), x.size - 1))
+        return probs
+
+    def probs(self, logits: np.ndarray, history, generated=None) -> np.ndarray:
+        """The distribution __call__ draws from, every filter applied: float64 [V] summing to 1
+        (greedy: one-hot at the argmax). Speculative sampling compares these."""
+        x = self._penalized(logits, history, generated)
+        if self.p.temperature == 0:
+            out = np.zeros_like(x)
+            out[int(np.argmax(x))] = 1.0
+            return out
+        w = self._weights(x)
+        return w / w.sum()
+
+    def draw(self, weights: np.ndarray) -> int:
+        """A token drawn from nonnegative weights (one uniform number from the sampler's rng)."""
+        cdf = np.cumsum(weights)
+        return int(min(np.searchsorted(cdf, self.rng.random() * cdf[-1], side="right"), weights.size - 1))
+
+    def __call__(self, logits: np.ndarray, history, generated=None) -> int:
+        """The next token (see _penalized for history and generated)."""
+        x = self._penalized(logits, history, generated)
+        if self.p.temperature == 0:
+            return int(np.argmax(x))
+        return self.draw(self._weights(x))
 
 
 def _top_p(probs: np.ndarray, top_p: float) -> np.ndarray:

@@ -1,0 +1,262 @@
+"""Speculative decoding: a proposer guesses the next k tokens, the model checks them all in one
+forward pass (one read of the weights instead of k + 1), the longest agreeing prefix is kept and
+the KV cache is rolled back past the rest.
+
+Outputs are those of plain decoding. Each verified position goes through the same
+generate.Sequence.advance as without speculation (stop strings, EOS, max_new_tokens, the
+thinking budget, the loop guard), which chooses the token:
+- a deterministic proposal d (prompt lookup, a greedy draft, forced tokens): the token is drawn
+  from the target's distribution p by the normal sampler and d counts as accepted when they are
+  equal. That is the speculative sampling rule for q = one-hot(d): accept with probability
+  min(1, p(d)/1) = p(d), else draw from normalize(max(0, p - q)) = p without d.
+- a sampled draft token d ~ q: accept with probability min(1, p(d)/q(d)), else draw from
+  normalize(max(0, p - q)); P(token = x) = min(p(x), q(x)) + (1 - Σ min(p, q))·r(x) = p(x).
+p and q are the final distributions after the same filters (sampling.Sampler.probs)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .errors import InvalidArgument
+from .sampling import Sampler
+
+PROPOSERS = ("ngram", "draft")
+DEFAULT_K = {"ngram": 8, "draft": 4}  # tokens proposed per step
+DEFAULT_N = 3  # prompt lookup: the longest n-gram matched
+DRAFT_PREFILL_CHUNK = 256
+
+
+@dataclass
+class Speculative:
+    """How to speculate: proposer "ngram" (prompt lookup: the last n..1 tokens matched earlier in
+    the prompt and output, the k tokens that followed proposed) or "draft" (a smaller model with
+    the same tokenizer proposes k tokens, sampling as the target does)."""
+    proposer: str = "ngram"
+    k: int | None = None      # tokens proposed per step (default: 8 for ngram, 4 for a draft)
+    n: int = DEFAULT_N        # ngram only
+    draft: Any = None         # a loaded r1lite Model (proposer "draft")
+
+
+def _positive(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InvalidArgument(f"speculative {name} must be an integer >= 1, got {value!r}",
+                              "speculative")
+    return int(value)
+
+
+def parse_speculative(spec, target) -> "Speculation | None":
+    """spec as given to generate(speculative=...): None/False (off), "ngram", a draft Model, a
+    dict {"proposer": ..., "k": ..., "n": ..., "draft": ...} or a Speculative. InvalidArgument
+    names what is wrong."""
+    if spec is None or spec is False:
+        return None
+    if isinstance(spec, str):
+        spec = Speculative(proposer=spec)
+    elif isinstance(spec, dict):
+        unknown = set(spec) - {"proposer", "k", "n", "draft"}
+        if unknown:
+            raise InvalidArgument(f"unknown speculative option(s) {sorted(unknown)}: use proposer, "
+                                  f"k, n, draft", "speculative")
+        spec = dict(spec)
+        spec.setdefault("proposer", "draft" if spec.get("draft") is not None else "ngram")
+        spec = Speculative(**spec)
+    elif not isinstance(spec, Speculative) and hasattr(spec, "session") and hasattr(spec, "config"):
+        spec = Speculative(proposer="draft", draft=spec)
+    if not isinstance(spec, Speculative):
+        raise InvalidArgument(f"speculative must be \"ngram\", a draft Model, a dict or a "
+                              f"Speculative, got {type(spec).__name__}", "speculative")
+    if spec.proposer not in PROPOSERS:
+        raise InvalidArgument(f"unknown speculative proposer {spec.proposer!r}: use one of "
+                              f"{', '.join(PROPOSERS)}", "speculative")
+    k = _positive("k", DEFAULT_K[spec.proposer] if spec.k is None else spec.k)
+    _check_device("model", target)
+    if spec.proposer == "ngram":
+        return Speculation(NgramProposer(_positive("n", spec.n)), k)
+    if spec.draft is None:
+        raise InvalidArgument("speculative proposer \"draft\" needs a draft model", "speculative")
+    check_draft(target, spec.draft)
+    return Speculation(DraftProposer(spec.draft, target.config["vocab_size"]), k)
+
+
+def _check_device(what: str, model) -> None:
+    device = getattr(model, "device", "cpu")
+    if device != "cpu":
+        raise InvalidArgument(f"speculative decoding is not supported on the {device} device (the "
+                              f"{what} is there): it runs on the CPU only for now", "speculative")
+
+
+def check_draft(target, draft) -> None:
+    """InvalidArgument unless draft can propose tokens for target: another loaded model on the
+    CPU with the same tokenizer (its vocabulary, special tokens and token texts)."""
+    if not (hasattr(draft, "session") and hasattr(draft, "config")):
+        raise InvalidArgument(f"the draft must be a loaded r1lite Model, got {type(draft).__name__}",
+                              "speculative")
+    if draft is target:
+        raise InvalidArgument("the draft must be another Model object than the target (both hold "
+                              "a KV cache): load the file twice", "speculative")
+    _check_device("draft", draft)
+    ta, da = target.tokenizer, draft.tokenizer
+    tv, dv = target.config["vocab_size"], draft.config["vocab_size"]
+    if (ta is None) != (da is None):
+        which = "target" if ta is None else "draft"
+        raise InvalidArgument(f"draft and target tokenizers differ: the {which} has none",
+                              "speculative")
+    if ta is None:
+        if tv != dv:
+            raise InvalidArgument(f"draft and target vocabularies differ: vocab_size {dv} vs {tv}",
+                                  "speculative")
+        return
+    # Model vocabularies may be padded differently (R1-Distill-Qwen 1.5B: 151936, 7B: 152064);
+    # the tokenizers must be the same.
+    for name in ("vocab_size", "bos_id", "eos_ids", "think_open_id", "think_close_id"):
+        a, b = getattr(da, name), getattr(ta, name)
+        if a != b:
+            raise InvalidArgument(f"draft and target tokenizers differ: {name} {a!r} vs {b!r}",
+                                  "speculative")
+    dt, tt = da.token_texts(), ta.token_texts()
+    if dt != tt:
+        i = next((i for i, (a, b) in enumerate(zip(dt, tt)) if a != b), min(len(dt), len(tt)))
+        raise InvalidArgument(f"draft and target tokenizers differ: token {i} is "
+                              f"{dt[i] if i < len(dt) else None!r} vs {tt[i] if i < len(tt) else None!r}",
+                              "speculative")
+
+
+class NgramProposer:
+    """Prompt lookup: find the most recent earlier occurrence of the history's last n tokens
+    (then n - 1, ..., 1) and propose the up to k tokens that followed it."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    @contextmanager
+    def run(self, seq):
+        yield self
+
+    def propose(self, history: list[int], k: int):
+        """(tokens, None): deterministic proposals."""
+        h = np.asarray(history, dtype=np.int64)
+        for size in range(min(self.n, h.size - 1), 0, -1):
+            # windows of h[:-1] start at i <= len - 1 - size: each has a following token and
+            # none is the suffix itself
+            windows = sliding_window_view(h[:-1], size)
+            hits = np.flatnonzero((windows == h[-size:]).all(axis=1))
+            if hits.size:
+                start = int(hits[-1]) + size
+                return h[start:start + k].tolist(), None
+        return [], None
+
+
+class DraftProposer:
+    """A smaller model with the same tokenizer proposes k tokens, sampling with the target's
+    settings (its own sampler and rng); greedy when the target is. Its cache holds a prefix of
+    the history: rolled back to what still agrees, then fed the rest."""
+
+    def __init__(self, draft, target_vocab: int):
+        self.draft, self.vocab = draft, target_vocab
+
+    @contextmanager
+    def run(self, seq):
+        p = seq.sampler.p
+        seed = None if p.seed is None else p.seed + 1  # its own stream, reproducible with the seed
+        self.sampler = Sampler(type(p)(**{**p.__dict__, "seed": seed}), seq.sampler.dry_breakers,
+                               seq.context)
+        self.sampling = p.temperature > 0
+        self.fed: list[int] = []
+        with self.draft.session() as s:
+            s.reset()
+            self.s = s
+            yield self
+
+    def _logits(self, row: np.ndarray) -> np.ndarray:
+        """The draft's logits over the target's vocabulary (padding ids it lacks: -inf)."""
+        if row.size == self.vocab:
+            return row
+        out = np.full(self.vocab, -np.inf, dtype=np.float32)
+        m = min(row.size, self.vocab)
+        out[:m] = row[:m]
+        return out
+
+    def propose(self, history: list[int], k: int):
+        """(tokens, q per token) for a sampling draft, (tokens, None) for a greedy one."""
+        fed = np.asarray(self.fed, dtype=np.int64)
+        h = np.asarray(history, dtype=np.int64)
+        if h.size >= self.s.context:  # the draft's context is full: no more proposals
+            return [], None
+        m = min(fed.size, h.size - 1)  # keep at least the last token to feed
+        diff = np.flatnonzero(fed[:m] != h[:m])
+        keep = int(diff[0]) if diff.size else m
+        self.s.truncate(keep)
+        for i in range(keep, h.size, DRAFT_PREFILL_CHUNK):
+            row = self.s.forward(h[i:i + DRAFT_PREFILL_CHUNK])
+        self.fed = h.tolist()
+        k = min(k, self.s.context - h.size)  # the draft's own context
+        tokens, qs, hist = [], [], list(history)
+        for i in range(k):
+            q = self.sampler.probs(self._logits(row), hist)
+            d = self.sampler.draw(q) if self.sampling else int(np.argmax(q))
+            tokens.append(d)
+            qs.append(q)
+            hist.append(d)
+            if i + 1 < k:
+                row = self.s.forward([d])
+                self.fed.append(d)
+        return tokens, (qs if self.sampling else None)
+
+
+class Speculation:
+    """Drives a generate.Sequence through a session with speculative steps (GenerationRun calls
+    decode() in place of its token-by-token loop)."""
+
+    def __init__(self, proposer, k: int):
+        self.proposer, self.k = proposer, k
+
+    @staticmethod
+    def _rule(seq, d: int, q: np.ndarray):
+        """The choice at a position verifying a sampled draft token d ~ q (module doc)."""
+        def pick(logits, history, generated=None):
+            p = seq.sampler.probs(logits, history, generated)
+            if seq.sampler.rng.random() * q[d] < p[d]:  # accept with probability min(1, p/q)
+                return d
+            residual = np.maximum(p - q, 0.0)
+            return seq.sampler.draw(residual if residual.sum() > 0 else p)
+        return pick
+
+    def decode(self, seq, s, logits):
+        """Yields Pieces until seq finishes, starting from the logits of the prompt's last
+        position; returns the speculation stats."""
+        yield from seq.advance(logits)
+        steps = proposed = accepted = 0
+        before = len(seq.tokens)
+        with self.proposer.run(seq) as prop:
+            while seq.next_token is not None:
+                base = s.length  # the cache holds seq.history[:-1]; next_token is not fed yet
+                room = min(self.k, s.context - base - 1)
+                if seq.max_new_tokens is not None:
+                    room = min(room, seq.max_new_tokens - len(seq.tokens))
+                props, qs = [], None
+                if seq.forced:  # tokens the sequence will insert whatever the model says
+                    props = list(seq.forced)[:room]
+                elif room > 0:
+                    props, qs = prop.propose(seq.history, room)
+                rows = s.forward([seq.next_token] + props, all_positions=True)
+                steps += 1
+                proposed += len(props)
+                for i, row in enumerate(rows):
+                    pick = self._rule(seq, props[i], qs[i]) if qs is not None and i < len(props) else None
+                    yield from seq.advance(row, pick)
+                    if seq.next_token is None:
+                        break
+                    if i < len(props) and seq.next_token == props[i]:
+                        accepted += 1
+                        continue
+                    s.truncate(base + 1 + i)  # drop the rejected proposals
+                    break
+        made = len(seq.tokens) - before
+        return dict(spec_steps=steps, spec_proposed=proposed, spec_accepted=accepted,
+                    acceptance_rate=accepted / proposed if proposed else 0.0,
+                    tokens_per_step=made / steps if steps else 0.0)
