@@ -103,6 +103,16 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
     gen.add_argument("--hide-think", action="store_true", help="do not show the reasoning")
     gen.add_argument("--system", default=None, help="system prompt")
+    gen.add_argument("--spec", default=None, metavar="PROPOSER",
+                     help="speculative decoding: ngram (prompt lookup: proposes what followed "
+                          "the last tokens earlier in the prompt or answer); same output, faster "
+                          "when the answer repeats its input (CPU only)")
+    gen.add_argument("--spec-k", type=int, default=None,
+                     help="tokens proposed per step (default 8 for ngram, 4 for --draft)")
+    gen.add_argument("--spec-n", type=int, default=None,
+                     help="ngram: the longest n-gram matched (default 3)")
+    gen.add_argument("--draft", default=None, metavar="MODEL",
+                     help="speculative decoding with this smaller model (same tokenizer) proposing")
     gen.add_argument("--verbose", action="store_true",
                      help="prompt and generated tokens and tok/s after each answer (stderr)")
 
@@ -176,6 +186,32 @@ def _gen_kwargs(args) -> dict:
                 dry_penalty_last_n=args.dry_penalty_last_n)
 
 
+def _speculative(args, model):
+    """What --spec / --spec-k / --spec-n / --draft ask for (checked against the model): None,
+    or the speculative= value of generation."""
+    from .speculative import parse_speculative
+
+    if args.spec is None and args.draft is None:
+        if args.spec_k is not None or args.spec_n is not None:
+            raise ValueError("--spec-k and --spec-n need --spec ngram or --draft MODEL")
+        return None
+    if args.draft is not None and args.spec not in (None, "draft"):
+        raise ValueError(f"--spec {args.spec} and --draft are two proposers: choose one")
+    spec = {"proposer": "draft" if args.draft is not None else args.spec}
+    if args.draft is not None:
+        import r1lite
+
+        print(f"loading draft {args.draft} ...", file=sys.stderr)
+        spec["draft"] = r1lite.load(args.draft, threads=args.threads, context=args.context,
+                                    device=args.device, kv_cache=args.kv_cache)
+    if args.spec_k is not None:
+        spec["k"] = args.spec_k
+    if args.spec_n is not None:
+        spec["n"] = args.spec_n
+    parse_speculative(spec, model)  # bad settings fail before the first prompt
+    return spec
+
+
 def _effective(model, kw: dict, default_n: bool) -> dict:
     """kw with the thinking budget the default answer length needs: on the default -n
     (default_n), a model that thinks and has no budget of its own reasons for at most
@@ -238,6 +274,8 @@ def _stream(stream, args) -> object:
         print(f"[{s['prompt_tokens']} prompt tokens at {s['prefill_tok_s']:.1f} tok/s, "
               f"{s['generated_tokens']} generated at {s['decode_tok_s']:.1f} tok/s, "
               f"finish: {g.finish_reason}"
+              + (f", {s['acceptance_rate']:.0%} of proposed tokens accepted, "
+                 f"{s['tokens_per_step']:.2f} tokens per step" if "acceptance_rate" in s else "")
               + (f", reasoning closed by the {s['reasoning_closed_by'].replace('_', ' ')}"
                  if s.get("reasoning_closed_by") else "") + "]", file=sys.stderr)
     elif g.finish_reason == "repetition":
@@ -294,11 +332,13 @@ def _load(args):
 def cmd_run(args) -> int:
     model = _load(args)
     kw = _effective(model, _gen_kwargs(args), args.max_tokens is None)
+    spec = _speculative(args, model)
     if args.raw:
-        stream = model.stream(args.prompt, **kw)
+        stream = model.stream(args.prompt, speculative=spec, **kw)
     else:
         messages = ([{"role": "system", "content": args.system}] if args.system else [])
-        stream = model.chat_stream(messages + [{"role": "user", "content": args.prompt}], **kw)
+        stream = model.chat_stream(messages + [{"role": "user", "content": args.prompt}],
+                                   speculative=spec, **kw)
     return 0 if _stream(stream, args) is not None else 130
 
 
@@ -312,6 +352,7 @@ class Repl:
         self.default_n = args.max_tokens is None  # -n not chosen (/set num_predict chooses it)
         self.system = args.system
         self.history: list[dict] = []
+        self.speculative = None  # generation's speculative= (cmd_chat sets it)
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -485,7 +526,8 @@ class Repl:
         messages = system + self.history + [{"role": "user", "content": text}]
         try:
             g = _stream(self.model.chat_stream(
-                messages, **_effective(self.model, self.kw, self.default_n)), self.args)
+                messages, speculative=self.speculative,
+                **_effective(self.model, self.kw, self.default_n)), self.args)
         except ValueError as e:  # e.g. the conversation outgrew the context
             print(f"error: {e}", file=sys.stderr)
             return
@@ -521,6 +563,7 @@ def cmd_chat(args) -> int:
     model = _load(args)
     repl = Repl(model, args)
     repl._check(repl.kw)  # bad flags fail now, as run's do
+    repl.speculative = _speculative(args, model)
     print("type /help for help, /bye to leave", file=sys.stderr)
     while True:
         try:

@@ -127,8 +127,8 @@ def check_draft(target, draft) -> None:
 
 
 class NgramProposer:
-    """Prompt lookup: find the most recent earlier occurrence of the history's last n tokens
-    (then n - 1, ..., 1) and propose the up to k tokens that followed it."""
+    """Prompt lookup: find an earlier occurrence of the history's last n tokens (then n - 1, ...,
+    1) and propose the up to k tokens that followed it."""
 
     def __init__(self, n: int):
         self.n = n
@@ -146,7 +146,10 @@ class NgramProposer:
             windows = sliding_window_view(h[:-1], size)
             hits = np.flatnonzero((windows == h[-size:]).all(axis=1))
             if hits.size:
-                start = int(hits[-1]) + size
+                # the most recent match followed by k tokens (else the earliest: the longest
+                # continuation), so that a loop's proposals are not cut at the history's end
+                full = hits[hits + size + k <= h.size]
+                start = int(full[-1] if full.size else hits[0]) + size
                 return h[start:start + k].tolist(), None
         return [], None
 
