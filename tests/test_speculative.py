@@ -232,7 +232,7 @@ def test_sampling_matches_the_target_distribution(tiny_pair, proposer):
     target, draft = tiny_pair
     prompt = [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3]
     steps, runs = 3, 3000
-    spec = ({"proposer": "ngram", "n": 2, "k": 3} if proposer == "ngram"
+    spec = ({"proposer": "ngram", "n": 1, "k": 3} if proposer == "ngram"
             else {"draft": draft, "k": 3})
     counts = np.zeros((TINY_V,) * steps)
     proposed = accepted = 0

@@ -108,9 +108,9 @@ def _parser() -> argparse.ArgumentParser:
                           "the last tokens earlier in the prompt or answer); same output, faster "
                           "when the answer repeats its input (CPU only)")
     gen.add_argument("--spec-k", type=int, default=None,
-                     help="tokens proposed per step (default 8 for ngram, 4 for --draft)")
+                     help="tokens proposed per step (default 4)")
     gen.add_argument("--spec-n", type=int, default=None,
-                     help="ngram: the longest n-gram matched (default 3)")
+                     help="ngram: the longest n-gram matched, down to 2 (default 3)")
     gen.add_argument("--draft", default=None, metavar="MODEL",
                      help="speculative decoding with this smaller model (same tokenizer) proposing")
     gen.add_argument("--verbose", action="store_true",

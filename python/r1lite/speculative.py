@@ -26,15 +26,17 @@ from .errors import InvalidArgument
 from .sampling import Sampler
 
 PROPOSERS = ("ngram", "draft")
-DEFAULT_K = {"ngram": 8, "draft": 4}  # tokens proposed per step
+# tokens proposed per step: on a 2-core CPU a pass of k + 1 tokens costs ~1.8 decode steps at
+# k = 4 and ~3 at k = 8 (BENCHMARKS.md), so longer guesses rarely pay
+DEFAULT_K = {"ngram": 4, "draft": 4}
 DEFAULT_N = 3  # prompt lookup: the longest n-gram matched
 DRAFT_PREFILL_CHUNK = 256
 
 
 @dataclass
 class Speculative:
-    """How to speculate: proposer "ngram" (prompt lookup: the last n..1 tokens matched earlier in
-    the prompt and output, the k tokens that followed proposed) or "draft" (a smaller model with
+    """How to speculate: proposer "ngram" (prompt lookup: the last n, n - 1, ..., 2 tokens (n = 1:
+    the last token) matched earlier in the prompt and output, the k tokens that followed proposed) or "draft" (a smaller model with
     the same tokenizer proposes k tokens, sampling as the target does)."""
     proposer: str = "ngram"
     k: int | None = None      # tokens proposed per step (default: 8 for ngram, 4 for a draft)
@@ -128,7 +130,8 @@ def check_draft(target, draft) -> None:
 
 class NgramProposer:
     """Prompt lookup: find an earlier occurrence of the history's last n tokens (then n - 1, ...,
-    1) and propose the up to k tokens that followed it."""
+    down to 2; n = 1: the last token) and propose the up to k tokens that followed it. Single
+    tokens recur too often to be worth a guess unless asked for (n = 1)."""
 
     def __init__(self, n: int):
         self.n = n
@@ -140,7 +143,7 @@ class NgramProposer:
     def propose(self, history: list[int], k: int):
         """(tokens, None): deterministic proposals."""
         h = np.asarray(history, dtype=np.int64)
-        for size in range(min(self.n, h.size - 1), 0, -1):
+        for size in range(min(self.n, h.size - 1), min(self.n, 2) - 1, -1):
             # windows of h[:-1] start at i <= len - 1 - size: each has a following token and
             # none is the suffix itself
             windows = sliding_window_view(h[:-1], size)
@@ -161,6 +164,7 @@ class DraftProposer:
 
     def __init__(self, draft, target_vocab: int):
         self.draft, self.vocab = draft, target_vocab
+        self.eos_ids: set = set()
 
     @contextmanager
     def run(self, seq):
@@ -169,6 +173,7 @@ class DraftProposer:
         self.sampler = Sampler(type(p)(**{**p.__dict__, "seed": seed}), seq.sampler.dry_breakers,
                                seq.context)
         self.sampling = p.temperature > 0
+        self.eos_ids = seq.eos_ids
         self.fed: list[int] = []
         with self.draft.session() as s:
             s.reset()
@@ -205,6 +210,8 @@ class DraftProposer:
             tokens.append(d)
             qs.append(q)
             hist.append(d)
+            if d in self.eos_ids:  # nothing follows an end of sequence
+                break
             if i + 1 < k:
                 row = self.s.forward([d])
                 self.fed.append(d)
