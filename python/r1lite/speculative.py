@@ -28,7 +28,7 @@ from .sampling import Sampler
 PROPOSERS = ("ngram", "draft")
 # tokens proposed per step: on a 2-core CPU a pass of k + 1 tokens costs ~1.8 decode steps at
 # k = 4 and ~3 at k = 8 (BENCHMARKS.md), so longer guesses rarely pay
-DEFAULT_K = {"ngram": 4, "draft": 4}
+DEFAULT_K = 4
 DEFAULT_N = 3  # prompt lookup: the longest n-gram matched
 DRAFT_PREFILL_CHUNK = 256
 
@@ -36,10 +36,11 @@ DRAFT_PREFILL_CHUNK = 256
 @dataclass
 class Speculative:
     """How to speculate: proposer "ngram" (prompt lookup: the last n, n - 1, ..., 2 tokens (n = 1:
-    the last token) matched earlier in the prompt and output, the k tokens that followed proposed) or "draft" (a smaller model with
-    the same tokenizer proposes k tokens, sampling as the target does)."""
+    the last token) matched earlier in the prompt and output, the k tokens that followed them
+    proposed) or "draft" (a smaller model with the same tokenizer proposes k tokens, sampling as
+    the target does)."""
     proposer: str = "ngram"
-    k: int | None = None      # tokens proposed per step (default: 8 for ngram, 4 for a draft)
+    k: int | None = None      # tokens proposed per step (default 4)
     n: int = DEFAULT_N        # ngram only
     draft: Any = None         # a loaded r1lite Model (proposer "draft")
 
@@ -75,7 +76,7 @@ def parse_speculative(spec, target) -> "Speculation | None":
     if spec.proposer not in PROPOSERS:
         raise InvalidArgument(f"unknown speculative proposer {spec.proposer!r}: use one of "
                               f"{', '.join(PROPOSERS)}", "speculative")
-    k = _positive("k", DEFAULT_K[spec.proposer] if spec.k is None else spec.k)
+    k = _positive("k", DEFAULT_K if spec.k is None else spec.k)
     _check_device("model", target)
     if spec.proposer == "ngram":
         return Speculation(NgramProposer(_positive("n", spec.n)), k)
@@ -257,7 +258,8 @@ class Speculation:
                 steps += 1
                 proposed += len(props)
                 for i, row in enumerate(rows):
-                    pick = self._rule(seq, props[i], qs[i]) if qs is not None and i < len(props) else None
+                    sampled = qs is not None and i < len(props)
+                    pick = self._rule(seq, props[i], qs[i]) if sampled else None
                     yield from seq.advance(row, pick)
                     if seq.next_token is None:
                         break
