@@ -36,6 +36,9 @@ def one_line_error(r, match: str) -> None:
     (["bench", "{m}", "--decode", "0"], "--decode must be >= 1"),
     (["serve", "{m}", "--max-batch", "0"], "--max-batch must be >= 1"),
     (["run", "{m}", "hi", "--kv-cache", "q8_0", "--device", "cuda:0"], "kv_cache"),
+    (["run", "{m}", "hi", "--spec", "ngram", "--spec-k", "0"], "--spec-k must be >= 1"),
+    (["chat", "{m}", "--spec", "magic"], "--spec must be ngram"),
+    (["run", "{m}", "hi", "--spec-n", "2"], "--spec-k and --spec-n need --spec ngram"),
 ])
 def test_bad_flags_fail_before_loading(tiny_r1, args, match):
     r = run_cli(*[a.format(m=tiny_r1) for a in args])

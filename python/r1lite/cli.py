@@ -192,11 +192,7 @@ def _speculative(args, model):
     from .speculative import parse_speculative
 
     if args.spec is None and args.draft is None:
-        if args.spec_k is not None or args.spec_n is not None:
-            raise ValueError("--spec-k and --spec-n need --spec ngram or --draft MODEL")
         return None
-    if args.draft is not None and args.spec not in (None, "draft"):
-        raise ValueError(f"--spec {args.spec} and --draft are two proposers: choose one")
     spec = {"proposer": "draft" if args.draft is not None else args.spec}
     if args.draft is not None:
         import r1lite
@@ -305,6 +301,7 @@ def _check_args(args) -> None:
                               "max_tokens")
     if hasattr(args, "temp"):
         check_generation_kwargs(**_gen_kwargs(args))
+        _check_spec_flags(args)
     if hasattr(args, "kv_cache"):
         parse_kv_cache(args.kv_cache, getattr(args, "device", "cpu"))
     if hasattr(args, "device"):
@@ -313,6 +310,23 @@ def _check_args(args) -> None:
         from .server import listen_socket
 
         args.socket = listen_socket(args.host, args.port)  # a port in use fails before loading
+
+
+def _check_spec_flags(args) -> None:
+    """The speculative decoding flags that can be refused without a model."""
+    from .errors import InvalidArgument
+
+    if args.spec not in (None, "ngram", "draft"):
+        raise InvalidArgument(f"--spec must be ngram (or draft, with --draft MODEL), got {args.spec!r}", "spec")
+    if args.spec == "draft" and args.draft is None:
+        raise InvalidArgument("--spec draft needs --draft MODEL", "spec")
+    if args.spec is None and args.draft is None and (args.spec_k is not None or args.spec_n is not None):
+        raise InvalidArgument("--spec-k and --spec-n need --spec ngram or --draft MODEL", "spec")
+    if args.draft is not None and args.spec not in (None, "draft"):
+        raise InvalidArgument(f"--spec {args.spec} and --draft are two proposers: choose one", "spec")
+    for flag, value in (("--spec-k", args.spec_k), ("--spec-n", args.spec_n)):
+        if value is not None and value < 1:
+            raise InvalidArgument(f"{flag} must be >= 1, got {value}", "spec")
 
 
 def _load(args):
