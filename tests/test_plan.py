@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize("fixture,recipe", [
     ("qwen2_f32", "q4_0"), ("qwen2_f32", "q8_0"), ("qwen3_f32", "q4_k_m"),
     ("deepseek_v3_f32", "q6_k"), ("deepseek_v3_f32", "q4_0"), ("llama3_f32", "f16"),
+    ("deepseek_v3_f32", "moe-q2_k"),
 ])
 def test_planned_bytes_are_the_converted_files(fixture, recipe, tmp_path):
     out = r1lite.convert(FIXTURES / fixture, tmp_path / "m.safetensors", recipe, progress=False)
@@ -58,3 +59,22 @@ def test_plan_needs_a_local_config(tmp_path):
     r = subprocess.run([sys.executable, "-m", "r1lite", "info", str(tmp_path / "none"), "--plan"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "needs a local config.json" in r.stderr
+
+
+def test_expert_aware_recipes():
+    """moe-q2_k / moe-q3_k: routed experts at 2-3 bits, what every token reads at 4-6."""
+    from r1lite.recipes import tensor_formats
+
+    config = read_config(ROOT / "tools" / "bench_configs" / "deepseek-r1.json")
+    f = tensor_formats(config, "moe-q2_k")
+    assert f["layers.3.experts.0.w_gate"] == f["layers.60.experts.255.w_up"] == "q2_k"
+    assert f["layers.3.experts.7.w_down"] == "q3_k"
+    assert f["layers.3.shared.w_gate"] == f["layers.0.w_down"] == f["layers.5.wq_a"] == "q4_k"
+    assert f["lm_head"] == "q6_k" and f["tok_embd"] == "q4_k"
+    assert f["layers.3.router"] == "f32"
+    g = tensor_formats(config, "moe-q3_k")
+    assert (g["layers.3.experts.0.w_gate"], g["layers.3.experts.0.w_down"], g["layers.3.wo"]) == ("q3_k", "q4_k", "q5_k")
+    dense = read_config(FIXTURES / "qwen2_f32")
+    with pytest.raises(ValueError, match="mixture-of-experts"):
+        tensor_formats(dense, "moe-q2_k")
+    assert "moe-q2_k" not in [r["recipe"] for r in plan(dense, context=8, bandwidth=1e9)]

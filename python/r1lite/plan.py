@@ -18,7 +18,7 @@ import numpy as np
 from . import _core
 from .config import check_normalized, normalize_hf_config
 from .quant import TABLE
-from .recipes import RECIPES, tensor_formats
+from .recipes import RECIPES, applies, tensor_formats
 
 FLOAT_BYTES = {"f32": 4, "f16": 2, "bf16": 2}
 
@@ -90,7 +90,7 @@ def plan(config: dict, *, context: int, kv_cache: str = "f16", bandwidth: float,
     (tok/s at `bandwidth` bytes/s with the cache full to `context`)."""
     cache = cache_bytes_per_token(config, kv_cache) * context
     rows = []
-    for recipe in recipes or RECIPES:
+    for recipe in recipes or [r for r in RECIPES if applies(config, r)]:
         total, read = recipe_bytes(config, recipe)
         rows.append({"recipe": recipe, "weights": total, "read_per_token": read, "cache": cache,
                      "memory": total + cache, "decode_tok_s": bandwidth / (read + cache)})
@@ -98,12 +98,14 @@ def plan(config: dict, *, context: int, kv_cache: str = "f16", bandwidth: float,
 
 
 def format_plan(rows: list[dict], *, ram: float | None) -> list[str]:
-    """The table `r1lite info --plan` prints (GB = 1e9 bytes)."""
+    """The table `r1lite info --plan` prints (GB = 1e9 bytes; MB for small models)."""
+    scale, unit = (1e9, "GB") if max(r["memory"] for r in rows) >= 1e8 else (1e6, "MB")
     out = [f"{'recipe':8} {'weights':>10} {'read/token':>11} {'KV cache':>10} {'memory':>10}"
            f" {'decode bound':>13}" + ("  fits" if ram else "")]
     for r in rows:
-        line = (f"{r['recipe']:8} {r['weights'] / 1e9:>7.2f} GB {r['read_per_token'] / 1e9:>8.2f} GB"
-                f" {r['cache'] / 1e9:>7.2f} GB {r['memory'] / 1e9:>7.2f} GB {r['decode_tok_s']:>7.2f} tok/s")
+        line = (f"{r['recipe']:8} {r['weights'] / scale:>7.2f} {unit} {r['read_per_token'] / scale:>8.2f} {unit}"
+                f" {r['cache'] / scale:>7.2f} {unit} {r['memory'] / scale:>7.2f} {unit}"
+                f" {r['decode_tok_s']:>7.2f} tok/s")
         if ram:
             line += "  yes" if r["memory"] <= ram else "  no"
         out.append(line)

@@ -16,6 +16,16 @@ router ("f32" tensors) always stay f32. The recipes:
   blocks falls back as llama.cpp does (Q2_K/Q3_K -> Q4_0, Q4_K -> Q5_0, Q5_K -> Q5_1,
   Q6_K -> Q8_0, then F16 when not even 32 divides the width).
 
+- moe-q2_k, moe-q3_k: expert-aware mixes for mixture-of-experts models (DeepSeek V2/V3/R1), in
+  the spirit of the "dynamic" low-bit R1 files people run: the routed experts -- nearly all of
+  the weights (R1: 652 of 671 B) but only 8 of 256 read per token -- at 2-3 bits (gate/up Q2_K
+  and down Q3_K, or Q3_K and Q4_K), and everything every token reads -- attention, the shared
+  experts, the dense first layers, the embedding -- at Q4_K (Q5_K), attn_v-like matrices and the
+  output head at Q6_K. R1 at moe-q2_k: 247 GB in memory, about llama.cpp's Q2_K mix (244 GB),
+  but the 17.5 GB each token reads are mostly at 4-6 bits where Q2_K's 14.6 GB are at 2-3
+  (`r1lite info MODEL --plan`). Smaller files need the i-quants for the experts (IQ2_XXS:
+  2.06 bits), which r1lite runs but does not write yet.
+
 r1lite's tensors map onto llama.cpp's categories: wv is attn_v; for MLA (DeepSeek) w_uk_t and
 w_uv, both cut from kv_b_proj (llama.cpp's attn_kv_b, an attn_v-like tensor), are attn_v;
 wk is attn_k, wo attn_output; w_down, shared.w_down and every routed expert's w_down are
@@ -42,7 +52,17 @@ RECIPES = {
     "q4_k_m": "llama.cpp's Q4_K_M mix: Q4_K, Q6_K for the head and some layers' attn_v/ffn_down",
     "q3_k_m": "llama.cpp's Q3_K_M mix: Q3_K, Q4_K/Q5_K for attn_v, attn_output and ffn_down, Q6_K head",
     "q2_k": "llama.cpp's Q2_K mix: Q2_K, Q3_K/Q4_K for attn_v, attn_output and ffn_down, Q6_K head",
+    "moe-q2_k": "MoE models: routed experts Q2_K (down Q3_K), the rest Q4_K, attn_v and head Q6_K",
+    "moe-q3_k": "MoE models: routed experts Q3_K (down Q4_K), the rest Q5_K, attn_v and head Q6_K",
 }
+
+# expert-aware mixes: (experts' gate/up, experts' down, every other matrix)
+_MOE_MIX = {"moe-q2_k": ("q2_k", "q3_k", "q4_k"), "moe-q3_k": ("q3_k", "q4_k", "q5_k")}
+
+
+def applies(config: dict, quant: str) -> bool:
+    """Whether a recipe can be used on a model (the expert-aware mixes need routed experts)."""
+    return quant not in _MOE_MIX or bool(config.get("num_experts"))
 
 FLOAT_RECIPES = ("f32", "bf16", "f16")
 
@@ -76,6 +96,9 @@ def tensor_formats(config: dict, quant: str) -> dict[str, str]:
     recipe `quant` (a key of RECIPES)."""
     if quant not in RECIPES:
         raise ValueError(f"unknown quantization {quant!r} (choose from {', '.join(RECIPES)})")
+    if not applies(config, quant):
+        raise ValueError(f"--quant {quant} is for mixture-of-experts models (routed experts); "
+                         f"this {config['architecture']} model has none")
     specs = expected_tensors(config)
     head = "lm_head" if "lm_head" in specs else "tok_embd"
     n_layers = int(config["num_layers"])
@@ -87,9 +110,23 @@ def tensor_formats(config: dict, quant: str) -> dict[str, str]:
             out[name] = quant
         elif quant == "q4_0":
             out[name] = "q8_0" if name == head else "q4_0"
+        elif quant in _MOE_MIX:
+            out[name] = _moe_mix_format(quant, name, int(shape[-1]), name == head)
         else:
             out[name] = _k_mix_format(config, quant, name, int(shape[-1]), name == head, n_layers)
     return out
+
+
+def _moe_mix_format(quant: str, name: str, cols: int, is_head: bool) -> str:
+    gate_up, down, rest = _MOE_MIX[quant]
+    role, _ = _role(name)
+    if ".experts." in name:  # routed experts (shared experts are "shared.*": read every token)
+        fmt = down if role == "ffn_down" else gate_up
+    elif is_head or role == "attn_v":
+        fmt = "q6_k"
+    else:
+        fmt = rest
+    return fallback_format(fmt, cols)
 
 
 def _use_more_bits(i_layer: int, n_layers: int) -> bool:
