@@ -286,6 +286,9 @@ void def_model(py::module_& m) {
       .def("truncate_sequence",
            [](PyModel& p, int64_t id, int64_t n) { p.locked([=](Backend& b) { b.truncate_sequence(id, n); }); },
            py::arg("id"), py::arg("n"), "Keep the first n cached positions of sequence id.")
+      .def("fork_sequence",
+           [](PyModel& p, int64_t id, int64_t n) { return p.locked([=](Backend& b) { return b.fork_sequence(id, n); }); },
+           py::arg("id"), py::arg("n"), "A new sequence holding a copy of sequence id's first n positions.")
       .def_property_readonly("n_past", [](PyModel& p) { return p.backend().n_past(); })
       .def_property_readonly("cache_bytes", [](PyModel& p) { return p.backend().cache_bytes(); })
       .def_property_readonly("cache_bytes_per_token", [](PyModel& p) { return p.backend().cache_bytes_per_token(); })

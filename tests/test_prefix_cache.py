@@ -4,6 +4,7 @@ dense and MLA + MoE models, a chat's next turn through the server (R1's template
 earlier reasoning), eviction under the memory cap, hits in /metrics."""
 
 import threading
+import time
 
 import numpy as np
 import openai
@@ -102,3 +103,83 @@ def test_a_chat_turn_reuses_the_conversation(tiny_r1):
     reused = value(m, "r1lite_prefix_cache_reused_tokens_total")
     # turn 1's prompt, up to where its reasoning began, is turn 2's prefix
     assert cold[0].usage.prompt_tokens - 3 <= reused < cold[1].usage.prompt_tokens
+
+
+def test_fork_copies_a_prefix():
+    model = r1lite.load(FIXTURES / "deepseek_v3_f32", threads=2, context=1024)
+    rng = np.random.default_rng(1)
+    ids = rng.integers(3, model.config["vocab_size"], 600).tolist()  # three cache pages
+    want = model.logits(ids)
+    with model.batch() as b:
+        a = b.open_sequence()
+        b.forward_batch([(a, ids[:520])])
+        f = b.fork_sequence(a, 300)
+        got = b.forward_batch([(f, ids[300:])])[0]
+        assert np.array_equal(got, want[-1])  # the copied rows are the rows
+        np.testing.assert_array_equal(b.forward_batch([(a, ids[520:])])[0], want[-1])  # a is intact
+        with pytest.raises(ValueError, match="cannot copy 601 positions"):
+            b.fork_sequence(a, 601)
+
+
+def generate_together(engine, prompts, seeds, n=6):
+    """Greedy-or-seeded tokens of several requests submitted at once."""
+    model = engine.model
+    events, reqs = [], []
+    for prompt, seed in zip(prompts, seeds):
+        seq = model.new_sequence(r1lite.Prompt(list(prompt)), max_new_tokens=n, temperature=0.9, seed=seed)
+        done, out = threading.Event(), {}
+
+        def on_event(kind, payload, done=done, out=out):
+            if kind in ("done", "error"):
+                out[kind] = payload
+                done.set()
+        reqs.append(Request(seq, on_event))
+        events.append((done, out))
+    for req in reqs:
+        engine.submit(req)
+    results = []
+    for done, out in events:
+        assert done.wait(120) and "done" in out, out
+        results.append(out["done"].tokens)
+    return results, reqs
+
+
+def test_n_choices_compute_their_prompt_once():
+    model = r1lite.load(FIXTURES / "qwen2_f32", threads=2, context=1024)
+    prompt = np.random.default_rng(2).integers(3, model.config["vocab_size"], 400).tolist()
+    cold = Engine(model, cache_ram=0).start()
+    try:
+        want, _ = generate_together(cold, [prompt] * 3, [1, 2, 3])
+    finally:
+        cold.stop()
+    warm = Engine(model).start()
+    try:
+        got, reqs = generate_together(warm, [prompt] * 3, [1, 2, 3])
+    finally:
+        warm.stop()
+    assert got == want and len({tuple(t) for t in got}) > 1  # seeds differ, outputs identical to cold
+    assert sorted(r.reused for r in reqs) == [0, 399, 399]  # the leader computed it; two copies
+
+
+def test_a_running_conversation_is_shared():
+    """A request arriving while another still answers the same prompt copies its cache rows."""
+    model = r1lite.load(FIXTURES / "llama3_f32", threads=2, context=1024)
+    prompt = np.random.default_rng(3).integers(3, model.config["vocab_size"], 200).tolist()
+    engine = Engine(model).start()
+    try:
+        long_seq = model.new_sequence(r1lite.Prompt(prompt), max_new_tokens=200, temperature=0)
+        first = engine.submit(Request(long_seq, lambda kind, payload: None))
+        deadline = time.time() + 120
+        while not first.token_times:  # answering: its prompt is in its cache
+            assert time.time() < deadline
+            time.sleep(0.01)
+        tokens, req = generate(engine, prompt + [7, 8, 9], n=4)
+        assert req.reused == len(prompt)  # copied from the running request
+        first.cancel()
+    finally:
+        engine.stop()
+    cold = Engine(model, cache_ram=0).start()
+    try:
+        assert generate(cold, prompt + [7, 8, 9], n=4)[0] == tokens
+    finally:
+        cold.stop()

@@ -37,6 +37,14 @@ class Backend {
     throw std::invalid_argument("this backend cannot roll a sequence back (no speculative decoding)");
   }
 
+  // Opens a new sequence holding a copy of the first n positions of sequence `id` (requests
+  // sharing a prompt prefix compute it once); returns its id. Throws std::invalid_argument on
+  // an unknown sequence or n outside [0, its length].
+  virtual int64_t fork_sequence(int64_t id, int64_t n) {
+    (void)id, (void)n;
+    throw std::invalid_argument("this backend cannot copy a sequence");
+  }
+
   // Empties sequence 0's cache.
   virtual void reset() = 0;
   virtual int64_t n_past() const = 0;

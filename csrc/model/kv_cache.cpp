@@ -1,5 +1,6 @@
 #include "model/kv_cache.h"
 
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -26,6 +27,18 @@ void KVCache::truncate(int64_t n) {
   // overwritten when fed again.
   pages_.resize(size_t((n + kPagePositions - 1) / kPagePositions));
   length = n;
+}
+
+std::unique_ptr<KVCache> KVCache::copy_prefix(int64_t n) const {
+  if (n < 0 || n > length)
+    throw std::invalid_argument("cannot copy " + std::to_string(n) + " positions of a sequence of " +
+                                std::to_string(length));
+  auto out = std::make_unique<KVCache>(layout_, max_positions_);
+  out->reserve(n);
+  const size_t page = size_t(layout_.page_bytes());
+  for (size_t i = 0; i < out->pages_.size(); ++i) std::memcpy(out->pages_[i].get(), pages_[i].get(), page);
+  out->length = n;
+  return out;
 }
 
 int64_t KVCache::bytes_allocated() const { return int64_t(pages_.size()) * layout_.page_bytes(); }

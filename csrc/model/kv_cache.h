@@ -25,6 +25,9 @@ class KVCache {
   // Forgets positions [n, length) and releases the pages past the one holding position n - 1.
   // Throws std::invalid_argument unless 0 <= n <= length.
   void truncate(int64_t n);
+  // A new cache holding a copy of this one's first n positions (a request that shares this
+  // sequence's prefix starts from it). Throws std::invalid_argument unless 0 <= n <= length.
+  std::unique_ptr<KVCache> copy_prefix(int64_t n) const;
 
   // The key (value) rows of head `head` of `layer` from position `pos` (reserved) to the end of
   // its page, as attention reads them.

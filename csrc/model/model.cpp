@@ -130,6 +130,13 @@ void Model::close_sequence(int64_t id) {
 
 void Model::truncate_sequence(int64_t id, int64_t n) { sequence(id).truncate(n); }
 
+int64_t Model::fork_sequence(int64_t id, int64_t n) {
+  std::unique_ptr<KVCache> copy = sequence(id).copy_prefix(n);
+  const int64_t fork = open_sequence();
+  caches_[size_t(fork)] = std::move(copy);
+  return fork;
+}
+
 KVCache& Model::sequence(int64_t id) {
   if (id < 0 || id >= int64_t(caches_.size()) || !caches_[size_t(id)])
     throw std::invalid_argument("no open sequence " + std::to_string(id));

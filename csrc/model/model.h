@@ -59,6 +59,7 @@ class Model final : public Backend {
   void close_sequence(int64_t id) override;
   int64_t sequence_length(int64_t id) override { return sequence(id).length; }
   void truncate_sequence(int64_t id, int64_t n) override;
+  int64_t fork_sequence(int64_t id, int64_t n) override;
 
   void reset() override { caches_[0]->clear(); }
   int64_t n_past() const override { return caches_[0]->length; }

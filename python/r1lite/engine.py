@@ -15,7 +15,7 @@ import time
 from collections import deque
 
 from .generate import PREFILL_CHUNK, Sequence
-from .prefix_cache import PrefixCache
+from .prefix_cache import PrefixCache, common_prefix
 
 DEFAULT_CACHE_RAM = 1 << 30  # bytes of finished sequences' KV caches kept for prefix reuse
 
@@ -110,13 +110,43 @@ class Engine:
             req = self._waiting.popleft()
             if req.cancelled:
                 continue
-            if self.prefix is not None and req.seq.prompt_logprobs is None:
-                req.looked_up = True
-                req.seq_id, req.reused = self.prefix.take(req.seq.prompt)
-                req.fed, req.cached = req.reused, req.seq.prompt[:req.reused]
+            self._active.append(req)
+            self._place(req)
+
+    def _place(self, req: Request) -> None:
+        """Give a request its cache: a copy of the longest prefix of its prompt that an active
+        request's cache holds (n choices of one prompt, a conversation still being answered), a
+        parked cache taken over (prefix_cache.py), or a new one. While an active request is
+        still feeding a longer shared prefix, the request waits for it (seq_id stays None) and
+        _step places it again, so that n choices compute their prompt once."""
+        prompt = req.seq.prompt
+        if self.prefix is None or req.seq.prompt_logprobs is not None:
+            req.seq_id = self.batch.open_sequence()
+            return
+        limit = len(prompt) - 1  # its last token is fed: its logits start the generation
+        leader, shared, later = None, 0, 0
+        for other in self._active:
+            if other is req or other.seq_id is None or other.cancelled or not other.cache_ok:
+                continue
+            n = common_prefix(other.cached, prompt, limit)
+            if n > shared:
+                leader, shared = other, n
+            if other.fed < len(other.seq.prompt):  # its cache will hold more of its prompt
+                later = max(later, common_prefix(other.seq.prompt, prompt, limit))
+        if later > max(shared, PREFILL_CHUNK // 4):
+            return  # wait: worth more than the rows there are now
+        req.looked_up = True
+        if leader is not None and shared > self.prefix.longest_prefix(prompt):
+            self.prefix.lookups += 1
+            self.prefix.hits += 1
+            self.prefix.reused_tokens += shared
+            req.seq_id = self.batch.fork_sequence(leader.seq_id, shared)
+            req.reused = shared
+        else:
+            req.seq_id, req.reused = self.prefix.take(prompt)
             if req.seq_id is None:
                 req.seq_id = self.batch.open_sequence()
-            self._active.append(req)
+        req.fed, req.cached = req.reused, prompt[:req.reused]
 
     def _release(self, req: Request) -> None:
         """Free a finished (or cancelled) request's cache, or park it for prefix reuse."""
@@ -169,6 +199,10 @@ class Engine:
         req.cancel()  # leaves at the next step
 
     def _step(self, batch: list[Request]) -> None:
+        for req in batch:
+            if req.seq_id is None:
+                self._place(req)
+        batch = [r for r in batch if r.seq_id is not None]  # the rest wait for a shared prefix
         batch = [r for r in batch if r.seq.prompt_logprobs is None or r.scored or not self._score(r)]
         if not batch:
             return

@@ -42,6 +42,10 @@ class PrefixCache:
             self.bytes -= self._bytes(old_tokens)
             self.batch.close_sequence(old)
 
+    def longest_prefix(self, prompt: list[int]) -> int:
+        """How many of prompt's tokens (all but the last) the best parked cache holds."""
+        return max((common_prefix(t, prompt, len(prompt) - 1) for t in self.parked.values()), default=0)
+
     def take(self, prompt: list[int]) -> tuple[int | None, int]:
         """(seq_id, positions reused) of the parked cache sharing the longest prefix with
         `prompt`, truncated to it and no longer parked; (None, 0) when none shares a token. At
@@ -49,7 +53,7 @@ class PrefixCache:
         self.lookups += 1
         best, best_len = None, 0
         for seq_id, tokens in self.parked.items():
-            n = _common_prefix(tokens, prompt, len(prompt) - 1)
+            n = common_prefix(tokens, prompt, len(prompt) - 1)
             if n > best_len:
                 best, best_len = seq_id, n
         if best is None:
@@ -67,7 +71,8 @@ class PrefixCache:
         self.bytes = 0
 
 
-def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
+def common_prefix(a: list[int], b: list[int], limit: int) -> int:
+    """How many leading tokens a and b share, at most limit."""
     n = min(len(a), len(b), limit)
     for i in range(n):
         if a[i] != b[i]:

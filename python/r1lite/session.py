@@ -66,6 +66,11 @@ class Batch:
         length)."""
         self._core.truncate_sequence(seq_id, n)
 
+    def fork_sequence(self, seq_id: int, n: int) -> int:
+        """A new sequence whose cache is a copy of the first n positions of seq_id's (ValueError
+        unless 0 <= n <= its length)."""
+        return self._core.fork_sequence(seq_id, n)
+
     def forward_batch(self, segments) -> list:
         """Feed each (seq_id, ids) segment after what its sequence holds, in one batched pass:
         the float32 logits of each segment's last position, in order."""
