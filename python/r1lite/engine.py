@@ -136,16 +136,19 @@ class Engine:
         if later > max(shared, PREFILL_CHUNK // 4):
             return  # wait: worth more than the rows there are now
         req.looked_up = True
-        if leader is not None and shared > self.prefix.longest_prefix(prompt):
-            self.prefix.lookups += 1
-            self.prefix.hits += 1
-            self.prefix.reused_tokens += shared
-            req.seq_id = self.batch.fork_sequence(leader.seq_id, shared)
-            req.reused = shared
-        else:
-            req.seq_id, req.reused = self.prefix.take(prompt)
-            if req.seq_id is None:
-                req.seq_id = self.batch.open_sequence()
+        try:
+            if leader is not None and shared > self.prefix.longest_prefix(prompt):
+                req.seq_id = self.batch.fork_sequence(leader.seq_id, shared)
+                req.reused = shared
+                self.prefix.lookups += 1
+                self.prefix.hits += 1
+                self.prefix.reused_tokens += shared
+            else:
+                req.seq_id, req.reused = self.prefix.take(prompt)
+        except (ValueError, MemoryError):  # no copy to be had: compute the prompt
+            req.seq_id, req.reused = None, 0
+        if req.seq_id is None:
+            req.seq_id = self.batch.open_sequence()
         req.fed, req.cached = req.reused, prompt[:req.reused]
 
     def _release(self, req: Request) -> None:
