@@ -248,6 +248,31 @@ class PyModel {
     return out;
   }
 
+  // The hidden states [rows, D] of the last forward()'s rows (Backend::last_hidden).
+  py::array_t<float> last_hidden() {
+    const auto D = py::ssize_t(model_->config().hidden_size);
+    py::array_t<float> out({py::ssize_t(model_->hidden_rows()), D});
+    float* dst = out.mutable_data();
+    locked([&](Backend& m) { m.last_hidden(dst); });
+    return out;
+  }
+
+  // tokens [n] and hidden [n, D] -> MTP logits [n, V] (Backend::forward_mtp).
+  py::array_t<float> forward_mtp(const py::array_t<int32_t, py::array::c_style | py::array::forcecast>& tokens,
+                                 const py::array_t<float, py::array::c_style | py::array::forcecast>& hidden) {
+    const int64_t n = token_count(tokens);
+    const int64_t D = model_->config().hidden_size;
+    if (hidden.ndim() != 2 || hidden.shape(0) != n || hidden.shape(1) != D)
+      throw std::invalid_argument("forward_mtp: hidden must be [" + std::to_string(n) + ", " +
+                                  std::to_string(D) + "] (one hidden state per token)");
+    py::array_t<float> out({py::ssize_t(n), py::ssize_t(model_->config().vocab_size)});
+    const int32_t* tok = tokens.data();
+    const float* h = hidden.data();
+    float* dst = out.mutable_data();
+    locked([&](Backend& m) { m.forward_mtp(tok, h, n, dst); });
+    return out;
+  }
+
   Backend& backend() { return *model_; }
   static int64_t token_count(const py::array_t<int32_t, py::array::c_style | py::array::forcecast>& tokens) {
     if (tokens.ndim() != 1) throw std::invalid_argument("tokens must be a 1-D array");
@@ -289,6 +314,12 @@ void def_model(py::module_& m) {
       .def("fork_sequence",
            [](PyModel& p, int64_t id, int64_t n) { return p.locked([=](Backend& b) { return b.fork_sequence(id, n); }); },
            py::arg("id"), py::arg("n"), "A new sequence holding a copy of sequence id's first n positions.")
+      .def("last_hidden", &PyModel::last_hidden,
+           "Hidden states [rows, D] (after the final norm) of the rows the last forward() fed.")
+      .def("forward_mtp", &PyModel::forward_mtp, py::arg("tokens"), py::arg("hidden"),
+           "DeepSeek's MTP module over the next positions of its cache: tokens t_{j+1} [n] and "
+           "hidden states h_j [n, D]; logits [n, V] predicting t_{j+2}.")
+      .def_property_readonly("mtp_length", [](PyModel& p) { return p.backend().mtp_length(); })
       .def_property_readonly("n_past", [](PyModel& p) { return p.backend().n_past(); })
       .def_property_readonly("cache_bytes", [](PyModel& p) { return p.backend().cache_bytes(); })
       .def_property_readonly("cache_bytes_per_token", [](PyModel& p) { return p.backend().cache_bytes_per_token(); })

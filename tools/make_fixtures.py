@@ -56,6 +56,13 @@ SPECS = {
                             experts=8, shared=1, top_k=2, n_group=2, topk_group=1, layers=2,
                             first_dense=1, fp8_block=(32, 24),
                             yarn=dict(factor=4.0, mscale=1.0, mscale_all_dim=1.0)),
+    # DeepSeek-V3 with a multi-token-prediction module (layer num_hidden_layers, ARCH.md §2): its
+    # oracle adds mtp_logits from mtp_reference() (transformers has no MTP).
+    "deepseek_v3_mtp_f32": dict(arch="deepseek_v3", dtype="float32", vocab=127, hidden=64, heads=2,
+                                q_lora=36, kv_lora=32, nope=16, rope=10, v=14, inter=80, moe_inter=24,
+                                experts=6, shared=1, top_k=2, n_group=3, topk_group=2, layers=2,
+                                first_dense=1, mtp=True,
+                                yarn=dict(factor=4.0, mscale=1.0, mscale_all_dim=0.8)),
     "deepseek_v2_f32": dict(arch="deepseek_v2", dtype="float32", vocab=127, hidden=64, heads=4,
                             q_lora=None, kv_lora=30, nope=16, rope=8, v=16, inter=96, moe_inter=24,
                             experts=8, shared=2, top_k=2, n_group=1, topk_group=1, layers=3,
@@ -147,6 +154,103 @@ def build_checkpoint(spec: dict, out: Path, seed: int) -> None:
         write_legacy_rope_config(out / "config.json")
     if spec.get("fp8_block"):
         write_fp8_checkpoint(out, spec["fp8_block"])
+    if spec.get("mtp"):
+        write_mtp_layer(out, model, seed)
+
+
+MTP_FILE = "mtp.safetensors"
+
+
+def write_mtp_layer(folder: Path, model, seed: int) -> None:
+    """DeepSeek's MTP module as layer num_hidden_layers in its own file, listed with the main file
+    in model.safetensors.index.json (README_WEIGHTS.md of DeepSeek-V3): a decoder block like the
+    last layer (transformers' DeepseekV3DecoderLayer, randomly initialized), enorm, hnorm, eh_proj
+    [D, 2D], shared_head.norm, and copies of the embedding and lm_head as the checkpoint ships them."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3DecoderLayer
+
+    cfg = model.config
+    n, d = cfg.num_hidden_layers, cfg.hidden_size
+    torch.manual_seed(seed + 1000)
+    block = DeepseekV3DecoderLayer(cfg, layer_idx=n)
+    tensors = {}
+    with torch.no_grad():
+        for name, p in block.named_parameters():
+            p.copy_(1.0 + 0.2 * torch.randn_like(p) if name.endswith("norm.weight")
+                    else torch.randn_like(p) / p.shape[-1] ** 0.5)
+            tensors[name] = p
+        for name, b in block.named_buffers():
+            if name.endswith("e_score_correction_bias"):
+                tensors[name] = 0.3 * torch.randn_like(b)
+        # transformers holds the experts fused; checkpoints list them one by one
+        gate_up, down = tensors.pop("mlp.experts.gate_up_proj"), tensors.pop("mlp.experts.down_proj")
+        width = gate_up.shape[1] // 2
+        for e in range(gate_up.shape[0]):
+            tensors[f"mlp.experts.{e}.gate_proj.weight"] = gate_up[e, :width]
+            tensors[f"mlp.experts.{e}.up_proj.weight"] = gate_up[e, width:]
+            tensors[f"mlp.experts.{e}.down_proj.weight"] = down[e]
+        tensors["enorm.weight"] = 1.0 + 0.2 * torch.randn(d)
+        tensors["hnorm.weight"] = 1.0 + 0.2 * torch.randn(d)
+        tensors["eh_proj.weight"] = torch.randn(d, 2 * d) / (2 * d) ** 0.5
+        tensors["shared_head.norm.weight"] = 1.0 + 0.2 * torch.randn(d)
+        tensors["embed_tokens.weight"] = model.model.embed_tokens.weight
+        tensors["shared_head.head.weight"] = model.lm_head.weight
+    tensors = {f"model.layers.{n}.{k}": v.detach().to(model.dtype).contiguous() for k, v in tensors.items()}
+    save_file(tensors, str(folder / MTP_FILE))
+    from safetensors import safe_open
+
+    weight_map = {}
+    for file in ("model.safetensors", MTP_FILE):
+        with safe_open(str(folder / file), "pt") as f:
+            weight_map.update({k: file for k in f.keys()})
+    index = {"metadata": {}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))
+
+
+def mtp_reference(folder: Path, tokens: np.ndarray) -> np.ndarray:
+    """The MTP module's logits [len(tokens) - 1, vocab], written from its definition (DeepSeek-V3
+    report §2.2; enorm/hnorm/eh_proj/shared_head as the engines that serve these weights use them):
+    at position j, with h_j the main model's final (normed) hidden state and t_{j+1} the next token,
+      x = eh_proj([enorm(embed(t_{j+1})); hnorm(h_j)]); x = block(x) at positions 0..;
+      logits = head(shared_head.norm(x))     predicting t_{j+2}.
+    The block is transformers' DeepseekV3DecoderLayer with the layer's weights."""
+    import torch
+    from safetensors import safe_open
+    from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3DecoderLayer
+
+    model = load_transformers(folder)
+    cfg = model.config
+    n = cfg.num_hidden_layers
+    prefix = f"model.layers.{n}."
+    with safe_open(str(folder / MTP_FILE), "pt") as f:
+        w = {k[len(prefix):]: f.get_tensor(k).float() for k in f.keys()}
+    cfg._attn_implementation = "eager"
+    block = DeepseekV3DecoderLayer(cfg, layer_idx=n).float().eval()
+    experts = block.mlp.experts.gate_up_proj.shape[0]
+    w["mlp.experts.gate_up_proj"] = torch.stack([torch.cat([w[f"mlp.experts.{e}.gate_proj.weight"],
+                                                            w[f"mlp.experts.{e}.up_proj.weight"]])
+                                                 for e in range(experts)])
+    w["mlp.experts.down_proj"] = torch.stack([w[f"mlp.experts.{e}.down_proj.weight"] for e in range(experts)])
+    block.load_state_dict({k: v for k, v in w.items() if k in block.state_dict()}, strict=True)
+
+    def rms(x, weight):
+        return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + cfg.rms_norm_eps))
+
+    ids = torch.tensor(tokens, dtype=torch.long)[None]
+    m = len(tokens) - 1
+    with torch.no_grad():
+        h = model.model(ids).last_hidden_state[:, :m]             # h_j after the final norm
+        e = w["embed_tokens.weight"][ids[:, 1:]]                   # embed(t_{j+1})
+        x = torch.cat([rms(e, w["enorm.weight"]), rms(h, w["hnorm.weight"])], dim=-1) @ w["eh_proj.weight"].T
+        pos = torch.arange(m)[None]
+        cos_sin = model.model.rotary_emb(x, pos)
+        mask = torch.full((m, m), float("-inf")).triu(1)[None, None]
+        x = block(x, attention_mask=mask, position_ids=pos, position_embeddings=cos_sin)
+        if isinstance(x, tuple):
+            x = x[0]
+        logits = rms(x, w["shared_head.norm.weight"]) @ w["shared_head.head.weight"].T
+    return logits[0].numpy()
 
 
 def is_fp8_weight(name: str, shape) -> bool:
@@ -319,6 +423,8 @@ def make_fixture(name: str, spec: dict, out_root: Path = FIXTURES, seed: int = 0
     greedy = transformers_greedy(oracle_dir, prompt, GREEDY_NEW)
     quantized = {f"logits_{fmt}": transformers_logits_quantized(oracle_dir, tokens, fmt)
                  for fmt in ("q8_0", "q4_0")}
+    if spec.get("mtp"):
+        quantized["mtp_logits"] = mtp_reference(oracle_dir, tokens)
     if oracle_dir != out:
         shutil.rmtree(oracle_dir)
     np.savez_compressed(out / "oracle.npz", tokens=tokens.astype(np.int32), logits=logits,

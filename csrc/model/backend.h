@@ -44,6 +44,22 @@ class Backend {
     (void)id, (void)n;
     throw std::invalid_argument("this backend cannot copy a sequence");
   }
+  // DeepSeek's multi-token prediction on sequence 0 (ARCH.md §2, model/mtp.cpp). A backend or a
+  // model without an MTP module throws std::invalid_argument.
+  // Rows fed by the last forward() (0 after any other call), and their hidden states [rows, D] as
+  // the output head reads them (after the final norm): what an MTP module takes as h_j.
+  virtual int64_t hidden_rows() const { return 0; }
+  virtual void last_hidden(float* out) {
+    (void)out;
+    throw std::invalid_argument("this backend does not hand out hidden states (no MTP)");
+  }
+  // MTP module 0 over the n positions j = mtp_length()..+n-1 (all fed to the model already): the
+  // token t_{j+1} and the hidden state h_j [n, D] of each; logits [n, V] predicting t_{j+2}.
+  virtual void forward_mtp(const int32_t* tokens, const float* hidden, int64_t n, float* logits) {
+    (void)tokens, (void)hidden, (void)n, (void)logits;
+    throw std::invalid_argument("this backend cannot run an MTP module (speculative decoding is CPU only)");
+  }
+  virtual int64_t mtp_length() const { return 0; }
 
   // Empties sequence 0's cache.
   virtual void reset() = 0;

@@ -51,6 +51,7 @@ void ModelConfig::validate() const {
          "the sigmoid router scores groups by their top two experts: groups need >= 2 experts");
     need(std::isfinite(routed_scale), "routed_scale must be finite");
   }
+  need(mtp_layers >= 0 && mtp_layers <= kMaxLayers, "mtp_layers must be in [0, 4096] (corrupt config?)");
   need(context > 0, "context must be > 0");
   need(kv_cache != DType::Q4_0, "kv_cache must be f32, f16, bf16 or q8_0");
   need(max_position_embeddings > 0, "max_position_embeddings must be > 0");

@@ -33,8 +33,10 @@ void Model::forward(const int32_t* tokens, int64_t n, bool all_logits, float* lo
     s_.slots[size_t(i)] = {&cache, pos0 + i};
     if (all_logits || i == n - 1) out_rows.push_back(i);
   }
+  hidden_rows_ = 0;
   run(tokens, n, out_rows.data(), int64_t(out_rows.size()), logits);
   cache.length = pos0 + n;
+  hidden_rows_ = n;
 }
 
 void Model::forward_batch(const int32_t* tokens, const int64_t* seg_seq, const int64_t* seg_len,
@@ -58,6 +60,7 @@ void Model::forward_batch(const int32_t* tokens, const int64_t* seg_seq, const i
                                   std::to_string(cache.length + seg_len[s]) + " positions requested, " +
                                   std::to_string(cache.max_positions()) + " allowed");
   }
+  hidden_rows_ = 0;
   s_.slots.resize(size_t(n));
   std::vector<int64_t> out_rows;
   for (int64_t s = 0, i = 0; s < n_seg; ++s) {
@@ -73,31 +76,41 @@ void Model::forward_batch(const int32_t* tokens, const int64_t* seg_seq, const i
 void Model::run(const int32_t* tokens, int64_t n, const int64_t* out_rows, int64_t n_out,
                 float* logits) {
   const ModelConfig& c = cfg_;
-  const int64_t D = c.hidden_size, half = c.rope_dim() / 2;
+  const int64_t D = c.hidden_size;
   s_.resize(c, n);
+  for (int64_t i = 0; i < n; ++i) w_.tok_embd.row_to_f32(tokens[i], &s_.x[size_t(i * D)]);
+  rope_rows(n);
+  for (int64_t li = 0; li < c.num_layers; ++li) decoder_block(li, n);
+  output_head(w_.out_norm, out_rows, n_out, logits);
+}
 
-  for (int64_t i = 0; i < n; ++i) {
-    w_.tok_embd.row_to_f32(tokens[i], &s_.x[size_t(i * D)]);
-    rope_angles(s_.slots[size_t(i)].pos, inv_freq_.data(), half, c.rope_attn_factor,
+void Model::rope_rows(int64_t n) {
+  const int64_t half = cfg_.rope_dim() / 2;
+  for (int64_t i = 0; i < n; ++i)
+    rope_angles(s_.slots[size_t(i)].pos, inv_freq_.data(), half, cfg_.rope_attn_factor,
                 &s_.cos[size_t(i * half)], &s_.sin[size_t(i * half)]);
-  }
+}
 
+void Model::decoder_block(int64_t li, int64_t n) {
+  const ModelConfig& c = cfg_;
+  const int64_t D = c.hidden_size;
+  const LayerWeights& l = w_.layers[size_t(li)];
   auto norm_rows = [&](const Tensor& weight) {  // xn = rmsnorm(x) · weight, row by row
     for (int64_t i = 0; i < n; ++i)
       rmsnorm(&s_.x[size_t(i * D)], weight.f32(), D, c.norm_eps, &s_.xn[size_t(i * D)]);
   };
-  for (int64_t li = 0; li < c.num_layers; ++li) {
-    const LayerWeights& l = w_.layers[size_t(li)];
-    norm_rows(l.attn_norm);  // x += attention(rmsnorm(x))
-    if (c.attention == AttentionKind::Mla) mla_block(li, n); else gqa_block(li, n);
-    add_inplace(s_.x.data(), s_.proj.data(), n * D);
-    norm_rows(l.ffn_norm);  // x += ffn(rmsnorm(x))
-    if (c.is_moe_layer(li)) moe_block(li, n); else swiglu(l.ffn, s_.xn.data(), n, c.intermediate_size, s_.proj.data());
-    add_inplace(s_.x.data(), s_.proj.data(), n * D);
-  }
+  norm_rows(l.attn_norm);  // x += attention(rmsnorm(x))
+  if (c.attention == AttentionKind::Mla) mla_block(li, n); else gqa_block(li, n);
+  add_inplace(s_.x.data(), s_.proj.data(), n * D);
+  norm_rows(l.ffn_norm);  // x += ffn(rmsnorm(x))
+  if (c.is_moe_layer(li)) moe_block(li, n); else swiglu(l.ffn, s_.xn.data(), n, c.intermediate_size, s_.proj.data());
+  add_inplace(s_.x.data(), s_.proj.data(), n * D);
+}
 
+void Model::output_head(const Tensor& norm, const int64_t* out_rows, int64_t n_out, float* logits) {
+  const int64_t D = cfg_.hidden_size;
   for (int64_t j = 0; j < n_out; ++j)  // the rows that want logits, packed at the front of xn
-    rmsnorm(&s_.x[size_t(out_rows[j] * D)], w_.out_norm.f32(), D, c.norm_eps, &s_.xn[size_t(j * D)]);
+    rmsnorm(&s_.x[size_t(out_rows[j] * D)], norm.f32(), D, cfg_.norm_eps, &s_.xn[size_t(j * D)]);
   matmul(pool_, s_.xn.data(), n_out, w_.lm_head, logits);
 }
 

@@ -1,5 +1,6 @@
 #include "model/kv_cache.h"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -16,7 +17,7 @@ void KVCache::reserve(int64_t n) {
 
 void KVCache::clear() {
   pages_.clear();
-  length = 0;
+  length = mtp_length = 0;
 }
 
 void KVCache::truncate(int64_t n) {
@@ -27,6 +28,7 @@ void KVCache::truncate(int64_t n) {
   // overwritten when fed again.
   pages_.resize(size_t((n + kPagePositions - 1) / kPagePositions));
   length = n;
+  mtp_length = std::min(mtp_length, n);
 }
 
 std::unique_ptr<KVCache> KVCache::copy_prefix(int64_t n) const {
@@ -38,6 +40,7 @@ std::unique_ptr<KVCache> KVCache::copy_prefix(int64_t n) const {
   const size_t page = size_t(layout_.page_bytes());
   for (size_t i = 0; i < out->pages_.size(); ++i) std::memcpy(out->pages_[i].get(), pages_[i].get(), page);
   out->length = n;
+  out->mtp_length = std::min(mtp_length, n);
   return out;
 }
 

@@ -44,6 +44,9 @@ class KVCache {
   }
 
   int64_t length = 0;  // positions filled so far
+  // Positions the MTP block's layer holds (<= length): MTP at position j needs token j + 1, so it
+  // lags the main layers; truncate() and clear() cut it too.
+  int64_t mtp_length = 0;
   int64_t max_positions() const { return max_positions_; }
   int64_t bytes_allocated() const;
   int64_t bytes_per_position() const { return layout_.bytes_per_position(); }

@@ -30,10 +30,12 @@ struct KvLayout {
   int64_t layers = 0, heads = 0, key_dim = 0, value_dim = 0;
   DType format = DType::F32;
 
+  // The MTP modules' blocks are cache layers num_layers + d.
   static KvLayout for_model(const ModelConfig& c) {
+    const int64_t layers = c.num_layers + c.mtp_layers;
     if (c.attention == AttentionKind::Mla)
-      return {c.num_layers, 1, c.kv_lora_rank + c.qk_rope_head_dim, 0, c.kv_cache};
-    return {c.num_layers, c.num_kv_heads, c.head_dim, c.head_dim, c.kv_cache};
+      return {layers, 1, c.kv_lora_rank + c.qk_rope_head_dim, 0, c.kv_cache};
+    return {layers, c.num_kv_heads, c.head_dim, c.head_dim, c.kv_cache};
   }
 
   // Bytes of one stored row of dim values, and of its block scales (q8_0 only).

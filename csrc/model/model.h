@@ -1,5 +1,6 @@
 // The CPU model: config, weights (views into memory owned by the caller), KV caches, thread pool,
-// and the forward pass (forward.cpp: the layer loop; attention.cpp, mla.cpp, moe.cpp: its blocks).
+// and the forward pass (forward.cpp: the layer loop; attention.cpp, mla.cpp, moe.cpp: its blocks;
+// mtp.cpp: DeepSeek's multi-token-prediction module).
 #pragma once
 #include <cstdint>
 #include <map>
@@ -60,6 +61,10 @@ class Model final : public Backend {
   int64_t sequence_length(int64_t id) override { return sequence(id).length; }
   void truncate_sequence(int64_t id, int64_t n) override;
   int64_t fork_sequence(int64_t id, int64_t n) override;
+  int64_t hidden_rows() const override { return hidden_rows_; }
+  void last_hidden(float* out) override;
+  void forward_mtp(const int32_t* tokens, const float* hidden, int64_t n, float* logits) override;
+  int64_t mtp_length() const override { return caches_[0]->mtp_length; }
 
   void reset() override { caches_[0]->clear(); }
   int64_t n_past() const override { return caches_[0]->length; }
@@ -74,6 +79,11 @@ class Model final : public Backend {
   // The layers over n tokens placed by s_.slots (caches reserved), then logits of the rows
   // out_rows[0..n_out) into logits [n_out, V].
   void run(const int32_t* tokens, int64_t n, const int64_t* out_rows, int64_t n_out, float* logits);
+  // The pieces of run(): rotary angles of the slots' positions; one decoder block over s_.x
+  // (layer li's weights and cache layer); logits of rows out_rows of s_.x through norm and lm_head.
+  void rope_rows(int64_t n);
+  void decoder_block(int64_t li, int64_t n);
+  void output_head(const Tensor& norm, const int64_t* out_rows, int64_t n_out, float* logits);
   // Each block reads s_.xn (the normed residual) of n tokens and writes s_.proj.
   void gqa_block(int64_t layer, int64_t n);
   void gqa_attention(int64_t layer, int64_t n);
@@ -89,6 +99,7 @@ class Model final : public Backend {
   ThreadPool pool_;
   std::vector<std::unique_ptr<KVCache>> caches_;  // by sequence id; null when closed
   RunState s_;
+  int64_t hidden_rows_ = 0;  // rows of s_.x left by the last forward() (see last_hidden)
 };
 
 }  // namespace r1lite

@@ -18,6 +18,11 @@
 //   MoE FFN: .router [E, D] (f32); .router_bias [E] (f32, when router_bias);
 //     .experts.{e}.w_gate/.w_up [Im, D], .w_down [D, Im];
 //     .shared.w_gate/.w_up [Im·S, D], .shared.w_down [D, Im·S] (when S shared experts > 0)
+//   DeepSeek's MTP module d < mtp_layers (ARCH.md §2): mtp.{d}.enorm, .hnorm [D]; .eh_proj [D, 2·D]
+//     (input columns: the embedding half, then the hidden half); one decoder block under the same
+//     names as a layer (mtp.{d}.attn_norm, .wq_a, ..., .experts.{e}.w_gate, ...), held as
+//     layers[num_layers + d] and dense or MoE as layer num_layers + d would be; .head_norm [D].
+//     Its embedding and output head are tok_embd and lm_head.
 // Norms, biases and the router are f32 (WeightKind::F32); matrices (WeightKind::Matrix) are f32,
 // bf16, f16, q8_0 or q4_0.
 #pragma once
@@ -47,9 +52,15 @@ struct LayerWeights {
   FfnWeights shared;
 };
 
+// An MTP module's own tensors; its decoder block is Weights::layers[num_layers + d].
+struct MtpWeights {
+  Tensor enorm, hnorm, eh_proj, head_norm;
+};
+
 struct Weights {
   Tensor tok_embd, out_norm, lm_head;  // lm_head aliases tok_embd when tied
-  std::vector<LayerWeights> layers;
+  std::vector<LayerWeights> layers;    // num_layers, then the MTP modules' blocks
+  std::vector<MtpWeights> mtp;         // mtp_layers
 };
 
 // Calls fn(name, slot, shape, kind) for every tensor the config calls for, in a fixed order;
@@ -68,10 +79,8 @@ void for_each_weight(const ModelConfig& c, Weights& w, Fn&& fn) {
   fn("tok_embd", w.tok_embd, S{V, D}, M);
   fn("out_norm", w.out_norm, S{D}, F);
   if (!c.tied_embeddings) fn("lm_head", w.lm_head, S{V, D}, M);
-  w.layers.resize(size_t(c.num_layers));
-  for (int64_t i = 0; i < c.num_layers; ++i) {
-    const std::string p = "layers." + std::to_string(i) + ".";
-    LayerWeights& l = w.layers[size_t(i)];
+  // one decoder block: attention and FFN, the tensors named p + ...
+  auto layer = [&](const std::string& p, LayerWeights& l, int64_t i) {
     fn(p + "attn_norm", l.attn_norm, S{D}, F);
     if (c.attention == AttentionKind::Mla) {
       const int64_t C = c.kv_lora_rank, dn = c.qk_nope_head_dim, dr = c.qk_rope_head_dim;
@@ -116,6 +125,18 @@ void for_each_weight(const ModelConfig& c, Weights& w, Fn&& fn) {
     } else {
       ffn(p, l.ffn, c.intermediate_size);
     }
+  };
+  w.layers.resize(size_t(c.num_layers + c.mtp_layers));
+  for (int64_t i = 0; i < c.num_layers; ++i) layer("layers." + std::to_string(i) + ".", w.layers[size_t(i)], i);
+  w.mtp.resize(size_t(c.mtp_layers));
+  for (int64_t d = 0; d < c.mtp_layers; ++d) {
+    const std::string p = "mtp." + std::to_string(d) + ".";
+    MtpWeights& m = w.mtp[size_t(d)];
+    fn(p + "enorm", m.enorm, S{D}, F);
+    fn(p + "hnorm", m.hnorm, S{D}, F);
+    fn(p + "eh_proj", m.eh_proj, S{D, 2 * D}, M);
+    layer(p, w.layers[size_t(c.num_layers + d)], c.num_layers + d);
+    fn(p + "head_norm", m.head_norm, S{D}, F);
   }
 }
 

@@ -12,11 +12,12 @@ import numpy as np
 def decode_bytes_per_token(tensors: dict, cfg: dict) -> int:
     """Bytes of weights one decode step reads: every matrix except the embedding table (one row)
     and the routed experts, of which each MoE layer reads experts_per_token; the embedding counts
-    when it doubles as lm_head. `tensors` maps names to (array, format[, scales])."""
+    when it doubles as lm_head. An MTP module ("mtp.*", speculative decoding only) is not read.
+    `tensors` maps names to (array, format[, scales])."""
     def nbytes(entry):
         return sum(a.nbytes for a in entry if isinstance(a, np.ndarray))
     total = sum(nbytes(t) for name, t in tensors.items()
-                if name != "tok_embd" and ".experts." not in name)
+                if name != "tok_embd" and ".experts." not in name and not name.startswith("mtp."))
     if cfg["tied_embeddings"]:
         total += nbytes(tensors["tok_embd"])
     if cfg.get("num_experts"):

@@ -71,15 +71,16 @@ class _Source:
 def _sources(config: dict) -> dict[str, _Source]:
     """r1lite name -> its source, for every tensor the core expects."""
     out = {}
+    n_layers = config["num_layers"]
     for name, (shape, _kind) in expected_tensors(config).items():
-        out[name] = _Source(hf_name(name), shape)
+        out[name] = _Source(hf_name(name, n_layers), shape)
     if config.get("attention") != "mla":
         return out
     h, c = config["num_heads"], config["kv_lora_rank"]
     dn, dr, dv = config["qk_nope_head_dim"], config["qk_rope_head_dim"], config["v_head_dim"]
-    for layer in range(config["num_layers"]):
-        p = f"layers.{layer}."
-        src = hf_name(p + "w_uk_t")
+    blocks = [f"layers.{i}." for i in range(n_layers)] + [f"mtp.{d}." for d in range(config["mtp_layers"])]
+    for p in blocks:  # the MTP modules' blocks are MLA layers like the others
+        src = hf_name(p + "w_uk_t", n_layers)
         out[p + "w_uk_t"] = _Source(src, (h * (dn + dv), c), lambda w: mla.split_kv_b(w, h, dn, dv, "uk_t"))
         out[p + "w_uv"] = _Source(src, (h * (dn + dv), c), lambda w: mla.split_kv_b(w, h, dn, dv, "uv"))
         if config["rope_interleaved"]:
@@ -123,7 +124,7 @@ def load_hf_folder(folder, lazy: bool = False) -> tuple[dict, dict, dict]:
     where = _open_checkpoint(folder)
     if not config["tied_embeddings"] and hf_name("lm_head") not in where:
         config["tied_embeddings"] = True  # re-uploads without lm_head tie it (ARCH.md §7)
-    _note_skipped_layers(where, config["num_layers"], folder)
+    config["mtp_layers"] = _mtp_modules(where, config, raw, folder)
     fp8_block = fp8.block_size(raw, str(config_path))
     kinds = {name: kind for name, (_shape, kind) in expected_tensors(config).items()}
     tensors = {}
@@ -154,10 +155,28 @@ def load_hf_folder(folder, lazy: bool = False) -> tuple[dict, dict, dict]:
     return config, tensors, raw
 
 
-def _note_skipped_layers(where: dict, num_layers: int, folder: Path) -> None:
-    """DeepSeek-V3/R1 store a multi-token-prediction module as layer num_hidden_layers; it serves
-    speculative decoding only, and r1lite does not use it (yet)."""
-    extra = f"model.layers.{num_layers}."
+def _mtp_modules(where: dict, config: dict, raw: dict, folder: Path) -> int:
+    """How many of DeepSeek-V3/R1's multi-token-prediction modules (layers num_hidden_layers + d,
+    ARCH.md §2; num_nextn_predict_layers of them) the checkpoint holds: r1lite keeps them for
+    speculative decoding (--spec mtp). An incomplete module, and layers past the modules, are
+    skipped with a warning (the model runs without them)."""
+    n = config["num_layers"]
+    present = 0
+    if config["architecture"] == "deepseek_v3":
+        wanted = raw.get("num_nextn_predict_layers")
+        while (wanted is None or present < int(wanted)) and \
+                f"model.layers.{n + present}.eh_proj.weight" in where:
+            present += 1
+    if present:
+        sources = _sources(dict(config, mtp_layers=present))
+        missing = [src.hf for name, src in sources.items() if name.startswith("mtp.") and src.hf not in where]
+        if missing:
+            warnings.warn(f"{folder}: skipping layer {n} (an incomplete multi-token-prediction module: "
+                          f"'{missing[0]}' is missing; speculative decoding with --spec mtp is off)",
+                          stacklevel=3)
+            return 0
+    extra = f"model.layers.{n + present}."
     if any(name.startswith(extra) for name in where):
-        warnings.warn(f"{folder}: skipping layer {num_layers} (DeepSeek's multi-token-prediction "
-                      "module; used only for speculative decoding)", stacklevel=3)
+        warnings.warn(f"{folder}: skipping layer {n + present} and any after it (not part of the "
+                      "model r1lite runs)", stacklevel=3)
+    return present

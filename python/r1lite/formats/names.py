@@ -40,6 +40,16 @@ EXPERT_NAMES = {
     "w_down": "down_proj.weight",
 }
 
+# DeepSeek's MTP module d (ARCH.md §2) is checkpoint layer num_hidden_layers + d: its own tensors
+# by these names, its decoder block under a layer's names (LAYER_NAMES, EXPERT_NAMES). Its
+# embed_tokens and shared_head.head copy the main model's and are not read.
+MTP_NAMES = {
+    "enorm": "enorm.weight",
+    "hnorm": "hnorm.weight",
+    "eh_proj": "eh_proj.weight",
+    "head_norm": "shared_head.norm.weight",
+}
+
 GLOBAL_NAMES = {
     "tok_embd": ("model.embed_tokens.weight", "token_embd.weight"),
     "out_norm": ("model.norm.weight", "output_norm.weight"),
@@ -62,8 +72,15 @@ def _name(name: str, scheme: int) -> str:
     return GLOBAL_NAMES[name][scheme]
 
 
-def hf_name(name: str) -> str:
-    """The Hugging Face name of an r1lite tensor name."""
+def hf_name(name: str, num_layers: int = 0) -> str:
+    """The Hugging Face name of an r1lite tensor name (an MTP module's need the main model's
+    num_layers)."""
+    if name.startswith("mtp."):
+        _, d, short = name.split(".", 2)
+        layer = num_layers + int(d)
+        if short in MTP_NAMES:
+            return LAYER_PREFIX[HF].format(layer) + MTP_NAMES[short]
+        return _name(f"layers.{layer}.{short}", HF)
     return _name(name, HF)
 
 
