@@ -346,6 +346,8 @@ def test_cli_spec_and_draft(tiny_r1, capsys):
     assert "tokens per step" in run("--spec", "ngram", "--verbose")[2]
     for extra, match in ((["--spec", "ngram", "--spec-k", "0"], "--spec-k must be >= 1"),
                          (["--spec-k", "3"], "need --spec ngram or --draft"),
-                         (["--spec", "mtp"], "--spec must be ngram")):
+                         (["--spec", "magic"], "--spec must be ngram or mtp"),
+                         (["--spec", "mtp"], "multi-token-prediction module"),
+                         (["--spec", "mtp", "--spec-n", "2"], "--spec-n is for --spec ngram")):
         rc, _, err = run(*extra)
         assert rc == 1 and match in err

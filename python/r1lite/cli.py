@@ -105,8 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--system", default=None, help="system prompt")
     gen.add_argument("--spec", default=None, metavar="PROPOSER",
                      help="speculative decoding: ngram (prompt lookup: proposes what followed "
-                          "the last tokens earlier in the prompt or answer); same output, faster "
-                          "when the answer repeats its input (CPU only)")
+                          "the last tokens earlier in the prompt or answer; faster when the answer "
+                          "repeats its input) or mtp (DeepSeek-V3/R1's multi-token-prediction "
+                          "module proposes one token per step); same output (CPU only)")
     gen.add_argument("--spec-k", type=int, default=None,
                      help="tokens proposed per step (default 4)")
     gen.add_argument("--spec-n", type=int, default=None,
@@ -316,12 +317,14 @@ def _check_spec_flags(args) -> None:
     """The speculative decoding flags that can be refused without a model."""
     from .errors import InvalidArgument
 
-    if args.spec not in (None, "ngram", "draft"):
-        raise InvalidArgument(f"--spec must be ngram (or draft, with --draft MODEL), got {args.spec!r}", "spec")
+    if args.spec not in (None, "ngram", "mtp", "draft"):
+        raise InvalidArgument(f"--spec must be ngram or mtp (or draft, with --draft MODEL), got {args.spec!r}", "spec")
+    if args.spec == "mtp" and args.spec_n is not None:
+        raise InvalidArgument("--spec-n is for --spec ngram, not mtp", "spec")
     if args.spec == "draft" and args.draft is None:
         raise InvalidArgument("--spec draft needs --draft MODEL", "spec")
     if args.spec is None and args.draft is None and (args.spec_k is not None or args.spec_n is not None):
-        raise InvalidArgument("--spec-k and --spec-n need --spec ngram or --draft MODEL", "spec")
+        raise InvalidArgument("--spec-k and --spec-n need --spec ngram or --draft MODEL (--spec-k also --spec mtp)", "spec")
     if args.draft is not None and args.spec not in (None, "draft"):
         raise InvalidArgument(f"--spec {args.spec} and --draft are two proposers: choose one", "spec")
     for flag, value in (("--spec-k", args.spec_k), ("--spec-n", args.spec_n)):

@@ -361,6 +361,8 @@ class GenerationRun:
         scoring = seq.prompt_logprobs is not None
         for i in range(0, len(seq.prompt), PREFILL_CHUNK):
             logits = s.forward(seq.prompt[i:i + PREFILL_CHUNK], scoring)
+            if self._speculation is not None:
+                self._speculation.prefilled(s, seq.prompt[i:i + PREFILL_CHUNK])
             if scoring:
                 seq.score(logits, i)
                 logits = logits[-1]

@@ -36,6 +36,25 @@ class Session:
         ([vocab_size]), or of every fed position ([len(ids), vocab_size]) with all_positions."""
         return self._core.forward(ids, all_positions)
 
+    def hidden(self) -> np.ndarray:
+        """float32 hidden states [n, hidden_size] of the n tokens the last forward() fed, as the
+        output head reads them (after the final norm): what DeepSeek's MTP module takes. Valid
+        until the next call that runs the model (truncate keeps them)."""
+        return self._core.last_hidden()
+
+    @property
+    def mtp_length(self) -> int:
+        """Positions the MTP module's cache holds (it trails the model's: position j needs token
+        j + 1)."""
+        return self._core.mtp_length
+
+    def forward_mtp(self, ids, hidden) -> np.ndarray:
+        """DeepSeek's MTP module over positions j = mtp_length, ... (all fed to the model
+        already): ids are the tokens t_{j+1}, hidden the model's h_j ([len(ids), hidden_size]);
+        float32 logits [len(ids), vocab_size] predicting t_{j+2}. ValueError when the model has
+        no MTP module."""
+        return self._core.forward_mtp(ids, hidden)
+
     def forward_argmax(self, ids) -> int:
         """Feed ids; the greedy next token (picked on the device by a CUDA model: no logits copied)."""
         on_device = getattr(self._core, "forward_argmax", None)

@@ -25,7 +25,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .errors import InvalidArgument
 from .sampling import Sampler
 
-PROPOSERS = ("ngram", "draft")
+PROPOSERS = ("ngram", "draft", "mtp")
 # tokens proposed per step: on a 2-core CPU a pass of k + 1 tokens costs ~1.8 decode steps at
 # k = 4 and ~3 at k = 8 (BENCHMARKS.md), so longer guesses rarely pay
 DEFAULT_K = 4
@@ -38,7 +38,8 @@ class Speculative:
     """How to speculate: proposer "ngram" (prompt lookup: the last n, n - 1, ..., 2 tokens (n = 1:
     the last token) matched earlier in the prompt and output, the k tokens that followed them
     proposed) or "draft" (a smaller model with the same tokenizer proposes k tokens, sampling as
-    the target does)."""
+    the target does) or "mtp" (DeepSeek-V3/R1's multi-token-prediction module in the target's
+    checkpoint proposes the token after next: k = 1)."""
     proposer: str = "ngram"
     k: int | None = None      # tokens proposed per step (default 4)
     n: int = DEFAULT_N        # ngram only
@@ -53,7 +54,7 @@ def _positive(name: str, value) -> int:
 
 
 def parse_speculative(spec, target) -> "Speculation | None":
-    """spec as given to generate(speculative=...): None/False (off), "ngram", a draft Model, a
+    """spec as given to generate(speculative=...): None/False (off), "ngram", "mtp", a draft Model, a
     dict {"proposer": ..., "k": ..., "n": ..., "draft": ...} or a Speculative. InvalidArgument
     names what is wrong."""
     if spec is None or spec is False:
@@ -71,19 +72,33 @@ def parse_speculative(spec, target) -> "Speculation | None":
     elif not isinstance(spec, Speculative) and hasattr(spec, "session") and hasattr(spec, "config"):
         spec = Speculative(proposer="draft", draft=spec)
     if not isinstance(spec, Speculative):
-        raise InvalidArgument(f"speculative must be \"ngram\", a draft Model, a dict or a "
+        raise InvalidArgument(f"speculative must be \"ngram\", \"mtp\", a draft Model, a dict or a "
                               f"Speculative, got {type(spec).__name__}", "speculative")
     if spec.proposer not in PROPOSERS:
         raise InvalidArgument(f"unknown speculative proposer {spec.proposer!r}: use one of "
                               f"{', '.join(PROPOSERS)}", "speculative")
-    k = _positive("k", DEFAULT_K if spec.k is None else spec.k)
     _check_device("model", target)
+    if spec.proposer == "mtp":
+        return Speculation(MtpProposer(target), _mtp_k(target, spec.k))
+    k = _positive("k", DEFAULT_K if spec.k is None else spec.k)
     if spec.proposer == "ngram":
         return Speculation(NgramProposer(_positive("n", spec.n)), k)
     if spec.draft is None:
         raise InvalidArgument("speculative proposer \"draft\" needs a draft model", "speculative")
     check_draft(target, spec.draft)
     return Speculation(DraftProposer(spec.draft, target.config["vocab_size"]), k)
+
+
+def _mtp_k(target, k) -> int:
+    """k of the MTP proposer: 1 (its one module predicts the token after next), checked."""
+    if not target.config.get("mtp_layers"):
+        raise InvalidArgument(f"speculative proposer \"mtp\" needs a DeepSeek-V3/R1 checkpoint with "
+                              f"its multi-token-prediction module (num_nextn_predict_layers); "
+                              f"{target.source} has none", "speculative")
+    if k is not None and _positive("k", k) != 1:
+        raise InvalidArgument(f"speculative k must be 1 with proposer \"mtp\" (its module proposes "
+                              f"one token per step), got {k!r}", "speculative")
+    return 1
 
 
 def _check_device(what: str, model) -> None:
@@ -219,6 +234,54 @@ class DraftProposer:
         return tokens, (qs if self.sampling else None)
 
 
+class MtpProposer:
+    """DeepSeek-V3/R1's MTP module (ARCH.md §2, csrc/model/mtp.cpp): at position j it reads the
+    model's hidden state h_j and the token t_{j+1} and predicts t_{j+2}. Its cache follows the
+    model's: every position the model keeps is fed to it once the token after it is known (during
+    the prompt chunk by chunk, then after each verification), so at a step with the cache holding
+    history[:-1] it runs on the new positions and its last row proposes the token after
+    history[-1], greedily (a deterministic proposal: the verification rule keeps sampling exact)."""
+
+    def __init__(self, target):
+        self.target = target
+        self.s = None
+        self.pending: list[np.ndarray] = []  # hidden states of positions mtp_length .. length - 1
+        self.fed: list[int] = []             # the prompt fed so far
+
+    @contextmanager
+    def run(self, seq):
+        yield self
+
+    def prefilled(self, s, ids) -> None:
+        """After the model was fed a chunk of the prompt: keep its hidden states and run the
+        module on every position whose next token is known."""
+        if s.length == len(ids):  # the first chunk: a new sequence
+            self.s, self.pending, self.fed = s, [], []
+        self.fed += list(ids)
+        self.pending.append(s.hidden())
+        self._catch_up(self.fed)
+
+    def verified(self, s, base: int) -> None:
+        """After a verification pass fed from position base and the cache was cut to what was
+        kept: the kept positions' hidden states."""
+        self.pending.append(s.hidden()[:s.length - base])
+
+    def _catch_up(self, history) -> np.ndarray | None:
+        """Run the module on the pending positions j < len(history) - 1 (their t_{j+1} known);
+        the logits of the last one, or None when there was none."""
+        j0, end = self.s.mtp_length, min(self.s.length, len(history) - 1)
+        if end <= j0:
+            return None
+        h = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+        self.pending = [h[end - j0:]]
+        return self.s.forward_mtp(np.asarray(history[j0 + 1:end + 1], np.int32), h[:end - j0])[-1]
+
+    def propose(self, history: list[int], k: int):
+        """([the module's greedy guess of the token after history[-1]], None)."""
+        logits = self._catch_up(history)
+        return ([] if logits is None else [int(np.argmax(logits))]), None
+
+
 class Speculation:
     """Drives a generate.Sequence through a session with speculative steps (GenerationRun calls
     decode() in place of its token-by-token loop)."""
@@ -236,6 +299,13 @@ class Speculation:
             residual = np.maximum(p - q, 0.0)
             return seq.sampler.draw(residual if residual.sum() > 0 else p)
         return pick
+
+    def prefilled(self, s, ids) -> None:
+        """Called by the generation loop after each prompt chunk fed (the MTP proposer keeps the
+        hidden states)."""
+        hook = getattr(self.proposer, "prefilled", None)
+        if hook is not None:
+            hook(s, ids)
 
     def decode(self, seq, s, logits):
         """Yields Pieces until seq finishes, starting from the logits of the prompt's last
@@ -268,6 +338,9 @@ class Speculation:
                         continue
                     s.truncate(base + 1 + i)  # drop the rejected proposals
                     break
+                verified = getattr(prop, "verified", None)
+                if verified is not None and seq.next_token is not None:
+                    verified(s, base)
         made = len(seq.tokens) - before
         return dict(spec_steps=steps, spec_proposed=proposed, spec_accepted=accepted,
                     acceptance_rate=accepted / proposed if proposed else 0.0,
