@@ -166,9 +166,9 @@ LLAMACPP = llamacpp_bin()
 needs_llamacpp = pytest.mark.skipif(LLAMACPP is None, reason="no llama.cpp build (LLAMACPP_HOME)")
 
 
-def ggml_reference(fmt: str, w: np.ndarray) -> np.ndarray:
+def ggml_reference(fmt: str, w: np.ndarray, qw: np.ndarray | None = None) -> np.ndarray:
     """ggml's own quantizer (ggml_quantize_chunk, without an importance matrix: the *_ref
-    functions llama-quantize runs) on w."""
+    functions llama-quantize runs; with qw [cols]: its quant_weights) on w."""
     lib = ctypes.CDLL(str(LLAMACPP / "libggml-base.so"))
     lib.ggml_quantize_chunk.restype = ctypes.c_size_t
     lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
@@ -179,7 +179,9 @@ def ggml_reference(fmt: str, w: np.ndarray) -> np.ndarray:
     rows, cols = w.shape
     w = np.ascontiguousarray(w, np.float32)
     out = np.zeros((rows, cols // FORMATS[fmt]["block"] * FORMATS[fmt]["block_bytes"]), np.uint8)
-    lib.ggml_quantize_chunk(t, w.ctypes.data, out.ctypes.data, 0, rows, cols, None)
+    qw = None if qw is None else np.ascontiguousarray(qw, np.float32)
+    lib.ggml_quantize_chunk(t, w.ctypes.data, out.ctypes.data, 0, rows, cols,
+                            None if qw is None else qw.ctypes.data)
     return out
 
 
@@ -196,6 +198,48 @@ def test_bit_exact_with_ggml_reference_quantizers(fmt, kind):
     w[2, :300] = -0.125
     w[3, ::41] = 3.0
     np.testing.assert_array_equal(quantize_blocks(fmt, w), ggml_reference(fmt, w))
+
+
+def importance(cols: int, seed: int = 3) -> np.ndarray:
+    """An importance matrix's weights: mean squares of activations (some columns never active)."""
+    qw = (np.random.default_rng(seed).standard_normal(cols) ** 2 * 2 + 0.01).astype(np.float32)
+    qw[:16] = 0
+    return qw
+
+
+@needs_llamacpp
+@pytest.mark.parametrize("kind", ["normal", "heavy"])
+@pytest.mark.parametrize("fmt", K_QUANTS)
+def test_bit_exact_with_ggml_quantizers_given_an_importance_matrix(fmt, kind):
+    # ggml_quantize_chunk with quant_weights (what llama-quantize --imatrix runs: the weighted
+    # make_qkx3_quants / make_qp_quants / make_qx_quants paths). Measured: every block identical.
+    w = weights(kind, 96, 1024, seed=11)
+    w[0, :256] = 0
+    w[1, :256] = 0.5
+    w[2, :300] = -0.125
+    w[3, ::41] = 3.0
+    qw = importance(1024)
+    ours = quantize_blocks(fmt, w, importance=qw)
+    np.testing.assert_array_equal(ours, ggml_reference(fmt, w, qw))
+    assert not np.array_equal(ours, quantize_blocks(fmt, w))  # the weights changed something
+
+
+@pytest.mark.parametrize("fmt", K_QUANTS)
+def test_importance_lowers_the_weighted_error_and_groups_split_rows(fmt):
+    w = weights("heavy", 64, 512, seed=2)
+    qw = importance(512, seed=4)
+    plain, weighted = (decode(fmt, quantize_blocks(fmt, w, importance=q), w.shape) for q in (None, qw))
+    err = [float(np.sum(qw * (d - w) ** 2)) for d in (plain, weighted)]
+    assert err[1] < err[0], (fmt, err)
+    # [groups, cols]: each equal group of rows (a head of MLA's matrices) with its own weights
+    qw2 = np.stack([qw, importance(512, seed=9)])
+    both = quantize_blocks(fmt, w, importance=qw2)
+    np.testing.assert_array_equal(both[:32], quantize_blocks(fmt, w[:32], importance=qw2[0]))
+    np.testing.assert_array_equal(both[32:], quantize_blocks(fmt, w[32:], importance=qw2[1]))
+    with pytest.raises(ValueError, match="importance"):
+        quantize_blocks(fmt, w, importance=qw[:256])
+    # formats without a weighted path ignore it
+    np.testing.assert_array_equal(quantize_blocks("gguf_q8_0", w, importance=qw), quantize_blocks("gguf_q8_0", w))
 
 
 def write_gguf(path: Path, tensors: dict, cfg: dict, ffn: int) -> None:

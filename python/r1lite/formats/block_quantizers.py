@@ -18,6 +18,12 @@ one llama.cpp writes:
   descent on the x^2-weighted error, up to 5 sweeps), 6-bit sub-block scales.
 - iq4_nl, iq4_xs: the non-linear 4-bit grid with ggml's scale search (x^2 weights, 15 candidates).
 
+With an importance matrix (quantize_blocks(..., importance=...), llama-quantize --imatrix) the
+K-quants follow ggml's weighted paths instead: every value weighted by its column's mean squared
+activation times sqrt(sigma^2 + x^2); q2_k/q4_k/q5_k fit each sub-block with make_qkx3_quants and
+the sub-block scales and mins with make_qp_quants, q3_k both levels with make_qx_quants, q6_k
+make_qx_quants weighted by the importance itself.
+
 Everything is vectorized over all blocks of the matrix (numpy, float32 as ggml computes); the
 loops run only over the fixed search steps, in chunks of blocks that stay in cache (and on
 several threads). The sums of each search accumulate in the order ggml's loops do (element 0
@@ -47,11 +53,16 @@ IQ4NL_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38
 BLOCK_SIZES = {name: f["block"] for name, f in TABLE.items() if f["layout"] == "blocks"}
 
 
-def quantize_blocks(fmt: str, w: np.ndarray, threads: int | None = None) -> np.ndarray:
+def quantize_blocks(fmt: str, w: np.ndarray, threads: int | None = None,
+                    importance: np.ndarray | None = None) -> np.ndarray:
     """The blocks of `fmt` (raw bytes, uint8 [rows, row_bytes]) encoding the f32 matrix w
     [rows, cols]; cols must be a multiple of the format's block (32 or 256 values).
     threads: how many threads encode chunks of blocks at once (numpy drops the GIL in its
-    loops); None: the CPUs this process may use, at most 8. The result does not depend on it."""
+    loops); None: the CPUs this process may use, at most 8. The result does not depend on it.
+    importance: an importance matrix's weights for this matrix (the mean squared input of each
+    column, [cols], or [groups, cols] for row groups of equal size such as MLA's heads): the
+    K-quants q2_k..q6_k then minimize the importance-weighted error as ggml's quantize_q*_K
+    do with quant_weights (llama-quantize --imatrix); other formats ignore it."""
     if fmt not in _ENCODERS:
         raise ValueError(f"no block quantizer for format {fmt!r} (have: {', '.join(_ENCODERS)})")
     w = np.asarray(w)
@@ -61,18 +72,32 @@ def quantize_blocks(fmt: str, w: np.ndarray, threads: int | None = None) -> np.n
     block = BLOCK_SIZES[fmt]
     if cols % block:
         raise ValueError(f"{fmt}: width {cols} is not a multiple of its block of {block} values")
+    qw = None
+    if importance is not None and fmt in _WEIGHTED:
+        qw = np.asarray(importance, np.float32)
+        qw = qw.reshape(1, -1) if qw.ndim == 1 else qw
+        if qw.ndim != 2 or qw.shape[1] != cols or rows % qw.shape[0]:
+            raise ValueError(f"{fmt}: importance of shape {np.shape(importance)} does not fit a "
+                             f"matrix [{rows}, {cols}]")
+        qw = qw.reshape(qw.shape[0], cols // block, block)
     dt = BLOCK_DTYPES[fmt]
     out = np.zeros(rows * (cols // block), dt)
     if out.size == 0:
         return out.view(np.uint8).reshape(rows, (cols // block) * dt.itemsize)
     x = np.ascontiguousarray(w).reshape(-1, block)  # blocks in the input's dtype
     encode, chunk = _ENCODERS[fmt]
+    per_row = cols // block
 
     def run(s: int) -> None:  # one chunk of blocks, as f32, into its own slice of `out`
         xc = np.asarray(x[s:s + chunk], dtype=np.float32)
         if not np.isfinite(xc).all():
             raise ValueError(f"{fmt}: the matrix has values that are not finite (nan or inf)")
-        encode(xc, out[s:s + chunk])
+        if qw is None:
+            encode(xc, out[s:s + chunk])
+        else:  # each block's importance: its row's group, its column range
+            ids = np.arange(s, s + len(xc))
+            row = ids // per_row
+            _WEIGHTED[fmt](xc, out[s:s + chunk], qw[row // (rows // len(qw)), ids % per_row])
 
     starts = range(0, len(x), chunk)
     threads = min(len(starts), _default_threads() if threads is None else max(1, int(threads)))
@@ -273,15 +298,16 @@ def _scale_min_search(x, w, nmax, rmin, rdelta, nstep, use_mad):
     return scale, -lo, L
 
 
-def _symmetric_search(x, nmax):
-    """ggml's make_qx_quants with x^2 weights (rmse_type 1) on every sub-block: x [n, M], quants
-    -nmax..nmax-1 with x ~ scale*l. Tries the scales (nmax + 0.1*i)/peak, i = -9..9, each
-    fitted by least squares, keeping the best. Returns (scale [M], L [n, M] = l + nmax)."""
+def _symmetric_search(x, nmax, w=None):
+    """ggml's make_qx_quants (rmse_type 1) on every sub-block: x [n, M], weights w [n, M] (None:
+    x^2), quants -nmax..nmax-1 with x ~ scale*l. Tries the scales (nmax + 0.1*i)/peak,
+    i = -9..9, each fitted by weighted least squares, keeping the best.
+    Returns (scale [M], L [n, M] = l + nmax)."""
     nmax = _F(nmax)
     peak, amax = _signed_peak(x, 0)
     zero = amax < _EPS
     peak = np.where(zero, _F(1), peak)
-    w = x * x
+    w = x * x if w is None else w
     wx = w * x
     l, tmp = np.empty_like(x), np.empty_like(x)
 
@@ -486,12 +512,12 @@ def _enc_q3_k(x, out):
     out["qs"] = _pack_2bit(L & 3)
 
 
-def _enc_q6_k(x, out):
+def _enc_q6_k(x, out, w=None):
     """16 sub-blocks of 16: symmetric 6-bit quants (low 4 bits in ql, top 2 in qh), int8
-    sub-block scales."""
+    sub-block scales. w: the search's weights per value, as sub-blocks (None: x^2)."""
     B = len(x)
     xt = _subblocks_t(x, 16)
-    scales, L = _symmetric_search(xt, 32)
+    scales, L = _symmetric_search(xt, 32, w)
     scales = scales.reshape(B, 16)
     max_scale, max_abs = _signed_peak(scales, 1)
     zero = max_abs < _EPS  # ggml writes an all-zero block
@@ -617,3 +643,172 @@ _ENCODERS = {
     "iq4_nl": (_enc_iq4_nl, 4096),
     "iq4_xs": (_enc_iq4_xs, 512),
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# K-quants with an importance matrix: ggml's quantize_row_q*_K_impl with quant_weights (what
+# llama-quantize --imatrix writes). Every encoder takes the blocks x [B, 256] and the
+# importance qw [B, 256] of each value's column.
+
+
+def _wrap_u8(v: np.ndarray) -> np.ndarray:
+    """An int stored into ggml's uint8 L[] (modulo 256), as a float."""
+    return np.mod(v, _F(256))
+
+
+def _qp_search(x, w, nmax):
+    """ggml's make_qp_quants on every group: x [n, M] (sub-block scales or mins), weights
+    w [n, M]; quants 0..nmax with x ~ scale*l. The scale from the group's max, then the best of
+    (nmax + 0.1*i)/max, i = -4..4 by weighted squared error, then up to 5 sweeps of
+    coordinate descent as in make_q3_quants. Returns (scale [M], L [n, M] as uint8)."""
+    nmax = _F(nmax)
+    mx = np.maximum(x.max(axis=0), _F(0))
+    zero = mx < _EPS
+    mx = np.where(zero, _F(1), mx)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        iscale = nmax / mx
+        L = _wrap_u8(_nearest_int(iscale * x))
+        diff = x - (_F(1) / iscale) * L
+        best = _sum0(w * diff * diff)
+        for step in range(-4, 5):
+            if step == 0:
+                continue
+            iscale_is = (_F(0.1) * _F(step) + nmax) / mx
+            l = np.minimum(nmax, _nearest_int(iscale_is * x))
+            diff = x - (_F(1) / iscale_is) * l
+            mse = _sum0(w * diff * diff)
+            better = mse < best
+            best = np.where(better, mse, best)
+            iscale = np.where(better, iscale_is, iscale)
+        l = np.minimum(nmax, _nearest_int(iscale * x))
+        L = _wrap_u8(l)
+        wx = w * x
+        sumlx = _sum0(wx * l)
+        suml2 = _sum0(w * l * l)
+        for _ in range(5):  # a group that changed nothing would change nothing again
+            for i in range(x.shape[0]):
+                Li = L[i]
+                slx = sumlx - wx[i] * Li
+                sl2 = suml2 - w[i] * Li * Li
+                new_l = np.minimum(nmax, _nearest_int(x[i] * sl2 / slx))
+                slx_new = slx + wx[i] * new_l
+                sl2_new = sl2 + w[i] * new_l * new_l
+                accept = ((slx > 0) & (sl2 > 0) & (new_l != Li)
+                          & (slx_new * slx_new * suml2 > sumlx * sumlx * sl2_new))
+                L[i] = np.where(accept, _wrap_u8(new_l), Li)
+                sumlx = np.where(accept, slx_new, sumlx)
+                suml2 = np.where(accept, sl2_new, suml2)
+        scale = np.where(suml2 > 0, sumlx / suml2, _F(0))
+    L[:, zero] = 0
+    return np.where(zero, _F(0), scale), L.astype(np.uint8)
+
+
+def _block_sigma2(x, factor):
+    """factor * (sum of x^2 over each block's 256 values, element 0 first) / 256, as [B]."""
+    xt = np.ascontiguousarray(x.T)
+    return _F(factor) * _sum0(xt * xt) / _F(QK_K)
+
+
+def _weighted_subblocks(x, qw, n, sigma2):
+    """Sub-blocks of n (transposed, [n, B*256/n]) of x, and ggml's weights
+    qw * sqrt(sigma2 + x^2) for them."""
+    xt, qwt = _subblocks_t(x, n), _subblocks_t(qw, n)
+    sig = np.repeat(sigma2, QK_K // n)[None, :]
+    return xt, qwt * np.sqrt(sig + xt * xt)
+
+
+def _unpack_scales_k4(q):
+    """ggml's get_scale_min_k4 for all 8 sub-blocks: 12 scale bytes [B, 12] -> (scales, mins)
+    [B, 8] (what a reader decodes, also from bytes a wrapped code left over 63)."""
+    sc = np.empty((len(q), 8), np.uint8)
+    mn = np.empty((len(q), 8), np.uint8)
+    sc[:, :4], mn[:, :4] = q[:, 0:4] & 63, q[:, 4:8] & 63
+    sc[:, 4:] = (q[:, 8:12] & 0x0F) | ((q[:, 0:4] >> 6) << 4)
+    mn[:, 4:] = (q[:, 8:12] >> 4) | ((q[:, 4:8] >> 6) << 4)
+    return sc, mn
+
+
+def _wenc_k_scale_min(x, out, qw, nmax):
+    """q4_K (nmax 15) / q5_K (nmax 31) with importance: make_qkx3_quants per sub-block of 32,
+    then make_qp_quants for the 6-bit scales and mins (weighted by the sub-blocks' weights)."""
+    B = len(x)
+    xt, w = _weighted_subblocks(x, qw, 32, _block_sigma2(x, 2))
+    sw = _sum0(w)
+    scales, mins, L = _scale_min_search(xt, w, nmax, -0.9, 0.05, 36, False)
+    sw8 = np.ascontiguousarray(sw.reshape(B, 8).T)
+    d_block, ls = _qp_search(np.ascontiguousarray(scales.reshape(B, 8).T), sw8, 63)
+    m_block, lm = _qp_search(np.ascontiguousarray(mins.reshape(B, 8).T), sw8, 63)
+    ls, lm = np.ascontiguousarray(ls.T), np.ascontiguousarray(lm.T)
+    if nmax == 31:
+        ls, lm = np.minimum(ls, 63), np.minimum(lm, 63)
+    packed = _pack_scales_k4(ls, lm)
+    d16, dmin16 = d_block.astype(np.float16), m_block.astype(np.float16)
+    out["d"], out["dmin"], out["scales"] = d16, dmin16, packed
+    sc, mn = _unpack_scales_k4(packed)
+    d = (d16.astype(np.float32)[:, None] * sc).reshape(-1)
+    dm = (dmin16.astype(np.float32)[:, None] * mn).reshape(-1)
+    L = _from_subblocks_t(_requantize(xt, L, d, dm, 0, nmax), B).reshape(B, 4, 2, 32)
+    out["qs"] = ((L[:, :, 0] & 0x0F) | ((L[:, :, 1] & 0x0F) << 4)).reshape(B, 128)
+    if nmax == 31:
+        hb = (L >> 4).astype(np.uint8)
+        shifts = (2 * np.arange(4)[:, None] + np.arange(2)[None, :]).astype(np.uint8)
+        out["qh"] = (hb << shifts[None, :, :, None]).sum(axis=(1, 2), dtype=np.uint8)
+
+
+def _wenc_q4_k(x, out, qw):
+    _wenc_k_scale_min(x, out, qw, 15)
+
+
+def _wenc_q5_k(x, out, qw):
+    _wenc_k_scale_min(x, out, qw, 31)
+
+
+def _wenc_q2_k(x, out, qw):
+    """q2_K with importance: make_qkx3_quants (squared error) per sub-block of 16, then
+    make_qp_quants for the 4-bit scales and mins."""
+    B = len(x)
+    xt, w = _weighted_subblocks(x, qw, 16, _block_sigma2(x, 1))
+    sw16 = np.ascontiguousarray(_sum0(w).reshape(B, 16).T)
+    scales, mins, L = _scale_min_search(xt, w, 3, -0.9, 0.05, 36, False)
+    dm, ls = _qp_search(np.ascontiguousarray(scales.reshape(B, 16).T), sw16, 15)
+    mm, lm = _qp_search(np.ascontiguousarray(mins.reshape(B, 16).T), sw16, 15)
+    sc = np.ascontiguousarray((ls | (lm << 4)).T)  # uint8, as ggml stores it
+    d16, dmin16 = dm.astype(np.float16), mm.astype(np.float16)
+    out["scales"], out["d"], out["dmin"] = sc, d16, dmin16
+    d = (d16.astype(np.float32)[:, None] * (sc & 0x0F)).reshape(-1)
+    m = (dmin16.astype(np.float32)[:, None] * (sc >> 4)).reshape(-1)
+    out["qs"] = _pack_2bit(_from_subblocks_t(_requantize(xt, L, d, m, 0, 3), B))
+
+
+def _wenc_q3_k(x, out, qw):
+    """q3_K with importance: make_qx_quants (nmax 4) per sub-block of 16, then make_qx_quants
+    (nmax 32) for the 6-bit sub-block scales, both weighted."""
+    B = len(x)
+    xt, w = _weighted_subblocks(x, qw, 16, _block_sigma2(x, 2))
+    sw16 = np.ascontiguousarray(_sum0(w).reshape(B, 16).T)
+    scales, L = _symmetric_search(xt, 4, w)
+    d_block, Ls = _symmetric_search(np.ascontiguousarray(scales.reshape(B, 16).T), 32, sw16)
+    l = np.ascontiguousarray(Ls.T).astype(np.uint8)  # [B, 16], 0..63 (all 0 for a zero block)
+    packed = np.empty((B, 12), np.uint8)
+    packed[:, :8] = (l[:, :8] & 0x0F) | ((l[:, 8:] & 0x0F) << 4)
+    hi = (l >> 4).reshape(B, 4, 4)
+    packed[:, 8:] = hi[:, 0] | (hi[:, 1] << 2) | (hi[:, 2] << 4) | (hi[:, 3] << 6)
+    d16 = d_block.astype(np.float16)
+    out["scales"], out["d"] = packed, d16
+    d = (d16.astype(np.float32)[:, None] * (l.astype(np.float32) - _F(32))).reshape(-1)
+    Lq = _requantize(xt, L, d, None, -4, 3)
+    Lq[:, d != 0] += _F(4)
+    L = _from_subblocks_t(Lq, B)
+    hb = (L > 3).astype(np.uint8).reshape(B, 8, 32)
+    out["hmask"] = (hb << np.arange(8, dtype=np.uint8)[None, :, None]).sum(axis=1, dtype=np.uint8)
+    out["qs"] = _pack_2bit(L & 3)
+
+
+def _wenc_q6_k(x, out, qw):
+    """q6_K with importance: make_qx_quants weighted by the importance itself."""
+    _enc_q6_k(x, out, _subblocks_t(qw, 16))
+
+
+# format -> encoder of blocks x [N, 256] with their importance qw [N, 256] into out[N]
+_WEIGHTED = {"q2_k": _wenc_q2_k, "q3_k": _wenc_q3_k, "q4_k": _wenc_q4_k, "q5_k": _wenc_q5_k,
+             "q6_k": _wenc_q6_k}
