@@ -320,6 +320,22 @@ void def_model(py::module_& m) {
            "DeepSeek's MTP module over the next positions of its cache: tokens t_{j+1} [n] and "
            "hidden states h_j [n, D]; logits [n, V] predicting t_{j+2}.")
       .def_property_readonly("mtp_length", [](PyModel& p) { return p.backend().mtp_length(); })
+      .def("record_activations", [](PyModel& p, bool on) { p.locked([on](Backend& b) { b.record_activations(on); }); },
+           py::arg("on"),
+           "Start (clearing what was recorded) or stop recording every weight matrix's squared inputs.")
+      .def("activation_stats",
+           [](PyModel& p) {
+             const auto stats = p.locked([](Backend& b) { return b.activation_stats(); });
+             py::dict out;
+             for (const auto& [name, s] : stats) {
+               py::array_t<double> sum2(std::vector<py::ssize_t>{py::ssize_t(s.groups), py::ssize_t(s.cols)});
+               std::copy(s.sum2.begin(), s.sum2.end(), sum2.mutable_data());
+               out[py::str(name)] = py::make_tuple(s.groups == 1 ? sum2.attr("reshape")(s.cols) : py::object(sum2),
+                                                   s.count);
+             }
+             return out;
+           },
+           "{r1lite tensor name: (sum of squared inputs per column [cols] or [groups, cols], input rows)}.")
       .def_property_readonly("n_past", [](PyModel& p) { return p.backend().n_past(); })
       .def_property_readonly("cache_bytes", [](PyModel& p) { return p.backend().cache_bytes(); })
       .def_property_readonly("cache_bytes_per_token", [](PyModel& p) { return p.backend().cache_bytes_per_token(); })

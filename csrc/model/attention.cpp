@@ -18,6 +18,8 @@ void Model::gqa_block(int64_t li, int64_t n) {
   const Tensor* ws[] = {&l.wq, &l.wk, &l.wv};
   float* ys[] = {s_.q.data(), s_.k.data(), s_.v.data()};
   matmul_many(pool_, s_.xn.data(), n, ws, ys, 3);
+  if (recording())
+    for (const Tensor* w : ws) record(*w, s_.xn.data(), n, c.hidden_size, c.hidden_size);
   for (int64_t i = 0; i < n; ++i) {
     float* q = &s_.q[size_t(i * q_dim)];
     float* k = &s_.k[size_t(i * kv_dim)];
@@ -40,6 +42,7 @@ void Model::gqa_block(int64_t li, int64_t n) {
     }
   }
   gqa_attention(li, n);
+  if (recording()) record(l.wo, s_.att.data(), n, q_dim, q_dim);
   matmul(pool_, s_.att.data(), n, l.wo, s_.proj.data());
 }
 

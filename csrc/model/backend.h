@@ -3,11 +3,23 @@
 // (bindings.cpp) holds one through this interface.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "model/config.h"
 
 namespace r1lite {
+
+// What a weight matrix's inputs looked like over the recorded tokens (importance matrices):
+// per input column the sum of the squared input, in `groups` groups of `cols` (one per head for
+// the per-head MLA matrices, else 1), and how many input rows were added.
+struct ActivationStat {
+  std::vector<double> sum2;  // [groups * cols]
+  int64_t cols = 0, groups = 1;
+  int64_t count = 0;
+};
 
 class Backend {
  public:
@@ -60,6 +72,14 @@ class Backend {
     throw std::invalid_argument("this backend cannot run an MTP module (speculative decoding is CPU only)");
   }
   virtual int64_t mtp_length() const { return 0; }
+
+  // Activation recording (off by default): while on, every matmul against a named weight
+  // matrix adds its inputs' squares per column into activation_stats()[name] (r1lite names;
+  // a routed expert's matrices over the tokens routed to it). Turning it on clears the stats.
+  virtual void record_activations(bool on) {
+    if (on) throw std::invalid_argument("this backend cannot record activations");
+  }
+  virtual std::map<std::string, ActivationStat> activation_stats() const { return {}; }
 
   // Empties sequence 0's cache.
   virtual void reset() = 0;

@@ -111,6 +111,7 @@ void Model::output_head(const Tensor& norm, const int64_t* out_rows, int64_t n_o
   const int64_t D = cfg_.hidden_size;
   for (int64_t j = 0; j < n_out; ++j)  // the rows that want logits, packed at the front of xn
     rmsnorm(&s_.x[size_t(out_rows[j] * D)], norm.f32(), D, cfg_.norm_eps, &s_.xn[size_t(j * D)]);
+  if (recording()) record(w_.lm_head, s_.xn.data(), n_out, D, D);
   matmul(pool_, s_.xn.data(), n_out, w_.lm_head, logits);
 }
 
@@ -120,6 +121,11 @@ void Model::swiglu(const FfnWeights& f, const float* in, int64_t n, int64_t widt
   float* ys[] = {s_.gate.data(), s_.up.data()};
   matmul_many(pool_, in, n, ws, ys, 2);
   silu_mul(s_.gate.data(), s_.up.data(), n * width);
+  if (recording()) {
+    const int64_t D = cfg_.hidden_size;
+    for (const Tensor* w : ws) record(*w, in, n, D, D);
+    record(f.w_down, s_.gate.data(), n, width, width);
+  }
   matmul(pool_, s_.gate.data(), n, f.w_down, out);
 }
 

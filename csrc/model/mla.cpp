@@ -25,12 +25,15 @@ void Model::mla_block(int64_t li, int64_t n) {
     const Tensor* ws[] = {ql == 0 ? &l.wq : &l.wq_a, &l.wkv_a};
     float* ys[] = {ql == 0 ? s_.q.data() : s_.q_a.data(), s_.kv_a.data()};
     matmul_many(pool_, s_.xn.data(), n, ws, ys, 2);
+    if (recording())
+      for (const Tensor* w : ws) record(*w, s_.xn.data(), n, c.hidden_size, c.hidden_size);
   }
   if (ql > 0) {
     for (int64_t i = 0; i < n; ++i) {
       float* qa = &s_.q_a[size_t(i * ql)];
       rmsnorm(qa, l.q_a_norm.f32(), ql, kLatentNormEps, qa);
     }
+    if (recording()) record(l.wq_b, s_.q_a.data(), n, ql, ql);
     matmul(pool_, s_.q_a.data(), n, l.wq_b, s_.q.data());
   }
 
@@ -48,11 +51,16 @@ void Model::mla_block(int64_t li, int64_t n) {
       std::copy_n(q + h * qk + dn, dr, &s_.q_abs[size_t((i * H + h) * row + C)]);
   }
   // q̃_h = W_UK[h]ᵀ·q_nope_h into the first C values of each absorbed query
+  if (recording())  // per head, as llama.cpp's attn_k_b [H, C, dn]
+    for (int64_t h = 0; h < H; ++h) record(l.w_uk_t, s_.q.data() + h * qk, n, H * qk, dn, h, H);
   matmul_heads(pool_, s_.q.data(), n, H * qk, qk, l.w_uk_t, H, s_.q_abs.data(), H * row, row);
   mla_attention(li, n);
   // o_h = W_UV[h]·ō_h, then the output projection
+  if (recording())  // per head, as llama.cpp's attn_v_b [H, dv, C]
+    for (int64_t h = 0; h < H; ++h) record(l.w_uv, s_.latent.data() + h * C, n, H * C, C, h, H);
   matmul_heads(pool_, s_.latent.data(), n, H * C, C, l.w_uv, H, s_.att.data(), H * c.v_head_dim,
                c.v_head_dim);
+  if (recording()) record(l.wo, s_.att.data(), n, H * c.v_head_dim, H * c.v_head_dim);
   matmul(pool_, s_.att.data(), n, l.wo, s_.proj.data());
 }
 

@@ -151,3 +151,36 @@ int64_t Model::cache_bytes() const {
 }
 
 }  // namespace r1lite
+
+namespace r1lite {
+
+void Model::record_activations(bool on) {
+  weight_names_.clear();
+  if (!on) return;
+  stats_.clear();
+  for_each_weight(cfg_, w_, [&](const std::string& name, Tensor& slot, const std::vector<int64_t>&, WeightKind) {
+    weight_names_[&slot] = name;
+  });
+  weight_names_[&w_.lm_head] = cfg_.tied_embeddings ? "tok_embd" : "lm_head";
+}
+
+std::map<std::string, ActivationStat> Model::activation_stats() const { return stats_; }
+
+void Model::record(const Tensor& w, const float* x, int64_t n, int64_t ldx, int64_t cols, int64_t group,
+                   int64_t groups) {
+  const auto it = weight_names_.find(&w);
+  if (it == weight_names_.end()) return;
+  ActivationStat& s = stats_[it->second];
+  if (s.sum2.empty()) {
+    s.cols = cols, s.groups = groups;
+    s.sum2.assign(size_t(cols * groups), 0.0);
+  }
+  double* acc = &s.sum2[size_t(group * cols)];
+  for (int64_t i = 0; i < n; ++i) {
+    const float* xi = x + i * ldx;
+    for (int64_t j = 0; j < cols; ++j) acc[j] += double(xi[j]) * double(xi[j]);
+  }
+  if (group == 0) s.count += n;
+}
+
+}  // namespace r1lite

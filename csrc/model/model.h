@@ -66,6 +66,9 @@ class Model final : public Backend {
   void forward_mtp(const int32_t* tokens, const float* hidden, int64_t n, float* logits) override;
   int64_t mtp_length() const override { return caches_[0]->mtp_length; }
 
+  void record_activations(bool on) override;
+  std::map<std::string, ActivationStat> activation_stats() const override;
+
   void reset() override { caches_[0]->clear(); }
   int64_t n_past() const override { return caches_[0]->length; }
   int64_t cache_bytes() const override;
@@ -93,8 +96,16 @@ class Model final : public Backend {
   // out [n, D] = SwiGLU(f) of in [n, D] with hidden width `width`
   void swiglu(const FfnWeights& f, const float* in, int64_t n, int64_t width, float* out);
 
+  // While recording: adds the squares of x [n, cols] (rows ldx apart) into w's stat, group
+  // `group` of `groups`; `rows` is how many input rows that counts as (per group).
+  void record(const Tensor& w, const float* x, int64_t n, int64_t ldx, int64_t cols,
+              int64_t group = 0, int64_t groups = 1);
+  bool recording() const { return !weight_names_.empty(); }
+
   ModelConfig cfg_;
   Weights w_;
+  std::map<const Tensor*, std::string> weight_names_;  // filled while recording
+  std::map<std::string, ActivationStat> stats_;
   std::vector<float> inv_freq_;
   ThreadPool pool_;
   std::vector<std::unique_ptr<KVCache>> caches_;  // by sequence id; null when closed

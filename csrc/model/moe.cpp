@@ -16,6 +16,7 @@ void Model::moe_block(int64_t li, int64_t n) {
   const ModelConfig& c = cfg_;
   const LayerWeights& l = w_.layers[size_t(li)];
   const int64_t D = c.hidden_size, E = c.num_experts, k = c.experts_per_token;
+  if (recording()) record(l.router, s_.xn.data(), n, D, D);
   matmul(pool_, s_.xn.data(), n, l.router, s_.router_logits.data());  // f32 router (§6 step 1)
   const RouterArgs router = RouterArgs::for_layer(c, l.router_bias.empty() ? nullptr : l.router_bias.f32());
   std::vector<float> floats(size_t(router.scratch_floats()));
