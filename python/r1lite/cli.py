@@ -164,6 +164,16 @@ def _parser() -> argparse.ArgumentParser:
                       help="a recipe listed below (default q8_0)")
     conv.add_argument("--allow-requantize", action="store_true",
                       help="quantize a source that is already quantized in another format (rounds twice)")
+    conv.add_argument("--imatrix", default=None, metavar="FILE",
+                      help="an importance matrix (r1lite imatrix, or llama.cpp's llama-imatrix: GGUF or "
+                           "legacy .dat) the K-quants (q2_k..q6_k) weight their rounding error by")
+    imx = sub.add_parser("imatrix", parents=[common],
+                         help="compute an importance matrix (llama.cpp's imatrix GGUF) over a text")
+    imx.add_argument("text", help="calibration text file")
+    imx.add_argument("-o", "--output", default="imatrix.gguf", help="output file (default imatrix.gguf)")
+    imx.add_argument("--chunk", type=int, default=512, help="tokens per chunk, each from an empty cache (default 512)")
+    imx.add_argument("--chunks", type=int, default=None, help="at most this many chunks (default: all)")
+    imx.add_argument("--process-output", action="store_true", help="include the output head (output.weight)")
     pull = sub.add_parser("pull", help="download a hub model and convert it into the model store")
     pull.add_argument("repo_id", help="Hugging Face hub id, owner/name")
     pull.add_argument("--quant", default=None, choices=list(RECIPES), metavar="QUANT",
@@ -737,9 +747,37 @@ def cmd_convert(args) -> int:
     from .converter import convert
 
     t0 = time.perf_counter()
-    out = convert(args.src, args.out, args.quant, allow_requantize=args.allow_requantize)
+    out = convert(args.src, args.out, args.quant, allow_requantize=args.allow_requantize,
+                  imatrix=args.imatrix)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, {args.quant}) in "
           f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 0
+
+
+def cmd_imatrix(args) -> int:
+    from .imatrix import compute_imatrix, write_imatrix
+
+    if args.chunk < 1 or (args.chunks is not None and args.chunks < 1):
+        raise ValueError("--chunk and --chunks must be positive")
+    from pathlib import Path
+
+    text = Path(args.text).read_text(encoding="utf-8")
+    model = _load(args)
+    tok = model.tokenizer
+    if tok is None:
+        raise ValueError(f"{args.model}: no tokenizer to read the text with")
+    ids = tok.encode(text, add_special_tokens=True)
+    bos = tok.bos_id if ids and tok.bos_id is not None and ids[0] == tok.bos_id else None
+
+    def progress(i, n):
+        print(f"\rchunk {i}/{n}", end="" if i < n else "\n", file=sys.stderr, flush=True)
+
+    im = compute_imatrix(model, ids, chunk=args.chunk, chunks=args.chunks, bos_id=bos,
+                         include_output=args.process_output, progress=progress)
+    im.datasets = [args.text]
+    write_imatrix(args.output, im)
+    print(f"wrote {args.output}: {len(im.entries)} matrices, {im.chunk_count} chunks of {args.chunk} "
+          f"tokens", file=sys.stderr)
     return 0
 
 
@@ -785,7 +823,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     handler = {"run": cmd_run, "chat": cmd_chat, "info": cmd_info, "convert": cmd_convert,
                "serve": cmd_serve, "bench": cmd_bench, "pull": cmd_pull, "list": cmd_list,
-               "rm": cmd_rm}[args.command]
+               "rm": cmd_rm, "imatrix": cmd_imatrix}[args.command]
     try:
         _check_args(args)
         return handler(args)

@@ -73,28 +73,60 @@ class _Progress:
 
 
 def convert(src, out, quant: str = "q8_0", *, progress: bool | None = None,
-            allow_requantize: bool = False) -> Path:
+            allow_requantize: bool = False, imatrix=None) -> Path:
     """Write the model at `src` (a Hugging Face folder or a GGUF file) to `out` with its matrices
     as the recipe `quant` says (recipes.RECIPES: a float format, r1lite's q8_0 / q4_0, or one of
     llama.cpp's K-quant mixes such as q4_k_m); norms and biases stay f32. A tensor the source
     already holds in the chosen format is copied as it is. Quantizing tensors the source holds
     quantized in another format rounds twice (a Q4_1 GGUF to q4_0 loses more than either): as
     llama-quantize does, that needs allow_requantize=True (--allow-requantize); a float target
-    (f16, f32) is always allowed. Returns the output path."""
+    (f16, f32) is always allowed. imatrix: an importance matrix (a file path, llama.cpp's GGUF
+    imatrix or legacy .dat, or an r1lite.imatrix.Imatrix) the K-quant quantizers weight their
+    error by, as llama-quantize --imatrix; matrices it lacks are quantized without it (with a
+    warning naming them). Returns the output path."""
     if quant not in RECIPES:
         raise ValueError(f"unknown quantization {quant!r} (choose from {', '.join(RECIPES)})")
     config, tensors, meta = _source(resolve_model(src, convert_hub=False))
     formats = tensor_formats(config, quant)
     if not allow_requantize:
         _refuse_requantizing(src, tensors, formats)
+    importance = _importance(imatrix, config, formats) if imatrix is not None else {}
 
     def encoded(name):
         arr, fmt = materialize(tensors[name])[:2]
         if fmt == formats[name] and fmt in BLOCK_FORMATS:
             return (np.ascontiguousarray(arr),)
-        return encode(as_f32(arr, fmt), formats[name])
+        return encode(as_f32(arr, fmt), formats[name], importance.get(name))
 
     return write_model_file(out, config, formats, encoded, meta, progress=progress)
+
+
+def _importance(imatrix, config: dict, formats: dict) -> dict:
+    """{tensor name: quantize_blocks' importance} for the tensors an importance matrix weights
+    (K-quant formats); ValueError if an entry does not fit its tensor, a warning naming the
+    K-quant matrices it lacks (the token embedding, which no matmul reads, is not expected)."""
+    from .formats.block_quantizers import _WEIGHTED
+    from .imatrix import Imatrix, read_imatrix, warn
+
+    im = imatrix if isinstance(imatrix, Imatrix) else read_imatrix(imatrix)
+    shapes = {name: shape for name, (shape, _kind) in expected_tensors(config).items()}
+    out, missing = {}, []
+    for name, fmt in formats.items():
+        if fmt not in _WEIGHTED:
+            continue
+        qw = im.importance_for(name, shapes[name], config)
+        if qw is not None:
+            out[name] = qw
+        elif name != "tok_embd" or config.get("tied_embeddings"):
+            missing.append(name)
+    if not out:
+        raise ValueError("the importance matrix has no entry for any matrix of this model: "
+                         "one of another model?")
+    if missing:
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        warn(f"the importance matrix has no entry for {len(missing)} matrices, quantized without "
+             f"it: {shown}")
+    return out
 
 
 def _refuse_requantizing(src, tensors: dict, formats: dict) -> None:

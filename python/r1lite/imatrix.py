@@ -72,13 +72,14 @@ class Imatrix:
         if w is None:
             return None
         rows, cols = int(shape[0]), int(shape[-1])
-        if w.shape[1] != cols and w.size % cols == 0:  # a legacy file's experts in one row
+        grouped = expert is not None or name.rsplit(".", 1)[-1] in _MLA_GGUF
+        if grouped and w.shape[1] != cols and w.size % cols == 0:  # experts / heads in one row
             w = w.reshape(-1, cols)
         if expert is not None:
             if expert >= len(w):
                 raise ValueError(f"imatrix entry {key} has {len(w)} experts; {name} is expert {expert}")
             w = w[expert:expert + 1]
-        if w.shape[1] != cols or rows % len(w):
+        if w.shape[1] != cols or rows % len(w) or (len(w) > 1 and not grouped):
             raise ValueError(f"imatrix entry {key} ([{len(w)}, {w.shape[1]}]) does not fit {name} "
                              f"[{rows}, {cols}]: an importance matrix of another model?")
         return w[0] if len(w) == 1 else w

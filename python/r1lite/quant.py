@@ -72,9 +72,10 @@ def to_bf16_bits(w: np.ndarray) -> np.ndarray:
     return (rounded >> 16).astype(np.uint16)
 
 
-def encode(w: np.ndarray, fmt: str) -> tuple:
+def encode(w: np.ndarray, fmt: str, importance: np.ndarray | None = None) -> tuple:
     """(array, fmt) or (quants, fmt, scales): an f32 matrix in a storage format (block formats:
-    its blocks as bytes [rows, row bytes])."""
+    its blocks as bytes [rows, row bytes]). importance: an importance matrix's weights for the
+    K-quants (block_quantizers.quantize_blocks); other formats ignore it."""
     w = np.asarray(w, dtype=np.float32)
     if fmt == "f32":
         return (np.ascontiguousarray(w), fmt)
@@ -90,5 +91,5 @@ def encode(w: np.ndarray, fmt: str) -> tuple:
         return (q, fmt, d)
     if fmt in BLOCK_FORMATS:
         from .formats.block_quantizers import quantize_blocks
-        return (quantize_blocks(fmt, w), fmt)
+        return (quantize_blocks(fmt, w, importance=importance), fmt)
     raise ValueError(f"unknown weight format {fmt!r} (choose from {', '.join(FORMATS)})")
