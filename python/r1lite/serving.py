@@ -1,0 +1,83 @@
+"""`r1lite serve --ray`: the HTTP server of server.py as a Ray Serve application (the `ray` extra).
+
+Each replica is a Ray actor that loads the model itself, from a path every node can see (no
+weights through Ray's object store), and serves server.Server's Starlette app with its own engine;
+Ray's HTTP proxy spreads requests over the replicas (streams included) and restarts a replica that
+dies. In Python:
+
+    from ray import serve
+    import r1lite.serving
+    serve.run(r1lite.serving.ray_app("model.r1", replicas=2, threads=8))
+
+or from a Serve config file: `import_path: r1lite.serving:build`, `args: {model: ..., replicas: 2}`.
+"""
+
+from __future__ import annotations
+
+import os
+
+DEPLOYMENT = "r1lite"  # the deployment's name, and the application's in `r1lite serve --ray`
+EXTRA_HINT = "pip install 'r1lite[ray,server]'"
+
+
+def check_ray_extra() -> None:
+    """ImportError naming the extra when Ray Serve is not installed."""
+    try:
+        import ray  # noqa: F401
+        from ray import serve  # noqa: F401
+    except ImportError:
+        raise ImportError(f"r1lite serve --ray needs the ray extra: {EXTRA_HINT} "
+                          "(ray[serve])") from None
+
+
+def _positive(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def shared_path(model: str) -> str:
+    """A model argument as replicas should read it: a local file or folder as its absolute path
+    (replicas run in other working directories); store names, hub ids and "demo" as they are."""
+    return os.path.abspath(model) if os.path.exists(model) else model
+
+
+def ray_app(model, *, replicas: int = 1, threads: int = 1, name: str | None = None,
+            context: int | None = None, kv_cache: str | None = None, max_batch: int = 8,
+            api_key: str | None = None, webui: bool = True, log_level: str = "info"):
+    """The Ray Serve application serving `model` (a path every node sees, or a store name / hub
+    id each node resolves) with `replicas` replicas, each an engine of `threads` threads on as
+    many of Ray's CPUs, decoding up to `max_batch` requests together (Ray sends a replica no more
+    than that at once and queues the rest). name: the model id clients send (default: model);
+    context, kv_cache: as r1lite.load's; api_key, webui, log_level: as `r1lite serve`'s."""
+    check_ray_extra()
+    from ray import serve
+
+    from . import access_log
+
+    for key, value in (("replicas", replicas), ("threads", threads), ("max_batch", max_batch)):
+        _positive(key, value)
+    if log_level not in access_log.LEVELS:
+        raise ValueError(f"log_level must be one of {', '.join(access_log.LEVELS)}, got {log_level!r}")
+    model = shared_path(str(model))
+    model_id = name or model
+    load_kw = dict(threads=threads, context=context, kv_cache=kv_cache)
+    server_kw = dict(api_key=api_key, max_batch=max_batch, webui=webui)
+
+    def build():  # runs in each replica, when Ray starts it
+        import r1lite
+        from r1lite import access_log
+        from r1lite.server import Server
+
+        access_log.configure(log_level)  # the access lines go to the replica's Ray log
+        return Server(r1lite.load(model, **load_kw), model_id, **server_kw).app()
+
+    deployment = serve.deployment(
+        serve.ingress(build)(), name=DEPLOYMENT, num_replicas=replicas,
+        max_ongoing_requests=max_batch, ray_actor_options={"num_cpus": threads})
+    return deployment.bind()
+
+
+def build(args: dict):
+    """ray_app from a Serve config file's `args` (`import_path: r1lite.serving:build`)."""
+    args = dict(args)
+    return ray_app(args.pop("model"), **args)
