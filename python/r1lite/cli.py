@@ -152,6 +152,14 @@ def _parser() -> argparse.ArgumentParser:
                           "seconds); warning: only problems")
     srv.add_argument("--quiet", action="store_true", help="no banner and no request lines "
                      "(--log-level warning)")
+    on_ray = srv.add_argument_group("Ray (the ray extra): replicas behind Ray Serve's HTTP proxy, "
+                                 "which listens on --host/--port")
+    on_ray.add_argument("--ray", action="store_true", help="serve through Ray Serve")
+    on_ray.add_argument("--replicas", type=int, default=None,
+                     help="with --ray: replicas, each a model and engine (default 1)")
+    on_ray.add_argument("--ray-address", default=None, metavar="auto|ADDR",
+                     help="with --ray: join this cluster (auto: the one this node is part of; "
+                          "default: start a Ray here)")
     from .recipes import RECIPES, describe_recipes
 
     conv = sub.add_parser("convert", help="write a checkpoint as an r1lite model file",
@@ -299,7 +307,7 @@ def _check_args(args) -> None:
 
     for flag, name in (("-c/--context", "context"), ("-t/--threads", "threads"),
                        ("--prefill", "prefill"), ("--decode", "decode"), ("--repeats", "repeats"),
-                       ("--max-batch", "max_batch")):
+                       ("--max-batch", "max_batch"), ("--replicas", "replicas")):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise InvalidArgument(f"{flag} must be >= 1, got {value}", name)
@@ -317,9 +325,13 @@ def _check_args(args) -> None:
         parse_kv_cache(args.kv_cache, getattr(args, "device", "cpu"))
     if hasattr(args, "device"):
         check_device_available(args.device)
-    if args.command == "serve":
+    if args.command == "serve" and args.ray:
+        _check_ray_args(args)
+    elif args.command == "serve":
         from .server import listen_socket
 
+        if args.replicas is not None or args.ray_address is not None:
+            raise InvalidArgument("--replicas and --ray-address need --ray", "ray")
         args.socket = listen_socket(args.host, args.port)  # a port in use fails before loading
 
 
@@ -340,6 +352,29 @@ def _check_spec_flags(args) -> None:
     for flag, value in (("--spec-k", args.spec_k), ("--spec-n", args.spec_n)):
         if value is not None and value < 1:
             raise InvalidArgument(f"{flag} must be >= 1, got {value}", "spec")
+
+
+def _check_ray_args(args) -> None:
+    """serve --ray's flags, before Ray starts: the extra, the device, the port, and for a Ray
+    started here the model (resolved once here) and room for every replica."""
+    from .errors import InvalidArgument
+    from .server import listen_socket
+    from .serving import check_local_room, check_ray_extra, default_threads, local_model
+
+    check_ray_extra()
+    if getattr(args, "device", "cpu") != "cpu":
+        raise InvalidArgument("--ray runs replicas on CPUs; --device is not supported with it yet",
+                              "device")
+    if args.port == 0:
+        raise InvalidArgument("--ray needs a fixed --port (Ray's HTTP proxy listens on it)", "port")
+    args.replicas = args.replicas or 1
+    args.threads = args.threads or default_threads(args.replicas)
+    if args.ray_address is None:
+        listen_socket(args.host, args.port).close()  # a port in use fails before Ray starts
+        check_local_room(args.replicas, args.threads)
+        args.model_path = local_model(args.model)
+    else:
+        args.model_path = args.model  # read by the cluster's nodes
 
 
 def _load(args):
@@ -728,6 +763,8 @@ def cmd_bench(args) -> int:
 def cmd_serve(args) -> int:
     from .server import serve
 
+    if args.ray:
+        return _serve_ray(args)
     model = _load(args)
     name = args.name or args.model
     port = args.socket.getsockname()[1]  # --port 0: the port the system chose
@@ -738,6 +775,17 @@ def cmd_serve(args) -> int:
     serve(model, name, host=args.host, port=args.port, api_key=args.api_key, max_batch=args.max_batch,
           webui=not args.no_webui, sock=args.socket, log_level="warning" if args.quiet else args.log_level,
           cache_ram=args.cache_ram << 20)
+    return 0
+
+
+def _serve_ray(args) -> int:
+    from .serving import serve_on_ray
+
+    serve_on_ray(args.model_path, address=args.ray_address, host=args.host, port=args.port,
+                 quiet=args.quiet, replicas=args.replicas, threads=args.threads,
+                 name=args.name or args.model, context=args.context, kv_cache=args.kv_cache,
+                 max_batch=args.max_batch, api_key=args.api_key, webui=not args.no_webui,
+                 log_level="warning" if args.quiet else args.log_level)
     return 0
 
 

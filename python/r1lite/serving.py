@@ -77,6 +77,67 @@ def ray_app(model, *, replicas: int = 1, threads: int = 1, name: str | None = No
     return deployment.bind()
 
 
+def local_model(model: str) -> str:
+    """For a Ray started here: the model argument resolved once on this machine (the demo model
+    fetched, a store name or hub id found) to an absolute path that exists, so that a wrong
+    argument fails before Ray starts and replicas do not each download it."""
+    from .resolve import resolve_model
+
+    path = resolve_model(model)
+    if not path.exists():
+        raise FileNotFoundError(f"{model}: no such file or folder")
+    return str(path.resolve())
+
+
+def default_threads(replicas: int) -> int:
+    """--threads with --ray when not given: this machine's cores shared among the replicas."""
+    from .loader import default_threads as cores
+
+    return max(1, cores() // replicas)
+
+
+def check_local_room(replicas: int, threads: int) -> None:
+    """ValueError when a Ray started here could not place every replica (it would wait forever)."""
+    cpus = os.cpu_count() or 1
+    if replicas * threads > cpus:
+        raise ValueError(f"--replicas {replicas} x --threads {threads} needs {replicas * threads} "
+                         f"CPUs; this machine has {cpus} (fewer, or join a cluster with "
+                         "--ray-address)")
+
+
+def serve_on_ray(model: str, *, address: str | None, host: str, port: int, quiet: bool = False,
+                 **app_kw) -> None:
+    """`r1lite serve --ray`: deploy ray_app(model, **app_kw) on the Ray cluster at `address`
+    ("auto", or HOST:PORT of its head), or on a Ray started here when None, with Ray's HTTP proxy
+    on host:port; serve until Ctrl-C, then remove the application (and stop a Ray started here)."""
+    import logging
+    import sys
+    import time
+
+    import ray
+    from ray import serve
+
+    app = ray_app(model, **app_kw)
+    ray.init(address=address, logging_level=logging.WARNING if quiet else logging.INFO,
+             include_dashboard=False if address is None else None)
+    try:
+        serve.start(http_options={"host": host, "port": port})
+        serve.run(app, name=DEPLOYMENT, route_prefix="/", blocking=False)
+        if not quiet:
+            print(f"serving {app_kw.get('name') or model} on http://{host}:{port}/v1 through Ray "
+                  f"({app_kw.get('replicas', 1)} replicas; Ctrl-C stops)", file=sys.stderr)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if address is None:
+            serve.shutdown()
+        else:  # the cluster and its other applications stay
+            serve.delete(DEPLOYMENT)
+        ray.shutdown()
+
+
 def build(args: dict):
     """ray_app from a Serve config file's `args` (`import_path: r1lite.serving:build`)."""
     args = dict(args)
