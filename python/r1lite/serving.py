@@ -118,7 +118,8 @@ def serve_on_ray(model: str, *, address: str | None, host: str, port: int, quiet
     from ray import serve
 
     app = ray_app(model, **app_kw)
-    ray.init(address=address, logging_level=logging.WARNING if quiet else logging.INFO,
+    # "local": a new Ray here, even when this machine runs another one
+    ray.init(address=address or "local", logging_level=logging.WARNING if quiet else logging.INFO,
              include_dashboard=False if address is None else None)
     try:
         serve.start(http_options={"host": host, "port": port})
