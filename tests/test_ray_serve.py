@@ -262,3 +262,36 @@ def test_a_replica_killed_mid_request_answers_a_5xx(client, tiny_r1_model):
     failed = [o for o in outcome if o[0] != "ok"]
     assert len(failed) == 1 and failed[0][0] == "status" and failed[0][1] >= 500, outcome
     _the_next_request_succeeds(client, tiny_r1_model)
+
+
+def test_serve_command_joins_the_cluster_and_ctrl_c_removes_it(served, tiny_r1, tmp_path):
+    """`r1lite serve MODEL --ray --ray-address ADDR` redeploys the application on this Ray (its
+    proxy stays where Serve started it); Ctrl-C removes the application, the cluster stays."""
+    import subprocess
+
+    import ray
+    from ray import serve
+
+    log = tmp_path / "serve.log"
+    address = ray.get_runtime_context().gcs_address
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "r1lite.cli", "serve", str(tiny_r1), "--ray",
+                                 "--ray-address", address, "--replicas", "2", "--threads", "1",
+                                 "--max-batch", "1", "--name", "cli-tiny", "--no-webui"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 120
+        while f"serving cli-tiny on {served}/v1 through Ray" not in log.read_text():
+            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        assert "--host/--port are not applied" in log.read_text()  # 8080, while Serve has its own
+        client = openai.OpenAI(base_url=served + "/v1", api_key="unused", max_retries=0, timeout=60)
+        assert [m.id for m in client.models.list()] == ["cli-tiny"]
+        r = client.chat.completions.create(model="cli-tiny", messages=[{"role": "user", "content": "Hi"}],
+                                           max_tokens=5, temperature=0)
+        assert r.usage.completion_tokens == 5
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+    assert "r1lite" not in serve.status().applications
+    assert ray.is_initialized() and ray.cluster_resources().get("CPU") == 2

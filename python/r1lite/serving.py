@@ -124,9 +124,13 @@ def serve_on_ray(model: str, *, address: str | None, host: str, port: int, quiet
     try:
         serve.start(http_options={"host": host, "port": port})
         serve.run(app, name=DEPLOYMENT, route_prefix="/", blocking=False)
+        where = _proxy_address() or (host, port)
+        if where != (host, port):
+            print(f"r1lite: warning: Serve already ran on this cluster, its proxy on "
+                  f"{where[0]}:{where[1]}; --host/--port are not applied", file=sys.stderr)
         if not quiet:
-            print(f"serving {app_kw.get('name') or model} on http://{host}:{port}/v1 through Ray "
-                  f"({app_kw.get('replicas', 1)} replicas; Ctrl-C stops)", file=sys.stderr)
+            print(f"serving {app_kw.get('name') or model} on http://{where[0]}:{where[1]}/v1 "
+                  f"through Ray ({app_kw.get('replicas', 1)} replicas; Ctrl-C stops)", file=sys.stderr)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -137,6 +141,18 @@ def serve_on_ray(model: str, *, address: str | None, host: str, port: int, quiet
         else:  # the cluster and its other applications stay
             serve.delete(DEPLOYMENT)
         ray.shutdown()
+
+
+def _proxy_address():
+    """(host, port) of the running Serve's HTTP proxy, or None when Ray does not tell (a
+    private API: the controller keeps the options Serve first started with)."""
+    try:
+        from ray.serve.context import _get_global_client
+
+        config = _get_global_client().http_config
+        return config.host, config.port
+    except Exception:
+        return None
 
 
 def build(args: dict):
