@@ -4,12 +4,14 @@ answers equal the single-process ones, streams pass through, Ray reports both re
 and a replica killed mid-request fails its request (never a hang) and is replaced.
 The flag checks of `r1lite serve --ray` run without starting Ray."""
 
+import json
 import os
 import signal
 import socket
 import sys
 import threading
 import time
+import urllib.request
 
 import openai
 import pytest
@@ -175,6 +177,11 @@ def test_ray_reports_two_running_replicas(served, client):
     assert replica_states() == {"RUNNING": 2}
     assert len(set(replica_pids())) == 2
     assert [m.id for m in client.models.list()] == ["tiny"]
+    body = json.dumps({"model": "tiny", "max_tokens": 6, "messages": [{"role": "user", "content": "Hi"}]})
+    req = urllib.request.Request(served + "/v1/messages", data=body.encode(), method="POST",
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:  # the Anthropic API is served too
+        assert json.loads(r.read())["usage"]["output_tokens"] == 6
 
 
 def test_concurrent_answers_equal_the_single_process_ones(client, tiny_r1_model):
