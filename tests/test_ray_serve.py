@@ -91,6 +91,18 @@ def test_missing_model_and_busy_port_are_refused_before_ray_starts(tmp_path, tin
     assert not ray.is_initialized()
 
 
+@needs_ray
+def test_ray_app_checks_its_options_and_builds_from_config_args(tiny_r1):
+    from ray.serve import Application
+
+    from r1lite.serving import build, ray_app
+
+    for bad in (dict(replicas=0), dict(threads=0), dict(max_batch=True), dict(log_level="loud")):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ray_app(tiny_r1, **bad)
+    assert isinstance(build({"model": str(tiny_r1), "replicas": 2, "threads": 1}), Application)
+
+
 # -- a local Ray with two replicas ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -174,8 +186,11 @@ def ask(client, i: int, stream: bool, **kw):
 
 
 def test_ray_reports_two_running_replicas(served, client):
+    import ray
+
     assert replica_states() == {"RUNNING": 2}
     assert len(set(replica_pids())) == 2
+    assert ray.available_resources().get("CPU", 0) == 0  # each replica holds its thread's CPU
     assert [m.id for m in client.models.list()] == ["tiny"]
     body = json.dumps({"model": "tiny", "max_tokens": 6, "messages": [{"role": "user", "content": "Hi"}]})
     req = urllib.request.Request(served + "/v1/messages", data=body.encode(), method="POST",
