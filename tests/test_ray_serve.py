@@ -11,6 +11,7 @@ import socket
 import sys
 import threading
 import time
+import types
 import urllib.request
 
 import openai
@@ -101,6 +102,29 @@ def test_ray_app_checks_its_options_and_builds_from_config_args(tiny_r1):
         with pytest.raises(ValueError, match=next(iter(bad))):
             ray_app(tiny_r1, **bad)
     assert isinstance(build({"model": str(tiny_r1), "replicas": 2, "threads": 1}), Application)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_the_health_check_fails_when_the_engine_thread_has_died(tiny_r1):
+    import r1lite
+    from r1lite.engine import Engine
+    from r1lite.serving import Replica
+
+    engine = Engine(r1lite.load(tiny_r1, threads=1, context=64))
+    replica = Replica()
+    replica.app = types.SimpleNamespace(state=types.SimpleNamespace(
+        r1lite_server=types.SimpleNamespace(engine=engine)))
+    replica.check_health()  # not started yet: healthy
+    engine.start()
+    replica.check_health()
+
+    def fail():
+        raise MemoryError("no room for a sequence")
+    engine._admit = fail  # an error outside a step ends the thread at its next wake-up
+    engine.submit(object())
+    engine._thread.join(timeout=30)
+    with pytest.raises(RuntimeError, match="engine thread has stopped"):
+        replica.check_health()
 
 
 # -- a local Ray with two replicas ----------------------------------------------------------------

@@ -92,6 +92,11 @@ class Engine:
             self.prefix.clear()
         self.batch.close()
 
+    def crashed(self) -> bool:
+        """Started, not stopped, yet its thread has ended (an error outside a step): no request
+        would ever be answered (serving.Replica's health check)."""
+        return self.batch is not None and not self._stop and not self._thread.is_alive()
+
     def submit(self, request: Request) -> Request:
         with self._wake:
             self._waiting.append(request)

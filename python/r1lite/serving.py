@@ -69,12 +69,26 @@ def ray_app(model, *, replicas: int = 1, threads: int = 1, name: str | None = No
         from r1lite.server import Server
 
         access_log.configure(log_level)  # the access lines go to the replica's Ray log
-        return Server(r1lite.load(model, **load_kw), model_id, **server_kw).app()
+        server = Server(r1lite.load(model, **load_kw), model_id, **server_kw)
+        app = server.app()
+        app.state.r1lite_server = server  # for Replica.check_health
+        return app
 
     deployment = serve.deployment(
-        serve.ingress(build)(), name=DEPLOYMENT, num_replicas=replicas,
+        serve.ingress(build)(Replica), name=DEPLOYMENT, num_replicas=replicas,
         max_ongoing_requests=max_batch, ray_actor_options={"num_cpus": threads})
     return deployment.bind()
+
+
+class Replica:
+    """A replica's class: Ray Serve's wrapper around the app, plus the health check Ray calls
+    every few seconds (an engine whose thread has stopped would leave requests waiting, so Ray
+    replaces such a replica)."""
+
+    def check_health(self) -> None:
+        server = self.app.state.r1lite_server  # self.app: the ASGI app, from Ray's wrapper
+        if server.engine.crashed():
+            raise RuntimeError("the r1lite engine thread has stopped")
 
 
 def local_model(model: str) -> str:
