@@ -27,7 +27,7 @@ except ImportError:
     HAVE_RAY = False
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="the ray extra is not installed "
                                                    "(pip install 'r1lite[ray,server]')")
-LONG = 3000  # tokens of a request that is still running when its replica is killed
+LONG = 4000  # tokens of a request that is still running when its replica is killed
 
 
 def free_port() -> int:
