@@ -150,9 +150,7 @@ int64_t Model::cache_bytes() const {
   return total;
 }
 
-}  // namespace r1lite
-
-namespace r1lite {
+// -- activation recording (importance matrices) -------------------------------------------
 
 void Model::record_activations(bool on) {
   weight_names_.clear();
