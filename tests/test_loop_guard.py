@@ -219,7 +219,8 @@ def test_server_fields_and_the_repetition_finish(tok):
     from test_server import http, running
 
     body = dict(model="tiny", messages=HI, max_tokens=1000, max_thinking_tokens=0)
-    with running(looping_model(tok, answer_loops=True)) as (base, _):
+    # the bigram stand-in has one shared sequence and no cache: no prefix reuse
+    with running(looping_model(tok, answer_loops=True), cache_ram=0) as (base, _):
         code, r = http("POST", base + "/v1/chat/completions", body)
         assert code == 200, r
         choice = r["choices"][0]
@@ -251,7 +252,7 @@ def test_server_fields_and_the_repetition_finish(tok):
             assert code == 400 and r["error"]["param"] == param, (change, r)
 
     cycle, close = tok.encode(CYCLE), tok.encode("</think>")[0]
-    with running(looping_model(tok, alternatives={t: close for t in cycle})) as (base, _):
+    with running(looping_model(tok, alternatives={t: close for t in cycle}), cache_ram=0) as (base, _):
         body = dict(model="tiny", messages=HI, max_tokens=400, temperature=0, loop_guard=False)
         code, r = http("POST", base + "/v1/chat/completions", {**body, "dry_multiplier": 0.8,
                                                                "dry_base": 1.75,

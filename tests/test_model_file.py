@@ -94,11 +94,11 @@ def test_interrupted_convert_leaves_no_file(tmp_path, monkeypatch):
     import r1lite.converter as conv
 
     calls = []
-    def boom(w, fmt):
+    def boom(w, fmt, *rest):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(w, fmt)
+        return real(w, fmt, *rest)
     real = conv.encode
     monkeypatch.setattr(conv, "encode", boom)
     out = tmp_path / "m.safetensors"

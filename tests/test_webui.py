@@ -130,7 +130,8 @@ def running(model, **kw):
         recorders.append(Recorder(app))
         return recorders[-1]
 
-    with server_running(model, "tiny-r1", wrap=record, **kw) as (url, srv):
+    # the scripted batch answers from a script, not from a cache: no prefix reuse to test here
+    with server_running(model, "tiny-r1", wrap=record, cache_ram=0, **kw) as (url, srv):
         yield url, srv, recorders[0]
 
 

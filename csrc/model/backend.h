@@ -56,7 +56,7 @@ class Backend {
     (void)id, (void)n;
     throw std::invalid_argument("this backend cannot copy a sequence");
   }
-  // DeepSeek's multi-token prediction on sequence 0 (ARCH.md §2, model/mtp.cpp). A backend or a
+  // DeepSeek's multi-token prediction on sequence 0 (ARCH.md §12, model/mtp.cpp). A backend or a
   // model without an MTP module throws std::invalid_argument.
   // Rows fed by the last forward() (0 after any other call), and their hidden states [rows, D] as
   // the output head reads them (after the final norm): what an MTP module takes as h_j.

@@ -103,7 +103,7 @@ using FloatList = std::vector<float>;
   X(router_bias, bool, false, "a per-expert selection bias (not in the weights)")                  \
   X(normalize_expert_weights, bool, false, "the chosen experts' weights sum to 1")                 \
   X(routed_scale, float, 1.f, "multiplies the routed experts' weights")                            \
-  /* DeepSeek's multi-token prediction (ARCH.md §2 "MTP module"): speculative decoding only */      \
+  /* DeepSeek's multi-token prediction (ARCH.md §12): speculative decoding only */      \
   X(mtp_layers, int64_t, 0, "MTP modules kept: each one more decoder block (cache layer num_layers + d) with its own input projection")
 
 struct ModelConfig {

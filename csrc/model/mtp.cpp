@@ -1,5 +1,5 @@
-// DeepSeek-V3/R1's multi-token-prediction (MTP) module, for speculative decoding (ARCH.md §2
-// "MTP module"; DeepSeek-V3 technical report §2.2; the checkpoint layout in DeepSeek-V3's
+// DeepSeek-V3/R1's multi-token-prediction (MTP) module, for speculative decoding (ARCH.md §12;
+// DeepSeek-V3 technical report §2.2; the checkpoint layout in DeepSeek-V3's
 // README_WEIGHTS.md). DeepSeek's own inference code has no MTP forward; this follows the report
 // and the serving engines that run these weights (vLLM deepseek_mtp.py, SGLang deepseek_nextn.py).
 // For position j, given the main model's hidden state h_j and the next token t_{j+1}:

@@ -18,7 +18,7 @@
 //   MoE FFN: .router [E, D] (f32); .router_bias [E] (f32, when router_bias);
 //     .experts.{e}.w_gate/.w_up [Im, D], .w_down [D, Im];
 //     .shared.w_gate/.w_up [Im·S, D], .shared.w_down [D, Im·S] (when S shared experts > 0)
-//   DeepSeek's MTP module d < mtp_layers (ARCH.md §2): mtp.{d}.enorm, .hnorm [D]; .eh_proj [D, 2·D]
+//   DeepSeek's MTP module d < mtp_layers (ARCH.md §12): mtp.{d}.enorm, .hnorm [D]; .eh_proj [D, 2·D]
 //     (input columns: the embedding half, then the hidden half); one decoder block under the same
 //     names as a layer (mtp.{d}.attn_norm, .wq_a, ..., .experts.{e}.w_gate, ...), held as
 //     layers[num_layers + d] and dense or MoE as layer num_layers + d would be; .head_norm [D].

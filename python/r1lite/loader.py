@@ -117,8 +117,9 @@ def load(path, *, threads: int | None = None, context: int | None = None,
         threads = default_threads()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise InvalidArgument(f"threads must be a positive integer, got {threads!r}", "threads")
-    check_device_available(device)  # bad arguments fail before any reading
+    parse_device(device)  # bad arguments fail before any reading
     kv_cache = parse_kv_cache(kv_cache, device)
+    check_device_available(device)
     p = resolve_model(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such file or folder")

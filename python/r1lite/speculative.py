@@ -235,7 +235,7 @@ class DraftProposer:
 
 
 class MtpProposer:
-    """DeepSeek-V3/R1's MTP module (ARCH.md §2, csrc/model/mtp.cpp): at position j it reads the
+    """DeepSeek-V3/R1's MTP module (ARCH.md §12, csrc/model/mtp.cpp): at position j it reads the
     model's hidden state h_j and the token t_{j+1} and predicts t_{j+2}. Its cache follows the
     model's: every position the model keeps is fed to it once the token after it is known (during
     the prompt chunk by chunk, then after each verification), so at a step with the cache holding

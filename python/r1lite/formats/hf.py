@@ -157,7 +157,7 @@ def load_hf_folder(folder, lazy: bool = False) -> tuple[dict, dict, dict]:
 
 def _mtp_modules(where: dict, config: dict, raw: dict, folder: Path) -> int:
     """How many of DeepSeek-V3/R1's multi-token-prediction modules (layers num_hidden_layers + d,
-    ARCH.md §2; num_nextn_predict_layers of them) the checkpoint holds: r1lite keeps them for
+    ARCH.md §2 and §12; num_nextn_predict_layers of them) the checkpoint holds: r1lite keeps them for
     speculative decoding (--spec mtp). An incomplete module, and layers past the modules, are
     skipped with a warning (the model runs without them)."""
     n = config["num_layers"]

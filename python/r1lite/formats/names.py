@@ -40,7 +40,7 @@ EXPERT_NAMES = {
     "w_down": "down_proj.weight",
 }
 
-# DeepSeek's MTP module d (ARCH.md §2) is checkpoint layer num_hidden_layers + d: its own tensors
+# DeepSeek's MTP module d (ARCH.md §12) is checkpoint layer num_hidden_layers + d: its own tensors
 # by these names, its decoder block under a layer's names (LAYER_NAMES, EXPERT_NAMES). Its
 # embed_tokens and shared_head.head copy the main model's and are not read.
 MTP_NAMES = {
