@@ -21,7 +21,7 @@ import pytest
 
 from r1lite import _core
 from r1lite.config import normalize_hf_config
-from r1lite.formats.block_quantizers import BLOCK_SIZES, quantize_blocks
+from r1lite.formats.block_quantizers import _ENCODERS, BLOCK_SIZES, READ_ONLY, quantize_blocks
 from r1lite.formats.blocks import BLOCK_DTYPES
 from r1lite.formats.names import gguf_name
 from r1lite.formats.tensors import expected_tensors
@@ -30,7 +30,7 @@ from r1lite.recipes import RECIPES, fallback_format, tensor_formats
 gguf = pytest.importorskip("gguf")
 
 FORMATS = {f["name"]: f for f in _core.weight_formats()}
-ENCODED = sorted(BLOCK_SIZES)
+ENCODED = sorted(set(BLOCK_SIZES) - READ_ONLY)
 K_QUANTS = ["q2_k", "q3_k", "q4_k", "q5_k", "q6_k"]
 
 
@@ -58,8 +58,15 @@ def decode(fmt: str, raw: np.ndarray, shape) -> np.ndarray:
 def test_every_block_format_of_the_table_has_an_encoder():
     blocks = {name for name, f in FORMATS.items() if f["layout"] == "blocks"}
     assert set(BLOCK_SIZES) == blocks == set(BLOCK_DTYPES)
+    assert set(_ENCODERS) == blocks - READ_ONLY
     for fmt, block in BLOCK_SIZES.items():
         assert FORMATS[fmt]["block"] == block, fmt
+
+
+def test_a_read_only_format_is_refused_by_name():
+    for fmt in READ_ONLY:
+        with pytest.raises(ValueError, match=f"no block quantizer for format '{fmt}'"):
+            quantize_blocks(fmt, np.zeros((1, 256), np.float32))
 
 
 # Relative RMS error (RMS of the error / RMS of the weights) on weights(kind) (64 x 1024), as

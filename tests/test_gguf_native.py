@@ -140,22 +140,22 @@ def test_a_split_file_loads_from_its_first_part(demo, tmp_path):
 
 
 def test_a_type_outside_the_table_is_named(demo, tmp_path):
-    g = gguf.GGUFWriter(str(tmp_path / "iq2.gguf"), "llama")
+    g = gguf.GGUFWriter(str(tmp_path / "tq2.gguf"), "llama")
     src = r1lite.formats.gguf_reader.GGUFFile(demo)
     copy_metadata(src, g)
     for name, t in src.tensors.items():
         arr, _ = src.raw(name)
-        if name == "blk.0.ffn_down.weight":  # 576 x 1536 as IQ2_XXS blocks (66 bytes per 256)
+        if name == "blk.0.ffn_down.weight":  # 576 x 1536 as TQ2_0 blocks (66 bytes per 256)
             g.add_tensor(name, np.zeros((576, 1536 // 256 * 66), np.uint8),
-                         raw_dtype=gguf.GGMLQuantizationType.IQ2_XXS)
+                         raw_dtype=gguf.GGMLQuantizationType.TQ2_0)
         else:
             g.add_tensor(name, np.ascontiguousarray(arr), raw_dtype=gguf.GGMLQuantizationType[t.type_name])
     g.write_header_to_file()
     g.write_kv_data_to_file()
     g.write_tensors_to_file()
     g.close()
-    with pytest.raises(UnsupportedModelError, match=r"iq2\.gguf: tensor 'blk\.0\.ffn_down\.weight' has GGML type IQ2_XXS"):
-        r1lite.load(tmp_path / "iq2.gguf")
+    with pytest.raises(UnsupportedModelError, match=r"tq2\.gguf: tensor 'blk\.0\.ffn_down\.weight' has GGML type TQ2_0"):
+        r1lite.load(tmp_path / "tq2.gguf")
 
 
 def test_a_truncated_file_is_named(demo, tmp_path):

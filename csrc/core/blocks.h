@@ -49,6 +49,17 @@ struct BlockIQ4_NL { uint16_t d; uint8_t qs[16]; };
 // (scales_l[i/2] >> 4(i%2)) & 15, high 2 bits (scales_h >> 2i) & 3; value =
 // d * (scale - 32) * table[nibble]
 struct BlockIQ4_XS { uint16_t d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; };
+// i-quants: values come in groups of 8 whose magnitudes are one entry of a codebook (grid, in
+// core/iquant_tables.cpp) and whose signs are 7 stored bits plus an even-parity eighth
+// (kKsigns). Sub-block ib (< 8) holds values 32ib .. 32ib + 31, groups 4ib .. 4ib + 3.
+// iq2_xxs: qs[4ib .. 4ib + 3] as two uint32 words: word 0's byte g is group g's kIq2xxsGrid
+// index; word 1's bits 7g .. 7g + 6 are group g's sign index, bits 28-31 the 4-bit scale s;
+// value = d * (0.5 + s) / 4 * grid * sign
+struct BlockIQ2_XXS { uint16_t d; uint16_t qs[32]; };
+// iq2_xs: qs[4ib + g] = 9-bit kIq2xsGrid index | 7-bit sign index << 9; the 4-bit scale s of
+// values 32ib .. 32ib + 15 is scales[ib] & 15, of 32ib + 16 .. 32ib + 31 scales[ib] >> 4;
+// value = d * (0.5 + s) / 4 * grid * sign
+struct BlockIQ2_XS { uint16_t d; uint16_t qs[32]; uint8_t scales[8]; };
 
 // Activations for the 32-value formats: q = round(x / d), d = max|x| / 127, sum = sum of q
 // (the offset formats subtract 8 or 16 times it; the min formats add m * d * sum).
@@ -63,10 +74,17 @@ static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(Block
 static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 &&
               sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210, "ggml K-quant block sizes");
 static_assert(sizeof(BlockIQ4_NL) == 18 && sizeof(BlockIQ4_XS) == 136, "ggml iq4 block sizes");
+static_assert(sizeof(BlockIQ2_XXS) == 66 && sizeof(BlockIQ2_XS) == 74, "ggml iq2 block sizes");
 static_assert(sizeof(ActQ8_32) == 40 && sizeof(ActQ8_K) == 292, "activation block sizes");
 
 // iq4_nl / iq4_xs: the 16 values a nibble selects (a non-uniform grid, denser near zero)
 extern const int8_t kIq4nlValues[16];
+// The i-quant tables (generated data: core/iquant_tables.cpp). A grid entry is a group of 8
+// unsigned magnitudes, byte j of the uint64 (little-endian) for value j.
+extern const uint64_t kIq2xxsGrid[256];
+extern const uint64_t kIq2xsGrid[512];
+extern const uint8_t kKsigns[128];   // 7-bit sign index -> 8 sign bits (bit j set: value j < 0)
+extern const uint64_t kSigns8[128];  // the same as 8 int8 multipliers, +1 or -1
 
 // The two unpacking helpers below are static (each file that includes this gets its own copy):
 // the per-ISA kernel files include this header, and a shared inline definition could let the

@@ -144,6 +144,43 @@ void iq4_xs_to_f32(const void* src, float* y, int64_t nb) {
   }
 }
 
+// i-quants (blocks.h): byte j of a grid entry, with the sign bit j of an 8-bit sign pattern.
+inline float grid_value(uint64_t entry, uint8_t signs, int j) {
+  const float v = float((entry >> (8 * j)) & 0xFF);
+  return signs >> j & 1 ? -v : v;
+}
+
+void iq2_xxs_to_f32(const void* src, float* y, int64_t nb) {
+  const auto* b = static_cast<const BlockIQ2_XXS*>(src);
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = h2f(b[i].d);
+    for (int ib = 0; ib < 8; ++ib) {
+      uint32_t w[2];
+      std::memcpy(w, b[i].qs + 4 * ib, 8);
+      const float db = d * (0.5f + float(w[1] >> 28)) * 0.25f;
+      for (int g = 0; g < 4; ++g, y += 8) {
+        const uint64_t entry = kIq2xxsGrid[(w[0] >> (8 * g)) & 0xFF];
+        const uint8_t signs = kKsigns[(w[1] >> (7 * g)) & 0x7F];
+        for (int j = 0; j < 8; ++j) y[j] = db * grid_value(entry, signs, j);
+      }
+    }
+  }
+}
+
+void iq2_xs_to_f32(const void* src, float* y, int64_t nb) {
+  const auto* b = static_cast<const BlockIQ2_XS*>(src);
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = h2f(b[i].d);
+    for (int g = 0; g < 32; ++g, y += 8) {
+      const int s = (b[i].scales[g / 4] >> (4 * (g / 2 % 2))) & 0xF;  // per 16 values
+      const float db = d * (0.5f + float(s)) * 0.25f;
+      const uint64_t entry = kIq2xsGrid[b[i].qs[g] & 511];
+      const uint8_t signs = kKsigns[b[i].qs[g] >> 9];
+      for (int j = 0; j < 8; ++j) y[j] = db * grid_value(entry, signs, j);
+    }
+  }
+}
+
 }  // namespace
 
 #define R1_BLOCKS(T, name, gguf, block, Block, act, fn) \
@@ -167,6 +204,8 @@ const FormatInfo kFormats[kNumDTypes] = {
     R1_BLOCKS(Q6_K, "q6_k", "Q6_K", kQK, BlockQ6_K, Q8_K, q6_k_to_f32),
     R1_BLOCKS(IQ4_NL, "iq4_nl", "IQ4_NL", 32, BlockIQ4_NL, Q8_32, iq4_nl_to_f32),
     R1_BLOCKS(IQ4_XS, "iq4_xs", "IQ4_XS", kQK, BlockIQ4_XS, Q8_K, iq4_xs_to_f32),
+    R1_BLOCKS(IQ2_XXS, "iq2_xxs", "IQ2_XXS", kQK, BlockIQ2_XXS, Q8_K, iq2_xxs_to_f32),
+    R1_BLOCKS(IQ2_XS, "iq2_xs", "IQ2_XS", kQK, BlockIQ2_XS, Q8_K, iq2_xs_to_f32),
 };
 #undef R1_BLOCKS
 

@@ -53,6 +53,11 @@ IQ4NL_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38
 BLOCK_SIZES = {name: f["block"] for name, f in TABLE.items() if f["layout"] == "blocks"}
 
 
+# block formats r1lite reads (GGUF files) but does not write yet: the i-quants need an importance
+# matrix and their own codebook searches (issue 20's later steps)
+READ_ONLY = frozenset({"iq2_xxs", "iq2_xs"})
+
+
 def quantize_blocks(fmt: str, w: np.ndarray, threads: int | None = None,
                     importance: np.ndarray | None = None) -> np.ndarray:
     """The blocks of `fmt` (raw bytes, uint8 [rows, row_bytes]) encoding the f32 matrix w

@@ -23,6 +23,8 @@ BLOCK_DTYPES = {
     "q6_k": np.dtype([("ql", "u1", 128), ("qh", "u1", 64), ("scales", "i1", 16), ("d", "<f2")]),
     "iq4_nl": np.dtype([("d", "<f2"), ("qs", "u1", 16)]),
     "iq4_xs": np.dtype([("d", "<f2"), ("scales_h", "<u2"), ("scales_l", "u1", 4), ("qs", "u1", 128)]),
+    "iq2_xxs": np.dtype([("d", "<f2"), ("qs", "<u2", 32)]),
+    "iq2_xs": np.dtype([("d", "<f2"), ("qs", "<u2", 32), ("scales", "u1", 8)]),
 }
 
 def random_blocks(fmt: str, n_blocks: int, rng: np.random.Generator, scale: float = 0.05) -> np.ndarray:
