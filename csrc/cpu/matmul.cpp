@@ -47,11 +47,13 @@ void set_active_isa(Isa isa) {
   g_isa = isa;
 }
 
-// The kernel of a block format for an ISA: its entry in that ISA's lists, or the scalar reference.
+// The kernel of a block format for an ISA: its entry in that ISA's lists (the first found), or the
+// scalar reference.
 static BlockMatmulRowsFn find_block_kernel(Isa isa, DType t) {
 #if R1LITE_HAVE_X86
-  const BlockKernel* const avx2[] = {kBlocks32Avx2, kKQuantsAvx2, kKQuantsLowAvx2};
-  const BlockKernel* const avx512[] = {kBlocks32Avx512, kKQuantsAvx512, kKQuantsLowAvx512};
+  const BlockKernel* const avx2[] = {kBlocks32Avx2, kKQuantsAvx2, kKQuantsLowAvx2, kIQuantsAvx2};
+  // an AVX-512 CPU runs the AVX2 kernel of a format without an AVX-512 one (i-quants so far)
+  const BlockKernel* const avx512[] = {kBlocks32Avx512, kKQuantsAvx512, kKQuantsLowAvx512, kIQuantsAvx2};
   if (isa != Isa::Scalar)
     for (const BlockKernel* list : isa == Isa::Avx512 ? avx512 : avx2)
       for (; list->rows; ++list)

@@ -1,0 +1,102 @@
+"""GGUF's i-quants (iq2_xxs, iq2_xs: core/blocks.h, csrc/cpu/iquants_*.cpp): blocks written by
+llama.cpp's own quantizer (tests/fixtures/iquant_blocks.npz, tools/make_iquant_fixtures.py)
+decoded by the scalar reference exactly as the `gguf` package decodes them, and every ISA's
+kernel against the scalar reference on those blocks and at the extremes random blocks rarely
+reach (largest grid entries and scales, activations at +-127 of one or alternating signs), with
+odd row and token counts. tests/test_block_formats.py covers random blocks of every format."""
+
+import numpy as np
+import pytest
+
+from conftest import FIXTURES
+from r1lite import _core
+from r1lite.formats.blocks import BLOCK_DTYPES
+
+gguf = pytest.importorskip("gguf")
+
+FORMATS = ["iq2_xxs", "iq2_xs"]
+TABLE = {f["name"]: f for f in _core.weight_formats()}
+ISAS = [isa for isa in ("avx2", "avx512") if _core.isa_supported(isa)]
+LLAMACPP = np.load(FIXTURES / "iquant_blocks.npz")
+
+
+def _gguf_decode(fmt, raw):
+    qtype = getattr(gguf.GGMLQuantizationType, TABLE[fmt]["gguf_name"])
+    return np.asarray(gguf.quants.dequantize(np.ascontiguousarray(raw), qtype), np.float32).ravel()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_llamacpp_blocks_decode_as_the_gguf_package_decodes_them(fmt):
+    raw, w = LLAMACPP[fmt], LLAMACPP["weights"]
+    got = _core.dequantize_blocks(fmt, raw.ravel()).reshape(w.shape)
+    np.testing.assert_array_equal(got.ravel(), _gguf_decode(fmt, raw))
+    assert not got[0, :256].any()  # llama.cpp's all-zero super-block
+    # and they are llama.cpp's 2-bit reading of these heavy-tailed (t3) weights, not noise
+    err = np.sqrt(np.mean((got - w) ** 2) / np.mean(w ** 2))
+    assert err < {"iq2_xxs": 0.75, "iq2_xs": 0.6}[fmt], err
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_kernels_on_llamacpp_blocks(fmt, isa):
+    raw = LLAMACPP[fmt]
+    cols = LLAMACPP["weights"].shape[1]
+    x = np.random.default_rng(4).standard_normal((5, cols)).astype(np.float32)
+    want = _core.matmul(x, raw, fmt, "scalar")
+    wf = _core.dequantize_blocks(fmt, raw.ravel()).reshape(raw.shape[0], cols)
+    assert np.abs(want - x @ wf.T).max() <= 0.02 * np.abs(x @ wf.T).max()  # int8 activations
+    np.testing.assert_allclose(_core.matmul(x, raw, fmt, isa), want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+
+
+def _blocks(fmt, n, fill, rng):
+    dt = BLOCK_DTYPES[fmt]
+    raw = rng.integers(0, 256, n * dt.itemsize, dtype=np.uint8) if fill is None else np.full(n * dt.itemsize, fill, np.uint8)
+    raw.view(dt)["d"] = np.float16(0.01)
+    return raw
+
+
+def _activations(kind, tokens, cols, rng):
+    if kind == "plus":
+        return np.ones((tokens, cols), np.float32)
+    if kind == "alternating":
+        return np.tile(np.where(np.arange(cols) % 2 == 0, 1.0, -1.0).astype(np.float32), (tokens, 1))
+    return rng.standard_normal((tokens, cols)).astype(np.float32)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fill", [0x00, 0xFF, 0xAA, 0x55, None])
+@pytest.mark.parametrize("act", ["plus", "alternating", "random"])
+def test_extreme_blocks_match_the_scalar_reference(isa, fmt, fill, act):
+    # 0xFF: the last grid entry (all 43s for iq2_xxs) at scale 15 with every sign index 127
+    rng = np.random.default_rng(7)
+    rows, blocks = 7, 3
+    cols = blocks * 256
+    w = _blocks(fmt, rows * blocks, fill, rng).reshape(rows, -1)
+    for tokens in (1, 6):
+        x = _activations(act, tokens, cols, rng)
+        want = _core.matmul(x, w, fmt, "scalar")
+        got = _core.matmul(x, w, fmt, isa)
+        term = np.abs(_core.dequantize_blocks(fmt, w)).max()
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6 * term * np.abs(x).sum(axis=1).max())
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_token_gets_the_same_result_alone_or_in_a_batch(isa, fmt):
+    rng = np.random.default_rng(3)
+    rows, cols = 37, 4 * 256
+    w = _blocks(fmt, rows * cols // 256, None, rng).reshape(rows, -1)
+    x = rng.standard_normal((9, cols)).astype(np.float32)
+    batch = _core.matmul(x, w, fmt, isa)
+    for t in (0, 4, 8):
+        np.testing.assert_array_equal(_core.matmul(x[t:t + 1], w, fmt, isa), batch[t:t + 1])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_partial_blocks_are_refused(fmt):
+    w = _blocks(fmt, 2, None, np.random.default_rng(0)).reshape(2, -1)
+    with pytest.raises(ValueError, match="blocks do not fit"):
+        _core.matmul(np.ones((1, 200), np.float32), w, fmt, "scalar")
+    with pytest.raises(ValueError):
+        _core.dequantize_blocks(fmt, w.ravel()[:-1])
