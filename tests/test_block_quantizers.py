@@ -11,7 +11,6 @@ checked against llama-quantize's own choice of types (--dry-run) on small llama-
 """
 
 import ctypes
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import llamacpp_bin
 from r1lite import _core
 from r1lite.config import normalize_hf_config
 from r1lite.formats.block_quantizers import _ENCODERS, BLOCK_SIZES, READ_ONLY, quantize_blocks
@@ -158,15 +158,6 @@ def test_threads_do_not_change_the_bytes():
 
 # ------------------------------------------------------------------------------------------------
 # llama.cpp (skipped without a build)
-
-
-def llamacpp_bin() -> Path | None:
-    home = os.environ.get("LLAMACPP_HOME")
-    for d in ([Path(home) / "build" / "bin", Path(home) / "bin", Path(home)] if home else []) + [
-            Path.home() / ".cache" / "llama.cpp-peer" / "build" / "bin"]:
-        if (d / "llama-quantize").is_file():
-            return d
-    return None
 
 
 LLAMACPP = llamacpp_bin()

@@ -7,6 +7,8 @@ installed (CI), against transformers itself on the same file (it dequantizes GGU
 package too). Also: split files, mixed-format row moves, and bad files."""
 
 import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 
 import r1lite
-from conftest import FIXTURES
+from conftest import FIXTURES, llamacpp_bin
 from gguf_requant import copy_metadata, recipe_formats, requantize_gguf
 from r1lite.errors import ModelFormatError, UnsupportedModelError
 from r1lite.formats.gguf import load_gguf
@@ -122,6 +124,48 @@ def test_native_blocks_match_independent_readings(demo, files, text_ids, recipe)
     want_hf = _perplexity(hf_logits, text_ids)
     assert abs(want_hf - want) <= 1e-3 * want  # the two f32 readings agree
     assert abs(got - want_hf) <= 0.015 * want_hf, (recipe, got, want_hf)
+
+
+# llama.cpp's own i-quant files (r1lite does not write these formats yet): the demo in f16,
+# an importance matrix from llama-imatrix on the fixed text, then llama-quantize. Its IQ2 mixes
+# keep ffn_down (1536 columns) at the i-quant and fall back to iq4_nl / q4_0 where 576 columns
+# do not hold whole blocks of 256.
+LLAMACPP = llamacpp_bin()
+IQ_TYPES = ["IQ2_XXS", "IQ2_XS"]
+
+
+@pytest.fixture(scope="module")
+def llamacpp_f16(demo, files, text_ids):
+    if LLAMACPP is None:
+        pytest.skip("no llama.cpp build (LLAMACPP_HOME)")
+    f16 = files / "demo-f16.gguf"
+    requantize_gguf(demo, f16, {name: "f16" for name, cols in _matrix_widths(demo).items()})
+    text = files / "imatrix-text.txt"
+    text.write_text(TEXT.read_text()[:20000])
+    imatrix = files / "imatrix.gguf"
+    _llamacpp("llama-imatrix", "-m", f16, "-f", text, "-c", 128, "--chunks", 8, "-t", 2, "-o", imatrix)
+    return f16, imatrix
+
+
+def _llamacpp(tool, *args):
+    env = dict(os.environ, LD_LIBRARY_PATH=str(LLAMACPP))
+    run = subprocess.run([str(LLAMACPP / tool), *map(str, args)], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+
+
+@pytest.mark.parametrize("gtype", IQ_TYPES)
+def test_llamacpp_iquant_files_match_independent_readings(llamacpp_f16, files, text_ids, gtype):
+    """Perplexity on 1024 tokens, r1lite on the file's own blocks against the gguf package's f32
+    reading of the same file: within 1.5%, as for the K-quant mixes above."""
+    f16, imatrix = llamacpp_f16
+    path = files / f"demo-{gtype}.gguf"
+    _llamacpp("llama-quantize", "--imatrix", imatrix, f16, path, gtype, 2)
+    m = r1lite.load(path, context=CTX)
+    assert gtype.lower() in m.summary["tensor_formats"], m.summary
+    got = _perplexity(m.logits, text_ids)
+    want = _perplexity(_dequantized_by_gguf(path, CTX).logits, text_ids)
+    assert abs(got - want) <= 0.015 * want, (gtype, got, want)
 
 
 def test_a_split_file_loads_from_its_first_part(demo, tmp_path):
