@@ -8,8 +8,7 @@ the numpy tables the `gguf` Python package (gguf-py, MIT) ships for its dequanti
 
 A grid entry is one group of 8 (iq2) values, packed little-endian into a uint64 (byte j = value
 j), as the kernels load it. The signs of a group of 8 are 7 stored bits plus an even-parity
-eighth (ksigns[i] = i with bit 7 set when i has an odd number of bits); kSigns8 spells each as
-8 int8 multipliers (+1 / -1) for the kernels' sign step."""
+eighth (ksigns[i] = i with bit 7 set when i has an odd number of bits)."""
 
 from __future__ import annotations
 
@@ -60,10 +59,6 @@ def main() -> int:
         parts.append(c_array(f"const uint64_t {name}[{len(vals)}]", vals, 4) + "\n")
     signs = ksigns()
     parts.append(c_array("const uint8_t kKsigns[128]", [f"0x{s:02x}" for s in signs], 16) + "\n")
-    signs8 = []
-    for s in signs:
-        signs8.append(int.from_bytes(bytes(0xFF if s >> j & 1 else 0x01 for j in range(8)), "little"))
-    parts.append(c_array("const uint64_t kSigns8[128]", [f"0x{v:016x}" for v in signs8], 4) + "\n")
     parts.append("}  // namespace r1lite\n")
     OUT.write_text("".join(parts))
     print(f"wrote {OUT}")

@@ -83,8 +83,7 @@ extern const int8_t kIq4nlValues[16];
 // unsigned magnitudes, byte j of the uint64 (little-endian) for value j.
 extern const uint64_t kIq2xxsGrid[256];
 extern const uint64_t kIq2xsGrid[512];
-extern const uint8_t kKsigns[128];   // 7-bit sign index -> 8 sign bits (bit j set: value j < 0)
-extern const uint64_t kSigns8[128];  // the same as 8 int8 multipliers, +1 or -1
+extern const uint8_t kKsigns[128];  // 7-bit sign index -> 8 sign bits (bit j set: value j < 0)
 
 // The two unpacking helpers below are static (each file that includes this gets its own copy):
 // the per-ISA kernel files include this header, and a shared inline definition could let the

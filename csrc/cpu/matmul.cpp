@@ -47,17 +47,24 @@ void set_active_isa(Isa isa) {
   g_isa = isa;
 }
 
-// The kernel of a block format for an ISA: its entry in that ISA's lists (the first found), or the
-// scalar reference.
+// The kernel of a block format for an ISA: its entry in that ISA's lists, or the scalar reference.
+// An AVX-512 CPU runs the AVX2 kernel of a format its own lists leave out (none so far).
+static BlockMatmulRowsFn find_in(const BlockKernel* list, DType t) {
+  for (; list->rows; ++list)
+    if (list->format == t) return list->rows;
+  return nullptr;
+}
+
 static BlockMatmulRowsFn find_block_kernel(Isa isa, DType t) {
 #if R1LITE_HAVE_X86
   const BlockKernel* const avx2[] = {kBlocks32Avx2, kKQuantsAvx2, kKQuantsLowAvx2, kIQuantsAvx2};
-  // an AVX-512 CPU runs the AVX2 kernel of a format without an AVX-512 one (i-quants so far)
-  const BlockKernel* const avx512[] = {kBlocks32Avx512, kKQuantsAvx512, kKQuantsLowAvx512, kIQuantsAvx2};
+  const BlockKernel* const avx512[] = {kBlocks32Avx512, kKQuantsAvx512, kKQuantsLowAvx512, kIQuantsAvx512};
+  if (isa == Isa::Avx512)
+    for (const BlockKernel* list : avx512)
+      if (BlockMatmulRowsFn k = find_in(list, t)) return k;
   if (isa != Isa::Scalar)
-    for (const BlockKernel* list : isa == Isa::Avx512 ? avx512 : avx2)
-      for (; list->rows; ++list)
-        if (list->format == t) return list->rows;
+    for (const BlockKernel* list : avx2)
+      if (BlockMatmulRowsFn k = find_in(list, t)) return k;
 #else
   (void)isa;
 #endif

@@ -1,0 +1,33 @@
+// AVX-512 kernels of GGUF's i-quants iq2_xxs, iq2_xs (cpu/iquants_tiles.inc: the tiles and the
+// integer ranges), for cpu/matmul.cpp's dispatch (cpu/matmul_kernels.h). Compiled with this
+// ISA's flags; everything here has internal linkage except the list.
+#include <immintrin.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "core/blocks.h"
+#include "cpu/matmul_kernels.h"
+
+namespace r1lite {
+namespace {
+
+#include "cpu/block_kernel_helpers.inc"
+
+// x with byte k negated where bit k of bits is set: one masked subtraction from zero (the
+// AVX2 file spreads the bits over bytes first).
+inline __m256i apply_signs(__m256i x, uint32_t bits) {
+  return _mm256_mask_sub_epi8(x, __mmask32(bits), _mm256_setzero_si256(), x);
+}
+
+#include "cpu/iquants_tiles.inc"
+
+}  // namespace
+
+const BlockKernel kIQuantsAvx512[] = {
+    {DType::IQ2_XXS, iq2_kernel<Iq2xxs>},
+    {DType::IQ2_XS, iq2_kernel<Iq2xs>},
+    {DType::F32, nullptr},
+};
+
+}  // namespace r1lite
