@@ -24,6 +24,7 @@ OUT = Path(__file__).resolve().parent.parent / "csrc" / "core" / "iquant_tables.
 GRIDS = {
     "kIq2xxsGrid": quants.IQ2_XXS,
     "kIq2xsGrid": quants.IQ2_XS,
+    "kIq2sGrid": quants.IQ2_S,
 }
 
 

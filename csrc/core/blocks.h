@@ -60,6 +60,9 @@ struct BlockIQ2_XXS { uint16_t d; uint16_t qs[32]; };
 // values 32ib .. 32ib + 15 is scales[ib] & 15, of 32ib + 16 .. 32ib + 31 scales[ib] >> 4;
 // value = d * (0.5 + s) / 4 * grid * sign
 struct BlockIQ2_XS { uint16_t d; uint16_t qs[32]; uint8_t scales[8]; };
+// iq2_s: group g = 4ib + l takes kIq2sGrid index qs[g] | ((qh[ib] >> 2l) & 3) << 8 and its 8 sign
+// bits straight from signs[g]; scales as iq2_xs'; value = d * (0.5 + s) / 4 * grid * sign
+struct BlockIQ2_S { uint16_t d; uint8_t qs[32]; uint8_t signs[32]; uint8_t qh[8]; uint8_t scales[8]; };
 
 // Activations for the 32-value formats: q = round(x / d), d = max|x| / 127, sum = sum of q
 // (the offset formats subtract 8 or 16 times it; the min formats add m * d * sum).
@@ -74,7 +77,8 @@ static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(Block
 static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 &&
               sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210, "ggml K-quant block sizes");
 static_assert(sizeof(BlockIQ4_NL) == 18 && sizeof(BlockIQ4_XS) == 136, "ggml iq4 block sizes");
-static_assert(sizeof(BlockIQ2_XXS) == 66 && sizeof(BlockIQ2_XS) == 74, "ggml iq2 block sizes");
+static_assert(sizeof(BlockIQ2_XXS) == 66 && sizeof(BlockIQ2_XS) == 74 && sizeof(BlockIQ2_S) == 82,
+              "ggml iq2 block sizes");
 static_assert(sizeof(ActQ8_32) == 40 && sizeof(ActQ8_K) == 292, "activation block sizes");
 
 // iq4_nl / iq4_xs: the 16 values a nibble selects (a non-uniform grid, denser near zero)
@@ -83,6 +87,7 @@ extern const int8_t kIq4nlValues[16];
 // unsigned magnitudes, byte j of the uint64 (little-endian) for value j.
 extern const uint64_t kIq2xxsGrid[256];
 extern const uint64_t kIq2xsGrid[512];
+extern const uint64_t kIq2sGrid[1024];
 extern const uint8_t kKsigns[128];  // 7-bit sign index -> 8 sign bits (bit j set: value j < 0)
 
 // The two unpacking helpers below are static (each file that includes this gets its own copy):

@@ -181,6 +181,19 @@ void iq2_xs_to_f32(const void* src, float* y, int64_t nb) {
   }
 }
 
+void iq2_s_to_f32(const void* src, float* y, int64_t nb) {
+  const auto* b = static_cast<const BlockIQ2_S*>(src);
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = h2f(b[i].d);
+    for (int g = 0; g < 32; ++g, y += 8) {
+      const int s = (b[i].scales[g / 4] >> (4 * (g / 2 % 2))) & 0xF;  // per 16 values
+      const float db = d * (0.5f + float(s)) * 0.25f;
+      const uint64_t entry = kIq2sGrid[b[i].qs[g] | ((b[i].qh[g / 4] >> (2 * (g % 4))) & 3) << 8];
+      for (int j = 0; j < 8; ++j) y[j] = db * grid_value(entry, b[i].signs[g], j);
+    }
+  }
+}
+
 }  // namespace
 
 #define R1_BLOCKS(T, name, gguf, block, Block, act, fn) \
@@ -206,6 +219,7 @@ const FormatInfo kFormats[kNumDTypes] = {
     R1_BLOCKS(IQ4_XS, "iq4_xs", "IQ4_XS", kQK, BlockIQ4_XS, Q8_K, iq4_xs_to_f32),
     R1_BLOCKS(IQ2_XXS, "iq2_xxs", "IQ2_XXS", kQK, BlockIQ2_XXS, Q8_K, iq2_xxs_to_f32),
     R1_BLOCKS(IQ2_XS, "iq2_xs", "IQ2_XS", kQK, BlockIQ2_XS, Q8_K, iq2_xs_to_f32),
+    R1_BLOCKS(IQ2_S, "iq2_s", "IQ2_S", kQK, BlockIQ2_S, Q8_K, iq2_s_to_f32),
 };
 #undef R1_BLOCKS
 

@@ -1,4 +1,4 @@
-// Avx2 kernels of GGUF's i-quants iq2_xxs, iq2_xs (cpu/iquants_tiles.inc: the tiles and the
+// Avx2 kernels of GGUF's i-quants iq2_xxs, iq2_xs, iq2_s (cpu/iquants_tiles.inc: the tiles and the
 // integer ranges), for cpu/matmul.cpp's dispatch (cpu/matmul_kernels.h). Compiled with this
 // ISA's flags; everything here has internal linkage except the list.
 #include <immintrin.h>
@@ -32,6 +32,7 @@ inline __m256i apply_signs(__m256i x, uint32_t bits) {
 const BlockKernel kIQuantsAvx2[] = {
     {DType::IQ2_XXS, iq2_kernel<Iq2xxs>},
     {DType::IQ2_XS, iq2_kernel<Iq2xs>},
+    {DType::IQ2_S, iq2_kernel<Iq2s>},
     {DType::F32, nullptr},
 };
 

@@ -1,4 +1,4 @@
-// AVX-512 kernels of GGUF's i-quants iq2_xxs, iq2_xs (cpu/iquants_tiles.inc: the tiles and the
+// AVX-512 kernels of GGUF's i-quants iq2_xxs, iq2_xs, iq2_s (cpu/iquants_tiles.inc: the tiles and the
 // integer ranges), for cpu/matmul.cpp's dispatch (cpu/matmul_kernels.h). Compiled with this
 // ISA's flags; everything here has internal linkage except the list.
 #include <immintrin.h>
@@ -27,6 +27,7 @@ inline __m256i apply_signs(__m256i x, uint32_t bits) {
 const BlockKernel kIQuantsAvx512[] = {
     {DType::IQ2_XXS, iq2_kernel<Iq2xxs>},
     {DType::IQ2_XS, iq2_kernel<Iq2xs>},
+    {DType::IQ2_S, iq2_kernel<Iq2s>},
     {DType::F32, nullptr},
 };
 

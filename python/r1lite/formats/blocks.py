@@ -25,6 +25,7 @@ BLOCK_DTYPES = {
     "iq4_xs": np.dtype([("d", "<f2"), ("scales_h", "<u2"), ("scales_l", "u1", 4), ("qs", "u1", 128)]),
     "iq2_xxs": np.dtype([("d", "<f2"), ("qs", "<u2", 32)]),
     "iq2_xs": np.dtype([("d", "<f2"), ("qs", "<u2", 32), ("scales", "u1", 8)]),
+    "iq2_s": np.dtype([("d", "<f2"), ("qs", "u1", 32), ("signs", "u1", 32), ("qh", "u1", 8), ("scales", "u1", 8)]),
 }
 
 def random_blocks(fmt: str, n_blocks: int, rng: np.random.Generator, scale: float = 0.05) -> np.ndarray:
