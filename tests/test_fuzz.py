@@ -13,7 +13,7 @@ REGRESSIONS = ROOT / "tests" / "fuzz_regressions"
 SECONDS = 8
 
 
-@pytest.mark.parametrize("target", ["safetensors", "model_file", "gguf", "config"])
+@pytest.mark.parametrize("target", ["safetensors", "model_file", "gguf", "config", "imatrix"])
 def test_fuzzer_finds_nothing(target, tmp_path):
     corpus = tmp_path / "corpus"
     cmd = [sys.executable, str(ROOT / "tools" / f"fuzz_{target}.py"), str(corpus),
