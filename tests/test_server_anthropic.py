@@ -6,25 +6,12 @@ x-api-key auth, and errors in Anthropic's shape naming the field."""
 import anthropic
 import openai
 import pytest
-from test_server import http, running
+from test_server import direct, http, running, url  # noqa: F401  (direct, url: fixtures)
 
 import r1lite
 
 HI = [{"role": "user", "content": "Hi"}]
 GREEDY = {"temperature": 0}  # extra_body: newer anthropic clients dropped the sampling keywords
-
-
-@pytest.fixture(scope="module")
-def direct(tiny_r1):
-    """A model for the reference answers (the served one belongs to its engine)."""
-    return r1lite.load(tiny_r1, threads=2, context=256)
-
-
-@pytest.fixture(scope="module")
-def url(tiny_r1):
-    model = r1lite.load(tiny_r1, threads=2, context=256)
-    with running(model, max_batch=4) as (base, _):
-        yield base
 
 
 @pytest.fixture(scope="module")

@@ -409,6 +409,21 @@ def _requantize(xt, L, d, dm, lo, hi):
     return L
 
 
+def _store_k45_quants(out: dict, xt, L, d16, dmin16, scales, mins, B: int, nmax: int) -> None:
+    """q4_k / q5_k: the values requantized with the stored f16 scales and 6-bit sub-block
+    scales / mins, packed: 64 values per 32 bytes of qs (value l of the first half in the low
+    nibble, of the second in the high one); q5_k's 5th bits in qh (bit 2c (+1) of qh[l] for
+    value l of chunk c's first (second) half)."""
+    d = (d16.astype(np.float32)[:, None] * scales).reshape(-1)
+    dm = (dmin16.astype(np.float32)[:, None] * mins).reshape(-1)
+    L = _from_subblocks_t(_requantize(xt, L, d, dm, 0, nmax), B).reshape(B, 4, 2, 32)
+    out["qs"] = ((L[:, :, 0] & 0x0F) | ((L[:, :, 1] & 0x0F) << 4)).reshape(B, 128)
+    if nmax == 31:
+        hb = (L >> 4).astype(np.uint8)
+        shifts = (2 * np.arange(4)[:, None] + np.arange(2)[None, :]).astype(np.uint8)
+        out["qh"] = (hb << shifts[None, :, :, None]).sum(axis=(1, 2), dtype=np.uint8)
+
+
 def _six_bit(values, peak):
     """Sub-block scales or mins [B, 8] -> 6-bit codes against their block's largest (ggml: the
     nearest int of 63*v/peak, as uint8, at most 63)."""
@@ -443,16 +458,7 @@ def _enc_k_scale_min(x, out, nmax, rmin, nstep):
     dmin16 = (max_min / _F(63)).astype(np.float16)
     out["d"], out["dmin"] = d16, dmin16
     out["scales"] = _pack_scales_k4(ls, lm)
-    d = (d16.astype(np.float32)[:, None] * ls).reshape(-1)
-    dm = (dmin16.astype(np.float32)[:, None] * lm).reshape(-1)
-    L = _from_subblocks_t(_requantize(xt, L, d, dm, 0, nmax), B).reshape(B, 4, 2, 32)
-    # 64 values per 32 bytes: value l of the first half low nibble, of the second high
-    out["qs"] = ((L[:, :, 0] & 0x0F) | ((L[:, :, 1] & 0x0F) << 4)).reshape(B, 128)
-    if nmax == 31:
-        # the 5th bits: qh[l] bit 2c (+1) for value l of chunk c's first (second) half
-        hb = (L >> 4).astype(np.uint8)
-        shifts = (2 * np.arange(4)[:, None] + np.arange(2)[None, :]).astype(np.uint8)
-        out["qh"] = (hb << shifts[None, :, :, None]).sum(axis=(1, 2), dtype=np.uint8)
+    _store_k45_quants(out, xt, L, d16, dmin16, ls, lm, B, nmax)
 
 
 def _enc_q4_k(x, out):
@@ -750,14 +756,7 @@ def _wenc_k_scale_min(x, out, qw, nmax):
     d16, dmin16 = d_block.astype(np.float16), m_block.astype(np.float16)
     out["d"], out["dmin"], out["scales"] = d16, dmin16, packed
     sc, mn = _unpack_scales_k4(packed)
-    d = (d16.astype(np.float32)[:, None] * sc).reshape(-1)
-    dm = (dmin16.astype(np.float32)[:, None] * mn).reshape(-1)
-    L = _from_subblocks_t(_requantize(xt, L, d, dm, 0, nmax), B).reshape(B, 4, 2, 32)
-    out["qs"] = ((L[:, :, 0] & 0x0F) | ((L[:, :, 1] & 0x0F) << 4)).reshape(B, 128)
-    if nmax == 31:
-        hb = (L >> 4).astype(np.uint8)
-        shifts = (2 * np.arange(4)[:, None] + np.arange(2)[None, :]).astype(np.uint8)
-        out["qh"] = (hb << shifts[None, :, :, None]).sum(axis=(1, 2), dtype=np.uint8)
+    _store_k45_quants(out, xt, L, d16, dmin16, sc, mn, B, nmax)
 
 
 def _wenc_q4_k(x, out, qw):
