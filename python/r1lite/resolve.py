@@ -31,12 +31,10 @@ def home() -> Path:
     return Path(root)
 
 
-cache_dir = home
-
 
 def demo_model_path() -> Path:
     """The demo GGUF, downloaded on first use. Raises OSError saying why if it cannot be."""
-    dest = cache_dir() / Path(MEMBER).name
+    dest = home() / Path(MEMBER).name
     if dest.is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
