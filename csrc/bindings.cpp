@@ -569,4 +569,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("matmul", &matmul_for_test, py::arg("x"), py::arg("w"), py::arg("fmt"), py::arg("isa"),
         py::arg("scales") = py::none(),
         "x·wᵀ with one ISA's kernel on one thread (for kernel tests).");
+  m.def("attention_splits", &attention_splits, py::arg("positions"), py::arg("units"), py::arg("threads"),
+        "Position ranges one token's attention is cut into (flash-decoding split; for tests and bench).");
 }

@@ -88,12 +88,19 @@ void exp_inplace(float* x, int64_t n) {
   map4(x, x, n, [](f32x4 v, int64_t) { return exp4(v); });
 }
 
-void softmax_scaled(float* x, int64_t n, float scale) {
+void exp_scaled_shifted(float* x, int64_t n, float scale, float* max_out, float* sum_out) {
   float max_score = -std::numeric_limits<float>::infinity();
   for (int64_t t = 0; t < n; ++t) max_score = std::max(max_score, x[t] * scale);
   map4(x, x, n, [&](f32x4 v, int64_t) { return exp4(v * scale - max_score); });
   float sum = 0.f;
   for (int64_t t = 0; t < n; ++t) sum += x[t];
+  *max_out = max_score;
+  *sum_out = sum;
+}
+
+void softmax_scaled(float* x, int64_t n, float scale) {
+  float max_score, sum;
+  exp_scaled_shifted(x, n, scale, &max_score, &sum);
   const float inv_sum = 1.f / sum;
   for (int64_t t = 0; t < n; ++t) x[t] *= inv_sum;
 }

@@ -22,6 +22,9 @@ void exp_inplace(float* x, int64_t n);
 
 // x[i] = softmax(scale · x)[i] over n values, in f32 (ARCH.md §4 step 4).
 void softmax_scaled(float* x, int64_t n, float scale);
+// softmax_scaled's numerator: x[i] = e^(scale·x[i] - m) with m = max(scale·x); *max_out = m and
+// *sum_out = Σ x[i] (for partial softmaxes merged later).
+void exp_scaled_shifted(float* x, int64_t n, float scale, float* max_out, float* sum_out);
 
 // gate[i] = silu(gate[i]) * up[i]
 void silu_mul(float* gate, const float* up, int64_t n);

@@ -50,31 +50,59 @@ void Model::gqa_block(int64_t li, int64_t n) {
 // up to its position (the cache already holds the batch's own keys and values). Query heads
 // h = g*group .. g*group+group-1 read kv head g; one task is one token and one kv head, so each
 // key and value row is read once for its group. Keys and values of a head are contiguous rows
-// within a cache page: scores are a small matmul, the outputs one multi-head weighted sum.
+// within a cache page: scores are a small matmul, the outputs one multi-head weighted sum. When a
+// token's kv heads are fewer than the threads and its context is long, its positions are cut
+// into ranges run as separate tasks and merged (attend.h).
 void Model::gqa_attention(int64_t layer, int64_t n) {
   const ModelConfig& c = cfg_;
   const int64_t hd = c.head_dim, q_dim = c.num_heads * hd, group = c.num_heads / c.num_kv_heads;
-  const int64_t page = KVCache::kPagePositions;
   const float scale = c.attn_scale_mult / std::sqrt(float(hd));
-  pool_.parallel_for(n * c.num_kv_heads, 1, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> scores_buffer;
-    thread_local QueryRows queries_buffer;
-    std::vector<float>& scores = scores_buffer;  // [group][len]
-    QueryRows& queries = queries_buffer;
+  SplitPlan& plan = s_.attention_plan;
+  plan.build(token_lengths(n), c.num_kv_heads, pool_.size());
+  s_.split_sums.resize(size_t(plan.part_slots() * group * hd));
+  s_.split_ml.resize(size_t(plan.part_slots() * 2 * group));
+  pool_.parallel_for(plan.tasks(), 1, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores;  // [group][positions]
+    thread_local QueryRows queries;
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t i = task / c.num_kv_heads, g = task % c.num_kv_heads;
-      KVCache& cache = *s_.slots[size_t(i)].cache;
-      const int64_t len = s_.slots[size_t(i)].pos + 1;  // positions 0..pos
-      queries.prepare(cache.format(), &s_.q[size_t(i * q_dim + g * group * hd)], group, hd, hd);
-      scores.resize(size_t(group * len));
-      for (int64_t p0 = 0; p0 < len; p0 += page)
-        dot_rows(queries, cache.keys(layer, g, p0), std::min(page, len - p0), &scores[size_t(p0)], len);
-      for (int64_t j = 0; j < group; ++j) softmax_scaled(&scores[size_t(j * len)], len, scale);
-      float* out = &s_.att[size_t(i * q_dim + g * group * hd)];  // the group's heads, in a row
-      std::fill(out, out + group * hd, 0.f);
-      for (int64_t p0 = 0; p0 < len; p0 += page)
-        weighted_sum_rows(&scores[size_t(p0)], len, group, cache.values(layer, g, p0),
-                          std::min(page, len - p0), hd, out, hd);
+      int64_t i, g, r;
+      plan.locate(task, &i, &g, &r);
+      const HeadRows rows{s_.slots[size_t(i)].cache, layer, g, hd, false};
+      queries.prepare(rows.cache->format(), &s_.q[size_t(i * q_dim + g * group * hd)], group, hd, hd);
+      const int64_t splits = plan.splits[size_t(i)], len = plan.lens[size_t(i)];
+      if (splits == 1) {  // the group's heads, in a row
+        attend(queries, group, rows, 0, len, scale, scores, &s_.att[size_t(i * q_dim + g * group * hd)], nullptr);
+        continue;
+      }
+      const int64_t slot = plan.first_part[size_t(i)] + g * splits + r;
+      int64_t p0, p1;
+      split_range(len, splits, r, &p0, &p1);
+      attend(queries, group, rows, p0, p1, scale, scores, &s_.split_sums[size_t(slot * group * hd)],
+             &s_.split_ml[size_t(slot * 2 * group)]);
+    }
+  });
+  if (plan.any_split) merge_split_attention(n, group, c.num_heads, hd, q_dim, s_.att.data());
+}
+
+std::vector<int64_t> Model::token_lengths(int64_t n) const {
+  std::vector<int64_t> lens(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) lens[size_t(i)] = s_.slots[size_t(i)].pos + 1;  // positions 0..pos
+  return lens;
+}
+
+// The split tokens' ranges combined: unit u of token i covers min(block, heads - u·block) heads
+// of `dim` output values at out + i·token_stride + u·block·dim (GQA: s_.att; MLA: s_.latent);
+// its ranges' partial results are `block` heads apart.
+void Model::merge_split_attention(int64_t n, int64_t block, int64_t heads, int64_t dim, int64_t token_stride,
+                                  float* out) {
+  const SplitPlan& plan = s_.attention_plan;
+  pool_.parallel_for(n * plan.units, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t i = task / plan.units, u = task % plan.units, splits = plan.splits[size_t(i)];
+      if (splits == 1) continue;
+      const int64_t slot = plan.first_part[size_t(i)] + u * splits;
+      merge_splits(&s_.split_sums[size_t(slot * block * dim)], &s_.split_ml[size_t(slot * 2 * block)], splits,
+                   std::min(block, heads - u * block), block, dim, out + i * token_stride + u * block * dim);
     }
   });
 }

@@ -66,37 +66,48 @@ void Model::mla_block(int64_t li, int64_t n) {
 
 // All heads share one cache row per position (the latent is the "key" of every head, MQA-like):
 // a task is one token and a block of heads, scoring the block's absorbed queries against the
-// cache rows as a small matmul. Decode splits the heads so that every thread has work.
+// cache rows as a small matmul. Decode splits the heads so that every thread has work; a long
+// context is cut into position ranges instead (attend.h), so that each task reads its rows once
+// for all heads rather than every head block reading the whole cache.
 void Model::mla_attention(int64_t layer, int64_t n) {
   const ModelConfig& c = cfg_;
   const int64_t H = c.num_heads, C = c.kv_lora_rank, row = C + c.qk_rope_head_dim;
-  const int64_t page = KVCache::kPagePositions;
   // ARCH.md §4 step 5: qk_head_dim^-0.5 (not the dot length C + dr), times YaRN's mscale².
   const float scale = c.attn_scale_mult / std::sqrt(float(c.qk_nope_head_dim + c.qk_rope_head_dim));
-  const int64_t blocks_per_token = std::min(H, (2 * int64_t(pool_.size()) + n - 1) / n);
+  const std::vector<int64_t> lens = token_lengths(n);
+  const int64_t threads = pool_.size();
+  int64_t most_splits = 1;  // head blocks only make up for threads the ranges leave idle
+  for (int64_t len : lens) most_splits = std::max(most_splits, attention_splits(len, 1, threads));
+  const int64_t spread = most_splits > 1 ? threads : 2 * threads;
+  const int64_t blocks_per_token = std::min(H, std::max<int64_t>(1, (spread + n * most_splits - 1) / (n * most_splits)));
   const int64_t block = (H + blocks_per_token - 1) / blocks_per_token;
   const int64_t n_blocks = (H + block - 1) / block;
-  pool_.parallel_for(n * n_blocks, 1, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> scores_buffer;
-    thread_local QueryRows queries_buffer;
-    std::vector<float>& scores = scores_buffer;  // [heads of the block][len]
-    QueryRows& queries = queries_buffer;
+  SplitPlan& plan = s_.attention_plan;
+  plan.build(lens, n_blocks, threads);
+  s_.split_sums.resize(size_t(plan.part_slots() * block * C));
+  s_.split_ml.resize(size_t(plan.part_slots() * 2 * block));
+  pool_.parallel_for(plan.tasks(), 1, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores;  // [heads of the block][positions]
+    thread_local QueryRows queries;
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t i = task / n_blocks, h0 = (task % n_blocks) * block;
-      KVCache& cache = *s_.slots[size_t(i)].cache;
-      const int64_t heads = std::min(block, H - h0), len = s_.slots[size_t(i)].pos + 1;
-      queries.prepare(cache.format(), &s_.q_abs[size_t((i * H + h0) * row)], heads, row, row);
-      scores.resize(size_t(heads * len));
-      for (int64_t p0 = 0; p0 < len; p0 += page)
-        dot_rows(queries, cache.keys(layer, 0, p0), std::min(page, len - p0), &scores[size_t(p0)], len);
-      for (int64_t j = 0; j < heads; ++j) softmax_scaled(&scores[size_t(j * len)], len, scale);
-      float* out = &s_.latent[size_t((i * H + h0) * C)];  // the block's heads, in a row
-      std::fill(out, out + heads * C, 0.f);
-      for (int64_t p0 = 0; p0 < len; p0 += page)  // the latent part of each cache row
-        weighted_sum_rows(&scores[size_t(p0)], len, heads, cache.keys(layer, 0, p0),
-                          std::min(page, len - p0), C, out, C);
+      int64_t i, b, r;
+      plan.locate(task, &i, &b, &r);
+      const int64_t h0 = b * block, heads = std::min(block, H - h0);
+      const HeadRows rows{s_.slots[size_t(i)].cache, layer, 0, C, true};  // the latent part of each row
+      queries.prepare(rows.cache->format(), &s_.q_abs[size_t((i * H + h0) * row)], heads, row, row);
+      const int64_t splits = plan.splits[size_t(i)], len = plan.lens[size_t(i)];
+      if (splits == 1) {  // the block's heads, in a row
+        attend(queries, heads, rows, 0, len, scale, scores, &s_.latent[size_t((i * H + h0) * C)], nullptr);
+        continue;
+      }
+      const int64_t slot = plan.first_part[size_t(i)] + b * splits + r;
+      int64_t p0, p1;
+      split_range(len, splits, r, &p0, &p1);
+      attend(queries, heads, rows, p0, p1, scale, scores, &s_.split_sums[size_t(slot * block * C)],
+             &s_.split_ml[size_t(slot * 2 * block)]);
     }
   });
+  if (plan.any_split) merge_split_attention(n, block, H, C, H * C, s_.latent.data());
 }
 
 }  // namespace r1lite

@@ -10,6 +10,7 @@
 
 #include "core/tensor.h"
 #include "core/thread_pool.h"
+#include "model/attend.h"
 #include "model/backend.h"
 #include "model/config.h"
 #include "model/kv_cache.h"
@@ -45,6 +46,9 @@ struct RunState {
   std::vector<float> expert_weights; // [n, k]
   std::vector<float> routed;         // [n, D] sum of the routed experts' outputs
   std::vector<float> expert_in, expert_out;  // [n, D] one expert's tokens and results
+  // Attention's tasks and the split tokens' partial results (attend.h)
+  SplitPlan attention_plan;
+  std::vector<float> split_sums, split_ml;
   void resize(const ModelConfig& c, int64_t n);
 };
 
@@ -92,6 +96,10 @@ class Model final : public Backend {
   void gqa_attention(int64_t layer, int64_t n);
   void mla_block(int64_t layer, int64_t n);
   void mla_attention(int64_t layer, int64_t n);
+  // Positions each token of the batch attends to (its position + 1).
+  std::vector<int64_t> token_lengths(int64_t n) const;
+  // Combines the position ranges of split tokens (attention.cpp).
+  void merge_split_attention(int64_t n, int64_t block, int64_t heads, int64_t dim, int64_t token_stride, float* out);
   void moe_block(int64_t layer, int64_t n);
   // out [n, D] = SwiGLU(f) of in [n, D] with hidden width `width`
   void swiglu(const FfnWeights& f, const float* in, int64_t n, int64_t width, float* out);
