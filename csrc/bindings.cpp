@@ -227,24 +227,32 @@ class PyModel {
     return out;
   }
 
-  // segments: a list of (sequence id, 1-D int32 tokens); logits [len(segments), V] of each
-  // segment's last token.
+  // segments: a list of (sequence id, 1-D int32 tokens[, all positions]); logits of each
+  // segment's last token, or of all its tokens when its third item is true: [rows, V] packed in
+  // segment order (one row per segment when none asks for all).
   py::array_t<float> forward_batch(const py::list& segments) {
     std::vector<int64_t> seqs, lens;
+    std::vector<uint8_t> all;
     std::vector<int32_t> tokens;
+    py::ssize_t rows = 0;
     for (const auto& item : segments) {
       const auto seg = item.cast<py::tuple>();
-      if (seg.size() != 2) throw std::invalid_argument("a segment is (sequence id, tokens)");
+      if (seg.size() != 2 && seg.size() != 3)
+        throw std::invalid_argument("a segment is (sequence id, tokens[, all positions])");
       const auto ids = seg[1].cast<py::array_t<int32_t, py::array::c_style | py::array::forcecast>>();
       if (ids.ndim() != 1) throw std::invalid_argument("segment tokens must be a 1-D array");
       seqs.push_back(seg[0].cast<int64_t>());
       lens.push_back(ids.shape(0));
+      all.push_back(seg.size() == 3 && seg[2].cast<bool>() ? 1 : 0);
+      rows += all.back() ? ids.shape(0) : 1;
       tokens.insert(tokens.end(), ids.data(), ids.data() + ids.shape(0));
     }
     const auto vocab = py::ssize_t(model_->config().vocab_size);
-    py::array_t<float> out({py::ssize_t(seqs.size()), vocab});
+    py::array_t<float> out({rows, vocab});
     float* dst = out.mutable_data();
-    locked([&](Backend& m) { m.forward_batch(tokens.data(), seqs.data(), lens.data(), int64_t(seqs.size()), dst); });
+    locked([&](Backend& m) {
+      m.forward_batch_rows(tokens.data(), seqs.data(), lens.data(), all.data(), int64_t(seqs.size()), dst);
+    });
     return out;
   }
 
@@ -259,7 +267,8 @@ class PyModel {
 
   // tokens [n] and hidden [n, D] -> MTP logits [n, V] (Backend::forward_mtp).
   py::array_t<float> forward_mtp(const py::array_t<int32_t, py::array::c_style | py::array::forcecast>& tokens,
-                                 const py::array_t<float, py::array::c_style | py::array::forcecast>& hidden) {
+                                 const py::array_t<float, py::array::c_style | py::array::forcecast>& hidden,
+                                 int64_t id) {
     const int64_t n = token_count(tokens);
     const int64_t D = model_->config().hidden_size;
     if (hidden.ndim() != 2 || hidden.shape(0) != n || hidden.shape(1) != D)
@@ -269,7 +278,7 @@ class PyModel {
     const int32_t* tok = tokens.data();
     const float* h = hidden.data();
     float* dst = out.mutable_data();
-    locked([&](Backend& m) { m.forward_mtp(tok, h, n, dst); });
+    locked([&](Backend& m) { m.forward_mtp(id, tok, h, n, dst); });
     return out;
   }
 
@@ -298,7 +307,8 @@ void def_model(py::module_& m) {
            "Feed tokens after the cached ones; logits of every position or of the last.")
       .def("reset", [](PyModel& p) { p.locked([](Backend& b) { b.reset(); }); }, "Empty the KV cache.")
       .def("forward_batch", &PyModel::forward_batch, py::arg("segments"),
-           "Tokens of several sequences [(id, tokens), ...] in one pass; logits of each last token.")
+           "Tokens of several sequences [(id, tokens[, all positions]), ...] in one pass; logits of "
+           "each last token (of every token of the segments asking for all positions), packed.")
       .def("open_sequence", [](PyModel& p) { return p.locked([](Backend& b) { return b.open_sequence(); }); },
            "A new sequence with its own cache: its id.")
       .def("close_sequence", [](PyModel& p, int64_t id) { p.locked([id](Backend& b) { b.close_sequence(id); }); },
@@ -316,10 +326,13 @@ void def_model(py::module_& m) {
            py::arg("id"), py::arg("n"), "A new sequence holding a copy of sequence id's first n positions.")
       .def("last_hidden", &PyModel::last_hidden,
            "Hidden states [rows, D] (after the final norm) of the rows the last forward() fed.")
-      .def("forward_mtp", &PyModel::forward_mtp, py::arg("tokens"), py::arg("hidden"),
-           "DeepSeek's MTP module over the next positions of its cache: tokens t_{j+1} [n] and "
-           "hidden states h_j [n, D]; logits [n, V] predicting t_{j+2}.")
-      .def_property_readonly("mtp_length", [](PyModel& p) { return p.backend().mtp_length(); })
+      .def("forward_mtp", &PyModel::forward_mtp, py::arg("tokens"), py::arg("hidden"), py::arg("id") = 0,
+           "DeepSeek's MTP module over the next positions of sequence id's cache: tokens t_{j+1} [n] "
+           "and hidden states h_j [n, D]; logits [n, V] predicting t_{j+2}.")
+      .def_property_readonly("mtp_length", [](PyModel& p) { return p.locked([](Backend& b) { return b.mtp_length(0); }); })
+      .def("sequence_mtp_length",
+           [](PyModel& p, int64_t id) { return p.locked([id](Backend& b) { return b.mtp_length(id); }); },
+           py::arg("id"), "Positions the MTP module's cache of sequence id holds.")
       .def("record_activations", [](PyModel& p, bool on) { p.locked([on](Backend& b) { b.record_activations(on); }); },
            py::arg("on"),
            "Start (clearing what was recorded) or stop recording every weight matrix's squared inputs.")

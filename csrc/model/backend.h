@@ -37,6 +37,13 @@ class Backend {
   // id or a full context.
   virtual void forward_batch(const int32_t* tokens, const int64_t* seg_seq, const int64_t* seg_len,
                              int64_t n_seg, float* logits) = 0;
+  // forward_batch where a segment s with all_rows[s] != 0 writes the logits of every one of its
+  // positions (speculative verification), the others their last: rows packed in segment order.
+  virtual void forward_batch_rows(const int32_t* tokens, const int64_t* seg_seq, const int64_t* seg_len,
+                                  const uint8_t* all_rows, int64_t n_seg, float* logits) {
+    (void)tokens, (void)seg_seq, (void)seg_len, (void)all_rows, (void)n_seg, (void)logits;
+    throw std::invalid_argument("this backend cannot return every position of a batch segment (no speculative decoding)");
+  }
   // Sequence 0 always exists (forward() uses it); others are opened and closed by the caller.
   virtual int64_t open_sequence() = 0;
   virtual void close_sequence(int64_t id) = 0;
@@ -56,22 +63,27 @@ class Backend {
     (void)id, (void)n;
     throw std::invalid_argument("this backend cannot copy a sequence");
   }
-  // DeepSeek's multi-token prediction on sequence 0 (ARCH.md §12, model/mtp.cpp). A backend or a
-  // model without an MTP module throws std::invalid_argument.
-  // Rows fed by the last forward() (0 after any other call), and their hidden states [rows, D] as
-  // the output head reads them (after the final norm): what an MTP module takes as h_j.
+  // DeepSeek's multi-token prediction (ARCH.md §12, model/mtp.cpp). A backend or a model without
+  // an MTP module throws std::invalid_argument.
+  // Rows fed by the last forward() or forward_batch() (0 after any other call; a batch's rows in
+  // segment order), and their hidden states [rows, D] as the output head reads them (after the
+  // final norm): what an MTP module takes as h_j.
   virtual int64_t hidden_rows() const { return 0; }
   virtual void last_hidden(float* out) {
     (void)out;
     throw std::invalid_argument("this backend does not hand out hidden states (no MTP)");
   }
-  // MTP module 0 over the n positions j = mtp_length()..+n-1 (all fed to the model already): the
-  // token t_{j+1} and the hidden state h_j [n, D] of each; logits [n, V] predicting t_{j+2}.
-  virtual void forward_mtp(const int32_t* tokens, const float* hidden, int64_t n, float* logits) {
-    (void)tokens, (void)hidden, (void)n, (void)logits;
+  // MTP module 0 over the n positions j = mtp_length(id)..+n-1 of sequence id (all fed to the
+  // model already): the token t_{j+1} and the hidden state h_j [n, D] of each; logits [n, V]
+  // predicting t_{j+2}.
+  virtual void forward_mtp(int64_t id, const int32_t* tokens, const float* hidden, int64_t n, float* logits) {
+    (void)id, (void)tokens, (void)hidden, (void)n, (void)logits;
     throw std::invalid_argument("this backend cannot run an MTP module (speculative decoding is CPU only)");
   }
-  virtual int64_t mtp_length() const { return 0; }
+  virtual int64_t mtp_length(int64_t id) {
+    (void)id;
+    return 0;
+  }
 
   // Activation recording (off by default): while on, every matmul against a named weight
   // matrix adds its inputs' squares per column into activation_stats()[name] (r1lite names;

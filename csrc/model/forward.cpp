@@ -41,6 +41,11 @@ void Model::forward(const int32_t* tokens, int64_t n, bool all_logits, float* lo
 
 void Model::forward_batch(const int32_t* tokens, const int64_t* seg_seq, const int64_t* seg_len,
                           int64_t n_seg, float* logits) {
+  forward_batch_rows(tokens, seg_seq, seg_len, nullptr, n_seg, logits);
+}
+
+void Model::forward_batch_rows(const int32_t* tokens, const int64_t* seg_seq, const int64_t* seg_len,
+                               const uint8_t* all_rows, int64_t n_seg, float* logits) {
   if (n_seg <= 0) throw std::invalid_argument("forward_batch: no segments");
   int64_t n = 0;
   std::vector<KVCache*> caches(static_cast<size_t>(n_seg));
@@ -66,11 +71,14 @@ void Model::forward_batch(const int32_t* tokens, const int64_t* seg_seq, const i
   for (int64_t s = 0, i = 0; s < n_seg; ++s) {
     KVCache& cache = *caches[size_t(s)];
     cache.reserve(cache.length + seg_len[s]);
-    for (int64_t j = 0; j < seg_len[s]; ++j, ++i) s_.slots[size_t(i)] = {&cache, cache.length + j};
-    out_rows.push_back(i - 1);
+    for (int64_t j = 0; j < seg_len[s]; ++j, ++i) {
+      s_.slots[size_t(i)] = {&cache, cache.length + j};
+      if ((all_rows != nullptr && all_rows[s]) || j == seg_len[s] - 1) out_rows.push_back(i);
+    }
   }
-  run(tokens, n, out_rows.data(), n_seg, logits);
+  run(tokens, n, out_rows.data(), int64_t(out_rows.size()), logits);
   for (int64_t s = 0; s < n_seg; ++s) caches[size_t(s)]->length += seg_len[s];
+  hidden_rows_ = n;
 }
 
 void Model::run(const int32_t* tokens, int64_t n, const int64_t* out_rows, int64_t n_out,

@@ -60,6 +60,8 @@ class Model final : public Backend {
   void forward(const int32_t* tokens, int64_t n, bool all_logits, float* logits) override;
   void forward_batch(const int32_t* tokens, const int64_t* seg_seq, const int64_t* seg_len,
                      int64_t n_seg, float* logits) override;
+  void forward_batch_rows(const int32_t* tokens, const int64_t* seg_seq, const int64_t* seg_len,
+                          const uint8_t* all_rows, int64_t n_seg, float* logits) override;
   int64_t open_sequence() override;
   void close_sequence(int64_t id) override;
   int64_t sequence_length(int64_t id) override { return sequence(id).length; }
@@ -67,8 +69,8 @@ class Model final : public Backend {
   int64_t fork_sequence(int64_t id, int64_t n) override;
   int64_t hidden_rows() const override { return hidden_rows_; }
   void last_hidden(float* out) override;
-  void forward_mtp(const int32_t* tokens, const float* hidden, int64_t n, float* logits) override;
-  int64_t mtp_length() const override { return caches_[0]->mtp_length; }
+  void forward_mtp(int64_t id, const int32_t* tokens, const float* hidden, int64_t n, float* logits) override;
+  int64_t mtp_length(int64_t id) override { return sequence(id).mtp_length; }
 
   void record_activations(bool on) override;
   std::map<std::string, ActivationStat> activation_stats() const override;
@@ -118,7 +120,7 @@ class Model final : public Backend {
   ThreadPool pool_;
   std::vector<std::unique_ptr<KVCache>> caches_;  // by sequence id; null when closed
   RunState s_;
-  int64_t hidden_rows_ = 0;  // rows of s_.x left by the last forward() (see last_hidden)
+  int64_t hidden_rows_ = 0;  // rows of s_.x left by the last forward()/forward_batch() (see last_hidden)
 };
 
 }  // namespace r1lite

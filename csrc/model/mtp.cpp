@@ -24,11 +24,11 @@ void Model::last_hidden(float* out) {
     rmsnorm(&s_.x[size_t(i * D)], w_.out_norm.f32(), D, cfg_.norm_eps, &out[i * D]);
 }
 
-void Model::forward_mtp(const int32_t* tokens, const float* hidden, int64_t n, float* logits) {
+void Model::forward_mtp(int64_t id, const int32_t* tokens, const float* hidden, int64_t n, float* logits) {
   const ModelConfig& c = cfg_;
   if (c.mtp_layers == 0) throw std::invalid_argument("this model has no MTP module (mtp_layers = 0)");
   check_tokens(tokens, n, c.vocab_size);
-  KVCache& cache = *caches_[0];
+  KVCache& cache = sequence(id);
   const int64_t pos0 = cache.mtp_length, D = c.hidden_size;
   if (pos0 + n > cache.length)
     throw std::invalid_argument("forward_mtp: positions " + std::to_string(pos0) + ".." +

@@ -92,8 +92,32 @@ class Batch:
 
     def forward_batch(self, segments) -> list:
         """Feed each (seq_id, ids) segment after what its sequence holds, in one batched pass:
-        the float32 logits of each segment's last position, in order."""
-        return self._core.forward_batch(segments)
+        the float32 logits of each segment's last position ([vocab_size]), in order. A segment
+        (seq_id, ids, True) gets the logits of every position it fed ([len(ids), vocab_size]):
+        how the engine verifies speculated tokens."""
+        out = self._core.forward_batch(segments)
+        if all(len(seg) == 2 or not seg[2] for seg in segments):
+            return out
+        rows, at = [], 0
+        for seg in segments:
+            every = len(seg) == 3 and bool(seg[2])
+            n = len(seg[1]) if every else 1
+            rows.append(out[at:at + n] if every else out[at])
+            at += n
+        return rows
+
+    def hidden(self) -> np.ndarray:
+        """float32 hidden states [n, hidden_size] of every position the last forward_batch fed
+        (segment after segment), as the output head reads them: what DeepSeek's MTP module takes."""
+        return self._core.last_hidden()
+
+    def mtp_length(self, seq_id: int) -> int:
+        """Positions the MTP module's cache of a sequence holds (Session.mtp_length)."""
+        return self._core.sequence_mtp_length(seq_id)
+
+    def forward_mtp(self, seq_id: int, ids, hidden) -> np.ndarray:
+        """Session.forward_mtp on a batch sequence."""
+        return self._core.forward_mtp(ids, hidden, seq_id)
 
     def prompt_logits(self, ids, chunk: int):
         """(start, logits [n, vocab]) of every position of ids, chunk by chunk, fed through the
