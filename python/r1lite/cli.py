@@ -147,6 +147,15 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--cache-ram", type=int, default=1024, metavar="MIB",
                      help="MiB of finished requests' KV caches kept for a later request that starts "
                           "the same, e.g. a chat's next turn (default 1024; 0: no reuse)")
+    srv.add_argument("--spec", default=None, metavar="PROPOSER",
+                     help="speculative decoding in every request's decode steps: ngram (prompt "
+                          "lookup) or mtp (DeepSeek-V3/R1's multi-token-prediction module); the "
+                          "same outputs; each request proposes fewer tokens when few are accepted "
+                          "(CPU only)")
+    srv.add_argument("--spec-k", type=int, default=None,
+                     help="the most tokens a request proposes per step (default 4; mtp: 1)")
+    srv.add_argument("--spec-n", type=int, default=None,
+                     help="ngram: the longest n-gram matched, down to 2 (default 3)")
     srv.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                      help="info (default): a line per request (client, path, status, tokens, "
                           "seconds); warning: only problems")
@@ -320,6 +329,7 @@ def _check_args(args) -> None:
                               "max_tokens")
     if hasattr(args, "temp"):
         check_generation_kwargs(**_gen_kwargs(args))
+    if hasattr(args, "spec"):
         _check_spec_flags(args)
     if hasattr(args, "kv_cache"):
         parse_kv_cache(args.kv_cache, getattr(args, "device", "cpu"))
@@ -343,11 +353,21 @@ def _check_spec_flags(args) -> None:
         raise InvalidArgument(f"--spec must be ngram or mtp (or draft, with --draft MODEL), got {args.spec!r}", "spec")
     if args.spec == "mtp" and args.spec_n is not None:
         raise InvalidArgument("--spec-n is for --spec ngram, not mtp", "spec")
-    if args.spec == "draft" and args.draft is None:
+    draft = getattr(args, "draft", None)
+    if args.command == "serve" and args.spec == "draft":
+        raise InvalidArgument("serve speculates with --spec ngram or mtp; a draft model is not "
+                              "supported there", "spec")
+    if args.command == "serve" and args.spec is not None and args.ray:
+        raise InvalidArgument("--spec is not supported with --ray yet", "spec")
+    if args.spec == "draft" and draft is None:
         raise InvalidArgument("--spec draft needs --draft MODEL", "spec")
-    if args.spec is None and args.draft is None and (args.spec_k is not None or args.spec_n is not None):
-        raise InvalidArgument("--spec-k and --spec-n need --spec ngram or --draft MODEL (--spec-k also --spec mtp)", "spec")
-    if args.draft is not None and args.spec not in (None, "draft"):
+    if args.spec is None and draft is None and (args.spec_k is not None or args.spec_n is not None):
+        need = "--spec ngram" if args.command == "serve" else "--spec ngram or --draft MODEL"
+        raise InvalidArgument(f"--spec-k and --spec-n need {need} (--spec-k also --spec mtp)", "spec")
+    if args.spec == "mtp" and args.spec_k not in (None, 1):
+        raise InvalidArgument(f"--spec-k must be 1 with --spec mtp (its module proposes one token "
+                              f"per step), got {args.spec_k}", "spec")
+    if draft is not None and args.spec not in (None, "draft"):
         raise InvalidArgument(f"--spec {args.spec} and --draft are two proposers: choose one", "spec")
     for flag, value in (("--spec-k", args.spec_k), ("--spec-n", args.spec_n)):
         if value is not None and value < 1:
@@ -765,7 +785,10 @@ def cmd_serve(args) -> int:
 
     if args.ray:
         return _serve_ray(args)
+    from .batch_speculation import BatchSpeculation
+
     model = _load(args)
+    speculative = BatchSpeculation.parse(_serve_speculative(args), model)  # before the banner
     name = args.name or args.model
     port = args.socket.getsockname()[1]  # --port 0: the port the system chose
     if not args.quiet:
@@ -774,8 +797,20 @@ def cmd_serve(args) -> int:
             print(f"chat in a browser: http://{args.host}:{port}/", file=sys.stderr)
     serve(model, name, host=args.host, port=args.port, api_key=args.api_key, max_batch=args.max_batch,
           webui=not args.no_webui, sock=args.socket, log_level="warning" if args.quiet else args.log_level,
-          cache_ram=args.cache_ram << 20)
+          cache_ram=args.cache_ram << 20, speculative=speculative)
     return 0
+
+
+def _serve_speculative(args):
+    """serve's --spec / --spec-k / --spec-n as engine.Engine's speculative= (None: off)."""
+    if args.spec is None:
+        return None
+    spec = {"proposer": args.spec}
+    if args.spec_k is not None:
+        spec["k"] = args.spec_k
+    if args.spec_n is not None:
+        spec["n"] = args.spec_n
+    return spec
 
 
 def _serve_ray(args) -> int:

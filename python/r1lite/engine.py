@@ -6,6 +6,10 @@ the next step and leave when finished or cancelled; their cache is parked for a 
 that starts with the same tokens (prefix_cache.py), or freed. Each request has
 its own generate.Sequence (sampler with its seed, stop strings, reasoning split), so its output
 does not depend on what else is in the batch.
+
+With speculation (batch_speculation.py) a decoding sequence whose proposer has guesses feeds its
+next token and the guesses in the same batched forward, gets the logits of all those positions,
+keeps what agrees and rolls its cache back past the rest.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import threading
 import time
 from collections import deque
 
+from .batch_speculation import BatchSpeculation, RequestSpeculation
 from .generate import PREFILL_CHUNK, Sequence
 from .prefix_cache import PrefixCache, common_prefix
 
@@ -38,6 +43,7 @@ class Request:
         self.scored = False  # prompt logprobs recorded (when the sequence asks for them)
         self.t_start = time.perf_counter()
         self.token_times: list[float] = []  # when each generated token was sampled (metrics)
+        self.spec: RequestSpeculation | None = None  # its speculation, when the engine speculates
 
     def cancel(self) -> None:
         """Stop generating (a client went away); the engine frees the slot at its next step."""
@@ -53,14 +59,17 @@ class Request:
 
 class Engine:
     """Owns a Model while serving (Model.batch(), from start() to stop()), so no other caller
-    can use it meanwhile."""
+    can use it meanwhile. speculative: None, "ngram", "mtp", a dict {"proposer", "k", "n"} or a
+    batch_speculation.BatchSpeculation."""
 
-    def __init__(self, model, max_batch: int = 8, cache_ram: int = DEFAULT_CACHE_RAM):
+    def __init__(self, model, max_batch: int = 8, cache_ram: int = DEFAULT_CACHE_RAM,
+                 speculative=None):
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"max_batch must be a positive integer, got {max_batch!r}")
         if isinstance(cache_ram, bool) or not isinstance(cache_ram, int) or cache_ram < 0:
             raise ValueError(f"cache_ram must be a number of bytes >= 0, got {cache_ram!r}")
         self.model, self.max_batch, self.cache_ram = model, max_batch, cache_ram
+        self.speculation = BatchSpeculation.parse(speculative, model)
         self.batch = None  # the model's session.Batch while running
         self.prefix: PrefixCache | None = None  # finished sequences' caches, while running
         self._waiting: deque[Request] = deque()
@@ -70,6 +79,8 @@ class Engine:
         self._thread = threading.Thread(target=self._loop, name="r1lite-engine", daemon=True)
         self.steps = 0
         self.widest_batch = 0  # the most sequences one step has carried
+        self.positions = 0  # positions fed to the model (prompts, tokens and verified guesses)
+        self.proposed = self.accepted = 0  # guesses verified and kept, all requests
 
     def start(self) -> "Engine":
         self.batch = self.model.batch()
@@ -127,6 +138,7 @@ class Engine:
         prompt = req.seq.prompt
         if self.prefix is None or req.seq.prompt_logprobs is not None:
             req.seq_id = self.batch.open_sequence()
+            self._speculate(req)
             return
         limit = len(prompt) - 1  # its last token is fed: its logits start the generation
         leader, shared, later = None, 0, 0
@@ -154,7 +166,20 @@ class Engine:
             req.seq_id, req.reused = None, 0
         if req.seq_id is None:
             req.seq_id = self.batch.open_sequence()
+        if self.speculation is not None and self.speculation.proposer == "mtp" and req.reused:
+            # the MTP module needs its cache over every position before the ones to feed
+            # (batch_speculation.SequenceMtp): reuse no more than its copy holds
+            kept = self.batch.mtp_length(req.seq_id)
+            if kept < req.reused:
+                self.batch.truncate_sequence(req.seq_id, kept)
+                self.prefix.reused_tokens -= req.reused - kept
+                req.reused = kept
         req.fed, req.cached = req.reused, prompt[:req.reused]
+        self._speculate(req)
+
+    def _speculate(self, req: Request) -> None:
+        if self.speculation is not None:
+            req.spec = RequestSpeculation(self.speculation, self.batch, req.seq_id)
 
     def _release(self, req: Request) -> None:
         """Free a finished (or cancelled) request's cache, or park it for prefix reuse."""
@@ -200,7 +225,10 @@ class Engine:
         return True
 
     def _finish(self, req: Request) -> None:
-        last = req.seq.close(dict(seconds=time.perf_counter() - req.t_start))
+        stats = dict(seconds=time.perf_counter() - req.t_start)
+        if req.spec is not None:
+            stats.update(req.spec.stats())
+        last = req.seq.close(stats)
         if last:
             req.notify("pieces", last)
         req.notify("done", req.seq.generation)
@@ -214,28 +242,76 @@ class Engine:
         batch = [r for r in batch if r.seq.prompt_logprobs is None or r.scored or not self._score(r)]
         if not batch:
             return
-        segments = []
+        segments, guesses = [], []
         for req in batch:
+            props, forced = [], False
             if req.fed < len(req.seq.prompt):
                 chunk = req.seq.prompt[req.fed:req.fed + PREFILL_CHUNK]
                 req.fed += len(chunk)
             else:
-                chunk = [req.seq.next_token]
-            segments.append((req.seq_id, chunk))
+                if req.spec is not None:
+                    props, forced = req.spec.propose(req.seq, self._room(req))
+                chunk = [req.seq.next_token] + props
+            segments.append((req.seq_id, chunk, True) if props else (req.seq_id, chunk))
+            guesses.append((props, forced))
         logits = self.batch.forward_batch(segments)
-        for req, (_, chunk) in zip(batch, segments):
-            req.cached.extend(chunk)
+        hidden = self.batch.hidden() if any(r.spec and r.spec.wants_hidden for r in batch) else None
+        for req, seg in zip(batch, segments):
+            req.cached.extend(seg[1])
         self.steps += 1
         self.widest_batch = max(self.widest_batch, len(segments))
+        self.positions += sum(len(seg[1]) for seg in segments)
         now = time.perf_counter()
-        for req, row in zip(batch, logits):
-            if req.fed < len(req.seq.prompt) or req.cancelled:
+        row0 = 0
+        for req, seg, rows, (props, forced) in zip(batch, segments, logits, guesses):
+            base, first = len(req.cached) - len(seg[1]), row0  # its cache before, its first row
+            row0 += len(seg[1])
+            if req.cancelled:
+                continue
+            if req.fed < len(req.seq.prompt):
+                if hidden is not None and req.spec is not None:
+                    req.spec.fed(hidden[first:row0], req.seq.history)
                 continue  # more prompt to feed first
-            n = len(req.seq.tokens)
-            pieces = req.seq.advance(row)
-            if len(req.seq.tokens) > n:
-                req.token_times.append(now)
-            if pieces:
-                req.notify("pieces", pieces)
+            if not props:
+                self._advance(req, rows, now)
+            else:
+                self._verify(req, base, rows, props, forced, now)
             if req.seq.next_token is None:
                 self._finish(req)
+            elif hidden is not None and req.spec is not None:
+                req.spec.fed(hidden[first:first + len(req.cached) - base], req.seq.history)
+
+    def _room(self, req: Request) -> int:
+        """Guesses a decoding request can verify now: within the context and max_new_tokens."""
+        seq = req.seq
+        room = self.batch.context - len(req.cached) - 1  # the cache holds history[:-1]
+        if seq.max_new_tokens is not None:
+            room = min(room, seq.max_new_tokens - len(seq.tokens))
+        return room
+
+    def _advance(self, req: Request, row, now: float) -> None:
+        n = len(req.seq.tokens)
+        pieces = req.seq.advance(row)
+        if len(req.seq.tokens) > n:
+            req.token_times.append(now)
+        if pieces:
+            req.notify("pieces", pieces)
+
+    def _verify(self, req: Request, base: int, rows, props: list, forced: bool, now: float) -> None:
+        """Advance through the rows of next_token and the guesses until the sequence chooses
+        another token than the guess (its cache is rolled back past the rest) or finishes."""
+        seq, accepted, n = req.seq, 0, len(req.seq.tokens)
+        for i, row in enumerate(rows):
+            self._advance(req, row, now)
+            if seq.next_token is None or req.cancelled:
+                break
+            if i < len(props) and seq.next_token == props[i]:
+                accepted += 1
+                continue
+            keep = base + 1 + i  # next_token and the accepted guesses
+            self.batch.truncate_sequence(req.seq_id, keep)
+            del req.cached[keep:]
+            break
+        req.spec.verified(len(props), accepted, len(seq.tokens) - n, forced)
+        self.proposed += len(props)
+        self.accepted += accepted

@@ -154,9 +154,9 @@ def _messages(body: dict) -> list[dict]:
 
 class Server:
     def __init__(self, model, model_id: str, *, api_key: str | None = None, max_batch: int = 8,
-                 webui: bool = True, cache_ram: int = DEFAULT_CACHE_RAM):
+                 webui: bool = True, cache_ram: int = DEFAULT_CACHE_RAM, speculative=None):
         self.model, self.model_id, self.api_key, self.webui = model, model_id, api_key, webui
-        self.engine = Engine(model, max_batch=max_batch, cache_ram=cache_ram)
+        self.engine = Engine(model, max_batch=max_batch, cache_ram=cache_ram, speculative=speculative)
         self.metrics = metrics.Metrics(self.engine)  # GET /metrics
         self.created = int(time.time())
 
@@ -708,9 +708,10 @@ def listen_socket(host: str, port: int):
 
 def serve(model, model_id: str, *, host: str = "127.0.0.1", port: int = 8080,
           api_key: str | None = None, max_batch: int = 8, webui: bool = True, sock=None,
-          log_level: str = "info", cache_ram: int = DEFAULT_CACHE_RAM) -> None:
+          log_level: str = "info", cache_ram: int = DEFAULT_CACHE_RAM, speculative=None) -> None:
     """Run the server until interrupted, on `sock` (from listen_socket) or host:port; log_level
-    (access_log.LEVELS) "info" logs a line per request, "warning" only problems."""
+    (access_log.LEVELS) "info" logs a line per request, "warning" only problems; speculative:
+    None, "ngram", "mtp" or {"proposer", "k", "n"} (engine.Engine)."""
     import uvicorn
 
     if log_level not in access_log.LEVELS:
@@ -718,7 +719,7 @@ def serve(model, model_id: str, *, host: str = "127.0.0.1", port: int = 8080,
     sock = sock or listen_socket(host, port)
     access_log.configure(log_level)
     app = Server(model, model_id, api_key=api_key, max_batch=max_batch, webui=webui,
-                 cache_ram=cache_ram).app()
+                 cache_ram=cache_ram, speculative=speculative).app()
     try:
         # uvicorn's own access log is off: ours has the tokens and the time of each request
         uvicorn.Server(uvicorn.Config(app, log_level=max(log_level, "warning", key=access_log.LEVELS.index),
