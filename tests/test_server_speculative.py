@@ -337,7 +337,15 @@ def test_http_greedy_with_and_without_spec(urls):
     for w, g in zip(want, got):
         assert (g.message.content, g.message.reasoning_content, g.finish_reason) == \
             (w.message.content, w.message.reasoning_content, w.finish_reason)
-    assert urls[2].engine.accepted > 0
+    engine = urls[2].engine
+    assert engine.accepted > 0
+    import urllib.request
+    with urllib.request.urlopen(urls[1] + "/metrics", timeout=30) as r:
+        text = r.read().decode()
+    counts = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+              if line.startswith("r1lite_speculative_")}
+    assert counts["r1lite_speculative_proposed_tokens_total"] == engine.proposed
+    assert counts["r1lite_speculative_accepted_tokens_total"] == engine.accepted
 
 
 def test_http_streaming_stops_and_logprobs(urls):

@@ -15,6 +15,8 @@ prometheus_client (the `server` extra) in a registry of each Server's own, not t
                                              lookups)
   r1lite_prefix_cache_reused_tokens_total    prompt tokens whose cache rows were reused
   r1lite_prefix_cache_bytes                  memory the parked caches hold
+  r1lite_speculative_proposed_tokens_total   guessed tokens verified (serve --spec; acceptance
+  r1lite_speculative_accepted_tokens_total   ... and kept                rate: accepted / proposed)
 
 Without prometheus_client the server runs as before and /metrics answers 501 saying so.
 """
@@ -54,6 +56,10 @@ class Metrics:
         parked = pc.Gauge("r1lite_prefix_cache_bytes", "Memory the parked caches hold", registry=r)
         parked.set_function(lambda: engine.prefix.bytes if engine.prefix is not None else 0)
         self.generated_tokens = pc.Counter("r1lite_generated_tokens", "Tokens generated", registry=r)
+        self.proposed = pc.Counter("r1lite_speculative_proposed_tokens",
+                                   "Speculated tokens verified", registry=r)
+        self.accepted = pc.Counter("r1lite_speculative_accepted_tokens",
+                                   "Speculated tokens the model agreed with", registry=r)
         self.ttft = pc.Histogram("r1lite_time_to_first_token_seconds",
                                  "Time from a generation's submission to its first token",
                                  buckets=TTFT_BUCKETS, registry=r)
@@ -91,6 +97,9 @@ class Metrics:
         self.hits.inc(req.reused > 0)
         self.reused_tokens.inc(req.reused)
         self.generated_tokens.inc(len(req.seq.tokens))
+        if req.spec is not None:
+            self.proposed.inc(req.spec.proposed)
+            self.accepted.inc(req.spec.accepted)
         if times:
             self.ttft.observe(times[0] - req.t_start)
         for a, b in zip(times, times[1:]):
