@@ -6,8 +6,9 @@ the numpy tables the `gguf` Python package (gguf-py, MIT) ships for its dequanti
 
     python tools/gen_iquant_tables.py          # then rebuild; the file is committed
 
-A grid entry is one group of 8 (iq2) values, packed little-endian into a uint64 (byte j = value
-j), as the kernels load it. The signs of a group of 8 are 7 stored bits plus an even-parity
+A grid entry is one group of 8 values, packed little-endian into a uint64 (byte j = value j),
+as the kernels load it: iq2's magnitudes as they are; iq1's values g in {-1, 0, 1} as g + 1 (an
+unsigned byte 0, 1 or 2). The signs of a group of 8 are 7 stored bits plus an even-parity
 eighth (ksigns[i] = i with bit 7 set when i has an odd number of bits)."""
 
 from __future__ import annotations
@@ -20,17 +21,18 @@ from gguf import quants
 
 OUT = Path(__file__).resolve().parent.parent / "csrc" / "core" / "iquant_tables.cpp"
 
-# C++ name -> gguf class whose grid it is (values per group: the grid's last axis)
+# C++ name -> (gguf class whose grid it is, offset added to every value so that it is a byte)
 GRIDS = {
-    "kIq2xxsGrid": quants.IQ2_XXS,
-    "kIq2xsGrid": quants.IQ2_XS,
-    "kIq2sGrid": quants.IQ2_S,
+    "kIq2xxsGrid": (quants.IQ2_XXS, 0),
+    "kIq2xsGrid": (quants.IQ2_XS, 0),
+    "kIq2sGrid": (quants.IQ2_S, 0),
+    "kIq1sGrid": (quants.IQ1_S, 1),  # iq1_s and iq1_m share it
 }
 
 
-def packed_grid(cls) -> list[int]:
+def packed_grid(cls, offset: int) -> list[int]:
     cls.init_grid()
-    g = cls.grid.reshape(-1, cls.grid_shape[1])
+    g = cls.grid.reshape(-1, cls.grid_shape[1]) + offset
     assert g.shape[1] == 8 and np.all(g == np.round(g)) and g.min() >= 0 and g.max() < 256
     return [int.from_bytes(bytes(int(v) for v in row), "little") for row in g]
 
@@ -55,8 +57,8 @@ def main() -> int:
         "// Do not edit; regenerate with `python tools/gen_iquant_tables.py`. Declared in core/blocks.h.\n"
         '#include "core/blocks.h"\n\nnamespace r1lite {\n\n',
     ]
-    for name, cls in GRIDS.items():
-        vals = [f"0x{v:016x}" for v in packed_grid(cls)]
+    for name, (cls, offset) in GRIDS.items():
+        vals = [f"0x{v:016x}" for v in packed_grid(cls, offset)]
         parts.append(c_array(f"const uint64_t {name}[{len(vals)}]", vals, 4) + "\n")
     signs = ksigns()
     parts.append(c_array("const uint8_t kKsigns[128]", [f"0x{s:02x}" for s in signs], 16) + "\n")

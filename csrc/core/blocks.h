@@ -63,6 +63,17 @@ struct BlockIQ2_XS { uint16_t d; uint16_t qs[32]; uint8_t scales[8]; };
 // iq2_s: group g = 4ib + l takes kIq2sGrid index qs[g] | ((qh[ib] >> 2l) & 3) << 8 and its 8 sign
 // bits straight from signs[g]; scales as iq2_xs'; value = d * (0.5 + s) / 4 * grid * sign
 struct BlockIQ2_S { uint16_t d; uint8_t qs[32]; uint8_t signs[32]; uint8_t qh[8]; uint8_t scales[8]; };
+// iq1 (1.5 / 1.75 bits): a group's 8 values g in {-1, 0, 1} are one kIq1sGrid entry (stored as
+// g + 1), shifted by a delta of +-1/8 (kIq1Delta) with the group's sign bit, then scaled by
+// d * (2s + 1) with a 3-bit s: value = d * (2s + 1) * (g + delta).
+// iq1_s: group g = 4ib + l takes index qs[g] | ((qh[ib] >> 3l) & 7) << 8; bits 12-14 of qh[ib]
+// are sub-block ib's s, bit 15 its delta sign (set: -1/8).
+struct BlockIQ1_S { uint16_t d; uint8_t qs[32]; uint16_t qh[8]; };
+// iq1_m: no d field; group g takes index qs[g] | (n & 7) << 8 and its delta sign from bit 3 of n,
+// n = qh[g / 2] >> 4(g % 2) (a nibble per group); s of the 16 values 16k .. 16k + 15 is
+// (scales[k / 4] >> 3(k % 4)) & 7; the f16 bits of d are the top nibbles of the four scales
+// words, scales[0]'s the lowest: d bits = sum_w (scales[w] >> 12) << 4w.
+struct BlockIQ1_M { uint8_t qs[32]; uint8_t qh[16]; uint16_t scales[4]; };
 
 // Activations for the 32-value formats: q = round(x / d), d = max|x| / 127, sum = sum of q
 // (the offset formats subtract 8 or 16 times it; the min formats add m * d * sum).
@@ -79,6 +90,7 @@ static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(Bloc
 static_assert(sizeof(BlockIQ4_NL) == 18 && sizeof(BlockIQ4_XS) == 136, "ggml iq4 block sizes");
 static_assert(sizeof(BlockIQ2_XXS) == 66 && sizeof(BlockIQ2_XS) == 74 && sizeof(BlockIQ2_S) == 82,
               "ggml iq2 block sizes");
+static_assert(sizeof(BlockIQ1_S) == 50 && sizeof(BlockIQ1_M) == 56, "ggml iq1 block sizes");
 static_assert(sizeof(ActQ8_32) == 40 && sizeof(ActQ8_K) == 292, "activation block sizes");
 
 // iq4_nl / iq4_xs: the 16 values a nibble selects (a non-uniform grid, denser near zero)
@@ -88,11 +100,18 @@ extern const int8_t kIq4nlValues[16];
 extern const uint64_t kIq2xxsGrid[256];
 extern const uint64_t kIq2xsGrid[512];
 extern const uint64_t kIq2sGrid[1024];
+extern const uint64_t kIq1sGrid[2048];  // iq1_s and iq1_m: bytes g + 1 in {0, 1, 2}
+constexpr float kIq1Delta = 0.125f;
 extern const uint8_t kKsigns[128];  // 7-bit sign index -> 8 sign bits (bit j set: value j < 0)
 
-// The two unpacking helpers below are static (each file that includes this gets its own copy):
+// The unpacking helpers below are static (each file that includes this gets its own copy):
 // the per-ISA kernel files include this header, and a shared inline definition could let the
 // linker keep an AVX-512 copy for code that runs on any CPU (cpu/matmul_kernels.h).
+
+// iq1_m: d's f16 bits from the top nibbles of the four scales words.
+static inline uint16_t iq1m_d_bits(const uint16_t* scales) {
+  return uint16_t((scales[0] >> 12) | (scales[1] >> 8 & 0x00F0) | (scales[2] >> 4 & 0x0F00) | (scales[3] & 0xF000));
+}
 
 // q4_K / q5_K: the 6-bit scale and min of sub-block j (< 8) from the 12 packed bytes.
 static inline void scale_min_k4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) {

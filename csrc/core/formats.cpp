@@ -194,6 +194,42 @@ void iq2_s_to_f32(const void* src, float* y, int64_t nb) {
   }
 }
 
+// iq1 (blocks.h): value j of a kIq1sGrid entry (stored as g + 1) plus the group's delta.
+inline float iq1_value(uint64_t entry, float delta, int j) {
+  return float(int((entry >> (8 * j)) & 0xFF) - 1) + delta;
+}
+
+void iq1_s_to_f32(const void* src, float* y, int64_t nb) {
+  const auto* b = static_cast<const BlockIQ1_S*>(src);
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = h2f(b[i].d);
+    for (int ib = 0; ib < 8; ++ib) {
+      const int h = b[i].qh[ib];
+      const float dl = d * float(2 * ((h >> 12) & 7) + 1);
+      const float delta = h & 0x8000 ? -kIq1Delta : kIq1Delta;
+      for (int l = 0; l < 4; ++l, y += 8) {
+        const uint64_t entry = kIq1sGrid[b[i].qs[4 * ib + l] | ((h >> (3 * l)) & 7) << 8];
+        for (int j = 0; j < 8; ++j) y[j] = dl * iq1_value(entry, delta, j);
+      }
+    }
+  }
+}
+
+void iq1_m_to_f32(const void* src, float* y, int64_t nb) {
+  const auto* b = static_cast<const BlockIQ1_M*>(src);
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = h2f(iq1m_d_bits(b[i].scales));
+    for (int g = 0; g < 32; ++g, y += 8) {
+      const int k = g / 2;  // the 16 values of scale k
+      const float dl = d * float(2 * ((b[i].scales[k / 4] >> (3 * (k % 4))) & 7) + 1);
+      const int n = (b[i].qh[g / 2] >> (4 * (g % 2))) & 0xF;
+      const float delta = n & 8 ? -kIq1Delta : kIq1Delta;
+      const uint64_t entry = kIq1sGrid[b[i].qs[g] | (n & 7) << 8];
+      for (int j = 0; j < 8; ++j) y[j] = dl * iq1_value(entry, delta, j);
+    }
+  }
+}
+
 }  // namespace
 
 #define R1_BLOCKS(T, name, gguf, block, Block, act, fn) \
@@ -220,6 +256,8 @@ const FormatInfo kFormats[kNumDTypes] = {
     R1_BLOCKS(IQ2_XXS, "iq2_xxs", "IQ2_XXS", kQK, BlockIQ2_XXS, Q8_K, iq2_xxs_to_f32),
     R1_BLOCKS(IQ2_XS, "iq2_xs", "IQ2_XS", kQK, BlockIQ2_XS, Q8_K, iq2_xs_to_f32),
     R1_BLOCKS(IQ2_S, "iq2_s", "IQ2_S", kQK, BlockIQ2_S, Q8_K, iq2_s_to_f32),
+    R1_BLOCKS(IQ1_S, "iq1_s", "IQ1_S", kQK, BlockIQ1_S, Q8_K, iq1_s_to_f32),
+    R1_BLOCKS(IQ1_M, "iq1_m", "IQ1_M", kQK, BlockIQ1_M, Q8_K, iq1_m_to_f32),
 };
 #undef R1_BLOCKS
 

@@ -26,15 +26,29 @@ BLOCK_DTYPES = {
     "iq2_xxs": np.dtype([("d", "<f2"), ("qs", "<u2", 32)]),
     "iq2_xs": np.dtype([("d", "<f2"), ("qs", "<u2", 32), ("scales", "u1", 8)]),
     "iq2_s": np.dtype([("d", "<f2"), ("qs", "u1", 32), ("signs", "u1", 32), ("qh", "u1", 8), ("scales", "u1", 8)]),
+    "iq1_s": np.dtype([("d", "<f2"), ("qs", "u1", 32), ("qh", "<u2", 8)]),
+    # no d field: its f16 bits are the top nibbles of the scales words (set_iq1m_scale)
+    "iq1_m": np.dtype([("qs", "u1", 32), ("qh", "u1", 16), ("scales", "<u2", 4)]),
 }
 
+
+def set_iq1m_scale(blocks: np.ndarray, d) -> None:
+    """Writes the f16 scale(s) d into iq1_m blocks (a structured array of BLOCK_DTYPES["iq1_m"]):
+    nibble w of d's bits goes to the top nibble of scales word w; the 3-bit scales stay."""
+    bits = np.broadcast_to(np.asarray(d, np.float16), blocks.shape).view(np.uint16).astype(np.uint16)
+    for w in range(4):
+        nib = (bits >> np.uint16(4 * w)) & np.uint16(0xF)
+        blocks["scales"][..., w] = (blocks["scales"][..., w] & np.uint16(0x0FFF)) | (nib << np.uint16(12))
+
 def random_blocks(fmt: str, n_blocks: int, rng: np.random.Generator, scale: float = 0.05) -> np.ndarray:
-    """n_blocks random blocks (bytes) with every f16 field a sane positive scale: random quants and
-    sub-block scales, for kernel tests."""
+    """n_blocks random blocks (bytes) with every f16 field (and iq1_m's spread one) a sane positive
+    scale: random quants and sub-block scales, for kernel tests."""
     dt = BLOCK_DTYPES[fmt]
     raw = rng.integers(0, 256, size=n_blocks * dt.itemsize, dtype=np.uint8)
     blocks = raw.view(dt)
     for field, (ftype, _) in dt.fields.items():
         if ftype == np.dtype("<f2"):
             blocks[field] = (rng.uniform(0.2, 1.0, n_blocks) * scale).astype(np.float16)
+    if fmt == "iq1_m":
+        set_iq1m_scale(blocks, (rng.uniform(0.2, 1.0, n_blocks) * scale).astype(np.float16))
     return raw
