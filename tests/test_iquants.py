@@ -1,4 +1,4 @@
-"""GGUF's i-quants (iq2_xxs, iq2_xs, iq2_s: core/blocks.h, csrc/cpu/iquants_*.cpp): blocks written by
+"""GGUF's i-quants (iq2_xxs, iq2_xs, iq2_s, iq1_s, iq1_m: core/blocks.h, csrc/cpu/iquants_*.cpp): blocks written by
 llama.cpp's own quantizer (tests/fixtures/iquant_blocks.npz, tools/make_iquant_fixtures.py)
 decoded by the scalar reference exactly as the `gguf` package decodes them, and every ISA's
 kernel against the scalar reference on those blocks and at the extremes random blocks rarely
@@ -10,11 +10,11 @@ import pytest
 
 from conftest import FIXTURES
 from r1lite import _core
-from r1lite.formats.blocks import BLOCK_DTYPES
+from r1lite.formats.blocks import BLOCK_DTYPES, set_iq1m_scale
 
 gguf = pytest.importorskip("gguf")
 
-FORMATS = ["iq2_xxs", "iq2_xs", "iq2_s"]
+FORMATS = ["iq2_xxs", "iq2_xs", "iq2_s", "iq1_s", "iq1_m"]
 TABLE = {f["name"]: f for f in _core.weight_formats()}
 ISAS = [isa for isa in ("avx2", "avx512") if _core.isa_supported(isa)]
 LLAMACPP = np.load(FIXTURES / "iquant_blocks.npz")
@@ -33,7 +33,7 @@ def test_llamacpp_blocks_decode_as_the_gguf_package_decodes_them(fmt):
     assert not got[0, :256].any()  # llama.cpp's all-zero super-block
     # and they are llama.cpp's 2-bit reading of these heavy-tailed (t3) weights, not noise
     err = np.sqrt(np.mean((got - w) ** 2) / np.mean(w ** 2))
-    assert err < {"iq2_xxs": 0.75, "iq2_xs": 0.6, "iq2_s": 0.6}[fmt], err
+    assert err < {"iq2_xxs": 0.75, "iq2_xs": 0.6, "iq2_s": 0.6, "iq1_s": 0.7, "iq1_m": 0.6}[fmt], err
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -48,10 +48,17 @@ def test_kernels_on_llamacpp_blocks(fmt, isa):
     np.testing.assert_allclose(_core.matmul(x, raw, fmt, isa), want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
 
 
+def _set_scale(fmt, raw, d):
+    if fmt == "iq1_m":  # d spread over the scales words' top nibbles
+        set_iq1m_scale(raw.view(BLOCK_DTYPES[fmt]), d)
+    else:
+        raw.view(BLOCK_DTYPES[fmt])["d"] = d
+
+
 def _blocks(fmt, n, fill, rng):
     dt = BLOCK_DTYPES[fmt]
     raw = rng.integers(0, 256, n * dt.itemsize, dtype=np.uint8) if fill is None else np.full(n * dt.itemsize, fill, np.uint8)
-    raw.view(dt)["d"] = np.float16(0.01)
+    _set_scale(fmt, raw, np.float16(0.01))
     return raw
 
 
@@ -79,6 +86,44 @@ def test_extreme_blocks_match_the_scalar_reference(isa, fmt, fill, act):
         got = _core.matmul(x, w, fmt, isa)
         term = np.abs(_core.dequantize_blocks(fmt, w)).max()
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6 * term * np.abs(x).sum(axis=1).max())
+
+
+def _iq1_extreme_blocks(fmt, n, sign):
+    """iq1 blocks at the largest integer sums: every group the grid entry of eight sign's (+1 or
+    -1, found in the gguf package's grid), its delta of the same sign, every 3-bit scale 7."""
+    cls = gguf.quants.IQ1_S
+    cls.init_grid()
+    index = int(np.flatnonzero((cls.grid.reshape(-1, 8) == sign).all(axis=1))[0])
+    b = np.zeros(n, BLOCK_DTYPES[fmt])
+    b["qs"] = index & 0xFF
+    neg = 0 if sign > 0 else 1
+    if fmt == "iq1_s":  # 3 index bits per group, scale in bits 12-14, delta sign bit 15
+        hi = index >> 8
+        b["qh"] = hi | hi << 3 | hi << 6 | hi << 9 | 7 << 12 | neg << 15
+    else:  # a nibble per group: 3 index bits and the delta sign; 3-bit scales
+        nib = index >> 8 | neg << 3
+        b["qh"] = nib | nib << 4
+        b["scales"] = 0o7777
+    raw = b.view(np.uint8).ravel()
+    _set_scale(fmt, raw, np.float16(0.01))
+    return raw
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("fmt", ["iq1_s", "iq1_m"])
+@pytest.mark.parametrize("sign", [1, -1])
+@pytest.mark.parametrize("act", ["plus", "alternating", "random"])
+def test_iq1_extreme_blocks_match_the_scalar_reference(isa, fmt, sign, act):
+    rows, blocks = 5, 3
+    w = _iq1_extreme_blocks(fmt, rows * blocks, sign).reshape(rows, -1)
+    values = _core.dequantize_blocks(fmt, w)
+    np.testing.assert_allclose(values, sign * float(np.float16(0.01)) * 15 * 1.125, rtol=1e-6)  # d·(2·7+1)·(1+1/8)
+    rng = np.random.default_rng(11)
+    for tokens in (1, 5):
+        x = _activations(act, tokens, blocks * 256, rng)
+        want = _core.matmul(x, w, fmt, "scalar")
+        np.testing.assert_allclose(_core.matmul(x, w, fmt, isa), want, rtol=1e-5,
+                                   atol=1e-6 * np.abs(values).max() * np.abs(x).sum(axis=1).max())
 
 
 @pytest.mark.parametrize("isa", ISAS)

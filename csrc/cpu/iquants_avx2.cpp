@@ -1,10 +1,11 @@
-// Avx2 kernels of GGUF's i-quants iq2_xxs, iq2_xs, iq2_s (cpu/iquants_tiles.inc: the tiles and the
-// integer ranges), for cpu/matmul.cpp's dispatch (cpu/matmul_kernels.h). Compiled with this
+// Avx2 kernels of GGUF's i-quants iq2_xxs, iq2_xs, iq2_s, iq1_s, iq1_m (cpu/iquants_tiles.inc: the
+// tiles and the integer ranges), for cpu/matmul.cpp's dispatch (cpu/matmul_kernels.h). Compiled with this
 // ISA's flags; everything here has internal linkage except the list.
 #include <immintrin.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "core/blocks.h"
 #include "cpu/matmul_kernels.h"
@@ -25,14 +26,19 @@ inline __m256i apply_signs(__m256i x, uint32_t bits) {
   return _mm256_sign_epi8(x, _mm256_or_si256(neg, _mm256_set1_epi8(1)));
 }
 
+// acc + the int16 pairs of a times b, summed into int32 lanes.
+inline __m256i madd_add(__m256i acc, __m256i a, __m256i b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
+
 #include "cpu/iquants_tiles.inc"
 
 }  // namespace
 
 const BlockKernel kIQuantsAvx2[] = {
-    {DType::IQ2_XXS, iq2_kernel<Iq2xxs>},
-    {DType::IQ2_XS, iq2_kernel<Iq2xs>},
-    {DType::IQ2_S, iq2_kernel<Iq2s>},
+    {DType::IQ2_XXS, iq_kernel<Iq2xxs>},
+    {DType::IQ2_XS, iq_kernel<Iq2xs>},
+    {DType::IQ2_S, iq_kernel<Iq2s>},
+    {DType::IQ1_S, iq_kernel<Iq1s>},
+    {DType::IQ1_M, iq_kernel<Iq1m>},
     {DType::F32, nullptr},
 };
 

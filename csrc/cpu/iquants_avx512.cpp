@@ -1,10 +1,11 @@
-// AVX-512 kernels of GGUF's i-quants iq2_xxs, iq2_xs, iq2_s (cpu/iquants_tiles.inc: the tiles and the
-// integer ranges), for cpu/matmul.cpp's dispatch (cpu/matmul_kernels.h). Compiled with this
+// AVX-512 kernels of GGUF's i-quants iq2_xxs, iq2_xs, iq2_s, iq1_s, iq1_m (cpu/iquants_tiles.inc: the
+// tiles and the integer ranges), for cpu/matmul.cpp's dispatch (cpu/matmul_kernels.h). Compiled with this
 // ISA's flags; everything here has internal linkage except the list.
 #include <immintrin.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "core/blocks.h"
 #include "cpu/matmul_kernels.h"
@@ -20,14 +21,19 @@ inline __m256i apply_signs(__m256i x, uint32_t bits) {
   return _mm256_mask_sub_epi8(x, __mmask32(bits), _mm256_setzero_si256(), x);
 }
 
+// acc + the int16 pairs of a times b, summed into int32 lanes: one VNNI vpdpwssd.
+inline __m256i madd_add(__m256i acc, __m256i a, __m256i b) { return _mm256_dpwssd_epi32(acc, a, b); }
+
 #include "cpu/iquants_tiles.inc"
 
 }  // namespace
 
 const BlockKernel kIQuantsAvx512[] = {
-    {DType::IQ2_XXS, iq2_kernel<Iq2xxs>},
-    {DType::IQ2_XS, iq2_kernel<Iq2xs>},
-    {DType::IQ2_S, iq2_kernel<Iq2s>},
+    {DType::IQ2_XXS, iq_kernel<Iq2xxs>},
+    {DType::IQ2_XS, iq_kernel<Iq2xs>},
+    {DType::IQ2_S, iq_kernel<Iq2s>},
+    {DType::IQ1_S, iq_kernel<Iq1s>},
+    {DType::IQ1_M, iq_kernel<Iq1m>},
     {DType::F32, nullptr},
 };
 
