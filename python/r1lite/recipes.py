@@ -24,7 +24,8 @@ router ("f32" tensors) always stay f32. The recipes:
   output head at Q6_K. R1 at moe-q2_k: 247 GB in memory, about llama.cpp's Q2_K mix (244 GB),
   but the 17.5 GB each token reads are mostly at 4-6 bits where Q2_K's 14.6 GB are at 2-3
   (`r1lite info MODEL --plan`). Smaller files need the i-quants for the experts (IQ2_XXS:
-  2.06 bits), which r1lite runs but does not write yet.
+  2.06 bits; IQ1_S / IQ1_M: 1.56 / 1.75 bits in the 1.58-bit R1 files), which r1lite runs but
+  does not write yet.
 
 r1lite's tensors map onto llama.cpp's categories: wv is attn_v; for MLA (DeepSeek) w_uk_t and
 w_uv, both cut from kv_b_proj (llama.cpp's attn_kv_b, an attn_v-like tensor), are attn_v;
