@@ -6,9 +6,9 @@ the numpy tables the `gguf` Python package (gguf-py, MIT) ships for its dequanti
 
     python tools/gen_iquant_tables.py          # then rebuild; the file is committed
 
-A grid entry is one group of 8 values, packed little-endian into a uint64 (byte j = value j),
-as the kernels load it: iq2's magnitudes as they are; iq1's values g in {-1, 0, 1} as g + 1 (an
-unsigned byte 0, 1 or 2). The signs of a group of 8 are 7 stored bits plus an even-parity
+A grid entry is one group of 8 (iq2, iq1) or 4 (iq3) values, packed little-endian into a uint64
+or a uint32 (byte j = value j), as the kernels load it: iq2's and iq3's magnitudes as they are;
+iq1's values g in {-1, 0, 1} as g + 1 (an unsigned byte 0, 1 or 2). The signs of a group of 8 are 7 stored bits plus an even-parity
 eighth (ksigns[i] = i with bit 7 set when i has an odd number of bits)."""
 
 from __future__ import annotations
@@ -27,13 +27,15 @@ GRIDS = {
     "kIq2xsGrid": (quants.IQ2_XS, 0),
     "kIq2sGrid": (quants.IQ2_S, 0),
     "kIq1sGrid": (quants.IQ1_S, 1),  # iq1_s and iq1_m share it
+    "kIq3xxsGrid": (quants.IQ3_XXS, 0),
+    "kIq3sGrid": (quants.IQ3_S, 0),
 }
 
 
 def packed_grid(cls, offset: int) -> list[int]:
     cls.init_grid()
     g = cls.grid.reshape(-1, cls.grid_shape[1]) + offset
-    assert g.shape[1] == 8 and np.all(g == np.round(g)) and g.min() >= 0 and g.max() < 256
+    assert g.shape[1] in (4, 8) and np.all(g == np.round(g)) and g.min() >= 0 and g.max() < 256
     return [int.from_bytes(bytes(int(v) for v in row), "little") for row in g]
 
 
@@ -58,8 +60,9 @@ def main() -> int:
         '#include "core/blocks.h"\n\nnamespace r1lite {\n\n',
     ]
     for name, (cls, offset) in GRIDS.items():
-        vals = [f"0x{v:016x}" for v in packed_grid(cls, offset)]
-        parts.append(c_array(f"const uint64_t {name}[{len(vals)}]", vals, 4) + "\n")
+        bits = 8 * cls.grid_shape[1]  # 64 or 32
+        vals = [f"0x{v:0{bits // 4}x}" for v in packed_grid(cls, offset)]
+        parts.append(c_array(f"const uint{bits}_t {name}[{len(vals)}]", vals, 4 if bits == 64 else 8) + "\n")
     signs = ksigns()
     parts.append(c_array("const uint8_t kKsigns[128]", [f"0x{s:02x}" for s in signs], 16) + "\n")
     parts.append("}  // namespace r1lite\n")

@@ -74,6 +74,16 @@ struct BlockIQ1_S { uint16_t d; uint8_t qs[32]; uint16_t qh[8]; };
 // (scales[k / 4] >> 3(k % 4)) & 7; the f16 bits of d are the top nibbles of the four scales
 // words, scales[0]'s the lowest: d bits = sum_w (scales[w] >> 12) << 4w.
 struct BlockIQ1_M { uint8_t qs[32]; uint8_t qh[16]; uint16_t scales[4]; };
+// iq3: grid entries of 4 magnitudes, so a group of 8 signs spans two entries: sub-block ib takes
+// grid indices qs[8ib .. 8ib + 7] (values 32ib + 4k .. 32ib + 4k + 3 for index k).
+// iq3_xxs: signs_scales[4ib .. 4ib + 3] as one uint32 word: bits 7l .. 7l + 6 are the sign index
+// of values 32ib + 8l .. 32ib + 8l + 7, bits 28-31 the 4-bit scale s; 8-bit kIq3xxsGrid
+// indices; value = d * (0.5 + s) / 2 * grid * sign
+struct BlockIQ3_XXS { uint16_t d; uint8_t qs[64]; uint8_t signs_scales[32]; };
+// iq3_s: 9-bit kIq3sGrid index qs[8ib + k] | ((qh[ib] >> k) & 1) << 8; 8 sign bits of values
+// 8g .. 8g + 7 straight from signs[g]; the 4-bit scale s of sub-block ib is
+// (scales[ib / 2] >> 4(ib % 2)) & 15; value = d * (1 + 2s) * grid * sign
+struct BlockIQ3_S { uint16_t d; uint8_t qs[64]; uint8_t qh[8]; uint8_t signs[32]; uint8_t scales[4]; };
 
 // Activations for the 32-value formats: q = round(x / d), d = max|x| / 127, sum = sum of q
 // (the offset formats subtract 8 or 16 times it; the min formats add m * d * sum).
@@ -91,17 +101,20 @@ static_assert(sizeof(BlockIQ4_NL) == 18 && sizeof(BlockIQ4_XS) == 136, "ggml iq4
 static_assert(sizeof(BlockIQ2_XXS) == 66 && sizeof(BlockIQ2_XS) == 74 && sizeof(BlockIQ2_S) == 82,
               "ggml iq2 block sizes");
 static_assert(sizeof(BlockIQ1_S) == 50 && sizeof(BlockIQ1_M) == 56, "ggml iq1 block sizes");
+static_assert(sizeof(BlockIQ3_XXS) == 98 && sizeof(BlockIQ3_S) == 110, "ggml iq3 block sizes");
 static_assert(sizeof(ActQ8_32) == 40 && sizeof(ActQ8_K) == 292, "activation block sizes");
 
 // iq4_nl / iq4_xs: the 16 values a nibble selects (a non-uniform grid, denser near zero)
 extern const int8_t kIq4nlValues[16];
 // The i-quant tables (generated data: core/iquant_tables.cpp). A grid entry is a group of 8
-// unsigned magnitudes, byte j of the uint64 (little-endian) for value j.
+// (iq2) or 4 (iq3) unsigned magnitudes, byte j of the uint64 / uint32 (little-endian) for value j.
 extern const uint64_t kIq2xxsGrid[256];
 extern const uint64_t kIq2xsGrid[512];
 extern const uint64_t kIq2sGrid[1024];
 extern const uint64_t kIq1sGrid[2048];  // iq1_s and iq1_m: bytes g + 1 in {0, 1, 2}
 constexpr float kIq1Delta = 0.125f;
+extern const uint32_t kIq3xxsGrid[256];
+extern const uint32_t kIq3sGrid[512];
 extern const uint8_t kKsigns[128];  // 7-bit sign index -> 8 sign bits (bit j set: value j < 0)
 
 // The unpacking helpers below are static (each file that includes this gets its own copy):

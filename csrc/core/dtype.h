@@ -20,9 +20,10 @@ enum class DType : int {
   F32 = 0, BF16 = 1, F16 = 2, Q8_0 = 3, Q4_0 = 4,  // float formats, r1lite's planar q8_0 / q4_0
   GGUF_Q8_0, GGUF_Q4_0, Q4_1, Q5_0, Q5_1,            // GGUF's 32-value blocks
   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS,      // K-quants (256-value blocks) and iq4
-  IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M,              // i-quants (256-value blocks, codebooks)
+  IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M, IQ3_XXS,    // i-quants (256-value blocks, codebooks)
+  IQ3_S,
 };
-constexpr int kNumDTypes = int(DType::IQ1_M) + 1;
+constexpr int kNumDTypes = int(DType::IQ3_S) + 1;
 
 constexpr int64_t kQuantBlock = 32;
 

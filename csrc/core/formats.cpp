@@ -230,6 +230,48 @@ void iq1_m_to_f32(const void* src, float* y, int64_t nb) {
   }
 }
 
+// iq3 (blocks.h): two grid entries of 4 make the group of 8 a sign byte covers.
+inline uint64_t grid_pair(const uint32_t* grid, int i0, int i1) {
+  return uint64_t(grid[i0]) | uint64_t(grid[i1]) << 32;
+}
+
+void iq3_xxs_to_f32(const void* src, float* y, int64_t nb) {
+  const auto* b = static_cast<const BlockIQ3_XXS*>(src);
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = h2f(b[i].d);
+    for (int ib = 0; ib < 8; ++ib) {
+      uint32_t w;  // 4 sign indices (7 bits each) and the scale (top 4 bits)
+      std::memcpy(&w, b[i].signs_scales + 4 * ib, 4);
+      const float db = d * (0.5f + float(w >> 28)) * 0.5f;
+      const uint8_t* q = b[i].qs + 8 * ib;
+      for (int l = 0; l < 4; ++l, y += 8) {
+        const uint64_t entry = grid_pair(kIq3xxsGrid, q[2 * l], q[2 * l + 1]);
+        const uint8_t signs = kKsigns[(w >> (7 * l)) & 0x7F];
+        for (int j = 0; j < 8; ++j) y[j] = db * grid_value(entry, signs, j);
+      }
+    }
+  }
+}
+
+void iq3_s_to_f32(const void* src, float* y, int64_t nb) {
+  const auto* b = static_cast<const BlockIQ3_S*>(src);
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = h2f(b[i].d);
+    for (int ib = 0; ib < 8; ++ib) {
+      const int s = (b[i].scales[ib / 2] >> (4 * (ib % 2))) & 0xF;
+      const float db = d * float(1 + 2 * s);
+      const uint8_t* q = b[i].qs + 8 * ib;
+      const int h = b[i].qh[ib];
+      for (int l = 0; l < 4; ++l, y += 8) {
+        const int k = 2 * l;  // the group's two grid entries, 9th index bits from qh
+        const uint64_t entry =
+            grid_pair(kIq3sGrid, q[k] | ((h >> k) & 1) << 8, q[k + 1] | ((h >> (k + 1)) & 1) << 8);
+        for (int j = 0; j < 8; ++j) y[j] = db * grid_value(entry, b[i].signs[4 * ib + l], j);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 #define R1_BLOCKS(T, name, gguf, block, Block, act, fn) \
@@ -258,6 +300,8 @@ const FormatInfo kFormats[kNumDTypes] = {
     R1_BLOCKS(IQ2_S, "iq2_s", "IQ2_S", kQK, BlockIQ2_S, Q8_K, iq2_s_to_f32),
     R1_BLOCKS(IQ1_S, "iq1_s", "IQ1_S", kQK, BlockIQ1_S, Q8_K, iq1_s_to_f32),
     R1_BLOCKS(IQ1_M, "iq1_m", "IQ1_M", kQK, BlockIQ1_M, Q8_K, iq1_m_to_f32),
+    R1_BLOCKS(IQ3_XXS, "iq3_xxs", "IQ3_XXS", kQK, BlockIQ3_XXS, Q8_K, iq3_xxs_to_f32),
+    R1_BLOCKS(IQ3_S, "iq3_s", "IQ3_S", kQK, BlockIQ3_S, Q8_K, iq3_s_to_f32),
 };
 #undef R1_BLOCKS
 

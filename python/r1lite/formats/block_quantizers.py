@@ -55,7 +55,7 @@ BLOCK_SIZES = {name: f["block"] for name, f in TABLE.items() if f["layout"] == "
 
 # block formats r1lite reads (GGUF files) but does not write yet: the i-quants need an importance
 # matrix and their own codebook searches (issue 20's later steps)
-READ_ONLY = frozenset({"iq2_xxs", "iq2_xs", "iq2_s", "iq1_s", "iq1_m"})
+READ_ONLY = frozenset({"iq2_xxs", "iq2_xs", "iq2_s", "iq1_s", "iq1_m", "iq3_xxs", "iq3_s"})
 
 
 def quantize_blocks(fmt: str, w: np.ndarray, threads: int | None = None,

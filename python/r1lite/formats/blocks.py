@@ -29,6 +29,8 @@ BLOCK_DTYPES = {
     "iq1_s": np.dtype([("d", "<f2"), ("qs", "u1", 32), ("qh", "<u2", 8)]),
     # no d field: its f16 bits are the top nibbles of the scales words (set_iq1m_scale)
     "iq1_m": np.dtype([("qs", "u1", 32), ("qh", "u1", 16), ("scales", "<u2", 4)]),
+    "iq3_xxs": np.dtype([("d", "<f2"), ("qs", "u1", 64), ("signs_scales", "<u4", 8)]),
+    "iq3_s": np.dtype([("d", "<f2"), ("qs", "u1", 64), ("qh", "u1", 8), ("signs", "u1", 32), ("scales", "u1", 4)]),
 }
 
 
