@@ -18,7 +18,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "fixtures" / "iquant_blocks.npz"
-FORMATS = {"iq2_xxs": (16, 66), "iq2_xs": (17, 74), "iq2_s": (22, 82),  # r1lite name -> (GGML type id, block bytes)
+# r1lite name -> (GGML type id, block bytes)
+FORMATS = {"iq2_xxs": (16, 66), "iq2_xs": (17, 74), "iq2_s": (22, 82), "iq3_xxs": (18, 98), "iq3_s": (21, 110),
            "iq1_s": (19, 50), "iq1_m": (29, 56)}
 ROWS, COLS = 4, 512
 

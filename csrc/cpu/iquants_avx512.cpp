@@ -1,6 +1,7 @@
-// AVX-512 kernels of GGUF's i-quants iq2_xxs, iq2_xs, iq2_s, iq1_s, iq1_m (cpu/iquants_tiles.inc: the
-// tiles and the integer ranges), for cpu/matmul.cpp's dispatch (cpu/matmul_kernels.h). Compiled with this
-// ISA's flags; everything here has internal linkage except the list.
+// AVX-512 kernels of GGUF's i-quants iq2_xxs, iq2_xs, iq2_s, iq3_xxs, iq3_s, iq1_s, iq1_m
+// (cpu/iquants_tiles.inc: the tiles and the integer ranges), for cpu/matmul.cpp's dispatch
+// (cpu/matmul_kernels.h). Compiled with this ISA's flags; everything here has internal linkage
+// except the list.
 #include <immintrin.h>
 
 #include <cstdlib>
@@ -32,6 +33,8 @@ const BlockKernel kIQuantsAvx512[] = {
     {DType::IQ2_XXS, iq_kernel<Iq2xxs>},
     {DType::IQ2_XS, iq_kernel<Iq2xs>},
     {DType::IQ2_S, iq_kernel<Iq2s>},
+    {DType::IQ3_XXS, iq_kernel<Iq3xxs>},
+    {DType::IQ3_S, iq_kernel<Iq3s>},
     {DType::IQ1_S, iq_kernel<Iq1s>},
     {DType::IQ1_M, iq_kernel<Iq1m>},
     {DType::F32, nullptr},

@@ -84,7 +84,7 @@ extern const BlockKernel kKQuantsAvx2[];       // q4_k, q5_k, q6_k
 extern const BlockKernel kKQuantsAvx512[];
 extern const BlockKernel kKQuantsLowAvx2[];    // q2_k, q3_k, iq4_xs
 extern const BlockKernel kKQuantsLowAvx512[];
-extern const BlockKernel kIQuantsAvx2[];       // iq2_xxs, iq2_xs, iq2_s, iq1_s, iq1_m
+extern const BlockKernel kIQuantsAvx2[];       // iq2_xxs, iq2_xs, iq2_s, iq3_xxs, iq3_s, iq1_s, iq1_m
 extern const BlockKernel kIQuantsAvx512[];
 
 extern const MatmulKernels kMatmulScalar;
