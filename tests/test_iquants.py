@@ -5,12 +5,14 @@ kernel against the scalar reference on those blocks and at the extremes random b
 reach (largest grid entries and scales, activations at +-127 of one or alternating signs), with
 odd row and token counts. tests/test_block_formats.py covers random blocks of every format."""
 
+import ctypes
+
 import numpy as np
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, llamacpp_bin
 from r1lite import _core
-from r1lite.formats.blocks import BLOCK_DTYPES, set_iq1m_scale
+from r1lite.formats.blocks import BLOCK_DTYPES, random_blocks, set_iq1m_scale
 
 gguf = pytest.importorskip("gguf")
 
@@ -36,6 +38,20 @@ def test_llamacpp_blocks_decode_as_the_gguf_package_decodes_them(fmt):
     err = np.sqrt(np.mean((got - w) ** 2) / np.mean(w ** 2))
     assert err < {"iq2_xxs": 0.75, "iq2_xs": 0.6, "iq2_s": 0.6, "iq3_xxs": 0.33, "iq3_s": 0.3, "iq1_s": 0.7,
                   "iq1_m": 0.6}[fmt], err
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_random_blocks_decode_as_llamacpp_decodes_them(fmt):
+    """A second oracle where a llama.cpp build is present: its own dequantize_row_<fmt>."""
+    bin_dir = llamacpp_bin()
+    if bin_dir is None or not (bin_dir / "libggml-base.so").is_file():
+        pytest.skip("no llama.cpp build (LLAMACPP_HOME)")
+    fn = getattr(ctypes.CDLL(str(bin_dir / "libggml-base.so")), f"dequantize_row_{fmt}")
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+    raw = random_blocks(fmt, 64, np.random.default_rng(5))
+    want = np.zeros(64 * 256, np.float32)
+    fn(raw.ctypes.data, want.ctypes.data, want.size)
+    np.testing.assert_array_equal(_core.dequantize_blocks(fmt, raw), want)
 
 
 @pytest.mark.parametrize("isa", ISAS)
