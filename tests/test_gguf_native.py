@@ -127,12 +127,13 @@ def test_native_blocks_match_independent_readings(demo, files, text_ids, recipe)
 
 
 # llama.cpp's own i-quant files (r1lite does not write these formats yet): the demo in f16,
-# an importance matrix from llama-imatrix on the fixed text, then llama-quantize. Its IQ2 mixes
-# keep ffn_down (1536 columns) at the i-quant and fall back to iq4_nl / q4_0 where 576 columns
-# do not hold whole blocks of 256. llama.cpp's mix named IQ2_S is built on iq2_xs; the one on
-# iq2_s is IQ2_M, which puts some ffn_down at IQ3_S (not read yet): that one is made --pure.
+# an importance matrix from llama-imatrix on the fixed text, then llama-quantize. Its IQ2 / IQ3
+# mixes keep ffn_down (1536 columns) at the i-quant and fall back to iq4_nl / q4_0 / q5_0 where
+# 576 columns do not hold whole blocks of 256. llama.cpp's mix named IQ2_S is built on iq2_xs; the one on
+# iq2_s is IQ2_M (some ffn_down at iq3_s). IQ3_M is the mix built on iq3_s, as IQ3_S is.
 LLAMACPP = llamacpp_bin()
-IQ_MIXES = {"IQ2_XXS": "iq2_xxs", "IQ2_XS": "iq2_xs", "IQ2_M": "iq2_s"}  # llama.cpp's name -> format
+IQ_MIXES = {"IQ2_XXS": "iq2_xxs", "IQ2_XS": "iq2_xs", "IQ2_M": "iq2_s",  # llama.cpp's name -> format
+            "IQ3_XXS": "iq3_xxs", "IQ3_S": "iq3_s", "IQ3_M": "iq3_s"}
 
 
 @pytest.fixture(scope="module")
@@ -161,8 +162,7 @@ def test_llamacpp_iquant_files_match_independent_readings(llamacpp_f16, files, t
     reading of the same file: within 1.5%, as for the K-quant mixes above."""
     f16, imatrix = llamacpp_f16
     path = files / f"demo-{mix}.gguf"
-    pure = ["--pure"] if mix == "IQ2_M" else []
-    _llamacpp("llama-quantize", *pure, "--imatrix", imatrix, f16, path, mix, 2)
+    _llamacpp("llama-quantize", "--imatrix", imatrix, f16, path, mix, 2)
     m = r1lite.load(path, context=CTX)
     assert IQ_MIXES[mix] in m.summary["tensor_formats"], m.summary
     got = _perplexity(m.logits, text_ids)
