@@ -12,6 +12,7 @@
 #include <string>
 
 #include "core/bandwidth.h"
+#include "core/blocks.h"
 #include "core/cpu_features.h"
 #include "core/formats.h"
 #include "cpu/ops.h"
@@ -576,6 +577,17 @@ PYBIND11_MODULE(_core, m) {
     f.blocks_to_f32(raw.data(), out.mutable_data(), blocks);
     return out;
   }, py::arg("fmt"), py::arg("raw"), "Blocks of a GGUF format as f32 by the scalar reference (for tests).");
+  m.def("iquant_grid", [](const std::string& fmt) {
+    const uint64_t* grid = fmt == "iq2_xxs" ? kIq2xxsGrid : fmt == "iq2_xs" ? kIq2xsGrid
+                         : fmt == "iq2_s" ? kIq2sGrid : nullptr;
+    if (!grid) throw std::invalid_argument("no i-quant grid for format '" + fmt + "'");
+    const int64_t n = fmt == "iq2_xxs" ? 256 : fmt == "iq2_xs" ? 512 : 1024;
+    py::array_t<uint8_t> out({n, int64_t{8}});
+    for (int64_t i = 0; i < n; ++i)
+      for (int j = 0; j < 8; ++j) out.mutable_at(i, j) = uint8_t(grid[i] >> (8 * j));
+    return out;
+  }, py::arg("fmt"), "An i-quant format's codebook (core/iquant_tables.cpp): uint8 [entries, 8], "
+     "the magnitudes of each group of 8 (for the Python quantizers).");
   m.def("isa_supported", [](const std::string& name) { return isa_supported(isa_from_name(name)); });
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
   m.def("set_active_isa", [](const std::string& name) { set_active_isa(isa_from_name(name)); });

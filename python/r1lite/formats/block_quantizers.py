@@ -17,6 +17,8 @@ one llama.cpp writes:
 - q3_k: symmetric 3-bit values, the sub-block scale from ggml's make_q3_quants (coordinate
   descent on the x^2-weighted error, up to 5 sweeps), 6-bit sub-block scales.
 - iq4_nl, iq4_xs: the non-linear 4-bit grid with ggml's scale search (x^2 weights, 15 candidates).
+- iq2_xxs, iq2_xs, iq2_s: r1lite's own codebook search (iq2_quantizers.py), not ggml's: its bytes
+  differ from llama-quantize's, its error is compared in tests/test_iq2_quantizers.py.
 
 With an importance matrix (quantize_blocks(..., importance=...), llama-quantize --imatrix) the
 K-quants follow ggml's weighted paths instead: every value weighted by its column's mean squared
@@ -34,12 +36,14 @@ libggml-base's ggml_quantize_chunk where a llama.cpp build is at hand.
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..quant import TABLE
+from . import iq2_quantizers
 from .blocks import BLOCK_DTYPES
 
 QK_K = 256
@@ -53,9 +57,9 @@ IQ4NL_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38
 BLOCK_SIZES = {name: f["block"] for name, f in TABLE.items() if f["layout"] == "blocks"}
 
 
-# block formats r1lite reads (GGUF files) but does not write yet: the i-quants need an importance
-# matrix and their own codebook searches (issue 20's later steps)
-READ_ONLY = frozenset({"iq2_xxs", "iq2_xs", "iq2_s", "iq1_s", "iq1_m", "iq3_xxs", "iq3_s"})
+# block formats r1lite reads (GGUF files) but does not write yet: these i-quants need their own
+# codebook searches (issue 20; iq2's are in iq2_quantizers.py)
+READ_ONLY = frozenset({"iq1_s", "iq1_m", "iq3_xxs", "iq3_s"})
 
 
 def quantize_blocks(fmt: str, w: np.ndarray, threads: int | None = None,
@@ -67,7 +71,8 @@ def quantize_blocks(fmt: str, w: np.ndarray, threads: int | None = None,
     importance: an importance matrix's weights for this matrix (the mean squared input of each
     column, [cols], or [groups, cols] for row groups of equal size such as MLA's heads): the
     K-quants q2_k..q6_k then minimize the importance-weighted error as ggml's quantize_q*_K
-    do with quant_weights (llama-quantize --imatrix); other formats ignore it."""
+    do with quant_weights (llama-quantize --imatrix), and the 2-bit i-quants weight their
+    codebook search by it (iq2_quantizers.py); other formats ignore it."""
     if fmt not in _ENCODERS:
         raise ValueError(f"no block quantizer for format {fmt!r} (have: {', '.join(_ENCODERS)})")
     w = np.asarray(w)
@@ -653,6 +658,9 @@ _ENCODERS = {
     "q2_k": (_enc_q2_k, 512),
     "iq4_nl": (_enc_iq4_nl, 4096),
     "iq4_xs": (_enc_iq4_xs, 512),
+    "iq2_xxs": (functools.partial(iq2_quantizers.encode, "iq2_xxs"), 64),
+    "iq2_xs": (functools.partial(iq2_quantizers.encode, "iq2_xs"), 32),
+    "iq2_s": (functools.partial(iq2_quantizers.encode, "iq2_s"), 16),
 }
 
 
@@ -815,4 +823,5 @@ def _wenc_q6_k(x, out, qw):
 
 # format -> encoder of blocks x [N, 256] with their importance qw [N, 256] into out[N]
 _WEIGHTED = {"q2_k": _wenc_q2_k, "q3_k": _wenc_q3_k, "q4_k": _wenc_q4_k, "q5_k": _wenc_q5_k,
-             "q6_k": _wenc_q6_k}
+             "q6_k": _wenc_q6_k,
+             **{f: functools.partial(iq2_quantizers.encode, f) for f in iq2_quantizers.GROUPS_PER_SUB}}
