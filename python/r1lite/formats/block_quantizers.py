@@ -89,6 +89,8 @@ def quantize_blocks(fmt: str, w: np.ndarray, threads: int | None = None,
         if qw.ndim != 2 or qw.shape[1] != cols or rows % qw.shape[0]:
             raise ValueError(f"{fmt}: importance of shape {np.shape(importance)} does not fit a "
                              f"matrix [{rows}, {cols}]")
+        if not (np.isfinite(qw).all() and (qw >= 0).all()):
+            raise ValueError(f"{fmt}: the importance has values that are negative or not finite")
         qw = qw.reshape(qw.shape[0], cols // block, block)
     dt = BLOCK_DTYPES[fmt]
     out = np.zeros(rows * (cols // block), dt)
@@ -658,9 +660,9 @@ _ENCODERS = {
     "q2_k": (_enc_q2_k, 512),
     "iq4_nl": (_enc_iq4_nl, 4096),
     "iq4_xs": (_enc_iq4_xs, 512),
-    "iq2_xxs": (functools.partial(iq2_quantizers.encode, "iq2_xxs"), 64),
-    "iq2_xs": (functools.partial(iq2_quantizers.encode, "iq2_xs"), 32),
-    "iq2_s": (functools.partial(iq2_quantizers.encode, "iq2_s"), 16),
+    "iq2_xxs": (functools.partial(iq2_quantizers.encode, "iq2_xxs"), 16),
+    "iq2_xs": (functools.partial(iq2_quantizers.encode, "iq2_xs"), 16),
+    "iq2_s": (functools.partial(iq2_quantizers.encode, "iq2_s"), 8),
 }
 
 
