@@ -383,6 +383,12 @@ def test_width_fallback():
         assert formats["tok_embd"] == "gguf_q8_0"  # the head: Q8_0 when Q6_K's blocks do not fit
         assert formats["layers.4.w_gate"] == fb, quant
     assert fallback_format("q4_k", 80) == "f16"  # not even 32 divides it
+    for quant in ("iq2_xxs", "iq2_xs", "iq2_s"):  # i-quants: IQ4_NL, as llama.cpp
+        formats = tensor_formats(cfg, quant)
+        assert formats["tok_embd"] == "gguf_q8_0" and formats["layers.4.w_gate"] == "iq4_nl"
+        wide = tensor_formats(CONFIGS["llama"], quant)
+        assert wide["layers.4.w_gate"] == wide["layers.4.w_down"] == wide["layers.0.wv"] == quant
+        assert wide["lm_head"] == "q6_k" and wide["tok_embd"] == "q4_k"
     assert fallback_format("q4_k", 512) == "q4_k" and fallback_format("q4_0", 80) == "q4_0"
 
 

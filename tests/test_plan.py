@@ -53,6 +53,9 @@ def test_r1_671b_from_its_config_alone():
     # q4_0: 4.5 bits a weight (the routers f32), 61 layers x 576 f16 values of latent cache a position
     assert rows["q4_0"][1:3] == ["378.29", "GB"] and rows["q4_0"][5:7] == ["2.30", "GB"]
     assert rows["q4_0"][-1] == "yes" and rows["q8_0"][-1] == "no"
+    # the routed experts at 2.06 / 2.31 bits (IQ2_XXS gate/up, IQ2_XS down), the rest as moe-q2_k
+    assert rows["moe-iq2_xxs"][1:3] == ["186.02", "GB"] and rows["moe-iq2_xxs"][3:5] == ["15.58", "GB"]
+    assert rows["iq2_xxs"][1:3] == ["174.36", "GB"]
 
 
 def test_plan_needs_a_local_config(tmp_path):
@@ -74,7 +77,14 @@ def test_expert_aware_recipes():
     assert f["layers.3.router"] == "f32"
     g = tensor_formats(config, "moe-q3_k")
     assert (g["layers.3.experts.0.w_gate"], g["layers.3.experts.0.w_down"], g["layers.3.wo"]) == ("q3_k", "q4_k", "q5_k")
+    i = tensor_formats(config, "moe-iq2_xxs")
+    assert i["layers.3.experts.0.w_gate"] == i["layers.60.experts.255.w_up"] == "iq2_xxs"
+    assert i["layers.3.experts.7.w_down"] == "iq2_xs"  # one step up
+    assert i["layers.3.shared.w_gate"] == i["layers.0.w_down"] == i["layers.5.wq_a"] == "q4_k"
+    assert i["lm_head"] == i["layers.4.w_uv"] == "q6_k" and i["tok_embd"] == "q4_k"
+    assert i["layers.3.router"] == "f32"
     dense = read_config(FIXTURES / "qwen2_f32")
-    with pytest.raises(ValueError, match="mixture-of-experts"):
-        tensor_formats(dense, "moe-q2_k")
-    assert "moe-q2_k" not in [r["recipe"] for r in plan(dense, context=8, bandwidth=1e9)]
+    for recipe in ("moe-q2_k", "moe-iq2_xxs"):
+        with pytest.raises(ValueError, match="mixture-of-experts"):
+            tensor_formats(dense, recipe)
+        assert recipe not in [r["recipe"] for r in plan(dense, context=8, bandwidth=1e9)]

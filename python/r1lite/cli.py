@@ -183,7 +183,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="quantize a source that is already quantized in another format (rounds twice)")
     conv.add_argument("--imatrix", default=None, metavar="FILE",
                       help="an importance matrix (r1lite imatrix, or llama.cpp's llama-imatrix: GGUF or "
-                           "legacy .dat) the K-quants (q2_k..q6_k) weight their rounding error by")
+                           "legacy .dat) the K-quants (q2_k..q6_k) and i-quants (iq2_*) weight their "
+                           "rounding error by; the iq2 recipes want one")
     imx = sub.add_parser("imatrix", parents=[common],
                          help="compute an importance matrix (llama.cpp's imatrix GGUF) over a text")
     imx.add_argument("text", help="calibration text file")

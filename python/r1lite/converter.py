@@ -17,7 +17,7 @@ import numpy as np
 from .formats.r1file import FORMAT_NAME, FORMAT_VERSION, SCALE_SUFFIX, plane_shapes
 from .formats.tensors import as_f32, expected_tensors, materialize
 from .quant import BLOCK_FORMATS, FLOAT_FORMATS, encode
-from .recipes import GGUF_EQUIVALENT, RECIPES, tensor_formats
+from .recipes import GGUF_EQUIVALENT, RECIPES, tensor_formats, wants_imatrix
 from .resolve import resolve_model
 
 NP_DTYPES = {"F32": np.float32, "BF16": np.uint16, "F16": np.float16, "I8": np.int8, "U8": np.uint8}
@@ -91,6 +91,12 @@ def convert(src, out, quant: str = "q8_0", *, progress: bool | None = None,
     if not allow_requantize:
         _refuse_requantizing(src, tensors, formats)
     importance = _importance(imatrix, config, formats) if imatrix is not None else {}
+    if imatrix is None and wants_imatrix(quant):
+        from .imatrix import warn
+
+        warn(f"--quant {quant} writes 2-bit i-quants without an importance matrix: expect a much "
+             f"worse model (llama-quantize refuses to); make one with `r1lite imatrix MODEL "
+             f"TEXT` and pass it with --imatrix")
 
     def encoded(name):
         arr, fmt = materialize(tensors[name])[:2]

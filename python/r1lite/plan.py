@@ -100,10 +100,11 @@ def plan(config: dict, *, context: int, kv_cache: str = "f16", bandwidth: float,
 def format_plan(rows: list[dict], *, ram: float | None) -> list[str]:
     """The table `r1lite info --plan` prints (GB = 1e9 bytes; MB for small models)."""
     scale, unit = (1e9, "GB") if max(r["memory"] for r in rows) >= 1e8 else (1e6, "MB")
-    out = [f"{'recipe':8} {'weights':>10} {'read/token':>11} {'KV cache':>10} {'memory':>10}"
+    width = max(8, *(len(r["recipe"]) for r in rows))
+    out = [f"{'recipe':{width}} {'weights':>10} {'read/token':>11} {'KV cache':>10} {'memory':>10}"
            f" {'decode bound':>13}" + ("  fits" if ram else "")]
     for r in rows:
-        line = (f"{r['recipe']:8} {r['weights'] / scale:>7.2f} {unit} {r['read_per_token'] / scale:>8.2f} {unit}"
+        line = (f"{r['recipe']:{width}} {r['weights'] / scale:>7.2f} {unit} {r['read_per_token'] / scale:>8.2f} {unit}"
                 f" {r['cache'] / scale:>7.2f} {unit} {r['memory'] / scale:>7.2f} {unit}"
                 f" {r['decode_tok_s']:>7.2f} tok/s")
         if ram:

@@ -23,9 +23,14 @@ router ("f32" tensors) always stay f32. The recipes:
   experts, the dense first layers, the embedding -- at Q4_K (Q5_K), attn_v-like matrices and the
   output head at Q6_K. R1 at moe-q2_k: 247 GB in memory, about llama.cpp's Q2_K mix (244 GB),
   but the 17.5 GB each token reads are mostly at 4-6 bits where Q2_K's 14.6 GB are at 2-3
-  (`r1lite info MODEL --plan`). Smaller files need the i-quants for the experts (IQ2_XXS:
-  2.06 bits; IQ1_S / IQ1_M: 1.56 / 1.75 bits in the 1.58-bit R1 files), which r1lite runs but
-  does not write yet.
+  (`r1lite info MODEL --plan`). moe-iq2_xxs: the routed experts in GGUF's 2-bit i-quants (gate/up
+  IQ2_XXS, 2.06 bits; down IQ2_XS, 2.31), the rest as moe-q2_k: R1 in 186 GB. The i-quants want
+  an importance matrix (llama-quantize refuses them without one; r1lite warns). Smaller still are
+  IQ1_S / IQ1_M experts (1.56 / 1.75 bits, the 1.58-bit R1 files), which r1lite runs but does
+  not write yet.
+- iq2_xxs, iq2_xs, iq2_s: every matrix in that i-quant (r1lite's own quantizer,
+  formats/iq2_quantizers.py), the output head Q6_K and an untied token embedding Q4_K (llama.cpp
+  keeps both higher too); a width 256 does not divide falls back to IQ4_NL as in llama.cpp.
 
 r1lite's tensors map onto llama.cpp's categories: wv is attn_v; for MLA (DeepSeek) w_uk_t and
 w_uv, both cut from kv_b_proj (llama.cpp's attn_kv_b, an attn_v-like tensor), are attn_v;
@@ -55,10 +60,25 @@ RECIPES = {
     "q2_k": "llama.cpp's Q2_K mix: Q2_K, Q3_K/Q4_K for attn_v, attn_output and ffn_down, Q6_K head",
     "moe-q2_k": "MoE models: routed experts Q2_K (down Q3_K), the rest Q4_K, attn_v and head Q6_K",
     "moe-q3_k": "MoE models: routed experts Q3_K (down Q4_K), the rest Q5_K, attn_v and head Q6_K",
+    "moe-iq2_xxs": "MoE models: routed experts IQ2_XXS (down IQ2_XS), the rest Q4_K, attn_v and head "
+                   "Q6_K (wants --imatrix)",
+    "iq2_xxs": "GGUF's IQ2_XXS i-quant (2.06 bits a weight) throughout, head Q6_K (wants --imatrix)",
+    "iq2_xs": "GGUF's IQ2_XS i-quant (2.31 bits a weight) throughout, head Q6_K (wants --imatrix)",
+    "iq2_s": "GGUF's IQ2_S i-quant (2.56 bits a weight) throughout, head Q6_K (wants --imatrix)",
 }
 
 # expert-aware mixes: (experts' gate/up, experts' down, every other matrix)
-_MOE_MIX = {"moe-q2_k": ("q2_k", "q3_k", "q4_k"), "moe-q3_k": ("q3_k", "q4_k", "q5_k")}
+_MOE_MIX = {"moe-q2_k": ("q2_k", "q3_k", "q4_k"), "moe-q3_k": ("q3_k", "q4_k", "q5_k"),
+            "moe-iq2_xxs": ("iq2_xxs", "iq2_xs", "q4_k")}
+
+# the pure i-quant recipes: every matrix in that format but the head and the embedding
+_IQ_PURE = ("iq2_xxs", "iq2_xs", "iq2_s")
+
+
+def wants_imatrix(quant: str) -> bool:
+    """Whether a recipe writes i-quants, whose 2-bit codebooks lose much more without an
+    importance matrix (llama-quantize refuses them without one)."""
+    return quant in _IQ_PURE or quant == "moe-iq2_xxs"
 
 
 def applies(config: dict, quant: str) -> bool:
@@ -72,7 +92,8 @@ _K_BASE = {"q6_k": "q6_k", "q5_k_m": "q5_k", "q4_k_m": "q4_k", "q3_k_m": "q3_k",
 
 # llama.cpp's tensor_type_fallback: a type for widths its blocks do not divide
 _FALLBACK = {"q2_k": "gguf_q4_0", "q3_k": "gguf_q4_0", "q4_k": "q5_0", "q5_k": "q5_1",
-             "q6_k": "gguf_q8_0", "iq4_xs": "iq4_nl"}
+             "q6_k": "gguf_q8_0", "iq4_xs": "iq4_nl", "iq2_xxs": "iq4_nl", "iq2_xs": "iq4_nl",
+             "iq2_s": "iq4_nl"}
 
 _ATTN_V = {"wv", "w_uk_t", "w_uv"}  # MLA: both halves of kv_b_proj (llama.cpp's attn_kv_b)
 
@@ -113,6 +134,9 @@ def tensor_formats(config: dict, quant: str) -> dict[str, str]:
             out[name] = "q8_0" if name == head else "q4_0"
         elif quant in _MOE_MIX:
             out[name] = _moe_mix_format(quant, name, int(shape[-1]), name == head)
+        elif quant in _IQ_PURE:
+            fmt = "q6_k" if name == head else "q4_k" if name == "tok_embd" else quant
+            out[name] = fallback_format(fmt, int(shape[-1]))
         else:
             out[name] = _k_mix_format(config, quant, name, int(shape[-1]), name == head, n_layers)
     return out
