@@ -8,6 +8,10 @@ is not the evaluation text). Needs a llama.cpp build (LLAMACPP_HOME or
     python tools/iq2_perplexity.py [MODEL] [--quant iq2_xxs] [--tokens 4096]
 
 MODEL defaults to the demo (SmolLM2-135M, a Q4_1 GGUF: its Q4_1 weights are the reference).
+Where llama-quantize is at hand too (a GGUF MODEL), it also writes the recipe itself (--pure,
+the embedding and head Q8_0, --imatrix the same file: its IQ4_NL tensors then are weighted by
+the imatrix too, which r1lite's IQ4_NL encoder does not do), and a copy of that file with its
+i-quant tensors written by r1lite from MODEL's weights separates the i-quant quantizers.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import ctypes
 import math
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +30,7 @@ import numpy as np
 import r1lite
 from r1lite.formats import block_quantizers
 from r1lite.imatrix import compute_imatrix, write_imatrix
+from r1lite.resolve import resolve_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from perplexity import DEFAULT_TEXT, nll_windows  # noqa: E402
@@ -33,18 +39,25 @@ CALIBRATION = "/usr/share/common-licenses/Apache-2.0"
 GGML_TYPES = {"iq2_xxs": (16, 66), "iq2_xs": (17, 74), "iq2_s": (22, 82)}  # type id, block bytes
 
 
-def ggml_lib():
+def lib_dir() -> Path | None:
     home = os.environ.get("LLAMACPP_HOME")
     for d in ([Path(home) / "build" / "bin", Path(home)] if home else []) + [
             Path.home() / ".cache" / "llama.cpp-peer" / "build" / "bin"]:
         if (d / "libggml-base.so").is_file():
-            lib = ctypes.CDLL(str(d / "libggml-base.so"))
-            lib.ggml_quantize_chunk.restype = ctypes.c_size_t
-            lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                                                ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-            lib.ggml_quantize_init.argtypes = [ctypes.c_int]
-            return lib
+            return d
     return None
+
+
+def ggml_lib():
+    d = lib_dir()
+    if d is None:
+        return None
+    lib = ctypes.CDLL(str(d / "libggml-base.so"))
+    lib.ggml_quantize_chunk.restype = ctypes.c_size_t
+    lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                        ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+    lib.ggml_quantize_init.argtypes = [ctypes.c_int]
+    return lib
 
 
 def with_ggml_iquants(lib):
@@ -67,6 +80,37 @@ def with_ggml_iquants(lib):
         return out
 
     return quantize
+
+
+def llama_quantize(lib_dir: Path, model: Path, imatrix: Path, out: Path, quant: str) -> Path:
+    env = dict(os.environ, LD_LIBRARY_PATH=str(lib_dir))
+    subprocess.run([str(lib_dir / "llama-quantize"), "--allow-requantize", "--pure", "--imatrix", str(imatrix),
+                    "--token-embedding-type", "q8_0", "--output-tensor-type", "q8_0", str(model), str(out),
+                    quant.upper(), "2"], env=env, check=True, capture_output=True)
+    return out
+
+
+def with_our_iquants(llama_file: Path, model: Path, out: Path, quant: str, imatrix: Path) -> Path:
+    """llama_file with its i-quant tensors written by r1lite (from model's weights): the rest of
+    the bytes llama-quantize's."""
+    from r1lite import converter
+    from r1lite.recipes import tensor_formats
+
+    source = converter._source
+
+    def mixed(src):
+        config, tensors, meta = source(src)
+        originals = source(model)[1]
+        for name, fmt in tensor_formats(config, quant).items():
+            if fmt.startswith("iq2"):
+                tensors[name] = originals[name]
+        return config, tensors, meta
+
+    converter._source = mixed
+    try:
+        return r1lite.convert(llama_file, out, quant, imatrix=imatrix, progress=False, allow_requantize=True)
+    finally:
+        converter._source = source
 
 
 def perplexity(path, ids, ctx) -> tuple[float, int]:
@@ -105,6 +149,13 @@ def main() -> int:
                 block_quantizers.quantize_blocks = ours
         else:
             print("no llama.cpp build: its quantizer's file is left out", file=sys.stderr)
+        bin_dir = lib_dir()
+        model = resolve_model(args.model, convert_hub=False)
+        if bin_dir is not None and (bin_dir / "llama-quantize").is_file() and Path(model).suffix == ".gguf":
+            theirs = llama_quantize(bin_dir, Path(model), imx, Path(tmp) / "llama.gguf", args.quant)
+            files[f"llama-quantize --pure {args.quant}"] = theirs
+            files[f"  the same, r1lite's {args.quant} tensors"] = with_our_iquants(
+                theirs, model, Path(tmp) / "mixed.r1", args.quant, imx)
         for name, path in files.items():
             ppl, count = perplexity(path, ids, args.ctx)
             print(f"{name:36} perplexity {ppl:.4f} ({count} tokens scored, windows of {args.ctx})",
