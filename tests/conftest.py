@@ -1,5 +1,4 @@
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -8,18 +7,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
-sys.path.insert(0, str(ROOT / "tools"))  # make_fixtures for the live oracle test
+sys.path.insert(0, str(ROOT / "tools"))  # make_fixtures for the live oracle test, llamacpp_peer
+
+import llamacpp_peer  # noqa: E402  (tools/)
 
 
 def llamacpp_bin() -> Path | None:
     """The bin folder of a native llama.cpp build (LLAMACPP_HOME, or ~/.cache/llama.cpp-peer/build),
     or None: the tests that compare with llama.cpp skip without one."""
-    home = os.environ.get("LLAMACPP_HOME")
-    for d in ([Path(home) / "build" / "bin", Path(home) / "bin", Path(home)] if home else []) + [
-            Path.home() / ".cache" / "llama.cpp-peer" / "build" / "bin"]:
-        if (d / "llama-quantize").is_file():
-            return d
-    return None
+    return llamacpp_peer.bin_dir("llama-quantize")
 
 
 def fixture_dirs():

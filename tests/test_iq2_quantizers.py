@@ -20,13 +20,12 @@ iq2_s), checked against readers and quantizers that are not r1lite's:
   The tests allow LLAMA_FACTOR. Against the naive quantizer the demo's ratios are 0.14-0.69.
 """
 
-import ctypes
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from llamacpp_peer import ggml_base  # tools/, on the path through conftest
 from r1lite import _core
 from r1lite.formats import iq2_quantizers
 from r1lite.formats.block_quantizers import quantize_blocks
@@ -155,21 +154,6 @@ def test_bad_input_is_refused_by_name(fmt):
 
 # ------------------------------------------------------------------------------------------------
 # the demo model's matrices, and llama.cpp's quantizer (skipped without a build)
-
-
-def ggml_base() -> ctypes.CDLL | None:
-    """llama.cpp's libggml-base (LLAMACPP_HOME, or ~/.cache/llama.cpp-peer/build/bin), or None."""
-    home = os.environ.get("LLAMACPP_HOME")
-    for d in ([Path(home) / "build" / "bin", Path(home) / "bin", Path(home)] if home else []) + [
-            Path.home() / ".cache" / "llama.cpp-peer" / "build" / "bin"]:
-        if (d / "libggml-base.so").is_file():
-            lib = ctypes.CDLL(str(d / "libggml-base.so"))
-            lib.ggml_quantize_chunk.restype = ctypes.c_size_t
-            lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                                                ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-            lib.ggml_quantize_init.argtypes = [ctypes.c_int]
-            return lib
-    return None
 
 
 def ggml_quantize(lib, fmt: str, x: np.ndarray, qw: np.ndarray) -> np.ndarray:

@@ -17,7 +17,6 @@ i-quant tensors written by r1lite from MODEL's weights separates the i-quant qua
 from __future__ import annotations
 
 import argparse
-import ctypes
 import math
 import os
 import subprocess
@@ -33,31 +32,11 @@ from r1lite.imatrix import compute_imatrix, write_imatrix
 from r1lite.resolve import resolve_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from llamacpp_peer import bin_dir as llamacpp_dir, ggml_base  # noqa: E402
 from perplexity import DEFAULT_TEXT, nll_windows  # noqa: E402
 
 CALIBRATION = "/usr/share/common-licenses/Apache-2.0"
 GGML_TYPES = {"iq2_xxs": (16, 66), "iq2_xs": (17, 74), "iq2_s": (22, 82)}  # type id, block bytes
-
-
-def lib_dir() -> Path | None:
-    home = os.environ.get("LLAMACPP_HOME")
-    for d in ([Path(home) / "build" / "bin", Path(home)] if home else []) + [
-            Path.home() / ".cache" / "llama.cpp-peer" / "build" / "bin"]:
-        if (d / "libggml-base.so").is_file():
-            return d
-    return None
-
-
-def ggml_lib():
-    d = lib_dir()
-    if d is None:
-        return None
-    lib = ctypes.CDLL(str(d / "libggml-base.so"))
-    lib.ggml_quantize_chunk.restype = ctypes.c_size_t
-    lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                                        ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-    lib.ggml_quantize_init.argtypes = [ctypes.c_int]
-    return lib
 
 
 def with_ggml_iquants(lib):
@@ -131,7 +110,7 @@ def main() -> int:
     cal = src.tokenizer.encode(Path(CALIBRATION).read_text())
     im = compute_imatrix(src, cal, chunk=args.ctx, chunks=args.calibration_chunks)
     ids = src.tokenizer.encode(Path(DEFAULT_TEXT).read_text())[:args.tokens]
-    lib = ggml_lib()
+    lib = ggml_base()
     with tempfile.TemporaryDirectory() as tmp:
         imx = write_imatrix(Path(tmp) / "imatrix.gguf", im)
         files = {"source": args.model}
@@ -149,7 +128,7 @@ def main() -> int:
                 block_quantizers.quantize_blocks = ours
         else:
             print("no llama.cpp build: its quantizer's file is left out", file=sys.stderr)
-        bin_dir = lib_dir()
+        bin_dir = llamacpp_dir()
         model = resolve_model(args.model, convert_hub=False)
         if bin_dir is not None and (bin_dir / "llama-quantize").is_file() and Path(model).suffix == ".gguf":
             theirs = llama_quantize(bin_dir, Path(model), imx, Path(tmp) / "llama.gguf", args.quant)

@@ -9,12 +9,12 @@ vector as llama-imatrix would give it, for tests/test_iquants.py to decode. A fe
 
 from __future__ import annotations
 
-import ctypes
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from llamacpp_peer import ggml_base
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "fixtures" / "iquant_blocks.npz"
@@ -24,26 +24,14 @@ FORMATS = {"iq2_xxs": (16, 66), "iq2_xs": (17, 74), "iq2_s": (22, 82), "iq3_xxs"
 ROWS, COLS = 4, 512
 
 
-def ggml_lib() -> ctypes.CDLL:
-    home = os.environ.get("LLAMACPP_HOME")
-    for d in ([Path(home) / "build" / "bin", Path(home)] if home else []) + [
-            Path.home() / ".cache" / "llama.cpp-peer" / "build" / "bin"]:
-        if (d / "libggml-base.so").is_file():
-            lib = ctypes.CDLL(str(d / "libggml-base.so"))
-            lib.ggml_quantize_chunk.restype = ctypes.c_size_t
-            lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                                                ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-            lib.ggml_quantize_init.argtypes = [ctypes.c_int]
-            return lib
-    sys.exit("no llama.cpp build: set LLAMACPP_HOME")
-
-
 def main() -> int:
     rng = np.random.default_rng(20)
     w = (rng.standard_t(3, (ROWS, COLS)) * 0.02).astype(np.float32)
     w[0, :256] = 0.0  # an all-zero super-block
     importance = (rng.standard_normal((64, COLS)) ** 2).mean(axis=0).astype(np.float32) + 0.1
-    lib = ggml_lib()
+    lib = ggml_base()
+    if lib is None:
+        sys.exit("no llama.cpp build: set LLAMACPP_HOME")
     out = {"weights": w, "importance": importance}
     for name, (gtype, block_bytes) in FORMATS.items():
         lib.ggml_quantize_init(gtype)

@@ -65,6 +65,21 @@ void attend(const QueryRows& queries, int64_t heads, const HeadRows& rows, int64
                       dim, out, dim);
 }
 
+void attend_task(const SplitPlan& plan, int64_t token, int64_t unit, int64_t range, const QueryRows& queries,
+                 int64_t heads, int64_t block, const HeadRows& rows, float scale, std::vector<float>& scores,
+                 float* whole_out, std::vector<float>& sums, std::vector<float>& ml) {
+  const int64_t splits = plan.splits[size_t(token)], len = plan.lens[size_t(token)];
+  if (splits == 1) {
+    attend(queries, heads, rows, 0, len, scale, scores, whole_out, nullptr);
+    return;
+  }
+  const int64_t slot = plan.first_part[size_t(token)] + unit * splits + range;
+  int64_t begin, end;
+  split_range(len, splits, range, &begin, &end);
+  attend(queries, heads, rows, begin, end, scale, scores, &sums[size_t(slot * block * rows.value_dim)],
+         &ml[size_t(slot * 2 * block)]);
+}
+
 void merge_splits(const float* sums, const float* ml, int64_t splits, int64_t heads, int64_t stride,
                   int64_t dim, float* out) {
   for (int64_t h = 0; h < heads; ++h) {

@@ -57,6 +57,13 @@ struct SplitPlan {
   void locate(int64_t task, int64_t* token, int64_t* unit, int64_t* range) const;
 };
 
+// Task (token, unit, range) of `plan` for `heads` prepared query rows (a unit's partial results
+// are `block` heads of `dim` values): the whole context into whole_out, or the range into the
+// plan's partial slot in sums / ml.
+void attend_task(const SplitPlan& plan, int64_t token, int64_t unit, int64_t range, const QueryRows& queries,
+                 int64_t heads, int64_t block, const HeadRows& rows, float scale, std::vector<float>& scores,
+                 float* whole_out, std::vector<float>& sums, std::vector<float>& ml);
+
 // out[h·dim ..] for h < heads = the softmax-weighted sum from `splits` partial results, each
 // `stride` heads long (range r: sums at sums + r·stride·dim, its m and l at ml + r·2·stride).
 void merge_splits(const float* sums, const float* ml, int64_t splits, int64_t heads, int64_t stride,

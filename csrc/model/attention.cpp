@@ -69,16 +69,8 @@ void Model::gqa_attention(int64_t layer, int64_t n) {
       plan.locate(task, &i, &g, &r);
       const HeadRows rows{s_.slots[size_t(i)].cache, layer, g, hd, false};
       queries.prepare(rows.cache->format(), &s_.q[size_t(i * q_dim + g * group * hd)], group, hd, hd);
-      const int64_t splits = plan.splits[size_t(i)], len = plan.lens[size_t(i)];
-      if (splits == 1) {  // the group's heads, in a row
-        attend(queries, group, rows, 0, len, scale, scores, &s_.att[size_t(i * q_dim + g * group * hd)], nullptr);
-        continue;
-      }
-      const int64_t slot = plan.first_part[size_t(i)] + g * splits + r;
-      int64_t p0, p1;
-      split_range(len, splits, r, &p0, &p1);
-      attend(queries, group, rows, p0, p1, scale, scores, &s_.split_sums[size_t(slot * group * hd)],
-             &s_.split_ml[size_t(slot * 2 * group)]);
+      attend_task(plan, i, g, r, queries, group, group, rows, scale, scores,
+                  &s_.att[size_t(i * q_dim + g * group * hd)], s_.split_sums, s_.split_ml);  // heads in a row
     }
   });
   if (plan.any_split) merge_split_attention(n, group, c.num_heads, hd, q_dim, s_.att.data());

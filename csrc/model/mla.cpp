@@ -95,16 +95,8 @@ void Model::mla_attention(int64_t layer, int64_t n) {
       const int64_t h0 = b * block, heads = std::min(block, H - h0);
       const HeadRows rows{s_.slots[size_t(i)].cache, layer, 0, C, true};  // the latent part of each row
       queries.prepare(rows.cache->format(), &s_.q_abs[size_t((i * H + h0) * row)], heads, row, row);
-      const int64_t splits = plan.splits[size_t(i)], len = plan.lens[size_t(i)];
-      if (splits == 1) {  // the block's heads, in a row
-        attend(queries, heads, rows, 0, len, scale, scores, &s_.latent[size_t((i * H + h0) * C)], nullptr);
-        continue;
-      }
-      const int64_t slot = plan.first_part[size_t(i)] + b * splits + r;
-      int64_t p0, p1;
-      split_range(len, splits, r, &p0, &p1);
-      attend(queries, heads, rows, p0, p1, scale, scores, &s_.split_sums[size_t(slot * block * C)],
-             &s_.split_ml[size_t(slot * 2 * block)]);
+      attend_task(plan, i, b, r, queries, heads, block, rows, scale, scores, &s_.latent[size_t((i * H + h0) * C)],
+                  s_.split_sums, s_.split_ml);  // the block's heads in a row
     }
   });
   if (plan.any_split) merge_split_attention(n, block, H, C, H * C, s_.latent.data());
