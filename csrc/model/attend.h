@@ -58,8 +58,8 @@ struct SplitPlan {
 };
 
 // Task (token, unit, range) of `plan` for `heads` prepared query rows (a unit's partial results
-// are `block` heads of `dim` values): the whole context into whole_out, or the range into the
-// plan's partial slot in sums / ml.
+// are `block` heads of rows.value_dim values): the whole context into whole_out, or the range
+// into the plan's partial slot in sums / ml.
 void attend_task(const SplitPlan& plan, int64_t token, int64_t unit, int64_t range, const QueryRows& queries,
                  int64_t heads, int64_t block, const HeadRows& rows, float scale, std::vector<float>& scores,
                  float* whole_out, std::vector<float>& sums, std::vector<float>& ml);
