@@ -291,33 +291,42 @@ def test_disconnect_frees_the_slot(tiny_r1):
         assert srv.engine.steps < 4000  # stopped early, not at the end of the context
 
 
-@pytest.mark.parametrize("quiet", [False, True])
-def test_serve_command(tiny_r1, quiet):
-    """r1lite serve: answers, logs one access line per request (or nothing with --quiet), and
-    ends on Ctrl-C with status 0."""
-    import re
-    import signal
+def start_serve(model, *flags: str):
+    """`r1lite serve MODEL` on a free port (-c 256 -t 1 and flags) as a subprocess, once /health
+    answers: (process, url). The caller stops it with SIGINT."""
     import subprocess
     import sys
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "r1lite.cli", "serve", str(tiny_r1), "--port",
-                             str(port), "-c", "256", "-t", "1", "--name", "tiny-r1"]
-                            + (["--quiet"] if quiet else []),
+    proc = subprocess.Popen([sys.executable, "-m", "r1lite.cli", "serve", str(model), "--port",
+                             str(port), "-c", "256", "-t", "1", *flags],
                             stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            if health(url)["status"] == "ok":
+                return proc, url
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(proc.stderr.read())
+            if time.time() >= deadline:
+                proc.kill()
+                raise AssertionError("r1lite serve did not come up")
+            time.sleep(0.1)
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_serve_command(tiny_r1, quiet):
+    """r1lite serve: answers, logs one access line per request (or nothing with --quiet), and
+    ends on Ctrl-C with status 0."""
+    import re
+    import signal
+
+    proc, url = start_serve(tiny_r1, "--name", "tiny-r1", *(["--quiet"] if quiet else []))
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 60
-        while True:
-            try:
-                if health(url)["status"] == "ok":
-                    break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read()
-                assert time.time() < deadline, "r1lite serve did not come up"
-                time.sleep(0.1)
         assert http("GET", url + "/v1/models")[1]["data"][0]["id"] == "tiny-r1"
         code, reply = http("POST", url + "/v1/completions",
                            dict(model="tiny-r1", prompt="Hello", max_tokens=4, temperature=0))

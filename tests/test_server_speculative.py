@@ -12,7 +12,7 @@ import openai
 import pytest
 from conftest import FIXTURES, rel_err
 from test_mtp import mtp_logits
-from test_server import http, running
+from test_server import http, running, start_serve
 
 import r1lite
 from r1lite.batch_speculation import PROBE_MAX_WAIT, AdaptiveK, BatchSpeculation
@@ -406,30 +406,12 @@ def test_serve_spec_flags_are_checked_before_loading(tmp_path, capsys):
 def test_serve_command_with_spec(tiny_r1):
     """r1lite serve --spec ngram answers as the Python API does without speculation."""
     import signal
-    import socket
-    import subprocess
-    import sys
 
     direct = r1lite.load(tiny_r1, threads=1, context=256)
     want = direct.generate("a b c a b c a b c", max_new_tokens=16, temperature=0).text
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "r1lite.cli", "serve", str(tiny_r1), "--port",
-                             str(port), "-c", "256", "-t", "1", "--name", "tiny", "--quiet",
-                             "--spec", "ngram", "--spec-k", "3", "--spec-n", "2"],
-                            stderr=subprocess.PIPE, text=True)
+    proc, url = start_serve(tiny_r1, "--name", "tiny", "--quiet", "--spec", "ngram", "--spec-k", "3",
+                            "--spec-n", "2")
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 60
-        while True:
-            try:
-                if http("GET", url + "/health")[1]["status"] == "ok":
-                    break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read()
-                assert time.time() < deadline, "r1lite serve did not come up"
-                time.sleep(0.1)
         code, reply = http("POST", url + "/v1/completions",
                            dict(model="tiny", prompt="a b c a b c a b c", max_tokens=16, temperature=0))
         assert code == 200 and reply["choices"][0]["text"] == want
