@@ -13,9 +13,8 @@ import pytest
 
 import r1lite
 from conftest import FIXTURES, rel_err, rounded_err
-from r1lite.formats import mla
+from gguf_write import write_gguf  # tools/, on the path through conftest
 from r1lite.formats.hf import load_hf_folder
-from r1lite.formats.names import gguf_name
 from r1lite.formats.tensors import as_f32, materialize
 
 gguf = pytest.importorskip("gguf")
@@ -25,83 +24,12 @@ gguf = pytest.importorskip("gguf")
 REPRESENTABLE = ["deepseek_v2_f32", "deepseek_v2_group_limited_bf16_sharded", "deepseek_v3_fp8"]
 
 
-def interleave_rope_rows(w, heads, head_rows, dr):
-    """The inverse of mla.reorder_rope_rows: rotate-half rope rows back to interleaved pairs."""
-    order = np.arange(head_rows)
-    order[head_rows - dr:] = head_rows - dr + np.argsort(mla.rope_half_order(dr))
-    rows = (np.arange(heads)[:, None] * head_rows + order[None, :]).reshape(-1)
-    return np.ascontiguousarray(w[rows])
-
-
 def write_deepseek2_gguf(folder, out):
+    """The fixture checkpoint `folder` as llama.cpp's converter would write it (f32, no tokenizer)."""
     raw = json.loads((folder / "config.json").read_text())
     cfg, tensors, _ = load_hf_folder(folder)
     t = {name: as_f32(*materialize(entry)[:2]) for name, entry in tensors.items()}
-    h, c = cfg["num_heads"], cfg["kv_lora_rank"]
-    dn, dr, dv = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"]
-    rope = raw.get("rope_parameters") or raw.get("rope_scaling") or {}
-    w = gguf.GGUFWriter(str(out), "deepseek2")
-    w.add_context_length(cfg["max_position_embeddings"])
-    w.add_embedding_length(cfg["hidden_size"])
-    w.add_block_count(cfg["num_layers"])
-    w.add_feed_forward_length(cfg["intermediate_size"])
-    w.add_head_count(h)
-    w.add_head_count_kv(1)
-    w.add_rope_freq_base(rope.get("rope_theta", raw.get("rope_theta", 10000.0)))
-    w.add_layer_norm_rms_eps(cfg["norm_eps"])
-    w.add_expert_used_count(cfg["experts_per_token"])
-    w.add_leading_dense_block_count(cfg["moe_first_layer"])
-    w.add_vocab_size(cfg["vocab_size"])
-    if cfg["q_lora_rank"]:
-        w.add_q_lora_rank(cfg["q_lora_rank"])
-    w.add_kv_lora_rank(c)
-    w.add_key_length(c + dr)
-    w.add_value_length(c)
-    w.add_key_length_mla(dn + dr)
-    w.add_value_length_mla(dv)
-    w.add_expert_feed_forward_length(cfg["moe_intermediate_size"])
-    w.add_expert_count(cfg["num_experts"])
-    w.add_expert_shared_count(cfg["num_shared_experts"])
-    w.add_expert_weights_scale(raw.get("routed_scaling_factor", 1.0))
-    w.add_expert_weights_norm(bool(raw.get("norm_topk_prob", False)))
-    sigmoid = raw["model_type"] == "deepseek_v3"
-    w.add_expert_gating_func(gguf.ExpertGatingFuncType.SIGMOID if sigmoid else gguf.ExpertGatingFuncType.SOFTMAX)
-    if cfg["expert_groups"] > 1:
-        w.add_expert_group_count(cfg["expert_groups"])
-        w.add_expert_group_used_count(cfg["expert_groups_kept"])
-    w.add_rope_dimension_count(dr)
-    if rope.get("rope_type", rope.get("type")) == "yarn":
-        w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
-        w.add_rope_scaling_factor(rope["factor"])
-        w.add_rope_scaling_orig_ctx_len(rope["original_max_position_embeddings"])
-        w.add_rope_scaling_yarn_log_mul(0.1 * rope["mscale_all_dim"])
-    stacks = {}
-    for name, arr in t.items():
-        short = name.split(".", 2)[-1] if name.startswith("layers.") else name
-        layer = name.split(".")[1] if name.startswith("layers.") else None
-        if short.startswith("experts."):
-            _, e, what = short.split(".")
-            stacks.setdefault((layer, what), {})[int(e)] = arr
-            continue
-        if short == "w_uk_t":
-            w.add_tensor(f"blk.{layer}.attn_k_b.weight", arr.reshape(h, c, dn))
-            continue
-        if short == "w_uv":
-            w.add_tensor(f"blk.{layer}.attn_v_b.weight", arr.reshape(h, dv, c))
-            continue
-        if short in ("wq", "wq_b"):  # HF's (and llama.cpp's) interleaved rope rows
-            arr = interleave_rope_rows(arr, h, dn + dr, dr)
-        elif short == "wkv_a":
-            arr = interleave_rope_rows(arr, 1, c + dr, dr)
-        w.add_tensor(gguf_name(name), np.ascontiguousarray(arr))
-    for (layer, what), by_expert in stacks.items():
-        stacked = np.stack([by_expert[e] for e in range(len(by_expert))])
-        w.add_tensor(f"blk.{layer}.ffn_{what[2:]}_exps.weight", stacked)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return out
+    return write_gguf(out, cfg, t, raw, tokenizer=False)
 
 
 def rewrite_gguf(src, out, edit):

@@ -14,7 +14,7 @@ import pytest
 
 import r1lite
 from conftest import FIXTURES, rel_err
-from make_bench_models import add_model_header  # tools/, on the path through conftest
+from gguf_write import add_model_header  # tools/, on the path through conftest
 from r1lite.errors import ModelFormatError
 from r1lite.formats.hf import load_hf_folder
 from r1lite.formats.names import gguf_name

@@ -19,9 +19,10 @@ SHAPE = {"hidden_size": 2048, "num_hidden_layers": 8, "num_attention_heads": 16,
          "intermediate_size": 5632}
 
 MEASURE = r"""
-import json, resource, sys
+import json, sys
 import r1lite
-def peak(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def peak():  # VmHWM: this image's peak (ru_maxrss would keep the forking parent's across exec)
+    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM"))
 base = peak()
 m = r1lite.load(sys.argv[1], context=64)
 g = m.generate(list(range(100, 116)), max_new_tokens=4, temperature=0)
@@ -35,6 +36,25 @@ def test_q4_k_m_file_runs_within_its_size(tmp_path):
     raw = json.loads((FIXTURES.parent / "assets" / "deepseek-r1-distill-qwen" / "config-1.5b.json").read_text())
     cfg = normalize_hf_config({**raw, **SHAPE}, "config-1.5b.json, cut")
     path = random_gguf(tmp_path / "model-q4_k_m.gguf", cfg, "q4_k_m")
+    size = path.stat().st_size
+    r = subprocess.run([sys.executable, "-c", MEASURE, str(path)], capture_output=True, text=True,
+                       timeout=600, cwd=FIXTURES.parent)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["tokens"] == 4
+    assert got["grown"] <= size + got["cache"] + 300e6, (got, size)
+
+
+def test_moe_iq2_xxs_file_runs_within_its_size(tmp_path):
+    """The 64-expert MLA benchmark shape (tools/bench_configs/moe-64x1408-top6.json) cut to three
+    layers, as a deepseek2 GGUF at moe-iq2_xxs (routed experts IQ2_XXS / IQ2_XS, stacked as
+    llama.cpp stores them): 0.4 GB, 4.9 GB as f32. The experts run from the mapped file."""
+    from r1lite.config import normalize_hf_config
+
+    raw = json.loads((FIXTURES.parent.parent / "tools" / "bench_configs" / "moe-64x1408-top6.json").read_text())
+    raw["num_hidden_layers"] = 3
+    cfg = normalize_hf_config(raw, "moe-64x1408-top6.json, cut")
+    path = random_gguf(tmp_path / "moe-iq2_xxs.gguf", cfg, "moe-iq2_xxs", raw=raw)
     size = path.stat().st_size
     r = subprocess.run([sys.executable, "-c", MEASURE, str(path)], capture_output=True, text=True,
                        timeout=600, cwd=FIXTURES.parent)

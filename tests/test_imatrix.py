@@ -172,7 +172,7 @@ def test_same_sums_as_llama_imatrix(tmp_path):
     # A small qwen2 model with the R1-Distill tokenizer (f32, so both compute in f32), 4 chunks
     # of 64 tokens of README.md. Measured: the same entries, counts and chunk metadata, every
     # sum within 7e-7 of llama.cpp's (relative to the entry's largest).
-    from make_bench_models import write_gguf as write_qwen2
+    from gguf_write import write_gguf as write_qwen2
     from r1lite.config import normalize_hf_config
     from r1lite.formats.tensors import expected_tensors
 

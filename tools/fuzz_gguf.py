@@ -28,7 +28,7 @@ def seeds():
     """Small GGUF files (f32, f16 matrices) written with the gguf package from a fixture."""
     import gguf
     import numpy as np
-    from make_bench_models import add_model_header
+    from gguf_write import add_model_header
 
     from r1lite.formats.hf import load_hf_folder
     from r1lite.formats.names import gguf_name

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from make_bench_models import ASSETS, write_gguf  # noqa: E402  (puts this checkout's r1lite first)
+from gguf_write import ASSETS, write_gguf  # noqa: E402  (puts this checkout's r1lite first)
 
 from r1lite.config import normalize_hf_config  # noqa: E402
 from r1lite.formats.blocks import random_blocks  # noqa: E402
@@ -24,12 +24,16 @@ from r1lite.quant import TABLE  # noqa: E402
 from r1lite.recipes import gguf_tensor_formats  # noqa: E402
 
 
-def random_gguf(out: Path, cfg: dict, quant: str = "q4_k_m", seed: int = 0) -> Path:
+def random_gguf(out: Path, cfg: dict, quant: str = "q4_k_m", seed: int = 0, raw: dict | None = None) -> Path:
+    """raw: the Hugging Face config, needed for MLA models (deepseek2 metadata)."""
     rng = np.random.default_rng(seed)
     formats = gguf_tensor_formats(cfg, quant)
     tensors = {}
     for name, (shape, kind) in expected_tensors(cfg).items():
         fmt = formats[name]
+        if name.endswith(".router"):  # random, so that tokens pick different experts
+            tensors[name] = rng.standard_normal(shape).astype(np.float32)
+            continue
         if kind == "f32" or TABLE[fmt]["layout"] != "blocks":
             tensors[name] = np.ones(shape, np.float32) if kind == "f32" else \
                 (rng.standard_normal(shape) * 0.02).astype(np.float16)
@@ -37,7 +41,7 @@ def random_gguf(out: Path, cfg: dict, quant: str = "q4_k_m", seed: int = 0) -> P
         rows, cols = shape
         blocks = random_blocks(fmt, rows * cols // TABLE[fmt]["block"], rng, scale=0.002)
         tensors[name] = (blocks.reshape(rows, -1), fmt)
-    write_gguf(out, cfg, tensors)
+    write_gguf(out, cfg, tensors, raw)
     return out
 
 
@@ -47,8 +51,8 @@ def main() -> int:
     ap.add_argument("--config", type=Path, default=ASSETS / "config-7b.json")
     ap.add_argument("--quant", default="q4_k_m")
     args = ap.parse_args()
-    cfg = normalize_hf_config(json.loads(args.config.read_text()), str(args.config))
-    random_gguf(args.out, cfg, args.quant)
+    raw = json.loads(args.config.read_text())
+    random_gguf(args.out, normalize_hf_config(raw, str(args.config)), args.quant, raw=raw)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e9:.2f} GB)")
     return 0
 
