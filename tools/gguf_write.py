@@ -87,8 +87,9 @@ def add_deepseek2_header(w, raw: dict, cfg: dict) -> None:
     w.add_expert_used_count(cfg["experts_per_token"])
     w.add_leading_dense_block_count(cfg["moe_first_layer"])
     w.add_vocab_size(cfg["vocab_size"])
-    if cfg["q_lora_rank"]:
-        w.add_q_lora_rank(cfg["q_lora_rank"])
+    # 0 without a q_lora (the converter writes nothing then, and llama.cpp loads such files only
+    # at V2-Lite's 26-27 layers; with the key it takes attn_q for any layer count)
+    w.add_q_lora_rank(cfg["q_lora_rank"] or 0)
     w.add_kv_lora_rank(c)
     w.add_key_length(c + dr)
     w.add_value_length(c)
