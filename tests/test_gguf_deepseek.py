@@ -1,10 +1,11 @@
-"""GGUF deepseek2 files as llama.cpp's converter writes them (DeepseekV2Model in
-convert_hf_to_gguf.py: MLA as MQA metadata, kv_b split into attn_k_b (transposed) and attn_v_b,
-experts stacked [E, out, in], interleaved rope rows left as they are, yarn_log_multiplier),
-against transformers' logits of the same checkpoints (tests/fixtures). The writer's meaning is
-checked by llama.cpp itself (tools/llamacpp_gguf_check.py): on deepseek_v3_fp8's file its logits
-are within 1.3e-3 of transformers'. (llama.cpp cannot load deepseek_v2_f32's, having no q_lora
-outside 27-layer models, and differs from transformers by 0.27 on the V2 group-limited router.)"""
+"""GGUF deepseek2 files as llama.cpp's converter writes them (tools/gguf_write.py: MLA as MQA
+metadata, kv_b split into attn_k_b (transposed) and attn_v_b, experts stacked [E, out, in],
+interleaved rope rows left as they are, yarn_log_multiplier), against transformers' logits of the
+same checkpoints (tests/fixtures). The writer's meaning is checked by llama.cpp itself
+(tools/llamacpp_gguf_check.py): on deepseek_v3_fp8's file its logits are within 1.3e-3 of
+transformers'. (deepseek_v2_f32's was checked before the writer wrote q_lora_rank = 0 for models
+without one, which llama.cpp needs outside V2-Lite's 26-27 layers; llama.cpp also differs from
+transformers by 0.27 on the V2 group-limited router.)"""
 
 import json
 
