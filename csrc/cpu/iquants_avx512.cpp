@@ -27,16 +27,101 @@ inline __m256i madd_add(__m256i acc, __m256i a, __m256i b) { return _mm256_dpwss
 
 #include "cpu/iquants_tiles.inc"
 
+// Prefill tiles over unpacked rows (iquants_tiles.inc), two sub-blocks per 512-bit vector:
+//   - the weights stored as unsigned bytes v + 64 (at most 62 + 64 = 126; iq1: its u bytes),
+//     so that VNNI's vpdpbusd (u8 x s8, 4 products per int32 lane) takes them with the
+//     activations as they are; its lanes start from -64·(the lane's 4 activations' sum)
+//     (P::prepare, per token; iq1: from 0), which leaves each lane P = the sum of v·x over its
+//     4 values, |P| <= 4·62·128 < 2^15;
+//   - the scales stored as int32 lanes (scale, 0), so vpdpwssd adds scale·P (P's low 16 bits are
+//     P, its high ones times 0): one int32 lane per 4 values, each scaled by its sub-block's (or
+//     16 values') scale, exactly as the decode tile's vpmaddubsw + vpdpwssd sum it;
+//   - at the super-block's end the low half (even sub-blocks) plus the high half (odd ones) are
+//     iq_tile<F, 1, 1>'s 8 int32 lanes (iq1: plus its bsums term), then the same float steps.
+struct PrefillAvx512 {
+  static constexpr int kRows = 2, kTokens = 4;
+  static __m256i weights(__m256i mag, uint32_t signs) {
+    return _mm256_add_epi8(apply_signs(mag, signs), _mm256_set1_epi8(64));
+  }
+  static __m256i scales(__m256i sc) { return _mm256_and_si256(sc, _mm256_set1_epi32(0xFFFF)); }
+
+  // The lane starts of every token's super-blocks: 4 vectors (256 bytes) per block.
+  template <class F>
+  static void prepare(PrefillActs* a, int64_t n_tok, int64_t blocks) {
+    if constexpr (F::kIq1) return;
+    a->extra_row = blocks * 256;
+    uint8_t* s = iq_extra.reserve(size_t(n_tok * a->extra_row));
+    a->extra = s;
+    const __m512i sixty_four = _mm512_set1_epi8(64);
+    for (int64_t t = 0; t < n_tok; ++t)
+      for (int64_t b = 0; b < blocks; ++b)
+        for (int p = 0; p < 4; ++p) {
+          const __m512i x = _mm512_loadu_si512(act_block(a->x, a->x_row_bytes, t, b)->qs + 64 * p);
+          const __m512i sum64 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), sixty_four, x);
+          _mm512_store_si512(s + t * a->extra_row + b * 256 + 64 * p, _mm512_sub_epi32(_mm512_setzero_si512(), sum64));
+        }
+  }
+
+  template <class F, int NR, int NT>
+  static void tile(const PrefillActs& a, int64_t t0, const uint8_t* u, int64_t u_row, int64_t blocks, float* y,
+                   int64_t ldy) {
+    __m256 facc[NR][NT];
+    for (int r = 0; r < NR; ++r)
+      for (int t = 0; t < NT; ++t) facc[r][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint8_t* wu[NR];
+      for (int r = 0; r < NR; ++r) wu[r] = u + r * u_row + b * kUnpackedBytes;
+      const ActQ8_K* xb[NT];
+      const uint8_t* st[NT];
+      for (int t = 0; t < NT; ++t) {
+        xb[t] = act_block(a.x, a.x_row_bytes, t0 + t, b);
+        st[t] = F::kIq1 ? nullptr : a.extra + (t0 + t) * a.extra_row + b * 256;
+      }
+      __m512i acc[NR][NT];
+      for (int r = 0; r < NR; ++r)
+        for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_si512();
+      for (int p = 0; p < 4; ++p) {
+        __m512i q[NR], sc[NR];
+        for (int r = 0; r < NR; ++r) {
+          q[r] = _mm512_load_si512(wu[r] + 64 * p);
+          sc[r] = _mm512_load_si512(wu[r] + 256 + 64 * p);
+        }
+        for (int t = 0; t < NT; ++t) {
+          const __m512i xv = _mm512_loadu_si512(xb[t]->qs + 64 * p);
+          for (int r = 0; r < NR; ++r) {
+            const __m512i start = F::kIq1 ? _mm512_setzero_si512() : _mm512_load_si512(st[t] + 64 * p);
+            acc[r][t] = _mm512_dpwssd_epi32(acc[r][t], _mm512_dpbusd_epi32(start, q[r], xv), sc[r]);
+          }
+        }
+      }
+      for (int r = 0; r < NR; ++r) {
+        float dw;
+        std::memcpy(&dw, wu[r] + 544, 4);
+        for (int t = 0; t < NT; ++t) {
+          __m256i sum = _mm256_add_epi32(_mm512_castsi512_si256(acc[r][t]), _mm512_extracti64x4_epi64(acc[r][t], 1));
+          if constexpr (F::kIq1)
+            sum = _mm256_add_epi32(
+                _mm256_madd_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(wu[r] + 512)), load256(xb[t]->bsums)),
+                sum);
+          facc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(dw * xb[t]->d), facc[r][t]);
+        }
+      }
+    }
+    for (int r = 0; r < NR; ++r)
+      for (int t = 0; t < NT; ++t) y[t * ldy + r] = hsum8(facc[r][t]);
+  }
+};
+
 }  // namespace
 
 const BlockKernel kIQuantsAvx512[] = {
-    {DType::IQ2_XXS, iq_kernel<Iq2xxs>},
-    {DType::IQ2_XS, iq_kernel<Iq2xs>},
-    {DType::IQ2_S, iq_kernel<Iq2s>},
-    {DType::IQ3_XXS, iq_kernel<Iq3xxs>},
-    {DType::IQ3_S, iq_kernel<Iq3s>},
-    {DType::IQ1_S, iq_kernel<Iq1s>},
-    {DType::IQ1_M, iq_kernel<Iq1m>},
+    {DType::IQ2_XXS, iq_kernel<Iq2xxs, PrefillAvx512>},
+    {DType::IQ2_XS, iq_kernel<Iq2xs, PrefillAvx512>},
+    {DType::IQ2_S, iq_kernel<Iq2s, PrefillAvx512>},
+    {DType::IQ3_XXS, iq_kernel<Iq3xxs, PrefillAvx512>},
+    {DType::IQ3_S, iq_kernel<Iq3s, PrefillAvx512>},
+    {DType::IQ1_S, iq_kernel<Iq1s, PrefillAvx512>},
+    {DType::IQ1_M, iq_kernel<Iq1m, PrefillAvx512>},
     {DType::F32, nullptr},
 };
 
