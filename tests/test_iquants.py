@@ -100,7 +100,7 @@ def test_extreme_blocks_match_the_scalar_reference(isa, fmt, fill, act):
     rows, blocks = 7, 3
     cols = blocks * 256
     w = _blocks(fmt, rows * blocks, fill, rng).reshape(rows, -1)
-    for tokens in (1, 6):
+    for tokens in (1, 6, 13):
         x = _activations(act, tokens, cols, rng)
         want = _core.matmul(x, w, fmt, "scalar")
         got = _core.matmul(x, w, fmt, isa)
@@ -139,7 +139,7 @@ def test_iq1_extreme_blocks_match_the_scalar_reference(isa, fmt, sign, act):
     values = _core.dequantize_blocks(fmt, w)
     np.testing.assert_allclose(values, sign * float(np.float16(0.01)) * 15 * 1.125, rtol=1e-6)  # d·(2·7+1)·(1+1/8)
     rng = np.random.default_rng(11)
-    for tokens in (1, 5):
+    for tokens in (1, 5, 13):
         x = _activations(act, tokens, blocks * 256, rng)
         want = _core.matmul(x, w, fmt, "scalar")
         np.testing.assert_allclose(_core.matmul(x, w, fmt, isa), want, rtol=1e-5,
@@ -148,14 +148,34 @@ def test_iq1_extreme_blocks_match_the_scalar_reference(isa, fmt, sign, act):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("fmt", FORMATS)
+def test_prefill_tiles_match_the_scalar_reference(isa, fmt):
+    """From 2 tokens on, the kernels unpack each block of 16 rows once and run int8 tiles over
+    the tokens: token counts through several tiles with leftovers, rows that fill neither the
+    16-row blocks nor the tiles' rows, several super-blocks per row."""
+    rng = np.random.default_rng(12)
+    rows, blocks = 37, 3
+    w = _blocks(fmt, rows * blocks, None, rng).reshape(rows, -1)
+    for tokens in (2, 3, 5, 13, 22):
+        x = rng.standard_normal((tokens, blocks * 256)).astype(np.float32)
+        want = _core.matmul(x, w, fmt, "scalar")
+        np.testing.assert_allclose(_core.matmul(x, w, fmt, isa), want, rtol=1e-4, atol=1e-5 * np.abs(want).max(),
+                                   err_msg=f"{tokens} tokens")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_a_token_gets_the_same_result_alone_or_in_a_batch(isa, fmt):
+    """Bit for bit: alone a token goes through the decode tile on the raw blocks, in a batch
+    through a prefill tile on the unpacked rows (in a full tile, or among the leftovers)."""
     rng = np.random.default_rng(3)
     rows, cols = 37, 4 * 256
     w = _blocks(fmt, rows * cols // 256, None, rng).reshape(rows, -1)
-    x = rng.standard_normal((9, cols)).astype(np.float32)
-    batch = _core.matmul(x, w, fmt, isa)
-    for t in (0, 4, 8):
-        np.testing.assert_array_equal(_core.matmul(x[t:t + 1], w, fmt, isa), batch[t:t + 1])
+    x = rng.standard_normal((22, cols)).astype(np.float32)
+    for n in (2, 9, 22):
+        batch = _core.matmul(x[:n], w, fmt, isa)
+        for t in sorted({0, 1, n // 2, n - 1}):
+            np.testing.assert_array_equal(_core.matmul(x[t:t + 1], w, fmt, isa), batch[t:t + 1],
+                                          err_msg=f"token {t} of {n}")
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

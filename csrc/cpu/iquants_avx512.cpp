@@ -39,7 +39,7 @@ inline __m256i madd_add(__m256i acc, __m256i a, __m256i b) { return _mm256_dpwss
 //   - at the super-block's end the low half (even sub-blocks) plus the high half (odd ones) are
 //     iq_tile<F, 1, 1>'s 8 int32 lanes (iq1: plus its bsums term), then the same float steps.
 struct PrefillAvx512 {
-  static constexpr int kRows = 2, kTokens = 4;
+  static constexpr int kRows = 4, kTokens = 4;
   static __m256i weights(__m256i mag, uint32_t signs) {
     return _mm256_add_epi8(apply_signs(mag, signs), _mm256_set1_epi8(64));
   }
@@ -62,12 +62,16 @@ struct PrefillAvx512 {
         }
   }
 
+  // Tokens in pairs: token t's 8 float lanes in the low half of a 512-bit vector, t + 1's in the
+  // high half (an odd tile's last token alone in the low half), so the block's float steps
+  // take one vector per pair; each lane's operations are still the decode tile's.
   template <class F, int NR, int NT>
   static void tile(const PrefillActs& a, int64_t t0, const uint8_t* u, int64_t u_row, int64_t blocks, float* y,
                    int64_t ldy) {
-    __m256 facc[NR][NT];
+    constexpr int NP = (NT + 1) / 2;
+    __m512 facc[NR][NP];
     for (int r = 0; r < NR; ++r)
-      for (int t = 0; t < NT; ++t) facc[r][t] = _mm256_setzero_ps();
+      for (int p = 0; p < NP; ++p) facc[r][p] = _mm512_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
       const uint8_t* wu[NR];
       for (int r = 0; r < NR; ++r) wu[r] = u + r * u_row + b * kUnpackedBytes;
@@ -94,21 +98,34 @@ struct PrefillAvx512 {
           }
         }
       }
+      // per pair: [d_x of t (8 lanes) | d_x of t + 1], and for iq1 [bsums of t | bsums of t + 1]
+      __m512 dx[NP];
+      __m512i bsums[NP];
+      for (int p = 0; p < NP; ++p) {
+        const int t1 = 2 * p + 1 < NT ? 2 * p + 1 : 2 * p;
+        dx[p] = _mm512_insertf32x8(_mm512_set1_ps(xb[2 * p]->d), _mm256_set1_ps(xb[t1]->d), 1);
+        if constexpr (F::kIq1)
+          bsums[p] = _mm512_inserti64x4(_mm512_castsi256_si512(load256(xb[2 * p]->bsums)), load256(xb[t1]->bsums), 1);
+      }
       for (int r = 0; r < NR; ++r) {
         float dw;
         std::memcpy(&dw, wu[r] + 544, 4);
-        for (int t = 0; t < NT; ++t) {
-          __m256i sum = _mm256_add_epi32(_mm512_castsi512_si256(acc[r][t]), _mm512_extracti64x4_epi64(acc[r][t], 1));
-          if constexpr (F::kIq1)
-            sum = _mm256_add_epi32(
-                _mm256_madd_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(wu[r] + 512)), load256(xb[t]->bsums)),
-                sum);
-          facc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(dw * xb[t]->d), facc[r][t]);
+        const __m512 dwv = _mm512_set1_ps(dw);
+        for (int p = 0; p < NP; ++p) {
+          const __m512i a0 = acc[r][2 * p], a1 = acc[r][2 * p + 1 < NT ? 2 * p + 1 : 2 * p];
+          // [low half of t | low half of t + 1] + [high half of t | high half of t + 1]
+          __m512i sum = _mm512_add_epi32(_mm512_shuffle_i64x2(a0, a1, 0x44), _mm512_shuffle_i64x2(a0, a1, 0xEE));
+          if constexpr (F::kIq1) {
+            const __m512i coefs = _mm512_broadcast_i64x4(_mm256_load_si256(reinterpret_cast<const __m256i*>(wu[r] + 512)));
+            sum = _mm512_add_epi32(_mm512_madd_epi16(coefs, bsums[p]), sum);
+          }
+          facc[r][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dwv, dx[p]), facc[r][p]);
         }
       }
     }
     for (int r = 0; r < NR; ++r)
-      for (int t = 0; t < NT; ++t) y[t * ldy + r] = hsum8(facc[r][t]);
+      for (int t = 0; t < NT; ++t)
+        y[t * ldy + r] = hsum8(t % 2 ? _mm512_extractf32x8_ps(facc[r][t / 2], 1) : _mm512_castps512_ps256(facc[r][t / 2]));
   }
 };
 
