@@ -16,11 +16,11 @@ namespace {
 
 #include "cpu/block_kernel_helpers.inc"
 
-// x with byte k negated where bit k of bits is set: each byte k picks byte k / 8 of the bits and
+// x with byte k negated where bit k of *bits is set: each byte k picks byte k / 8 of the bits and
 // tests its bit k % 8; vpsignb by -1 or +1.
-inline __m256i apply_signs(__m256i x, uint32_t bits) {
+inline __m256i apply_signs(__m256i x, const uint32_t* bits) {
   const __m256i spread = _mm256_shuffle_epi8(
-      _mm256_set1_epi32(int(bits)),
+      _mm256_castps_si256(_mm256_broadcast_ss(reinterpret_cast<const float*>(bits))),
       _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
   const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
   const __m256i neg = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);  // -1 where set
@@ -39,7 +39,7 @@ inline __m256i madd_add(__m256i acc, __m256i a, __m256i b) { return _mm256_add_e
 // scales: iq_tile<F, 1, 1>'s int32 lanes.
 struct PrefillAvx2 {
   static constexpr int kRows = 3, kTokens = 4;  // measured against 2x4, 2x6, 4x2, 4x3
-  static __m256i weights(__m256i mag, uint32_t signs) { return apply_signs(mag, signs); }
+  static __m256i weights(__m256i mag, const uint32_t* signs) { return apply_signs(mag, signs); }
   static __m256i scales(__m256i sc) { return sc; }
   template <class F>
   static void prepare(PrefillActs*, int64_t, int64_t) {}

@@ -16,10 +16,10 @@ namespace {
 
 #include "cpu/block_kernel_helpers.inc"
 
-// x with byte k negated where bit k of bits is set: one masked subtraction from zero (the
-// AVX2 file spreads the bits over bytes first).
-inline __m256i apply_signs(__m256i x, uint32_t bits) {
-  return _mm256_mask_sub_epi8(x, __mmask32(bits), _mm256_setzero_si256(), x);
+// x with byte k negated where bit k of *bits is set: one masked subtraction from zero (the
+// AVX2 file spreads the bits over bytes first), the mask loaded straight from memory.
+inline __m256i apply_signs(__m256i x, const uint32_t* bits) {
+  return _mm256_mask_sub_epi8(x, _load_mask32(reinterpret_cast<__mmask32*>(const_cast<uint32_t*>(bits))), _mm256_setzero_si256(), x);
 }
 
 // acc + the int16 pairs of a times b, summed into int32 lanes: one VNNI vpdpwssd.
@@ -40,7 +40,7 @@ inline __m256i madd_add(__m256i acc, __m256i a, __m256i b) { return _mm256_dpwss
 //     iq_tile<F, 1, 1>'s 8 int32 lanes (iq1: plus its bsums term), then the same float steps.
 struct PrefillAvx512 {
   static constexpr int kRows = 4, kTokens = 4;  // measured against 2x4, 2x8, 3x4
-  static __m256i weights(__m256i mag, uint32_t signs) {
+  static __m256i weights(__m256i mag, const uint32_t* signs) {
     return _mm256_add_epi8(apply_signs(mag, signs), _mm256_set1_epi8(64));
   }
   static __m256i scales(__m256i sc) { return _mm256_and_si256(sc, _mm256_set1_epi32(0xFFFF)); }
