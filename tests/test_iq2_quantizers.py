@@ -4,20 +4,23 @@ iq2_s), checked against readers and quantizers that are not r1lite's:
 - the `gguf` package's dequantizer decodes our bytes to exactly what the core's scalar
   dequantizer does, and the decoded signs are those of the input (but for the one value per
   group of 8 the parity rule of iq2_xxs / iq2_xs may flip);
-- the error, importance-weighted, is strictly below a naive quantizer's (the nearest codebook
-  entry at the scale that maps each sub-block's largest value to the largest magnitude), on
+- the error of the fit, importance-weighted, is strictly below a naive quantizer's (the nearest
+  codebook entry at the scale that maps each sub-block's largest value to the largest magnitude), on
   gaussian rows and on the demo model's (SmolLM2-135M) ffn_down matrices under an importance
   matrix r1lite computes on it;
-- where a llama.cpp build is at hand (its libggml-base), at most llama.cpp's own quantizer's error
-  (ggml_quantize_chunk, what llama-quantize runs) on the same data and importance. Measured
-  ratios (ours / llama.cpp's weighted squared error; llama.cpp 0.25.3's libggml-base):
+- where a llama.cpp build is at hand (its libggml-base), compared with llama.cpp's own quantizer's
+  error (ggml_quantize_chunk, what llama-quantize runs) on the same data and importance. The
+  encoder's least-squares fit (`fitted`: the decoded values without its de-shrinking factor, which
+  trades ~5-8% more error for perplexity, see iq2_quantizers' step 5) must be at most
+  LLAMA_FACTOR of it, the decoded bytes at most DECODED_FACTOR. Measured ratios (ours / llama.cpp's
+  weighted squared error, fit | decoded; llama.cpp 0.25.3's libggml-base):
 
-                 gaussian   demo ffn_down, layers 0 / 14 / 29
-      iq2_xxs    0.919      0.919 / 0.927 / 0.760
-      iq2_xs     0.900      0.879 / 0.898 / 0.752
-      iq2_s      0.915      0.901 / 0.927 / 0.787
+                 gaussian        demo ffn_down, layers 0 / 14 / 29
+      iq2_xxs    0.919 | 0.994   0.919 / 0.927 / 0.760 | 1.001 / 1.005 / 0.865
+      iq2_xs     0.900 | 0.969   0.879 / 0.898 / 0.752 | 0.949 / 0.964 / 0.857
+      iq2_s      0.915 | 0.968   0.901 / 0.927 / 0.787 | 0.952 / 0.976 / 0.850
 
-  The tests allow LLAMA_FACTOR. Against the naive quantizer the demo's ratios are 0.14-0.69.
+  Against the naive quantizer (the fit) the demo's ratios are 0.14-0.69.
 """
 
 from pathlib import Path
@@ -34,7 +37,8 @@ gguf = pytest.importorskip("gguf")
 
 FORMATS = ["iq2_xxs", "iq2_xs", "iq2_s"]
 INFO = {f["name"]: f for f in _core.weight_formats()}
-LLAMA_FACTOR = 0.97  # ours / llama.cpp's weighted error at most (measured <= 0.927)
+LLAMA_FACTOR = 0.97  # ours (the fit) / llama.cpp's weighted error at most (measured <= 0.927)
+DECODED_FACTOR = 1.03  # ours (decoded, de-shrunk) / llama.cpp's at most (measured <= 1.006)
 
 
 def gguf_decode(fmt: str, raw: np.ndarray, shape) -> np.ndarray:
@@ -49,6 +53,13 @@ def core_decode(fmt: str, raw: np.ndarray, shape) -> np.ndarray:
 def werr(got, want, qw) -> float:
     """Importance-weighted squared error, relative to the weighted squared weights."""
     return float(np.sum(qw * (got - want) ** 2) / np.sum(qw * want ** 2))
+
+
+def fitted(fmt: str, decoded: np.ndarray) -> np.ndarray:
+    """The encoder's least-squares fit: the decoded values without the de-shrinking factor (its
+    step 5), which scales every block alike and costs error by design; the search is judged on
+    the fit, the stored bytes' error against llama.cpp's separately."""
+    return decoded / np.float32(iq2_quantizers.DESHRINK[fmt])
 
 
 def gaussian(rows=64, cols=1024, seed=0):
@@ -105,7 +116,9 @@ def test_decodes_alike_signs_kept_and_beats_the_naive_quantizer(fmt, weighted):
     ours = gguf_decode(fmt, raw, x.shape)
     np.testing.assert_array_equal(ours, core_decode(fmt, raw, x.shape))
     np.testing.assert_array_equal(ours[0, :256], 0)
-    assert np.abs(ours[1, 256:512] - 0.3).max() < 0.01
+    # a constant block is fitted exactly, then decodes DESHRINK too large (by design, see
+    # iq2_quantizers' step 5)
+    assert np.abs(ours[1, 256:512] - 0.3 * iq2_quantizers.DESHRINK[fmt]).max() < 0.01
     # signs: every value's, but for at most one a group of 8 under the parity rule
     flipped = ((ours < 0) != (x < 0)) & (x != 0)
     per_group = flipped.reshape(-1, 8).sum(axis=1)
@@ -114,7 +127,8 @@ def test_decodes_alike_signs_kept_and_beats_the_naive_quantizer(fmt, weighted):
         odd = (x.reshape(-1, 8) < 0).sum(axis=1) % 2 == 1
         assert (per_group[~odd] == 0).all() and per_group[odd].sum() >= 0.9 * odd.sum()
     w = np.ones(1280, np.float32) if qw is None else qw
-    assert werr(ours, x, w) < 0.9 * werr(naive(fmt, x), x, w), (werr(ours, x, w), werr(naive(fmt, x), x, w))
+    fit = fitted(fmt, ours)
+    assert werr(fit, x, w) < 0.9 * werr(naive(fmt, x), x, w), (werr(fit, x, w), werr(naive(fmt, x), x, w))
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -198,11 +212,12 @@ def test_demo_matrices_beat_naive_and_match_llama_cpp(fmt, demo_ffn_down):
     lib = ggml_base()
     for w, qw in demo_ffn_down:
         ours = gguf_decode(fmt, quantize_blocks(fmt, w, importance=qw), w.shape)
-        e = werr(ours, w, qw)
+        e = werr(fitted(fmt, ours), w, qw)
         assert e < 0.9 * werr(naive(fmt, w), w, qw)
         if lib is not None:
-            theirs = gguf_decode(fmt, ggml_quantize(lib, fmt, w, qw), w.shape)
-            assert e <= LLAMA_FACTOR * werr(theirs, w, qw), (fmt, e, werr(theirs, w, qw))
+            theirs = werr(gguf_decode(fmt, ggml_quantize(lib, fmt, w, qw), w.shape), w, qw)
+            assert e <= LLAMA_FACTOR * theirs, (fmt, e, theirs)
+            assert werr(ours, w, qw) <= DECODED_FACTOR * theirs, (fmt, werr(ours, w, qw), theirs)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -213,8 +228,9 @@ def test_gaussian_rows_match_llama_cpp(fmt):
     x = gaussian(48, 1024, seed=3)
     qw = random_importance(1024, seed=6)
     ours = gguf_decode(fmt, quantize_blocks(fmt, x, importance=qw), x.shape)
-    theirs = gguf_decode(fmt, ggml_quantize(lib, fmt, x, qw), x.shape)
-    assert werr(ours, x, qw) <= LLAMA_FACTOR * werr(theirs, x, qw), (werr(ours, x, qw), werr(theirs, x, qw))
+    theirs = werr(gguf_decode(fmt, ggml_quantize(lib, fmt, x, qw), x.shape), x, qw)
+    assert werr(fitted(fmt, ours), x, qw) <= LLAMA_FACTOR * theirs, (werr(fitted(fmt, ours), x, qw), theirs)
+    assert werr(ours, x, qw) <= DECODED_FACTOR * theirs, (werr(ours, x, qw), theirs)
 
 
 # ------------------------------------------------------------------------------------------------
