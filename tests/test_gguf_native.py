@@ -163,10 +163,16 @@ def _llamacpp(tool, *args):
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
 
 
+# transformers reads GGUF through the same gguf-package dequantizers as `want` above, so one file
+# of each family shows the two f32 readings agree (each costs a transformers load and forward)
+BY_TRANSFORMERS = ("IQ2_XXS", "IQ3_S", "IQ1_S")
+
+
 @pytest.mark.parametrize("mix", IQ_MIXES)
 def test_llamacpp_iquant_files_match_independent_readings(llamacpp_f16, files, text_ids, mix):
     """Perplexity on 1024 tokens, r1lite on the file's own blocks against the gguf package's f32
-    reading of the same file and transformers': within 1.5%, as for the K-quant mixes above."""
+    reading of the same file (and transformers', for BY_TRANSFORMERS): within 1.5%, as for the
+    K-quant mixes above."""
     f16, imatrix = llamacpp_f16
     path = files / f"demo-{mix}.gguf"
     _llamacpp("llama-quantize", "--imatrix", imatrix, f16, path, mix, 2)
@@ -175,7 +181,8 @@ def test_llamacpp_iquant_files_match_independent_readings(llamacpp_f16, files, t
     got = _perplexity(m.logits, text_ids)
     want = _perplexity(_dequantized_by_gguf(path, CTX).logits, text_ids)
     assert abs(got - want) <= 0.015 * want, (mix, got, want)
-    _check_against_transformers(path, text_ids, got, want, 0.015)
+    if mix in BY_TRANSFORMERS:
+        _check_against_transformers(path, text_ids, got, want, 0.015)
 
 
 # llama.cpp's 1-bit mixes (IQ1_S, IQ1_M: the routed experts of the 1.58-bit R1 files), as made:
@@ -204,7 +211,8 @@ def test_llamacpp_iq1_files_match_independent_readings(llamacpp_f16, files, text
     got = _perplexity(m.logits, text_ids)
     want = _perplexity(_dequantized_by_gguf(path, CTX).logits, text_ids)
     assert abs(got - want) <= IQ1_BOUND * want, (mix, got, want)
-    _check_against_transformers(path, text_ids, got, want, IQ1_BOUND)
+    if mix in BY_TRANSFORMERS:
+        _check_against_transformers(path, text_ids, got, want, IQ1_BOUND)
 
 
 def test_a_split_file_loads_from_its_first_part(demo, tmp_path):
