@@ -6,6 +6,8 @@ r1lite's f32 path, which tests/test_oracle_*.py prove against transformers) and,
 installed (CI), against transformers itself on the same file (it dequantizes GGUF with the `gguf`
 package too). Also: split files, mixed-format row moves, and bad files."""
 
+import contextlib
+import functools
 import math
 import os
 import subprocess
@@ -112,6 +114,28 @@ def test_native_blocks_match_independent_readings(demo, files, text_ids, recipe)
     _check_against_transformers(path, text_ids, got, want, 0.015)
 
 
+@contextlib.contextmanager
+def _transformers_gguf_loading_cached():
+    """transformers' GGUF loader parses the file's metadata twice (config, then weights: 7 s each
+    for the demo's 49K-token vocabulary) and rebuilds the gguf package's tensor-name map once per
+    module (400 times, 9 s); within one load both are the same, so they are memoized for it (the
+    values read are unchanged)."""
+    from unittest import mock
+
+    readers = {}
+
+    def reader(path, *args, **kwargs):
+        key = (str(path), args, tuple(sorted(kwargs.items())))
+        if key not in readers:
+            readers[key] = real_reader(path, *args, **kwargs)
+        return readers[key]
+
+    real_reader = gguf.GGUFReader
+    with mock.patch.object(gguf, "GGUFReader", reader), \
+            mock.patch.object(gguf, "get_tensor_name_map", functools.lru_cache(maxsize=None)(gguf.get_tensor_name_map)):
+        yield
+
+
 def _check_against_transformers(path, text_ids, got, want, bound):
     """Where torch is installed (CI): transformers' own reading of the file (it dequantizes GGUF
     with the gguf package) agrees with the f32 reading `want`, and r1lite's perplexity `got` is
@@ -121,8 +145,9 @@ def _check_against_transformers(path, text_ids, got, want, bound):
         import transformers
     except ImportError:
         return
-    hf = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
-                                                           dtype=torch.float32)
+    with _transformers_gguf_loading_cached():
+        hf = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
+                                                               dtype=torch.float32)
 
     def hf_logits(ids):
         with torch.no_grad():
