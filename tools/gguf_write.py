@@ -164,6 +164,9 @@ def write_gguf(path: Path, cfg: dict, tensors: dict, raw: dict | None = None, to
     from r1lite.quant import TABLE
 
     deepseek = cfg.get("attention") == "mla"
+    if deepseek and raw is None:
+        raise ValueError(f"{path}: a deepseek2 file needs the model's Hugging Face config (raw=) for "
+                         "its router and rope metadata")
     w = gguf.GGUFWriter(str(path), "deepseek2" if deepseek else "qwen2")
     w.add_name("r1lite bench model")
     if deepseek:
