@@ -172,6 +172,20 @@ void tile(const uint8_t* x, int64_t x_row_bytes, int64_t blocks, const uint8_t* 
 
 constexpr int kPrefillRows = 2;    // 16 ymm registers: 2 x 4 accumulators + operands
 
+// NT tokens against the rows [rb, re). Rows already in cache (an earlier token tile of this
+// call read them) go kPrefillRows at a time; rows still in DRAM one at a time, the next row
+// prefetched: from DRAM, several rows' streams at once read at half the bandwidth (measured 9-10
+// vs 20-22 GB/s on one thread for q4_k / q6_k).
+template <class F, int NT>
+void token_tiles(const uint8_t* x, int64_t x_row_bytes, int64_t blocks, const uint8_t* w, int64_t stride,
+                 int64_t rb, int64_t re, bool cached, float* y, int64_t ldy) {
+  int64_t r = rb;
+  if (cached)
+    for (; r + kPrefillRows <= re; r += kPrefillRows)
+      tile<F, kPrefillRows, NT>(x, x_row_bytes, blocks, w + r * stride, stride, y + r, ldy);
+  for (; r < re; ++r) tile<F, 1, NT>(x, x_row_bytes, blocks, w + r * stride, stride, y + r, ldy);
+}
+
 template <class F>
 void rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* wp, int64_t stride,
           int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
@@ -180,19 +194,16 @@ void rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* wp, in
   for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
     const int64_t re = rb + kRowBlock < r1 ? rb + kRowBlock : r1;
     int64_t t = 0;
-    for (; t + 4 <= n_tok; t += 4) {
-      int64_t r = rb;
-      for (; r + kPrefillRows <= re; r += kPrefillRows)
-        tile<F, kPrefillRows, 4>(x + t * x_row_bytes, x_row_bytes, blocks, w + r * stride, stride,
-                                 y + t * ldy + r, ldy);
-      for (; r < re; ++r)
-        tile<F, 1, 4>(x + t * x_row_bytes, x_row_bytes, blocks, w + r * stride, stride, y + t * ldy + r, ldy);
-    }
-    for (; t < n_tok; ++t) {
-      // One row at a time, the next row prefetched: from DRAM, several rows' streams at once
-      // read at half the bandwidth (measured 9-10 vs 20-22 GB/s on one thread for q4_k / q6_k).
-      for (int64_t r = rb; r < re; ++r)
-        tile<F, 1, 1>(x + t * x_row_bytes, x_row_bytes, blocks, w + r * stride, stride, y + t * ldy + r, ldy);
+    for (; t + 4 <= n_tok; t += 4)
+      token_tiles<F, 4>(x + t * x_row_bytes, x_row_bytes, blocks, w, stride, rb, re, t > 0, y + t * ldy, ldy);
+    // the last 1-3 tokens (a decode step, a short speculative pass) in one tile: each row's
+    // blocks unpacked once for all of them
+    const uint8_t* xt = x + t * x_row_bytes;
+    switch (n_tok - t) {
+      case 1: token_tiles<F, 1>(xt, x_row_bytes, blocks, w, stride, rb, re, t > 0, y + t * ldy, ldy); break;
+      case 2: token_tiles<F, 2>(xt, x_row_bytes, blocks, w, stride, rb, re, t > 0, y + t * ldy, ldy); break;
+      case 3: token_tiles<F, 3>(xt, x_row_bytes, blocks, w, stride, rb, re, t > 0, y + t * ldy, ldy); break;
+      default: break;
     }
   }
 }

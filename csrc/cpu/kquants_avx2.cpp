@@ -352,8 +352,9 @@ struct Q6K {
 // Rows [r0, r1) in blocks of kRowBlock, each unpacked once (F::unpack) when there are 4 tokens
 // or more; in each block, tokens F::kPrefillTokens at a time through F::kPrefillRows x
 // kPrefillTokens tiles of the unpacked rows (the block's last rows one at a time), then 4 at a
-// time through one-row tiles, the rest one at a time through the one-row decode tile of the raw
-// blocks.
+// time through one-row tiles, a last 2 or 3 in one one-row tile (of the unpacked rows, or of the
+// raw blocks when there are fewer than 4 tokens), a last one through the one-row decode tile of
+// the raw blocks.
 template <class F>
 void kq_rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* wp, int64_t w_row_bytes,
              int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
@@ -384,6 +385,23 @@ void kq_rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* wp,
       for (int64_t r = rb; r < re; ++r)
         F::template prefill<1, 4>(x + t * x_row_bytes, x_row_bytes, u + (r - rb) * u_row, u_row, blocks,
                                   y + t * ldy + r, ldy);
+    // the last 2-3 tokens (a short speculative pass) in one tile: each row read and scaled once
+    // for all of them, from the unpacked rows where there are some, else from the blocks
+    if (n_tok - t == 2 || n_tok - t == 3) {
+      for (int64_t r = rb; r < re; ++r) {
+        const uint8_t* xt = x + t * x_row_bytes;
+        float* yt = y + t * ldy + r;
+        if (u && n_tok - t == 2)
+          F::template prefill<1, 2>(xt, x_row_bytes, u + (r - rb) * u_row, u_row, blocks, yt, ldy);
+        else if (u)
+          F::template prefill<1, 3>(xt, x_row_bytes, u + (r - rb) * u_row, u_row, blocks, yt, ldy);
+        else if (n_tok - t == 2)
+          F::template tile<1, 2>(xt, x_row_bytes, w + r * w_row_bytes, w_row_bytes, blocks, yt, ldy);
+        else
+          F::template tile<1, 3>(xt, x_row_bytes, w + r * w_row_bytes, w_row_bytes, blocks, yt, ldy);
+      }
+      t = n_tok;
+    }
     for (; t < n_tok; ++t) {
       // One row at a time, the next row prefetched: from DRAM, several rows' streams at once
       // read at half the bandwidth (measured 9-10 vs 20-22 GB/s on one thread for q4_k / q6_k).

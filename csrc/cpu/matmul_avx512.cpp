@@ -310,6 +310,10 @@ void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, const in
   }
 }
 
+// the last tokens of a call one at a time through the 512-bit decode tile (the 256-bit qtile's
+// small-batch path was measured only on an AVX2 machine)
+constexpr bool kSmallBatchTiles = false;
+
 #include "cpu/row_loops.inc"
 
 // Readers of cached rows for the weighted sum: the values [j, j + 16) of row t under mask m
