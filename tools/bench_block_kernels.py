@@ -69,8 +69,8 @@ def main() -> int:
             for n in range(1, args.small_max + 1):
                 x = rng.standard_normal((n, args.cols)).astype(np.float32)
                 times.append(best_seconds(lambda: _core.matmul(x, w, fmt, args.isa, d), args.repeats))
-            out.append(f"1 token {times[0] * 1e3:6.2f} ms; n tokens in 1-token times: "
-                       + " ".join(f"{n}:{t / times[0]:.2f}" for n, t in enumerate(times, 1)))
+            out.append("ms (in 1-token times): "
+                       + " ".join(f"{n}:{t * 1e3:.2f} ({t / times[0]:.2f})" for n, t in enumerate(times, 1)))
         if args.mode in ("prefill", "both"):
             w, d = weights(fmt, args.prefill_rows, args.cols, rng)
             x = rng.standard_normal((args.tokens, args.cols)).astype(np.float32)
