@@ -351,3 +351,25 @@ def test_cli_spec_and_draft(tiny_r1, capsys):
                          (["--spec", "mtp", "--spec-n", "2"], "--spec-n is for --spec ngram")):
         rc, _, err = run(*extra)
         assert rc == 1 and match in err
+
+
+def test_prompt_lookup_guesses_as_far_as_the_match_reaches():
+    """The occurrence whose preceding tokens match the history's end the longest wins over a more
+    recent chance match, and the guess is up to half the matched length (capped at k): a copied
+    passage earns a long guess, a chance 2-token match one token, no match none."""
+    from r1lite.speculative import NgramProposer
+    p = NgramProposer(2)
+    passage = list(range(100, 130))
+    # the passage, filler with a chance match of (110, 111) followed by 7, then the passage's
+    # first 12 tokens again: the history ends ... 110, 111
+    history = passage + [1, 2, 110, 111, 7, 3] + passage[:12]
+    got, q = p.propose(history, 8)
+    assert q is None
+    assert got == passage[12:18]  # 12 tokens matched: 6 proposed, from the passage, not the 7
+    assert p.propose(history, 4)[0] == passage[12:16]  # capped at k
+    chance = [5, 6, 9, 8, 4, 6, 9]  # (6, 9) seen once, preceded by 5 != 4: matched length 2
+    assert p.propose(chance, 8)[0] == [8]
+    assert p.propose([1, 2, 3, 4], 8)[0] == []
+    # n = 3: a 2-token match does not count
+    assert NgramProposer(3).propose(chance, 8)[0] == []
+    assert NgramProposer(3).propose(history, 8)[0] == passage[12:18]

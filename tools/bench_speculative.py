@@ -19,6 +19,7 @@ import numpy as np
 import repo_path  # noqa: F401  (this checkout's r1lite when built in place)
 
 import r1lite
+from r1lite.speculative import DEFAULT_N, DEFAULT_NGRAM_K
 
 CODE = '''def mean(values):
     total = 0
@@ -78,6 +79,7 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=160, help="tokens generated per run")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ks", default="1,2,4,8", help="k of the verification cost and draft runs")
+    ap.add_argument("--ngram-ks", default="2,4,8", help="prompt lookup's caps on k")
     ap.add_argument("--verify-model", default=None,
                     help="a model whose verification cost is measured too (e.g. a 1.5B shape)")
     args = ap.parse_args()
@@ -86,8 +88,9 @@ def main() -> int:
     model = r1lite.load("demo", threads=args.threads)
     draft = r1lite.load("demo", threads=args.threads)  # the same weights: every token accepted
     runs = {(name, "plain"): None for name in PROMPTS}
-    for k in (2, 4, 8):
-        runs.update({(name, f"ngram k={k} n=3"): {"proposer": "ngram", "k": k, "n": 3} for name in PROMPTS})
+    for k in [int(k) for k in args.ngram_ks.split(",")]:
+        label = f"ngram k<={k} n={DEFAULT_N}" + (" (default)" if k == DEFAULT_NGRAM_K else "")
+        runs.update({(name, label): {"proposer": "ngram", "k": k} for name in PROMPTS})
     runs.update({("code edit", f"draft=target k={k}"): {"draft": draft, "k": k} for k in ks})
     results = {key: [] for key in runs}
     costs = {k: [] for k in [0] + ks}

@@ -29,19 +29,20 @@ PROPOSERS = ("ngram", "draft", "mtp")
 # tokens proposed per step: on a 2-core CPU a pass of k + 1 tokens costs ~1.8 decode steps at
 # k = 4 and ~3 at k = 8 (BENCHMARKS.md), so longer guesses rarely pay
 DEFAULT_K = 4
-DEFAULT_N = 3  # prompt lookup: the longest n-gram matched
+DEFAULT_N = 2  # prompt lookup: the shortest suffix looked up
+DEFAULT_NGRAM_K = 8  # prompt lookup's cap (its guesses are as long as half the matched length)
 DRAFT_PREFILL_CHUNK = 256
 
 
 @dataclass
 class Speculative:
-    """How to speculate: proposer "ngram" (prompt lookup: the last n, n - 1, ..., 2 tokens (n = 1:
-    the last token) matched earlier in the prompt and output, the k tokens that followed them
-    proposed) or "draft" (a smaller model with the same tokenizer proposes k tokens, sampling as
+    """How to speculate: proposer "ngram" (prompt lookup: the history's last n tokens found earlier
+    in the prompt and output, at the occurrence that matches the history's end the longest; up to
+    k of the tokens that followed it proposed, and up to half the matched length) or "draft" (a smaller model with the same tokenizer proposes k tokens, sampling as
     the target does) or "mtp" (DeepSeek-V3/R1's multi-token-prediction module in the target's
     checkpoint proposes the token after next: k = 1)."""
     proposer: str = "ngram"
-    k: int | None = None      # tokens proposed per step (default 4)
+    k: int | None = None      # tokens proposed per step, at most (default 4; ngram 8)
     n: int = DEFAULT_N        # ngram only
     draft: Any = None         # a loaded r1lite Model (proposer "draft")
 
@@ -82,6 +83,7 @@ def parse_speculative(spec, target) -> "Speculation | None":
         return Speculation(MtpProposer(target), _mtp_k(target, spec.k))
     k = _positive("k", DEFAULT_K if spec.k is None else spec.k)
     if spec.proposer == "ngram":
+        k = _positive("k", DEFAULT_NGRAM_K if spec.k is None else spec.k)
         return Speculation(NgramProposer(_positive("n", spec.n)), k)
     if spec.draft is None:
         raise InvalidArgument("speculative proposer \"draft\" needs a draft model", "speculative")
@@ -145,9 +147,15 @@ def check_draft(target, draft) -> None:
 
 
 class NgramProposer:
-    """Prompt lookup: find an earlier occurrence of the history's last n tokens (then n - 1, ...,
-    down to 2; n = 1: the last token) and propose the up to k tokens that followed it. Single
-    tokens recur too often to be worth a guess unless asked for (n = 1)."""
+    """Prompt lookup: among the earlier occurrences of the history's last n tokens (n = 1: the last
+    token), the one whose preceding tokens match the history's end the longest (ties: the most
+    recent with a full continuation, else the earliest); it proposes the tokens that followed it,
+    up to k and up to half the matched length L. A long match (the model is copying a passage of
+    its input) earns a long guess, a chance 2- or 3-token match (plain prose) a single token: on
+    the demo a 5-token pass costs ~3 decode steps, so a guess that is mostly wrong costs more than
+    it saves (BENCHMARKS.md, issue 21)."""
+
+    MAX_MATCH = 64  # backward match lengths counted up to this
 
     def __init__(self, n: int):
         self.n = n
@@ -159,18 +167,26 @@ class NgramProposer:
     def propose(self, history: list[int], k: int):
         """(tokens, None): deterministic proposals."""
         h = np.asarray(history, dtype=np.int64)
-        for size in range(min(self.n, h.size - 1), min(self.n, 2) - 1, -1):
-            # windows of h[:-1] start at i <= len - 1 - size: each has a following token and
-            # none is the suffix itself
-            windows = sliding_window_view(h[:-1], size)
-            hits = np.flatnonzero((windows == h[-size:]).all(axis=1))
-            if hits.size:
-                # the most recent match followed by k tokens (else the earliest: the longest
-                # continuation), so that a loop's proposals are not cut at the history's end
-                full = hits[hits + size + k <= h.size]
-                start = int(full[-1] if full.size else hits[0]) + size
-                return h[start:start + k].tolist(), None
-        return [], None
+        size = min(self.n, h.size - 1)
+        if size < 1:
+            return [], None
+        # occurrences of the last `size` tokens ending at i < len - 1 (each has a following token
+        # and none is the suffix itself)
+        windows = sliding_window_view(h[:-1], size)
+        ends = np.flatnonzero((windows == h[-size:]).all(axis=1)) + size - 1
+        if not ends.size:
+            return [], None
+        # matched length of each: how far back h[..end] equals h[..-1]
+        depth = np.arange(min(self.MAX_MATCH, h.size - 1))
+        idx = ends[:, None] - depth[None, :]
+        valid = idx >= 0
+        same = valid & (h[np.where(valid, idx, 0)] == h[h.size - 1 - depth][None, :])
+        lengths = np.where(same.all(axis=1), depth.size, same.argmin(axis=1))
+        best = ends[lengths == lengths.max()]
+        full = best[best + 1 + k <= h.size]
+        start = int(full[-1] if full.size else best[0]) + 1
+        take = min(k, max(1, int(lengths.max()) // 2))
+        return h[start:start + take].tolist(), None
 
 
 class DraftProposer:
