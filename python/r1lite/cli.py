@@ -109,9 +109,10 @@ def _parser() -> argparse.ArgumentParser:
                           "repeats its input) or mtp (DeepSeek-V3/R1's multi-token-prediction "
                           "module proposes one token per step); same output (CPU only)")
     gen.add_argument("--spec-k", type=int, default=None,
-                     help="tokens proposed per step (default 4)")
+                     help="the most tokens proposed per step (default 4; ngram 8, and at most half "
+                          "the length of the matched context)")
     gen.add_argument("--spec-n", type=int, default=None,
-                     help="ngram: the longest n-gram matched, down to 2 (default 3)")
+                     help="ngram: the shortest suffix of the text looked up earlier (default 2)")
     gen.add_argument("--draft", default=None, metavar="MODEL",
                      help="speculative decoding with this smaller model (same tokenizer) proposing")
     gen.add_argument("--verbose", action="store_true",
@@ -153,9 +154,9 @@ def _parser() -> argparse.ArgumentParser:
                           "same outputs; each request proposes fewer tokens when few are accepted "
                           "(CPU only)")
     srv.add_argument("--spec-k", type=int, default=None,
-                     help="the most tokens a request proposes per step (default 4; mtp: 1)")
+                     help="the most tokens a request proposes per step (default: ngram 8, mtp 1)")
     srv.add_argument("--spec-n", type=int, default=None,
-                     help="ngram: the longest n-gram matched, down to 2 (default 3)")
+                     help="ngram: the shortest suffix of the text looked up earlier (default 2)")
     srv.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                      help="info (default): a line per request (client, path, status, tokens, "
                           "seconds); warning: only problems")
