@@ -14,6 +14,7 @@ from conftest import FIXTURES
 from test_server import HI, http, running
 
 ORACLE = json.loads((FIXTURES / "tiny_r1_logprobs.json").read_text())
+ORACLE_TOL = 1e-4  # the stored oracle against transformers run here
 TOL = 1e-3  # |r1lite - transformers| of a log-probability (float32 logits, f32 cache)
 
 
@@ -269,7 +270,9 @@ def test_completion_request_errors(served, change, param):
 
 
 def test_the_stored_oracle_is_what_transformers_computes(tiny_r1):
-    """Recompute tiny_r1_logprobs.json with transformers (where torch is installed)."""
+    """Recompute tiny_r1_logprobs.json with transformers (where torch is installed). Torch's own CPU
+    kernels differ a little from one processor to the next (1.6e-5 seen on a CI machine), so the
+    fixture is held to 1e-4: ten times tighter than r1lite is held to it (TOL)."""
     pytest.importorskip("torch", reason="the live oracle needs torch")
     pytest.importorskip("transformers", reason="the live oracle needs transformers")
     import make_logprobs_oracle
@@ -279,7 +282,7 @@ def test_the_stored_oracle_is_what_transformers_computes(tiny_r1):
         assert live[part]["prompt"] == ORACLE[part]["prompt"]
         assert live[part]["tokens"] == ORACLE[part]["tokens"]
         assert live[part]["top_ids"] == ORACLE[part]["top_ids"]
-        np.testing.assert_allclose(live[part]["logprobs"], ORACLE[part]["logprobs"], atol=1e-5)
+        np.testing.assert_allclose(live[part]["logprobs"], ORACLE[part]["logprobs"], atol=ORACLE_TOL)
     assert live["text"]["prompt_top_ids"] == ORACLE["text"]["prompt_top_ids"]
     np.testing.assert_allclose(live["text"]["prompt_logprobs"][1:], ORACLE["text"]["prompt_logprobs"][1:],
-                               atol=1e-5)
+                               atol=ORACLE_TOL)
