@@ -38,9 +38,10 @@ DRAFT_PREFILL_CHUNK = 256
 class Speculative:
     """How to speculate: proposer "ngram" (prompt lookup: the history's last n tokens found earlier
     in the prompt and output, at the occurrence that matches the history's end the longest; up to
-    k of the tokens that followed it proposed, and up to half the matched length) or "draft" (a smaller model with the same tokenizer proposes k tokens, sampling as
-    the target does) or "mtp" (DeepSeek-V3/R1's multi-token-prediction module in the target's
-    checkpoint proposes the token after next: k = 1)."""
+    k of the tokens that followed it proposed, and up to half the matched length) or "draft" (a
+    smaller model with the same tokenizer proposes k tokens, sampling as the target does) or "mtp"
+    (DeepSeek-V3/R1's multi-token-prediction module in the target's checkpoint proposes the token
+    after next: k = 1)."""
     proposer: str = "ngram"
     k: int | None = None      # tokens proposed per step, at most (default 4; ngram 8)
     n: int = DEFAULT_N        # ngram only
@@ -81,10 +82,10 @@ def parse_speculative(spec, target) -> "Speculation | None":
     _check_device("model", target)
     if spec.proposer == "mtp":
         return Speculation(MtpProposer(target), _mtp_k(target, spec.k))
-    k = _positive("k", DEFAULT_K if spec.k is None else spec.k)
     if spec.proposer == "ngram":
         k = _positive("k", DEFAULT_NGRAM_K if spec.k is None else spec.k)
         return Speculation(NgramProposer(_positive("n", spec.n)), k)
+    k = _positive("k", DEFAULT_K if spec.k is None else spec.k)
     if spec.draft is None:
         raise InvalidArgument("speculative proposer \"draft\" needs a draft model", "speculative")
     check_draft(target, spec.draft)
