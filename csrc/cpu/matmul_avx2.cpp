@@ -112,8 +112,14 @@ void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, const in
 }
 
 // the last 2-3 tokens of a call in one 256-bit qtile (measured on a Zen 3, one thread, q8_0:
-// 2 tokens cost 1.5 decode steps instead of 2)
+// 2 tokens cost 1.5 decode steps instead of 2); decode_qtile is the same qtile
+template <class W>
 constexpr bool kSmallBatchTiles = true;
+template <class W, int NR, int NT>
+void small_batch_tile(const int8_t* xq, const float* xd, const int32_t* xs, int64_t blocks, const uint8_t* w,
+                      int64_t stride, const uint16_t* wd, float* y, int64_t ldy) {
+  qtile<W, NR, NT>(xq, xd, xs, blocks, w, stride, wd, y, ldy);
+}
 
 #include "cpu/row_loops.inc"
 
