@@ -313,8 +313,8 @@ void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, const in
 // q8_0: the last 2-3 tokens of a call in one 512-bit tile, the decode tile's float operations
 // for each (row, token) (a token's result stays independent of its batch). One thread, Zen 4,
 // [65536, 1536], alternated with the per-token path: 2 tokens 1.73 -> 1.22 decode steps, 3
-// tokens 2.16 -> 1.48 (tools/bench_ab.py kernel q8_0). q4_0 measured no gain (its tile is
-// compute-bound per token): one token at a time through the decode tile.
+// tokens 2.16 -> 1.48 (tools/bench_ab.py kernel q8_0). q4_0 through the 256-bit qtile measured
+// no gain (1.03-1.06x the time; its 512-bit tile with 2-3 tokens not tried): one token at a time.
 template <class W>
 constexpr bool kSmallBatchTiles = std::is_same_v<W, Q8W>;
 template <class W, int NR, int NT>
