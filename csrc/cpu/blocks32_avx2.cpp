@@ -184,8 +184,8 @@ inline void step(const uint8_t* x, int64_t x_row_bytes, const float* fx, int64_t
     __m256i wv[NR], u[NR];
     for (int r = 0; r < NR; ++r) {
       const uint8_t* p = w + r * stride + (b + j) * F::kBytes;
-      // the next tile's rows at this offset: keeps reads in flight (rows are a few KB)
-      _mm_prefetch(reinterpret_cast<const char*>(p + NR * stride) + 256, _MM_HINT_T0);
+      // what the tile reads next (block_kernel_helpers.inc): keeps reads in flight
+      _mm_prefetch(reinterpret_cast<const char*>(NR == 1 ? p + kStreamAhead : p + NR * stride + 256), _MM_HINT_T0);
       wv[r] = F::quants(p);
       u[r] = F::kSigned ? _mm256_sign_epi8(wv[r], wv[r]) : wv[r];
     }
@@ -224,7 +224,7 @@ void tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, int64_t blocks
 }
 
 // NT tokens against the rows [rb, re). Rows already in cache (an earlier token tile of this
-// call read them) go F::kPrefillRows at a time; rows still in DRAM one at a time, the next row
+// call read them) go F::kPrefillRows at a time; rows still in DRAM one at a time, the stream ahead
 // prefetched: from DRAM, several rows' streams at once read at half the bandwidth (measured 9-10
 // vs 20-22 GB/s on one thread for q4_k / q6_k).
 template <class F, int NT>

@@ -253,11 +253,9 @@ inline void group_step(const uint8_t* xg, int64_t xa_stride, const uint8_t* w, i
                        int valid_words, __m512 (&acc)[NR][NT]) {
   GroupW wv[NR];
   for (int r = 0; r < NR; ++r) {
-    // every line of the next tile's rows at this offset: keeps reads in flight (a group is 72
-    // to 136 bytes; asking for one line per group left q8_0's decode at half speed, and asking
-    // further ahead measured no better)
-    for (int o = 0; o < kGroup * F::kBytes; o += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(w + (r + NR) * stride) + o, _MM_HINT_T0);
+    // every line the tile reads next at this offset (a group is 72 to 136 bytes; asking for one
+    // line per group left q8_0's decode at half speed)
+    prefetch_next<kGroup * F::kBytes, NR>(w + r * stride, stride);
     F::template load<kFull, kGfni>(w + r * stride, valid_words, wv[r]);
   }
   for (int t = 0; t < NT; ++t) {
@@ -312,8 +310,9 @@ void rows_isa(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* wp,
         tile<F, 1, 4, kGfni>(xa + t * xa_stride, xa_stride, blocks, w + r * stride, stride, y + t * ldy + r, ldy);
     }
     for (; t < n_tok; ++t) {
-      // One row at a time, the next row prefetched: from DRAM, several rows' streams at once
-      // read at half the bandwidth (measured 9-10 vs 20-22 GB/s on one thread for q4_k / q6_k).
+      // One row at a time, the stream ahead prefetched (kStreamAhead): from DRAM, several rows'
+      // streams at once read at half the bandwidth (measured 9-10 vs 20-22 GB/s on one thread for
+      // q4_k / q6_k).
       for (int64_t r = rb; r < re; ++r)
         tile<F, 1, 1, kGfni>(xa + t * xa_stride, xa_stride, blocks, w + r * stride, stride, y + t * ldy + r, ldy);
     }
@@ -405,12 +404,12 @@ inline __m512i q8_sg_dot(const __m512i (&q)[8], const uint8_t* xs) {
   return dot;
 }
 
-// One token, one row, straight from the row's blocks (the next row prefetched).
+// One token, one row, straight from the row's blocks (the stream ahead prefetched).
 inline void q8_decode(const uint8_t* xt, const uint8_t* w, int64_t stride, int64_t blocks, int64_t nsg, float* y) {
   __m512 acc = _mm512_setzero_ps();
   constexpr int64_t kSgBytes = kSg * Q8_0F::kBytes;
   for (int64_t s = 0; s < nsg; ++s) {
-    for (int64_t o = 0; o < kSgBytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(w + stride + s * kSgBytes) + o, _MM_HINT_T0);
+    prefetch_next<kSgBytes, 1>(w + s * kSgBytes, stride);
     Q8Sg sg;
     if (s * kSg + kSg <= blocks)
       q8_load_sg<true>(w + s * kSgBytes, kSg, sg);

@@ -86,7 +86,7 @@ struct K4Format {
       __m256i sm[NR];  // [scales | mins] bytes in each 128-bit lane
       for (int r = 0; r < NR; ++r) {
         wb[r] = reinterpret_cast<const Block*>(w + r * w_row_bytes) + b;
-        prefetch_block<sizeof(Block)>(reinterpret_cast<const Block*>(w + (r + NR) * w_row_bytes) + b);
+        prefetch_next<sizeof(Block), NR>(w + r * w_row_bytes + b * int64_t(sizeof(Block)), w_row_bytes);
         sm[r] = _mm256_broadcastsi128_si256(unpack_k4_scales(wb[r]->scales));
       }
       const ActQ8_K* xb[NT];
@@ -232,7 +232,7 @@ struct Q6K {
       for (int t = 0; t < NT; ++t) xb[t] = act_block(x, x_row_bytes, t, b);
       for (int r = 0; r < NR; ++r) {
         wb[r] = reinterpret_cast<const BlockQ6_K*>(w + r * w_row_bytes) + b;
-        prefetch_block<sizeof(BlockQ6_K)>(reinterpret_cast<const BlockQ6_K*>(w + (r + NR) * w_row_bytes) + b);
+        prefetch_next<sizeof(BlockQ6_K), NR>(w + r * w_row_bytes + b * int64_t(sizeof(BlockQ6_K)), w_row_bytes);
         const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb[r]->scales)));
         scales[r][0] = _mm256_permute2x128_si256(s16, s16, 0x00);
         scales[r][1] = _mm256_permute2x128_si256(s16, s16, 0x11);
@@ -403,8 +403,9 @@ void kq_rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* wp,
       t = n_tok;
     }
     for (; t < n_tok; ++t) {
-      // One row at a time, the next row prefetched: from DRAM, several rows' streams at once
-      // read at half the bandwidth (measured 9-10 vs 20-22 GB/s on one thread for q4_k / q6_k).
+      // One row at a time, the stream ahead prefetched (kStreamAhead): from DRAM, several rows'
+      // streams at once read at half the bandwidth (measured 9-10 vs 20-22 GB/s on one thread for
+      // q4_k / q6_k).
       for (int64_t r = rb; r < re; ++r)
         F::template tile<1, 1>(x + t * x_row_bytes, x_row_bytes, w + r * w_row_bytes, w_row_bytes, blocks,
                                y + t * ldy + r, ldy);

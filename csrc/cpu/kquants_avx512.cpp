@@ -222,7 +222,7 @@ struct K4Format {
     __m128 macc = _mm_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
       const Block* wb = reinterpret_cast<const Block*>(w) + b;
-      prefetch_block<sizeof(Block)>(reinterpret_cast<const Block*>(w + w_row_bytes) + b);
+      prefetch_next<sizeof(Block), 1>(reinterpret_cast<const uint8_t*>(wb), w_row_bytes);
       K4Weights<kFifthBit> kw;
       kw.load(wb);
       const K4Act* xb = x + b;
@@ -405,7 +405,7 @@ struct Q6K {
     __m512 facc = _mm512_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
       const BlockQ6_K* wb = reinterpret_cast<const BlockQ6_K*>(w) + b;
-      prefetch_block<sizeof(BlockQ6_K)>(reinterpret_cast<const BlockQ6_K*>(w + w_row_bytes) + b);
+      prefetch_next<sizeof(BlockQ6_K), 1>(reinterpret_cast<const uint8_t*>(wb), w_row_bytes);
       Q6Weights qw;
       qw.load(wb);
       const float d = _cvtsh_ss(wb->d) * a.d[b * a.n_tok + t];
@@ -490,8 +490,9 @@ void kq_rows_tiles(const void* xp, int64_t x_row_bytes, int64_t n_tok, const voi
     for (; t + 4 <= n_tok; t += 4)
       for (int64_t r = rb; r < re; ++r) F::template prefill<1, 4>(a, t, u + (r - rb) * u_row, u_row, blocks, y + t * ldy + r, ldy);
     for (; t < n_tok; ++t) {
-      // One row at a time, the next row prefetched: from DRAM, several rows' streams at once
-      // read at half the bandwidth (measured 9-10 vs 20-22 GB/s on one thread for q4_k / q6_k).
+      // One row at a time, the stream ahead prefetched (kStreamAhead): from DRAM, several rows'
+      // streams at once read at half the bandwidth (measured 9-10 vs 20-22 GB/s on one thread for
+      // q4_k / q6_k).
       for (int64_t r = rb; r < re; ++r) F::decode(a, t, w + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r);
     }
   }

@@ -138,8 +138,7 @@ void k2_tile(const void* x, int64_t x_row_bytes, const uint8_t* w, int64_t w_row
     typename F::Block blk[NR];
     __m256i sum[NR][NT];
     for (int r = 0; r < NR; ++r) {
-      for (int64_t o = 0; o < F::kBlockBytes; o += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(wb + (r + NR) * w_row_bytes + o), _MM_HINT_T0);
+      prefetch_next<F::kBlockBytes, NR>(wb + r * w_row_bytes, w_row_bytes);
       F::start(wb + r * w_row_bytes, blk[r]);
       for (int t = 0; t < NT; ++t) sum[r][t] = F::init(blk[r], xt[t] + b);
     }
@@ -206,8 +205,7 @@ void iq4_tile(const uint8_t* xa, int64_t xa_stride, const uint8_t* w, int64_t w_
     float d[NR];
     __m256i sum[NR][NT];
     for (int r = 0; r < NR; ++r) {
-      for (int o = 0; o < int(sizeof(BlockIQ4_XS)); o += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(wb + (r + NR) * w_row_bytes + o), _MM_HINT_T0);
+      prefetch_next<sizeof(BlockIQ4_XS), NR>(wb + r * w_row_bytes, w_row_bytes);
       const auto* blk = reinterpret_cast<const BlockIQ4_XS*>(wb + r * w_row_bytes);
       // scale of sub-block i: bits 4i..4i+3 of the 4 scales_l bytes, bits 2i, 2i+1 of scales_h
       uint32_t sl;

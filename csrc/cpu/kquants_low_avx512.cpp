@@ -268,7 +268,7 @@ void tile(const uint8_t* xa, int64_t xa_stride, const uint8_t* w, int64_t w_row_
     const uint8_t* wb = w + b * F::kBlockBytes;
     typename F::Row row[NR];
     for (int r = 0; r < NR; ++r) {
-      prefetch_block<F::kBlockBytes>(wb + (r + NR) * w_row_bytes);
+      prefetch_next<F::kBlockBytes, NR>(wb + r * w_row_bytes, w_row_bytes);
       F::load(wb + r * w_row_bytes, row[r]);
     }
     for (int t = 0; t < NT; ++t) {
@@ -302,8 +302,9 @@ void kernel(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* w, in
         tile<F, 1, kPrefillTokens>(xa + t * xs, xs, wp + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r, ldy);
     }
     for (; t < n_tok; ++t) {
-      // One row at a time, the next row prefetched: from DRAM, several rows' streams at once
-      // read at half the bandwidth (measured 9-10 vs 20-22 GB/s on one thread for q4_k / q6_k).
+      // One row at a time, the stream ahead prefetched (kStreamAhead): from DRAM, several rows'
+      // streams at once read at half the bandwidth (measured 9-10 vs 20-22 GB/s on one thread for
+      // q4_k / q6_k).
       for (int64_t r = rb; r < re; ++r) tile<F, 1, 1>(xa + t * xs, xs, wp + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r, 0);
     }
   }

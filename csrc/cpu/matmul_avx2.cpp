@@ -103,7 +103,7 @@ void prefill_qtile(const int8_t* xq, const float* xd, const int32_t* xs, const i
   qtile<W, kPrefillRows, 4>(xq, xd, xs, blocks, w, stride, wd, y, ldy);
 }
 
-// Four rows of one token, one row at a time (the next row prefetched): from DRAM, four rows'
+// Four rows of one token, one row at a time (the stream ahead prefetched): from DRAM, four rows'
 // streams at once read at half the bandwidth (q8_0, one thread: 12 -> 24 GB/s).
 template <class W>
 void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, const int8_t* /*xa*/,

@@ -116,6 +116,7 @@ void q8tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, int64_t bl
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
   const __m512i ones = _mm512_set1_epi8(1), bias = _mm512_set1_epi8(char(0x80));
   const int64_t main_blocks = blocks / 8 * 8;
+  const bool stream = NR == 1 && stride == blocks * Q8W::kBlockBytes;  // see kStreamAhead
   for (int64_t g = 0; g < main_blocks; g += 8) {
     __m512 dw[NR], dx[NT];
     load_group_scales<NR, NT>(wd, xd, blocks, g, dw, dx);
@@ -133,8 +134,12 @@ void q8tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, int64_t bl
         sx[t] = _mm512_permutexvar_ps(idx, dx[t]);
       }
       for (int r = 0; r < NR; ++r) {
-        prefetch_ahead(w + (r + NR) * stride + b * Q8W::kBlockBytes);
-        prefetch_to_l2(w + (r + 2 * NR) * stride + b * Q8W::kBlockBytes);
+        if (stream) {
+          _mm_prefetch(reinterpret_cast<const char*>(w + b * Q8W::kBlockBytes) + kStreamAhead, _MM_HINT_T0);
+        } else {
+          prefetch_ahead(w + (r + NR) * stride + b * Q8W::kBlockBytes);
+          prefetch_to_l2(w + (r + 2 * NR) * stride + b * Q8W::kBlockBytes);
+        }
         const __m512i wv = _mm512_xor_si512(_mm512_loadu_si512(w + r * stride + b * Q8W::kBlockBytes), bias);
         const __m512 sw = _mm512_permutexvar_ps(idx, dw[r]);
         for (int t = 0; t < NT; ++t) {
@@ -185,6 +190,7 @@ void q4tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, const int8
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
   const __m512i nibble = _mm512_set1_epi8(0x0f);
   const int64_t main_blocks = blocks / 8 * 8, xa_stride = q4_arranged_token_bytes(blocks);
+  const bool stream = NR == 1 && stride == blocks * 16;  // see kStreamAhead
   for (int64_t g = 0; g < main_blocks; g += 8) {
     __m512 dw[NR], dx[NT];
     load_group_scales<NR, NT>(wd, xd, blocks, g, dw, dx);
@@ -199,8 +205,12 @@ void q4tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, const int8
         // the next tile's rows at the same offset: q4_0 rows are short (768 bytes for 1536
         // columns), so prefetch_ahead's 512 would leave most of them to the hardware
         // (interleaved A/B on the 1.5B shape: 26.5 -> 28.0 tok/s; q8_0 keeps prefetch_ahead)
-        _mm_prefetch(reinterpret_cast<const char*>(w + (r + NR) * stride + b * 16), _MM_HINT_T0);
-        prefetch_to_l2(w + (r + 2 * NR) * stride + b * 16);
+        if (stream) {
+          _mm_prefetch(reinterpret_cast<const char*>(w + b * 16) + kStreamAhead, _MM_HINT_T0);
+        } else {
+          _mm_prefetch(reinterpret_cast<const char*>(w + (r + NR) * stride + b * 16), _MM_HINT_T0);
+          prefetch_to_l2(w + (r + 2 * NR) * stride + b * 16);
+        }
         const __m512i v = _mm512_loadu_si512(w + r * stride + b * 16);
         w_lo[r] = _mm512_and_si512(v, nibble);
         w_hi[r] = kGfni ? high_nibbles_gfni(v) : high_nibbles_shift(v);
@@ -291,7 +301,7 @@ void prefill_qtile(const int8_t* xq, const float* xd, const int32_t* xs, const i
 
 // One token, four rows: the same 512-bit tile as prefill, so that a token's result does not
 // depend on how many other tokens share its batch (the server's batches must give each request
-// what it gets alone), run one row at a time with the next row prefetched: from DRAM, four rows'
+// what it gets alone), run one row at a time with the stream ahead prefetched: from DRAM, four rows'
 // streams at once read slower (one thread: q8_0 19 -> 27 GB/s, q4_0 16 -> 18).
 template <class W>
 void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, const int8_t* xa,
