@@ -41,9 +41,9 @@ def r1lite_bench(model: Path, prefill: int, decode: int, depth: int, threads: in
 
 
 def llama_bench(bin_dir: Path, model: Path, prefill: int, decode: int, depth: int, threads: int,
-                kv: str) -> dict:
+                kv: str, extra: list[str]) -> dict:
     cmd = [str(bin_dir / "llama-bench"), "-m", str(model), "-p", str(prefill), "-n", str(decode),
-           "-t", str(threads), "-r", "1", "-o", "json", "-ctk", kv, "-ctv", kv]
+           "-t", str(threads), "-r", "1", "-o", "json", "-ctk", kv, "-ctv", kv, *extra]
     if depth:
         cmd += ["-d", str(depth)]
     if kv != "f16":
@@ -69,6 +69,9 @@ def main() -> int:
     ap.add_argument("--depth", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gguf", action="store_true", help="r1lite runs llama-FORMAT.gguf too")
+    ap.add_argument("--llama-args", default="",
+                    help="more llama-bench options, one string: '--repack 0' where its default "
+                         "AMX path dies on the CPU (seen on a Sapphire Rapids VM: SIGILL)")
     args = ap.parse_args()
     prefill = 0 if args.depth else args.prefill
     results: dict = {}
@@ -79,7 +82,7 @@ def main() -> int:
                 ours = r1lite_bench(mine, max(prefill, 1), args.decode,
                                     args.depth, args.threads, kv)
                 theirs = llama_bench(args.llama_bin, args.dir / f"llama-{fmt}.gguf", prefill,
-                                     args.decode, args.depth, args.threads, kv)
+                                     args.decode, args.depth, args.threads, kv, args.llama_args.split())
                 results.setdefault((fmt, kv, "r1lite"), []).append(ours)
                 results.setdefault((fmt, kv, "llama.cpp"), []).append(theirs)
                 print(f"round {rnd + 1} {fmt} kv {kv}: r1lite {ours}  llama.cpp {theirs}",
