@@ -202,9 +202,10 @@ void q4tile_zmm(const int8_t* xq, const float* xd, const int32_t* xs, const int8
       __m512i w_lo[NR], w_hi[NR];
       __m512 sw[NR];
       for (int r = 0; r < NR; ++r) {
-        // the next tile's rows at the same offset: q4_0 rows are short (768 bytes for 1536
-        // columns), so prefetch_ahead's 512 would leave most of them to the hardware
-        // (interleaved A/B on the 1.5B shape: 26.5 -> 28.0 tok/s; q8_0 keeps prefetch_ahead)
+        // one row of a weight matrix: the stream ahead (kStreamAhead); else the next tile's rows
+        // at the same offset: q4_0 rows are short (768 bytes for 1536 columns), so
+        // prefetch_ahead's 512 would leave most of them to the hardware (interleaved A/B on the
+        // 1.5B shape: 26.5 -> 28.0 tok/s; q8_0 keeps prefetch_ahead)
         if (stream) {
           _mm_prefetch(reinterpret_cast<const char*>(w + b * 16) + kStreamAhead, _MM_HINT_T0);
         } else {
