@@ -16,8 +16,9 @@
 //    block sums: (u - c)·x = u·x - c·sum(x), so each of a block's 4 lanes starts at
 //    -(c/4)·sum(x), computed once per token and shared by every row.
 //  - Per block the int32 dot is scaled by d_w·d_x in f32; the min formats add m_w·(d_x·sum(x)).
-// The decode tile (1 token) and the prefill tile (4 tokens) do the same float operations in the
-// same order for each (row, token), so a token's result does not depend on its batch.
+// The tiles of the last 1-3 tokens of a call (decode, short verification passes) and the prefill
+// tile (4 tokens) do the same float operations in the same order for each (row, token), so a
+// token's result does not depend on its batch.
 #include <immintrin.h>
 
 #include <cstdlib>
@@ -298,6 +299,16 @@ void rows_isa(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* wp,
   const auto* w = static_cast<const uint8_t*>(wp);
   const int64_t xa_stride = (blocks + kGroup - 1) / kGroup * group_bytes<F>();
   const uint8_t* xa = arrange<F>(x, x_row_bytes, n_tok, blocks, xa_stride);
+  if (n_tok < kSmallBatch) {
+    // One row at a time, each group unpacked once for all the tokens, the stream ahead
+    // prefetched (kStreamAhead): from DRAM, several rows' streams at once read at half the
+    // bandwidth (measured 9-10 vs 20-22 GB/s on one thread for q4_k / q6_k).
+    with_token_count<kSmallBatch - 1>(n_tok, [&](auto nt) {
+      for (int64_t r = r0; r < r1; ++r)
+        tile<F, 1, decltype(nt)::value, kGfni>(xa, xa_stride, blocks, w + r * stride, stride, y + r, ldy);
+    });
+    return;
+  }
   for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
     const int64_t re = rb + kRowBlock < r1 ? rb + kRowBlock : r1;
     int64_t t = 0;
@@ -309,13 +320,12 @@ void rows_isa(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* wp,
       for (; r < re; ++r)
         tile<F, 1, 4, kGfni>(xa + t * xa_stride, xa_stride, blocks, w + r * stride, stride, y + t * ldy + r, ldy);
     }
-    for (; t < n_tok; ++t) {
-      // One row at a time, the stream ahead prefetched (kStreamAhead): from DRAM, several rows'
-      // streams at once read at half the bandwidth (measured 9-10 vs 20-22 GB/s on one thread for
-      // q4_k / q6_k).
+    // the last 1-3 tokens, the block's rows (in cache now) one at a time
+    with_token_count<3>(n_tok - t, [&](auto nt) {
       for (int64_t r = rb; r < re; ++r)
-        tile<F, 1, 1, kGfni>(xa + t * xa_stride, xa_stride, blocks, w + r * stride, stride, y + t * ldy + r, ldy);
-    }
+        tile<F, 1, decltype(nt)::value, kGfni>(xa + t * xa_stride, xa_stride, blocks, w + r * stride, stride,
+                                               y + t * ldy + r, ldy);
+    });
   }
 }
 
@@ -404,9 +414,13 @@ inline __m512i q8_sg_dot(const __m512i (&q)[8], const uint8_t* xs) {
   return dot;
 }
 
-// One token, one row, straight from the row's blocks (the stream ahead prefetched).
-inline void q8_decode(const uint8_t* xt, const uint8_t* w, int64_t stride, int64_t blocks, int64_t nsg, float* y) {
-  __m512 acc = _mm512_setzero_ps();
+// NT (< kSmallBatch) tokens (xa_stride bytes apart), one row, straight from the row's blocks:
+// each super-group transposed once for all of them (the stream ahead prefetched).
+template <int NT>
+inline void q8_decode(const uint8_t* xt, int64_t xa_stride, const uint8_t* w, int64_t stride, int64_t blocks,
+                      int64_t nsg, float* y, int64_t ldy) {
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
   constexpr int64_t kSgBytes = kSg * Q8_0F::kBytes;
   for (int64_t s = 0; s < nsg; ++s) {
     prefetch_next<kSgBytes, 1>(w + s * kSgBytes, stride);
@@ -415,10 +429,13 @@ inline void q8_decode(const uint8_t* xt, const uint8_t* w, int64_t stride, int64
       q8_load_sg<true>(w + s * kSgBytes, kSg, sg);
     else
       q8_load_sg<false>(w + s * kSgBytes, int(blocks - s * kSg), sg);
-    const uint8_t* xs = xt + s * kQ8XBytes;
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q8_sg_dot(sg.q, xs)), _mm512_mul_ps(sg.d, _mm512_loadu_ps(xs + 576)), acc);
+    for (int t = 0; t < NT; ++t) {
+      const uint8_t* xs = xt + t * xa_stride + s * kQ8XBytes;
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q8_sg_dot(sg.q, xs)), _mm512_mul_ps(sg.d, _mm512_loadu_ps(xs + 576)),
+                               acc[t]);
+    }
   }
-  *y = _mm512_reduce_add_ps(acc);
+  for (int t = 0; t < NT; ++t) y[t * ldy] = _mm512_reduce_add_ps(acc[t]);
 }
 
 // NT tokens (xa_stride bytes apart), one row from the transposed buffer wb, super-groups
@@ -472,35 +489,39 @@ void q8_rows(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* wp, 
   const int64_t nsg = (blocks + kSg - 1) / kSg, xa_stride = nsg * kQ8XBytes;
   const uint8_t* xa = q8_arrange(x, x_row_bytes, n_tok, blocks, nsg);
   thread_local KernelScratch rowbuf, accbuf;
-  const bool tiles = n_tok >= 4;
-  if (tiles) {
-    rowbuf.reserve(size_t(kRowBlock * nsg * kQ8WBytes));
-    accbuf.reserve(size_t(kRowBlock * kQ8Tokens * 16 * 4));
+  if (n_tok < kSmallBatch) {  // one row at a time, as q8_decode reads it
+    with_token_count<kSmallBatch - 1>(n_tok, [&](auto nt) {
+      for (int64_t r = r0; r < r1; ++r)
+        q8_decode<decltype(nt)::value>(xa, xa_stride, w + r * stride, stride, blocks, nsg, y + r, ldy);
+    });
+    return;
   }
+  rowbuf.reserve(size_t(kRowBlock * nsg * kQ8WBytes));
+  accbuf.reserve(size_t(kRowBlock * kQ8Tokens * 16 * 4));
   float* accm = reinterpret_cast<float*>(accbuf.data);
   for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
     const int64_t re = rb + kRowBlock < r1 ? rb + kRowBlock : r1;
-    if (tiles) {
-      for (int64_t r = rb; r < re; ++r)
-        for (int64_t s = 0; s < nsg; ++s) {
-          Q8Sg sg;
-          const uint8_t* p = w + r * stride + s * kSg * Q8_0F::kBytes;
-          if (s * kSg + kSg <= blocks)
-            q8_load_sg<true>(p, kSg, sg);
-          else
-            q8_load_sg<false>(p, int(blocks - s * kSg), sg);
-          uint8_t* dst = rowbuf.data + ((r - rb) * nsg + s) * kQ8WBytes;
-          for (int j = 0; j < 8; ++j) _mm512_storeu_si512(dst + 64 * j, sg.q[j]);
-          _mm512_storeu_ps(dst + 512, sg.d);
-        }
-    }
+    for (int64_t r = rb; r < re; ++r)
+      for (int64_t s = 0; s < nsg; ++s) {
+        Q8Sg sg;
+        const uint8_t* p = w + r * stride + s * kSg * Q8_0F::kBytes;
+        if (s * kSg + kSg <= blocks)
+          q8_load_sg<true>(p, kSg, sg);
+        else
+          q8_load_sg<false>(p, int(blocks - s * kSg), sg);
+        uint8_t* dst = rowbuf.data + ((r - rb) * nsg + s) * kQ8WBytes;
+        for (int j = 0; j < 8; ++j) _mm512_storeu_si512(dst + 64 * j, sg.q[j]);
+        _mm512_storeu_ps(dst + 512, sg.d);
+      }
     int64_t t = 0;
     for (; t + kQ8Tokens <= n_tok; t += kQ8Tokens)
       q8_tiles<kQ8Tokens>(xa + t * xa_stride, xa_stride, rowbuf.data, nsg, re - rb, accm, y + t * ldy + rb, ldy);
     for (; t + 4 <= n_tok; t += 4)
       q8_tiles<4>(xa + t * xa_stride, xa_stride, rowbuf.data, nsg, re - rb, accm, y + t * ldy + rb, ldy);
-    for (; t < n_tok; ++t)
-      for (int64_t r = rb; r < re; ++r) q8_decode(xa + t * xa_stride, w + r * stride, stride, blocks, nsg, y + t * ldy + r);
+    with_token_count<3>(n_tok - t, [&](auto nt) {  // the last 1-3 tokens
+      q8_tiles<decltype(nt)::value>(xa + t * xa_stride, xa_stride, rowbuf.data, nsg, re - rb, accm,
+                                    y + t * ldy + rb, ldy);
+    });
   }
 }
 

@@ -216,28 +216,35 @@ struct K4Format {
     return {base, stride, dT, n_tok, bsT};
   }
 
-  static void decode(const Arranged& a, int64_t t, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, float* y) {
-    const auto* x = reinterpret_cast<const K4Act*>(a.x + t * a.stride);
-    __m512 facc = _mm512_setzero_ps();
-    __m128 macc = _mm_setzero_ps();
+  // Tokens t0 .. t0 + NT - 1 (NT < kSmallBatch), one row straight from its blocks, each block
+  // unpacked once for all of them.
+  template <int NT>
+  static void decode(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, float* y,
+                     int64_t ldy) {
+    __m512 facc[NT];
+    __m128 macc[NT];
+    for (int t = 0; t < NT; ++t) facc[t] = _mm512_setzero_ps(), macc[t] = _mm_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
       const Block* wb = reinterpret_cast<const Block*>(w) + b;
       prefetch_next<sizeof(Block), 1>(reinterpret_cast<const uint8_t*>(wb), w_row_bytes);
       K4Weights<kFifthBit> kw;
       kw.load(wb);
-      const K4Act* xb = x + b;
-      const __m512i p = k4_dot(kw, _mm512_loadu_si512(xb->x[0]), _mm512_loadu_si512(xb->x[1]),
-                               _mm512_loadu_si512(xb->x[2]), _mm512_loadu_si512(xb->x[3]));
-      const __m128 dd = _mm_mul_ps(k4_d_dmin(&wb->d), _mm_set1_ps(a.d[b * a.n_tok + t]));  // [d·dx, dmin·dx]
-      facc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_broadcastss_ps(dd), facc);
-      // -sum(min·bsum32): words 8-15 of scale_min against neg_bs (words 0-7 there are 0)
-      const __m256i mm = _mm256_madd_epi16(kw.scale_min, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->neg_bs)));
-      __m128i m4 = _mm_add_epi32(_mm256_castsi256_si128(mm), _mm256_extracti128_si256(mm, 1));
-      m4 = _mm_add_epi32(m4, _mm_shuffle_epi32(m4, _MM_SHUFFLE(1, 0, 3, 2)));
-      m4 = _mm_add_epi32(m4, _mm_shuffle_epi32(m4, _MM_SHUFFLE(2, 3, 0, 1)));
-      macc = _mm_fmadd_ss(_mm_cvtepi32_ps(m4), _mm_movehdup_ps(dd), macc);
+      const __m128 d_dmin = k4_d_dmin(&wb->d);
+      for (int t = 0; t < NT; ++t) {
+        const K4Act* xb = reinterpret_cast<const K4Act*>(a.x + (t0 + t) * a.stride) + b;
+        const __m512i p = k4_dot(kw, _mm512_loadu_si512(xb->x[0]), _mm512_loadu_si512(xb->x[1]),
+                                 _mm512_loadu_si512(xb->x[2]), _mm512_loadu_si512(xb->x[3]));
+        const __m128 dd = _mm_mul_ps(d_dmin, _mm_set1_ps(a.d[b * a.n_tok + t0 + t]));  // [d·dx, dmin·dx]
+        facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_broadcastss_ps(dd), facc[t]);
+        // -sum(min·bsum32): words 8-15 of scale_min against neg_bs (words 0-7 there are 0)
+        const __m256i mm = _mm256_madd_epi16(kw.scale_min, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->neg_bs)));
+        __m128i m4 = _mm_add_epi32(_mm256_castsi256_si128(mm), _mm256_extracti128_si256(mm, 1));
+        m4 = _mm_add_epi32(m4, _mm_shuffle_epi32(m4, _MM_SHUFFLE(1, 0, 3, 2)));
+        m4 = _mm_add_epi32(m4, _mm_shuffle_epi32(m4, _MM_SHUFFLE(2, 3, 0, 1)));
+        macc[t] = _mm_fmadd_ss(_mm_cvtepi32_ps(m4), _mm_movehdup_ps(dd), macc[t]);
+      }
     }
-    *y = _mm512_reduce_add_ps(facc) + _mm_cvtss_f32(macc);
+    for (int t = 0; t < NT; ++t) y[t * ldy] = _mm512_reduce_add_ps(facc[t]) + _mm_cvtss_f32(macc[t]);
   }
 
   // Tokens t0 .. t0 + NT - 1 (NT <= 8), rows NR: each (row, token)'s float operations are decode's.
@@ -399,19 +406,26 @@ struct Q6K {
     return {base, stride, d, n_tok};
   }
 
-  // Token t (< a.n_tok), one row: the 16 lanes summed over the blocks in order, then reduced.
-  static void decode(const Arranged& a, int64_t t, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, float* y) {
-    const auto* x = reinterpret_cast<const Q6Act*>(a.x + t * a.stride);
-    __m512 facc = _mm512_setzero_ps();
+  // Tokens t0 .. t0 + NT - 1 (NT < kSmallBatch), one row: the 16 lanes summed over the blocks in
+  // order, then reduced; each block unpacked once for all the tokens.
+  template <int NT>
+  static void decode(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, float* y,
+                     int64_t ldy) {
+    __m512 facc[NT];
+    for (int t = 0; t < NT; ++t) facc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
       const BlockQ6_K* wb = reinterpret_cast<const BlockQ6_K*>(w) + b;
       prefetch_next<sizeof(BlockQ6_K), 1>(reinterpret_cast<const uint8_t*>(wb), w_row_bytes);
       Q6Weights qw;
       qw.load(wb);
-      const float d = _cvtsh_ss(wb->d) * a.d[b * a.n_tok + t];
-      facc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(qw.dot(x + b)), _mm512_set1_ps(d), facc);
+      const float dw = _cvtsh_ss(wb->d);
+      for (int t = 0; t < NT; ++t) {
+        const auto* x = reinterpret_cast<const Q6Act*>(a.x + (t0 + t) * a.stride);
+        const float d = dw * a.d[b * a.n_tok + t0 + t];
+        facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(qw.dot(x + b)), _mm512_set1_ps(d), facc[t]);
+      }
     }
-    *y = _mm512_reduce_add_ps(facc);
+    for (int t = 0; t < NT; ++t) y[t * ldy] = _mm512_reduce_add_ps(facc[t]);
   }
 
   // Tokens t0 .. t0 + NT - 1, rows NR: each (row, token)'s float operations are decode's.
@@ -459,9 +473,10 @@ struct Q6K {
   }
 };
 
-// Rows [r0, r1) in blocks of kRowBlock; in each, tokens F::kPrefillTokens at a time through
-// F::kPrefillRows x kPrefillTokens tiles (the block's last rows one at a time), then 4 at a time
-// through one-row tiles, the rest one at a time through the decode step.
+// Fewer than kSmallBatch tokens: every row once through the decode step with all of them.
+// Otherwise rows [r0, r1) in blocks of kRowBlock, unpacked once per block; in each, tokens
+// F::kPrefillTokens at a time through F::kPrefillRows x kPrefillTokens tiles (the block's last
+// rows one at a time), then 4 at a time through one-row tiles, then the last 1-3.
 template <class F>
 void kq_rows_tiles(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* wp, int64_t w_row_bytes,
                    int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
@@ -471,12 +486,21 @@ void kq_rows_tiles(const void* xp, int64_t x_row_bytes, int64_t n_tok, const voi
   using W = typename F::Weights;
   // the prefill tiles read the block of rows unpacked (W::unpack), u_row bytes per row
   const int64_t u_row = blocks * W::kUnpackedBytes;
+  if (n_tok < kSmallBatch) {
+    // One row at a time, the stream ahead prefetched (kStreamAhead): from DRAM, several rows'
+    // streams at once read at half the bandwidth (measured 9-10 vs 20-22 GB/s on one thread for
+    // q4_k / q6_k).
+    with_token_count<kSmallBatch - 1>(n_tok, [&](auto nt) {
+      for (int64_t r = r0; r < r1; ++r)
+        F::template decode<decltype(nt)::value>(a, 0, w + r * w_row_bytes, w_row_bytes, blocks, y + r, ldy);
+    });
+    return;
+  }
   thread_local KernelScratch unpacked;
-  const uint8_t* u = n_tok >= 4 ? unpacked.reserve(size_t(kRowBlock * u_row)) : nullptr;
+  const uint8_t* u = unpacked.reserve(size_t(kRowBlock * u_row));
   for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
     const int64_t re = rb + kRowBlock < r1 ? rb + kRowBlock : r1;
-    if (u)
-      for (int64_t r = rb; r < re; ++r)
+    for (int64_t r = rb; r < re; ++r)
         for (int64_t b = 0; b < blocks; ++b)
           W::unpack(reinterpret_cast<const typename F::Block*>(w + r * w_row_bytes) + b,
                     unpacked.data + (r - rb) * u_row + b * W::kUnpackedBytes);
@@ -489,12 +513,10 @@ void kq_rows_tiles(const void* xp, int64_t x_row_bytes, int64_t n_tok, const voi
     }
     for (; t + 4 <= n_tok; t += 4)
       for (int64_t r = rb; r < re; ++r) F::template prefill<1, 4>(a, t, u + (r - rb) * u_row, u_row, blocks, y + t * ldy + r, ldy);
-    for (; t < n_tok; ++t) {
-      // One row at a time, the stream ahead prefetched (kStreamAhead): from DRAM, several rows'
-      // streams at once read at half the bandwidth (measured 9-10 vs 20-22 GB/s on one thread for
-      // q4_k / q6_k).
-      for (int64_t r = rb; r < re; ++r) F::decode(a, t, w + r * w_row_bytes, w_row_bytes, blocks, y + t * ldy + r);
-    }
+    with_token_count<3>(n_tok - t, [&](auto nt) {  // the last 1-3 tokens, the rows in cache now
+      for (int64_t r = rb; r < re; ++r)
+        F::template prefill<1, decltype(nt)::value>(a, t, u + (r - rb) * u_row, u_row, blocks, y + t * ldy + r, ldy);
+    });
   }
 }
 
