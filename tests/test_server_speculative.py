@@ -15,6 +15,7 @@ from test_mtp import mtp_logits
 from test_server import http, running, start_serve
 
 import r1lite
+from r1lite import batch_speculation
 from r1lite.batch_speculation import PROBE_MAX_WAIT, AdaptiveK, BatchSpeculation
 from r1lite.engine import Engine, Request
 from r1lite.errors import InvalidArgument
@@ -131,6 +132,37 @@ def test_seeded_sampling_equals_plain(tiny_r1_model):
     assert engine.proposed > 0
 
 
+def test_draft_model_in_the_engine(monkeypatch):
+    """A draft model in the engine (the fixture loaded a second time: it guesses what the target
+    chooses): greedy and seeded outputs equal to the engine without speculation, chunked prompts,
+    four requests at once; each request's sequence in the draft closed when it ends."""
+    monkeypatch.setattr(engine_module, "PREFILL_CHUNK", 8)
+    m = r1lite.load(DENSE, threads=2, kv_cache="f32")
+    draft = r1lite.load(DENSE, threads=1, kv_cache="f32")
+    made = []
+    init = batch_speculation.SequenceDraft.__init__
+
+    def recorded(self, *args):
+        init(self, *args)
+        made.append(self)
+    monkeypatch.setattr(batch_speculation.SequenceDraft, "__init__", recorded)
+    prompts = looping_prompts(m.config["vocab_size"], 5, seed=5)
+    spec = {"proposer": "draft", "draft": draft, "k": 3}
+    kw = dict(max_new_tokens=30, temperature=0, loop_guard=False)
+    want, plain = serve_all(m, prompts, **kw)
+    got, engine = serve_all(m, prompts, spec, **kw)
+    assert [g.tokens for g in got] == [w.tokens for w in want]
+    assert [g.finish_reason for g in got] == [w.finish_reason for w in want]
+    assert engine.widest_batch == 4 and engine.accepted > 0 and engine.steps < plain.steps
+    assert len(made) == len(prompts) and all(d.id is None for d in made)
+    kw = dict(max_new_tokens=20, temperature=0.9, top_k=40, loop_guard=False)
+    seeds = [dict(seed=i) for i in range(len(prompts))]
+    want, _ = serve_all(m, prompts, each=seeds, **kw)
+    got, engine = serve_all(m, prompts, spec, each=seeds, **kw)
+    assert [g.tokens for g in got] == [w.tokens for w in want]
+    assert engine.proposed > 0
+
+
 def test_mtp_guesses_follow_a_cold_pass(monkeypatch):
     """Two requests in one batch, chunked prompts, guesses rejected and (every other step, handed
     the right token) accepted: each row of a request's MTP module equals a cold pass of the model
@@ -226,7 +258,7 @@ def test_adaptive_k(tiny_r1_model, kind):
     (want,), plain = serve_all(m, [prompt], **kw)
 
     class Spec(BatchSpeculation):
-        def proposer_for(self, batch, seq_id):
+        def proposer_for(self, batch, seq_id, draft_batch=None):
             return kind(prompt, want.tokens)
     (got,), engine = serve_all(m, [prompt], Spec("ngram", 4), **kw)
     assert got.tokens == want.tokens
@@ -291,7 +323,8 @@ def test_cancelled_speculating_request_leaves_the_others_exact(tiny_r1_model):
 
 
 def test_bad_engine_settings_are_refused(tiny_r1_model):
-    for spec, match in (("draft", "draft model is not supported"),
+    for spec, match in (("draft", "needs a draft model"),
+                        ({"proposer": "draft", "draft": tiny_r1_model}, "another Model object"),
                         ({"proposer": "ngram", "k": 0}, "k must be an integer >= 1"),
                         ("mtp", "multi-token-prediction module"),
                         ("magic", "unknown speculative proposer"),
@@ -391,9 +424,10 @@ def test_serve_spec_flags_are_checked_before_loading(tmp_path, capsys):
     from r1lite.cli import main
 
     missing = str(tmp_path / "no-such-model")  # a flag error comes before the model is looked at
-    for extra, match in ((["--spec", "draft"], "a draft model is not supported"),
+    for extra, match in ((["--spec", "draft"], "--spec draft needs --draft MODEL"),
+                         (["--draft", missing, "--ray"], "not supported with --ray"),
                          (["--spec", "mtp", "--spec-k", "2"], "--spec-k must be 1 with --spec mtp"),
-                         (["--spec-k", "2"], "need --spec ngram (--spec-k"),
+                         (["--spec-k", "2"], "need --spec ngram or --draft MODEL"),
                          (["--spec", "ngram", "--spec-n", "0"], "--spec-n must be >= 1"),
                          (["--spec", "fast"], "--spec must be ngram or mtp"),
                          (["--spec", "ngram", "--ray"], "not supported with --ray")):
@@ -403,14 +437,18 @@ def test_serve_spec_flags_are_checked_before_loading(tmp_path, capsys):
     assert "multi-token-prediction module" in capsys.readouterr().err
 
 
-def test_serve_command_with_spec(tiny_r1):
-    """r1lite serve --spec ngram answers as the Python API does without speculation."""
+@pytest.mark.parametrize("flags", [["--spec", "ngram", "--spec-k", "3", "--spec-n", "2"], ["--draft"]],
+                         ids=["ngram", "draft"])
+def test_serve_command_with_spec(tiny_r1, flags):
+    """r1lite serve --spec ngram (or --draft MODEL: here the model itself, loaded again) answers
+    as the Python API does without speculation."""
     import signal
 
     direct = r1lite.load(tiny_r1, threads=1, context=256)
     want = direct.generate("a b c a b c a b c", max_new_tokens=16, temperature=0).text
-    proc, url = start_serve(tiny_r1, "--name", "tiny", "--quiet", "--spec", "ngram", "--spec-k", "3",
-                            "--spec-n", "2")
+    if flags == ["--draft"]:
+        flags = ["--draft", str(tiny_r1)]
+    proc, url = start_serve(tiny_r1, "--name", "tiny", "--quiet", *flags)
     try:
         code, reply = http("POST", url + "/v1/completions",
                            dict(model="tiny", prompt="a b c a b c a b c", max_tokens=16, temperature=0))

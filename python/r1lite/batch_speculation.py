@@ -3,9 +3,12 @@ whose proposer has a guess feeds its next token and the guessed ones as one segm
 batched forward pass, with the logits of every one of those positions (session.Batch's
 all-positions segments); the engine keeps the agreeing prefix and rolls the sequence's cache back
 past the rest. The choice at each position is generate.Sequence.advance's, as in speculative.py:
-the proposals here are deterministic (prompt lookup, the MTP module's greedy guess), so the
-speculative sampling rule reduces to sampling from the target and comparing (speculative.py's
-module doc), and a seeded request draws the same numbers as without speculation.
+the proposals here are deterministic (prompt lookup, the MTP module's greedy guess, a draft
+model's greedy guesses), so the speculative sampling rule reduces to sampling from the target and
+comparing (speculative.py's module doc), and a seeded request draws the same numbers as without
+speculation. A draft model decodes each request's guesses in a sequence of its own (the draft's
+session.Batch, held by the engine while it runs), one request after another: its cost grows
+with the batch, and adaptive k stops the proposals of a request whose guesses are rejected.
 
 Adaptive k: a sequence proposes k tokens at a step, k from its running acceptance rate r (an
 exponential average of accepted / proposed per verification, the newest weighted ALPHA; it
@@ -17,11 +20,12 @@ to PROBE_MAX_WAIT steps), an accepted one raises r and resets it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .errors import InvalidArgument
-from .speculative import DEFAULT_N, NgramProposer, parse_speculative
+from .speculative import DEFAULT_N, DRAFT_PREFILL_CHUNK, DraftProposer, NgramProposer, parse_speculative
 
 ALPHA = 0.25          # weight of the newest verification in the running acceptance rate
 PROBE_WAIT = 4        # decode steps at k = 0 before a one-token probe
@@ -30,34 +34,38 @@ PROBE_MAX_WAIT = 64   # the longest wait between probes
 
 @dataclass
 class BatchSpeculation:
-    """The server's speculation: proposer "ngram" (prompt lookup, n) or "mtp" (DeepSeek's MTP
-    module), at most k tokens per step. parse() checks it against the model."""
+    """The server's speculation: proposer "ngram" (prompt lookup, n), "mtp" (DeepSeek's MTP
+    module) or "draft" (a smaller model with the same tokenizer, greedy), at most k tokens per
+    step. parse() checks it against the model."""
     proposer: str
     k: int
     n: int = DEFAULT_N
+    draft: Any = None  # proposer "draft": the draft r1lite Model
+    vocab: int = 0     # proposer "draft": the target's vocabulary size
 
     @classmethod
     def parse(cls, spec, model) -> "BatchSpeculation | None":
-        """spec: None (off), "ngram", "mtp" or a dict {"proposer", "k", "n"}; InvalidArgument names
-        what is wrong (a draft model is refused: the engine batches no second model)."""
+        """spec: None (off), "ngram", "mtp" or a dict {"proposer", "k", "n", "draft"} (a draft:
+        another loaded Model); InvalidArgument names what is wrong."""
         if spec is None or isinstance(spec, cls):
             return spec
-        proposer = spec.get("proposer") if isinstance(spec, dict) else spec
-        if proposer == "draft" or isinstance(spec, dict) and spec.get("draft") is not None:
-            raise InvalidArgument("the server speculates with ngram or mtp; a draft model is not "
-                                  "supported there (use it with run/chat or generate())", "speculative")
         if not isinstance(spec, (str, dict)):
             raise InvalidArgument(f"the server's speculative setting must be \"ngram\", \"mtp\" or a "
                                   f"dict, got {type(spec).__name__}", "speculative")
         checked = parse_speculative(spec, model)  # the same checks as generate(speculative=...)
         if isinstance(checked.proposer, NgramProposer):
             return cls("ngram", checked.k, checked.proposer.n)
+        if isinstance(checked.proposer, DraftProposer):
+            return cls("draft", checked.k, draft=checked.proposer.draft, vocab=model.config["vocab_size"])
         return cls("mtp", checked.k)
 
-    def proposer_for(self, batch, seq_id: int):
-        """A new request's proposer: propose(history, k) -> (tokens, None)."""
+    def proposer_for(self, batch, seq_id: int, draft_batch=None):
+        """A new request's proposer: propose(history, k) -> (tokens, None). draft_batch: the draft
+        model's session.Batch (proposer "draft")."""
         if self.proposer == "mtp":
             return SequenceMtp(batch, seq_id)
+        if self.proposer == "draft":
+            return SequenceDraft(draft_batch, self.vocab)
         return NgramProposer(self.n)
 
 
@@ -89,8 +97,8 @@ class AdaptiveK:
 class RequestSpeculation:
     """One request's speculation in the engine: its proposer, adaptive k and counts."""
 
-    def __init__(self, spec: BatchSpeculation, batch, seq_id: int):
-        self.proposer = spec.proposer_for(batch, seq_id)
+    def __init__(self, spec: BatchSpeculation, batch, seq_id: int, draft_batch=None):
+        self.proposer = spec.proposer_for(batch, seq_id, draft_batch)
         self.adaptive = AdaptiveK(spec.k)
         self.k_max = spec.k
         self.steps = self.proposed = self.accepted = 0
@@ -119,6 +127,11 @@ class RequestSpeculation:
         """After a forward: the hidden states of the positions the sequence kept (for MTP)."""
         if isinstance(self.proposer, SequenceMtp):
             self.proposer.fed(hidden, history)
+
+    def close(self) -> None:
+        """The request has ended: free what its proposer holds (a draft model's sequence)."""
+        if isinstance(self.proposer, SequenceDraft):
+            self.proposer.close()
 
     @property
     def wants_hidden(self) -> bool:
@@ -160,3 +173,46 @@ class SequenceMtp:
         if self.guess is None or self.guess[0] != len(history):
             return [], None
         return [self.guess[1]], None
+
+
+class SequenceDraft:
+    """speculative.DraftProposer for a request of the engine: a sequence of the draft model's
+    session.Batch (opened at the first proposal, closed with the request) holding a prefix of the
+    history, rolled back to what still agrees and fed the rest; its guesses are greedy (the
+    engine's rule wants deterministic ones: a sampling request keeps a guess when its draw from
+    the target equals it)."""
+
+    def __init__(self, draft_batch, vocab: int):
+        self.batch, self.vocab = draft_batch, vocab
+        self.id: int | None = None
+        self.fed: list[int] = []  # exactly the tokens its cache holds
+
+    def propose(self, history: list[int], k: int):
+        if len(history) >= self.batch.context:  # the draft's context is full: no more guesses
+            return [], None
+        if self.id is None:
+            self.id = self.batch.open_sequence()
+        h = np.asarray(history, dtype=np.int64)
+        fed = np.asarray(self.fed, dtype=np.int64)
+        m = min(fed.size, h.size - 1)  # keep at least the last token to feed
+        diff = np.flatnonzero(fed[:m] != h[:m])
+        keep = int(diff[0]) if diff.size else m
+        self.batch.truncate_sequence(self.id, keep)
+        self.fed = self.fed[:keep]
+        for i in range(keep, h.size, DRAFT_PREFILL_CHUNK):
+            chunk = h[i:i + DRAFT_PREFILL_CHUNK].tolist()
+            row = self.batch.forward_batch([(self.id, chunk)])[0]
+            self.fed += chunk
+        tokens = []
+        for i in range(min(k, self.batch.context - h.size)):
+            d = int(np.argmax(row[:self.vocab]))  # ids past the target's vocabulary: never
+            tokens.append(d)
+            if i + 1 < k and h.size + len(tokens) < self.batch.context:
+                row = self.batch.forward_batch([(self.id, [d])])[0]
+                self.fed.append(d)
+        return tokens, None
+
+    def close(self) -> None:
+        if self.id is not None:
+            self.batch.close_sequence(self.id)
+            self.id, self.fed = None, []

@@ -153,8 +153,12 @@ def _parser() -> argparse.ArgumentParser:
                           "lookup) or mtp (DeepSeek-V3/R1's multi-token-prediction module); the "
                           "same outputs; each request proposes fewer tokens when few are accepted "
                           "(CPU only)")
+    srv.add_argument("--draft", default=None, metavar="MODEL",
+                     help="speculative decoding with this smaller model (same tokenizer) proposing "
+                          "greedy guesses for each request in turn")
     srv.add_argument("--spec-k", type=int, default=None,
-                     help="the most tokens a request proposes per step (default: ngram 8, mtp 1)")
+                     help="the most tokens a request proposes per step (default: ngram 8, draft 4, "
+                          "mtp 1)")
     srv.add_argument("--spec-n", type=int, default=None,
                      help="ngram: the shortest suffix of the text looked up earlier (default 2)")
     srv.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
@@ -216,25 +220,33 @@ def _gen_kwargs(args) -> dict:
                 dry_penalty_last_n=args.dry_penalty_last_n)
 
 
-def _speculative(args, model):
-    """What --spec / --spec-k / --spec-n / --draft ask for (checked against the model): None,
-    or the speculative= value of generation."""
-    from .speculative import parse_speculative
-
+def _spec_setting(args):
+    """What --spec / --spec-k / --spec-n / --draft ask for, unchecked: None (off) or the
+    speculative= value of generation and of the server's engine; a draft model is loaded here."""
     if args.spec is None and args.draft is None:
         return None
     spec = {"proposer": "draft" if args.draft is not None else args.spec}
     if args.draft is not None:
         import r1lite
 
-        print(f"loading draft {args.draft} ...", file=sys.stderr)
+        if not getattr(args, "quiet", False):
+            print(f"loading draft {args.draft} ...", file=sys.stderr)
         spec["draft"] = r1lite.load(args.draft, threads=args.threads, context=args.context,
-                                    device=args.device, kv_cache=args.kv_cache)
+                                    device=getattr(args, "device", "cpu"), kv_cache=args.kv_cache)
     if args.spec_k is not None:
         spec["k"] = args.spec_k
     if args.spec_n is not None:
         spec["n"] = args.spec_n
-    parse_speculative(spec, model)  # bad settings fail before the first prompt
+    return spec
+
+
+def _speculative(args, model):
+    """_spec_setting checked against the model (bad settings fail before the first prompt)."""
+    from .speculative import parse_speculative
+
+    spec = _spec_setting(args)
+    if spec is not None:
+        parse_speculative(spec, model)
     return spec
 
 
@@ -356,16 +368,13 @@ def _check_spec_flags(args) -> None:
     if args.spec == "mtp" and args.spec_n is not None:
         raise InvalidArgument("--spec-n is for --spec ngram, not mtp", "spec")
     draft = getattr(args, "draft", None)
-    if args.command == "serve" and args.spec == "draft":
-        raise InvalidArgument("serve speculates with --spec ngram or mtp; a draft model is not "
-                              "supported there", "spec")
-    if args.command == "serve" and args.spec is not None and args.ray:
-        raise InvalidArgument("--spec is not supported with --ray yet", "spec")
+    if args.command == "serve" and (args.spec is not None or draft is not None) and args.ray:
+        raise InvalidArgument("--spec and --draft are not supported with --ray yet", "spec")
     if args.spec == "draft" and draft is None:
         raise InvalidArgument("--spec draft needs --draft MODEL", "spec")
     if args.spec is None and draft is None and (args.spec_k is not None or args.spec_n is not None):
-        need = "--spec ngram" if args.command == "serve" else "--spec ngram or --draft MODEL"
-        raise InvalidArgument(f"--spec-k and --spec-n need {need} (--spec-k also --spec mtp)", "spec")
+        raise InvalidArgument("--spec-k and --spec-n need --spec ngram or --draft MODEL (--spec-k "
+                              "also --spec mtp)", "spec")
     if args.spec == "mtp" and args.spec_k not in (None, 1):
         raise InvalidArgument(f"--spec-k must be 1 with --spec mtp (its module proposes one token "
                               f"per step), got {args.spec_k}", "spec")
@@ -790,7 +799,7 @@ def cmd_serve(args) -> int:
     from .batch_speculation import BatchSpeculation
 
     model = _load(args)
-    speculative = BatchSpeculation.parse(_serve_speculative(args), model)  # before the banner
+    speculative = BatchSpeculation.parse(_spec_setting(args), model)  # before the banner
     name = args.name or args.model
     port = args.socket.getsockname()[1]  # --port 0: the port the system chose
     if not args.quiet:
@@ -801,18 +810,6 @@ def cmd_serve(args) -> int:
           webui=not args.no_webui, sock=args.socket, log_level="warning" if args.quiet else args.log_level,
           cache_ram=args.cache_ram << 20, speculative=speculative)
     return 0
-
-
-def _serve_speculative(args):
-    """serve's --spec / --spec-k / --spec-n as engine.Engine's speculative= (None: off)."""
-    if args.spec is None:
-        return None
-    spec = {"proposer": args.spec}
-    if args.spec_k is not None:
-        spec["k"] = args.spec_k
-    if args.spec_n is not None:
-        spec["n"] = args.spec_n
-    return spec
 
 
 def _serve_ray(args) -> int:

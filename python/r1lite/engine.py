@@ -59,7 +59,8 @@ class Request:
 
 class Engine:
     """Owns a Model while serving (Model.batch(), from start() to stop()), so no other caller
-    can use it meanwhile. speculative: None, "ngram", "mtp", a dict {"proposer", "k", "n"} or a
+    can use it meanwhile (and a draft model's, with speculative decoding by a draft).
+    speculative: None, "ngram", "mtp", a dict {"proposer", "k", "n", "draft"} or a
     batch_speculation.BatchSpeculation."""
 
     def __init__(self, model, max_batch: int = 8, cache_ram: int = DEFAULT_CACHE_RAM,
@@ -71,6 +72,7 @@ class Engine:
         self.model, self.max_batch, self.cache_ram = model, max_batch, cache_ram
         self.speculation = BatchSpeculation.parse(speculative, model)
         self.batch = None  # the model's session.Batch while running
+        self.draft_batch = None  # the draft model's, while running (speculation by a draft)
         self.prefix: PrefixCache | None = None  # finished sequences' caches, while running
         self._waiting: deque[Request] = deque()
         self._active: list[Request] = []
@@ -84,6 +86,8 @@ class Engine:
 
     def start(self) -> "Engine":
         self.batch = self.model.batch()
+        if self.speculation is not None and self.speculation.draft is not None:
+            self.draft_batch = self.speculation.draft.batch()
         if self.cache_ram:
             self.prefix = PrefixCache(self.batch, self.model.kv_bytes_per_token, self.cache_ram)
         self._thread.start()
@@ -102,6 +106,8 @@ class Engine:
         if self.prefix is not None:
             self.prefix.clear()
         self.batch.close()
+        if self.draft_batch is not None:
+            self.draft_batch.close()
 
     def crashed(self) -> bool:
         """Started, not stopped, yet its thread has ended (an error outside a step): no request
@@ -179,10 +185,12 @@ class Engine:
 
     def _speculate(self, req: Request) -> None:
         if self.speculation is not None:
-            req.spec = RequestSpeculation(self.speculation, self.batch, req.seq_id)
+            req.spec = RequestSpeculation(self.speculation, self.batch, req.seq_id, self.draft_batch)
 
     def _release(self, req: Request) -> None:
         """Free a finished (or cancelled) request's cache, or park it for prefix reuse."""
+        if req.spec is not None:
+            req.spec.close()
         if req.seq_id is not None:
             if self.prefix is not None and req.cache_ok:
                 self.prefix.park(req.seq_id, req.cached)

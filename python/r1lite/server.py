@@ -711,7 +711,7 @@ def serve(model, model_id: str, *, host: str = "127.0.0.1", port: int = 8080,
           log_level: str = "info", cache_ram: int = DEFAULT_CACHE_RAM, speculative=None) -> None:
     """Run the server until interrupted, on `sock` (from listen_socket) or host:port; log_level
     (access_log.LEVELS) "info" logs a line per request, "warning" only problems; speculative:
-    None, "ngram", "mtp" or {"proposer", "k", "n"} (engine.Engine)."""
+    None, "ngram", "mtp" or {"proposer", "k", "n", "draft"} (engine.Engine)."""
     import uvicorn
 
     if log_level not in access_log.LEVELS:
