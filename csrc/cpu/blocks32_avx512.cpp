@@ -16,9 +16,9 @@
 //    block sums: (u - c)·x = u·x - c·sum(x), so each of a block's 4 lanes starts at
 //    -(c/4)·sum(x), computed once per token and shared by every row.
 //  - Per block the int32 dot is scaled by d_w·d_x in f32; the min formats add m_w·(d_x·sum(x)).
-// The tiles of the last 1-3 tokens of a call (decode, short verification passes) and the prefill
-// tile (4 tokens) do the same float operations in the same order for each (row, token), so a
-// token's result does not depend on its batch.
+// The one-row tiles of small calls (fewer than kSmallBatch tokens: decode, verification passes)
+// and the prefill tiles do the same float operations in the same order for each (row, token), so
+// a token's result does not depend on its batch.
 #include <immintrin.h>
 
 #include <cstdlib>
