@@ -360,9 +360,11 @@ inline void q8_load_sg(const uint8_t* p, int valid_blocks, Q8Sg& o) {
   for (int k = 0; k < 4; ++k) {
     if constexpr (kFull) {
       Q8_0F::load<true, false>(p + k * kGroup * Q8_0F::kBytes, 0, g[k]);
-    } else {
-      const int n = valid_blocks - kGroup * k;
-      Q8_0F::load<false, false>(p + k * kGroup * Q8_0F::kBytes, (n <= 0 ? 0 : n >= 4 ? 4 : n) * Q8_0F::kBytes / 2, g[k]);
+    } else if (const int n = valid_blocks - kGroup * k; n > 0) {
+      Q8_0F::load<false, false>(p + k * kGroup * Q8_0F::kBytes, (n >= 4 ? 4 : n) * Q8_0F::kBytes / 2, g[k]);
+    } else {  // what a load of no bytes gives (u = 128, d = 0), without the loads and permutes
+      g[k].lo = g[k].hi = _mm512_set1_epi8(char(0x80));
+      g[k].d = _mm512_setzero_ps();
     }
   }
   const __m512i idx = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
