@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidArgument
-from .speculative import DEFAULT_N, DRAFT_PREFILL_CHUNK, DraftProposer, NgramProposer, parse_speculative
+from .speculative import (DEFAULT_N, DRAFT_PREFILL_CHUNK, DraftProposer, NgramProposer, kept_prefix,
+                          parse_speculative)
 
 ALPHA = 0.25          # weight of the newest verification in the running acceptance rate
 PROBE_WAIT = 4        # decode steps at k = 0 before a one-token probe
@@ -192,22 +193,17 @@ class SequenceDraft:
             return [], None
         if self.id is None:
             self.id = self.batch.open_sequence()
-        h = np.asarray(history, dtype=np.int64)
-        fed = np.asarray(self.fed, dtype=np.int64)
-        m = min(fed.size, h.size - 1)  # keep at least the last token to feed
-        diff = np.flatnonzero(fed[:m] != h[:m])
-        keep = int(diff[0]) if diff.size else m
+        keep = kept_prefix(self.fed, history)
         self.batch.truncate_sequence(self.id, keep)
-        self.fed = self.fed[:keep]
-        for i in range(keep, h.size, DRAFT_PREFILL_CHUNK):
-            chunk = h[i:i + DRAFT_PREFILL_CHUNK].tolist()
-            row = self.batch.forward_batch([(self.id, chunk)])[0]
-            self.fed += chunk
+        self.fed = list(history)
+        for i in range(keep, len(history), DRAFT_PREFILL_CHUNK):
+            row = self.batch.forward_batch([(self.id, history[i:i + DRAFT_PREFILL_CHUNK])])[0]
+        k = min(k, self.batch.context - len(history))  # the draft's own context
         tokens = []
-        for i in range(min(k, self.batch.context - h.size)):
+        for i in range(k):
             d = int(np.argmax(row[:self.vocab]))  # ids past the target's vocabulary: never
             tokens.append(d)
-            if i + 1 < k and h.size + len(tokens) < self.batch.context:
+            if i + 1 < k:
                 row = self.batch.forward_batch([(self.id, [d])])[0]
                 self.fed.append(d)
         return tokens, None

@@ -190,6 +190,14 @@ class NgramProposer:
         return h[start:start + take].tolist(), None
 
 
+def kept_prefix(fed: list[int], history: list[int]) -> int:
+    """How much of a draft's cache (it holds `fed`) still agrees with `history`, keeping at least
+    history's last token to feed: the cache is truncated to this, then fed the rest."""
+    m = min(len(fed), len(history) - 1)
+    diff = np.flatnonzero(np.asarray(fed[:m], np.int64) != np.asarray(history[:m], np.int64))
+    return int(diff[0]) if diff.size else m
+
+
 class DraftProposer:
     """A smaller model with the same tokenizer proposes k tokens, sampling with the target's
     settings (its own sampler and rng); greedy when the target is. Its cache holds a prefix of
@@ -224,13 +232,10 @@ class DraftProposer:
 
     def propose(self, history: list[int], k: int):
         """(tokens, q per token) for a sampling draft, (tokens, None) for a greedy one."""
-        fed = np.asarray(self.fed, dtype=np.int64)
         h = np.asarray(history, dtype=np.int64)
         if h.size >= self.s.context:  # the draft's context is full: no more proposals
             return [], None
-        m = min(fed.size, h.size - 1)  # keep at least the last token to feed
-        diff = np.flatnonzero(fed[:m] != h[:m])
-        keep = int(diff[0]) if diff.size else m
+        keep = kept_prefix(self.fed, history)
         self.s.truncate(keep)
         for i in range(keep, h.size, DRAFT_PREFILL_CHUNK):
             row = self.s.forward(h[i:i + DRAFT_PREFILL_CHUNK])
