@@ -448,6 +448,7 @@ PYBIND11_MODULE(_core, m) {
     d["avx512_vnni"] = f.avx512_vnni;
     d["avx512_bf16"] = f.avx512_bf16;
     d["gfni"] = f.gfni;
+    d["avx512_vbmi"] = f.avx512_vbmi;
     return d;
   });
   m.def(

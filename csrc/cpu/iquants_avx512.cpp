@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "core/blocks.h"
+#include "core/cpu_features.h"
 #include "cpu/matmul_kernels.h"
 
 namespace r1lite {
@@ -17,9 +18,13 @@ namespace {
 #include "cpu/block_kernel_helpers.inc"
 
 // x with byte k negated where bit k of *bits is set: one masked subtraction from zero (the
-// AVX2 file spreads the bits over bytes first), the mask loaded straight from memory.
+// AVX2 file spreads the bits over bytes first). The mask goes through a general register: the
+// bits were just stored as a vector (BlockSide), and a kmovd straight from that store stalled
+// (on Zen 4, 15% of the iq2_xxs decode kernel's samples; 2.8 -> 3.3-4.6 GB/s with the change).
 inline __m256i apply_signs(__m256i x, const uint32_t* bits) {
-  return _mm256_mask_sub_epi8(x, _load_mask32(reinterpret_cast<__mmask32*>(const_cast<uint32_t*>(bits))), _mm256_setzero_si256(), x);
+  uint32_t m;
+  std::memcpy(&m, bits, 4);
+  return _mm256_mask_sub_epi8(x, _cvtu32_mask32(m), _mm256_setzero_si256(), x);
 }
 
 // acc + the int16 pairs of a times b, summed into int32 lanes: one VNNI vpdpwssd.
@@ -129,10 +134,136 @@ struct PrefillAvx512 {
   }
 };
 
+// ---- iq2_xxs decode with VBMI's byte permutes ----
+// Where the CPU has AVX-512 VBMI (Ice Lake and later, Zen 4), a decode step (one token) builds a
+// whole super-block's magnitudes with byte permutes rather than iq_tile's 32 grid loads and
+// blends and the scalar index extraction between them. A kIq2xxsGrid entry is 8 bytes from
+// {8, 25, 43}: 8 codes of 2 bits, split into two 256-byte tables (the codes of values 0-3, of
+// 4-7; Iq2xxsCodes). Per super-block two vpermi2b per table (indices below and above 128) and a
+// blend look up all 32 grid indices at once; per 64 values (sub-blocks 2p, 2p + 1) a vpermi2b
+// puts each entry's two code bytes in its qword, a vpmultishiftqb moves value j's code to the
+// low bits of byte j, and a vpermb maps codes to magnitudes. Signs (kKsigns, as masks) and
+// scales come from the sub-blocks' w1 words in registers. Each 512-bit accumulator lane holds
+// what iq_tile<Iq2xxs, 1, 1>'s lane m holds for one sub-block; low + high half gives its 8 int32
+// lanes of the super-block exactly (integer sums), and the float steps are iq_tile's: the same
+// bits as the other decode path and as the prefill tiles.
+struct Iq2xxsCodes {
+  alignas(64) uint8_t lo[256];  // entry i's codes of values 0-3, 2 bits each (8 -> 0, 25 -> 1, 43 -> 2)
+  alignas(64) uint8_t hi[256];  // of values 4-7
+};
+
+const Iq2xxsCodes& iq2xxs_codes() {
+  static const Iq2xxsCodes codes = [] {
+    Iq2xxsCodes c{};
+    for (int i = 0; i < 256; ++i)
+      for (int j = 0; j < 8; ++j) {
+        const int v = int(kIq2xxsGrid[i] >> (8 * j) & 0xFF);
+        const int code = v == 8 ? 0 : v == 25 ? 1 : 2;  // the grid holds only 8, 25 and 43
+        (j < 4 ? c.lo : c.hi)[i] |= uint8_t(code << (2 * (j % 4)));
+      }
+    return c;
+  }();
+  return codes;
+}
+
+#define R1LITE_VBMI __attribute__((target("avx512vbmi")))
+
+// Byte 8e + j of vector p (entries e < 8 of sub-blocks 2p, 2p + 1) takes the code byte of value
+// j of entry e: grid index e of sub-block 2p is byte 16p + e of the block's qs, of 2p + 1 byte
+// 16p + 8 + (e - 4); index + 64 selects the high-codes table's lookup (vpermi2b's second source).
+struct EntryBytes {
+  alignas(64) uint8_t index[4][64];
+};
+constexpr EntryBytes entry_bytes() {
+  EntryBytes t{};
+  for (int p = 0; p < 4; ++p)
+    for (int e = 0; e < 8; ++e)
+      for (int j = 0; j < 8; ++j)
+        t.index[p][8 * e + j] = uint8_t((e < 4 ? 16 * p + e : 16 * p + 4 + e) + (j < 4 ? 0 : 64));
+  return t;
+}
+constexpr EntryBytes kEntryBytes = entry_bytes();
+
+// Rows [r0, r1) of one token's products.
+R1LITE_VBMI void iq2xxs_rows_vbmi(const ActQ8_K* x, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
+                                  int64_t r0, int64_t r1, float* y, const Iq2xxsCodes& c) {
+  const __m512i lo0 = _mm512_load_si512(c.lo), lo1 = _mm512_load_si512(c.lo + 64);
+  const __m512i lo2 = _mm512_load_si512(c.lo + 128), lo3 = _mm512_load_si512(c.lo + 192);
+  const __m512i hi0 = _mm512_load_si512(c.hi), hi1 = _mm512_load_si512(c.hi + 64);
+  const __m512i hi2 = _mm512_load_si512(c.hi + 128), hi3 = _mm512_load_si512(c.hi + 192);
+  __m512i expand[4];
+  for (int p = 0; p < 4; ++p) expand[p] = _mm512_load_si512(kEntryBytes.index[p]);
+  // vpmultishiftqb: byte j of a qword starts at bit 8j + 2(j % 4) (value j's code in byte j)
+  const __m512i code_shift = _mm512_set1_epi64(0x3E342A201E140A00ll);
+  // vpermb: the low 2 bits of each byte (the bits above are the next codes) -> magnitude
+  const __m512i magnitude = _mm512_set1_epi32(0x002B1908);
+  // the w1 words (uint32 2ib + 1 of qs) of the 8 sub-blocks
+  const __m512i odd_words = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
+  const __m512i zero = _mm512_setzero_si512();
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w + r * w_row_bytes;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint8_t* wb = row + b * int64_t(sizeof(BlockIQ2_XXS));
+      prefetch_next<sizeof(BlockIQ2_XXS), 1>(wb, 0);
+      const __m512i q = _mm512_loadu_si512(wb + 2);  // qs: per sub-block 4 grid indices, then w1
+      const __mmask64 upper = _mm512_movepi8_mask(q);
+      const __m512i lo = _mm512_mask_blend_epi8(upper, _mm512_permutex2var_epi8(lo0, q, lo1),
+                                                _mm512_permutex2var_epi8(lo2, q, lo3));
+      const __m512i hi = _mm512_mask_blend_epi8(upper, _mm512_permutex2var_epi8(hi0, q, hi1),
+                                                _mm512_permutex2var_epi8(hi2, q, hi3));
+      const __m256i w1 = _mm512_castsi512_si256(_mm512_permutexvar_epi32(odd_words, q));
+      const __m256i signs = ksigns32(spread7(w1));  // byte 4ib + g: group g's sign bits
+      const __m512i scales = _mm512_castsi256_si512(scale_pairs(_mm256_srli_epi32(w1, 28)));  // dword ib
+      const __m128i s01 = _mm256_castsi256_si128(signs), s23 = _mm256_extracti128_si256(signs, 1);
+      const uint64_t mask[4] = {uint64_t(_mm_cvtsi128_si64(s01)), uint64_t(_mm_extract_epi64(s01, 1)),
+                                uint64_t(_mm_cvtsi128_si64(s23)), uint64_t(_mm_extract_epi64(s23, 1))};
+      const ActQ8_K* xb = x + b;
+      __m512i sum[2] = {zero, zero};
+      for (int p = 0; p < 4; ++p) {
+        const __m512i codes = _mm512_multishift_epi64_epi8(code_shift, _mm512_permutex2var_epi8(lo, expand[p], hi));
+        const __m512i mag = _mm512_permutexvar_epi8(codes, magnitude);
+        const __m512i xv = _mm512_loadu_si512(xb->qs + 64 * p);
+        const __m512i xs = _mm512_mask_sub_epi8(xv, _cvtu64_mask64(mask[p]), zero, xv);
+        // words 0-15 scale sub-block 2p, 16-31 sub-block 2p + 1
+        const __m512i sc = _mm512_permutexvar_epi32(
+            _mm512_set_epi64(0x0000000100000001ll * (2 * p + 1), 0x0000000100000001ll * (2 * p + 1),
+                             0x0000000100000001ll * (2 * p + 1), 0x0000000100000001ll * (2 * p + 1),
+                             0x0000000100000001ll * (2 * p), 0x0000000100000001ll * (2 * p),
+                             0x0000000100000001ll * (2 * p), 0x0000000100000001ll * (2 * p)),
+            scales);
+        sum[p % 2] = _mm512_dpwssd_epi32(sum[p % 2], _mm512_maddubs_epi16(mag, xs), sc);
+      }
+      const __m512i s = _mm512_add_epi32(sum[0], sum[1]);
+      const __m256i lanes = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(Iq2xxs::unit(wb) * xb->d), acc);
+    }
+    y[r] = hsum8(acc);
+  }
+}
+
+#undef R1LITE_VBMI
+
+// Read on first use, from inside the kernel (as have_gfni in blocks32_avx512.cpp).
+inline bool have_vbmi() {
+  static const bool vbmi = cpu_features().avx512_vbmi;
+  return vbmi;
+}
+
+void iq2xxs_kernel(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* w, int64_t w_row_bytes,
+                   int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  if (n_tok == 1 && have_vbmi()) {
+    iq2xxs_rows_vbmi(static_cast<const ActQ8_K*>(x), static_cast<const uint8_t*>(w), w_row_bytes, blocks, r0, r1, y,
+                     iq2xxs_codes());
+    return;
+  }
+  iq_kernel<Iq2xxs, PrefillAvx512>(x, x_row_bytes, n_tok, w, w_row_bytes, blocks, r0, r1, y, ldy);
+}
+
 }  // namespace
 
 const BlockKernel kIQuantsAvx512[] = {
-    {DType::IQ2_XXS, iq_kernel<Iq2xxs, PrefillAvx512>},
+    {DType::IQ2_XXS, iq2xxs_kernel},
     {DType::IQ2_XS, iq_kernel<Iq2xs, PrefillAvx512>},
     {DType::IQ2_S, iq_kernel<Iq2s, PrefillAvx512>},
     {DType::IQ3_XXS, iq_kernel<Iq3xxs, PrefillAvx512>},
