@@ -89,6 +89,20 @@ def test_truncate_then_refeed_equals_a_cold_forward(folder):
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("folder", [DENSE, MLA], ids=["dense", "mla_moe"])
+def test_token_by_token_equals_one_forward(folder):
+    """Bit for bit: a decode step (the MoE's one-token path: every chosen expert's gate and up in
+    one section) gives each position the logits one forward of the whole sequence gives it, as
+    verification passes need."""
+    m = load(folder)
+    tokens = np.random.default_rng(1).integers(0, m.config["vocab_size"], 24).tolist()
+    want = m.logits(tokens)
+    with m.session() as s:
+        s.reset()
+        got = np.concatenate([s.forward([t], True) for t in tokens])
+    np.testing.assert_array_equal(got, want)
+
+
 def test_truncate_a_batch_sequence():
     m = load(MLA)
     V = m.config["vocab_size"]

@@ -8,6 +8,7 @@ Prints per token count the median milliseconds of each build and B's median as a
     cp -r python/r1lite /tmp/before/r1lite          (with its _core*.so)
     python tools/bench_ab.py /tmp/before python kernel q4_1 --rows 65536 --cols 1536 --threads 1
     python tools/bench_ab.py /tmp/before python demo --threads 2      # verify passes on the demo
+    python tools/bench_ab.py /tmp/before python demo --model FILE.gguf # ... on another model
 
 kernel FMT: one matmul of 1..9 tokens against a random [rows, cols] matrix (`_core.matmul`,
 threads ignored: one thread). demo: forward passes of 1..9 tokens after 300 cached positions
@@ -35,6 +36,7 @@ def worker(argv: list[str]) -> None:
     ap.add_argument("--rows", type=int)
     ap.add_argument("--cols", type=int)
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--model")
     a = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     if a.mode == "kernel":
@@ -52,7 +54,7 @@ def worker(argv: list[str]) -> None:
             return time.perf_counter() - t
     else:
         import r1lite
-        model = r1lite.load("demo", threads=a.threads)
+        model = r1lite.load(a.model, threads=a.threads)
         vocab = model.config["vocab_size"]
         session = model.session().__enter__()
         session.reset()
@@ -83,12 +85,13 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=65536)
     ap.add_argument("--cols", type=int, default=1536)
     ap.add_argument("--threads", type=int, default=2, help="demo: threads")
+    ap.add_argument("--model", default="demo", help="demo: the model (default the demo itself)")
     ap.add_argument("--rounds", type=int, default=21)
     args = ap.parse_args()
     procs = {}
     for name, path in (("A", args.a), ("B", args.b)):
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", args.mode, args.fmt, "--rows", str(args.rows),
-               "--cols", str(args.cols), "--threads", str(args.threads)]
+               "--cols", str(args.cols), "--threads", str(args.threads), "--model", args.model]
         procs[name] = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=os.path.abspath(path)),
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if procs[name].stdout.readline().strip() != "ready":
@@ -104,7 +107,7 @@ def main() -> int:
         proc.stdin.close()
         proc.wait()
     med = {key: statistics.median(v) for key, v in times.items()}
-    what = f"{args.fmt} [{args.rows}, {args.cols}]" if args.mode == "kernel" else f"demo, {args.threads} threads"
+    what = f"{args.fmt} [{args.rows}, {args.cols}]" if args.mode == "kernel" else f"{args.model}, {args.threads} threads"
     print(f"{what}, medians of {args.rounds} alternated calls")
     print("| tokens | " + " | ".join(str(n) for n in TOKENS) + " |")
     print("| --- |" + " --- |" * len(TOKENS))

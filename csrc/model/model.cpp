@@ -97,6 +97,10 @@ void RunState::resize(const ModelConfig& c, int64_t n) {
   fit(routed, s.experts ? s.hidden : 0);
   fit(expert_in, s.experts ? s.hidden : 0);
   fit(expert_out, s.experts ? s.hidden : 0);
+  // one token's chosen experts (decode: moe.cpp's moe_one_token), whatever n is
+  chosen_gate.resize(size_t(s.chosen * c.moe_intermediate_size));
+  chosen_up.resize(size_t(s.chosen * c.moe_intermediate_size));
+  chosen_out.resize(size_t(s.chosen * s.hidden));
 }
 
 Model::Model(const ModelConfig& config, const std::map<std::string, Tensor>& tensors, int threads)

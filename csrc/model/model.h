@@ -46,6 +46,7 @@ struct RunState {
   std::vector<float> expert_weights; // [n, k]
   std::vector<float> routed;         // [n, D] sum of the routed experts' outputs
   std::vector<float> expert_in, expert_out;  // [n, D] one expert's tokens and results
+  std::vector<float> chosen_gate, chosen_up, chosen_out;  // one token's k experts: [k, F], [k, F], [k, D]
   // Attention's tasks and the split tokens' partial results (attend.h)
   SplitPlan attention_plan;
   std::vector<float> split_sums, split_ml;
@@ -103,6 +104,7 @@ class Model final : public Backend {
   // Combines the position ranges of split tokens (attention.cpp).
   void merge_split_attention(int64_t n, int64_t block, int64_t heads, int64_t dim, int64_t token_stride, float* out);
   void moe_block(int64_t layer, int64_t n);
+  void moe_one_token(const LayerWeights& l);
   // out [n, D] = SwiGLU(f) of in [n, D] with hidden width `width`
   void swiglu(const FfnWeights& f, const float* in, int64_t n, int64_t width, float* out);
 

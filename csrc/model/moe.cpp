@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cpu/matmul.h"
+#include "cpu/ops.h"
 #include "model/model.h"
 #include "model/router.h"
 
@@ -24,6 +25,8 @@ void Model::moe_block(int64_t li, int64_t n) {
   for (int64_t i = 0; i < n; ++i)
     route_token(router, &s_.router_logits[size_t(i * E)], floats.data(), flags.data(),
                 &s_.expert_ids[size_t(i * k)], &s_.expert_weights[size_t(i * k)]);
+
+  if (n == 1 && !recording()) return moe_one_token(l);
 
   // Each expert over the tokens that chose it (in token order), weighted into `routed`.
   std::vector<std::vector<int64_t>> slots(static_cast<size_t>(E));  // (token, choice) i*k + j
@@ -50,6 +53,49 @@ void Model::moe_block(int64_t li, int64_t n) {
     for (int64_t j = 0; j < n * D; ++j) s_.proj[size_t(j)] += s_.routed[size_t(j)];
   } else {
     std::copy_n(s_.routed.begin(), n * D, s_.proj.begin());
+  }
+}
+
+// One token (a decode step): its k experts' and the shared experts' gate and up projections in
+// one parallel section (one input, quantized once), each expert's down projection after; then
+// the same sums in the same order as moe_block's (routed experts by ascending id from zero, then
+// added to the shared experts' output), so the token gets the same bits as in a batch.
+void Model::moe_one_token(const LayerWeights& l) {
+  const ModelConfig& c = cfg_;
+  const int64_t D = c.hidden_size, k = c.experts_per_token, F = c.moe_intermediate_size;
+  const int64_t shared = F * c.num_shared_experts;
+  std::vector<int64_t> order(static_cast<size_t>(k));  // choices by ascending expert id
+  for (int64_t j = 0; j < k; ++j) order[size_t(j)] = j;
+  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return s_.expert_ids[size_t(a)] < s_.expert_ids[size_t(b)]; });
+  std::vector<const Tensor*> ws;
+  std::vector<float*> ys;
+  for (int64_t j = 0; j < k; ++j) {
+    const FfnWeights& f = l.experts[size_t(s_.expert_ids[size_t(j)])];
+    ws.insert(ws.end(), {&f.w_gate, &f.w_up});
+    ys.insert(ys.end(), {&s_.chosen_gate[size_t(j * F)], &s_.chosen_up[size_t(j * F)]});
+  }
+  if (shared > 0) {
+    ws.insert(ws.end(), {&l.shared.w_gate, &l.shared.w_up});
+    ys.insert(ys.end(), {s_.gate.data(), s_.up.data()});
+  }
+  matmul_many(pool_, s_.xn.data(), 1, ws.data(), ys.data(), int(ws.size()));
+  silu_mul(s_.chosen_gate.data(), s_.chosen_up.data(), k * F);
+  for (int64_t j = 0; j < k; ++j)
+    matmul(pool_, &s_.chosen_gate[size_t(j * F)], 1, l.experts[size_t(s_.expert_ids[size_t(j)])].w_down,
+           &s_.chosen_out[size_t(j * D)]);
+  float* routed = s_.routed.data();
+  std::fill(routed, routed + D, 0.f);
+  for (int64_t j : order) {
+    const float w = s_.expert_weights[size_t(j)];
+    const float* src = &s_.chosen_out[size_t(j * D)];
+    for (int64_t i = 0; i < D; ++i) routed[i] += w * src[i];
+  }
+  if (shared > 0) {
+    silu_mul(s_.gate.data(), s_.up.data(), shared);
+    matmul(pool_, s_.gate.data(), 1, l.shared.w_down, s_.proj.data());
+    for (int64_t i = 0; i < D; ++i) s_.proj[size_t(i)] += routed[i];
+  } else {
+    std::copy_n(routed, D, s_.proj.begin());
   }
 }
 
