@@ -18,13 +18,9 @@ namespace {
 #include "cpu/block_kernel_helpers.inc"
 
 // x with byte k negated where bit k of *bits is set: one masked subtraction from zero (the
-// AVX2 file spreads the bits over bytes first). The mask goes through a general register: the
-// bits were just stored as a vector (BlockSide), and a kmovd straight from that store stalled
-// (on Zen 4, 15% of the iq2_xxs decode kernel's samples; 2.8 -> 3.3-4.6 GB/s with the change).
+// AVX2 file spreads the bits over bytes first), the mask loaded straight from memory.
 inline __m256i apply_signs(__m256i x, const uint32_t* bits) {
-  uint32_t m;
-  std::memcpy(&m, bits, 4);
-  return _mm256_mask_sub_epi8(x, _cvtu32_mask32(m), _mm256_setzero_si256(), x);
+  return _mm256_mask_sub_epi8(x, _load_mask32(reinterpret_cast<__mmask32*>(const_cast<uint32_t*>(bits))), _mm256_setzero_si256(), x);
 }
 
 // acc + the int16 pairs of a times b, summed into int32 lanes: one VNNI vpdpwssd.
