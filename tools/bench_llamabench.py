@@ -17,8 +17,11 @@ both read the same bytes:
 DIR holds llama-bench and its libraries (LD_LIBRARY_PATH is set to it). Each round runs, per
 format and cache type, `r1lite bench` and then `llama-bench -r 1` with the same prompt, decode and
 depth (llama-bench -p PREFILL -n DECODE -d DEPTH -t THREADS; the cache types map to -ctk/-ctv).
-With --depth, prefill is not measured (-p 0), as the issue's figures ask. Prints a Markdown table
-for BENCHMARKS.md.
+With --depth, prefill is not measured (-p 0), as the issue's figures ask. Without it both decode
+from an empty cache, as llama-bench's tg test does (r1lite bench runs twice: its prefill figure
+from one run, its decode figure from a one-token prompt; before 2026-12-02 r1lite decoded after
+the 512-token prompt, which cost the MLA models a few percent). Prints a Markdown table for
+BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -35,9 +38,14 @@ from bench_compare import run as run_r1lite  # runs a bench command, parses its 
 
 
 def r1lite_bench(model: Path, prefill: int, decode: int, depth: int, threads: int, kv: str) -> dict:
-    return run_r1lite([sys.executable, "-m", "r1lite", "bench", str(model), "--prefill", str(prefill),
-                       "--decode", str(decode), "--depth", str(depth), "-t", str(threads),
-                       "--kv-cache", kv])
+    def bench(p: int, d: int) -> dict:
+        return run_r1lite([sys.executable, "-m", "r1lite", "bench", str(model), "--prefill", str(p),
+                           "--decode", str(d), "--depth", str(depth), "-t", str(threads), "--kv-cache", kv])
+    if depth or prefill <= 1:
+        return bench(prefill, decode)
+    # llama-bench's tg test decodes from an empty cache, and `r1lite bench` after its prompt: the
+    # prefill figure from one run, the decode figure from another with a one-token prompt
+    return {**bench(1, decode), "prefill": bench(prefill, 1)["prefill"]}
 
 
 def llama_bench(bin_dir: Path, model: Path, prefill: int, decode: int, depth: int, threads: int,

@@ -292,10 +292,20 @@ static void check_block_width(const Tensor& w) {
                                 std::to_string(f.block) + " values, not " + std::to_string(w.cols()));
 }
 
-void matmul_many(ThreadPool& pool, const float* x, int64_t n, const Tensor* const* ws,
-                 float* const* ys, int count) {
-  const MatmulKernels& k = *g_kernels;
-  const int64_t in = ws[0]->cols();
+// One input's activations in the forms its matrices' kernels take (quantized once for all of
+// them): pointers into a QuantScratch, or x itself for the float kernels.
+struct PreparedInput {
+  const float* x = nullptr;
+  const int8_t* xq = nullptr;
+  const float* xd = nullptr;
+  const int32_t* xs = nullptr;
+  const uint8_t* x8_32 = nullptr;
+  const uint8_t* x8_k = nullptr;
+};
+
+// x [n, in] prepared for the matrices ws (all of width in).
+static PreparedInput prepare_input(ThreadPool& pool, QuantScratch& scratch, const float* x, int64_t n,
+                                   int64_t in, const Tensor* const* ws, int count) {
   bool any_planar = false, any_q8_32 = false, any_q8_k = false;
   for (int j = 0; j < count; ++j) {
     if (ws[j]->cols() != in) throw std::invalid_argument("matmul_many: matrices differ in width");
@@ -305,9 +315,25 @@ void matmul_many(ThreadPool& pool, const float* x, int64_t n, const Tensor* cons
     any_q8_32 |= act == ActFormat::Q8_32;
     any_q8_k |= act == ActFormat::Q8_K;
   }
-  // Each matrix in chunks of rows small enough to balance the threads, in multiples of 16 (the
-  // kernels' row block), counted from its own first row: the same chunks, and so the same
-  // rounding, as when it is multiplied alone.
+  PreparedInput p;
+  p.x = x;
+  if (any_planar) {
+    scratch.fill(&pool, x, n, in);
+    p.xq = scratch.xq.data();
+    p.xd = scratch.xd.data();
+    p.xs = scratch.xs.data();
+  }
+  if (any_q8_32) p.x8_32 = scratch.fill_blocks(&pool, ActFormat::Q8_32, x, n, in);
+  if (any_q8_k) p.x8_k = scratch.fill_blocks(&pool, ActFormat::Q8_K, x, n, in);
+  return p;
+}
+
+// y_j = input_j·w_jᵀ for j < count in one parallel section (input_j = inputs[j], or inputs[0]
+// for every j when shared). Each matrix in chunks of rows small enough to balance the threads,
+// in multiples of 16 (the kernels' row block), counted from its own first row: the same chunks,
+// and so the same rounding, as when it is multiplied alone.
+static void run_matrices(ThreadPool& pool, int64_t n, const Tensor* const* ws, float* const* ys, int count,
+                         const PreparedInput* inputs, bool shared) {
   struct Chunk { int j; int64_t r0, r1; };
   thread_local std::vector<Chunk> chunks;
   chunks.clear();
@@ -317,40 +343,46 @@ void matmul_many(ThreadPool& pool, const float* x, int64_t n, const Tensor* cons
     grain = grain < 16 ? 16 : (grain + 15) / 16 * 16;
     for (int64_t r0 = 0; r0 < rows; r0 += grain) chunks.push_back({j, r0, std::min(rows, r0 + grain)});
   }
-  const int8_t* xq = nullptr;
-  const float* xd = nullptr;
-  const int32_t* xs = nullptr;
-  const uint8_t* x8_32 = nullptr;
-  const uint8_t* x8_k = nullptr;
-  // Quantized once for every matrix. Pointers, not the thread_local itself: in a worker,
-  // `scratch` would name the worker's copy.
-  thread_local QuantScratch scratch;
-  if (any_planar) {
-    scratch.fill(&pool, x, n, in);
-    xq = scratch.xq.data();
-    xd = scratch.xd.data();
-    xs = scratch.xs.data();
-  }
-  if (any_q8_32) x8_32 = scratch.fill_blocks(&pool, ActFormat::Q8_32, x, n, in);
-  if (any_q8_k) x8_k = scratch.fill_blocks(&pool, ActFormat::Q8_K, x, n, in);
+  const MatmulKernels& k = *g_kernels;
   const Isa isa = g_isa;
-  const int64_t blocks = (in + kQuantBlock - 1) / kQuantBlock;
   const Chunk* list = chunks.data();
   pool.parallel_for(int64_t(chunks.size()), 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const Tensor& w = *ws[list[c].j];
+      const PreparedInput& in = inputs[shared ? 0 : list[c].j];
+      const int64_t cols = w.cols();
       float* y = ys[list[c].j];
       const FormatInfo& f = format_info(w.dtype);
       if (f.layout == Layout::Blocks)
-        block_kernel(isa, w.dtype)(f.act == ActFormat::Q8_K ? x8_k : x8_32, act_row_bytes(f.act, in), n,
-                                   w.data, row_bytes(w.dtype, in), in / f.block, list[c].r0, list[c].r1,
+        block_kernel(isa, w.dtype)(f.act == ActFormat::Q8_K ? in.x8_k : in.x8_32, act_row_bytes(f.act, cols), n,
+                                   w.data, row_bytes(w.dtype, cols), cols / f.block, list[c].r0, list[c].r1,
                                    y, w.rows());
       else if (has_scale_plane(w.dtype))
-        quant_kernel(k, w.dtype)(xq, xd, xs, n, blocks, w.data, w.scales, list[c].r0, list[c].r1, y, w.rows());
+        quant_kernel(k, w.dtype)(in.xq, in.xd, in.xs, n, (cols + kQuantBlock - 1) / kQuantBlock, w.data, w.scales,
+                                 list[c].r0, list[c].r1, y, w.rows());
       else
-        float_kernel(k, w.dtype)(x, n, in, w.data, in, list[c].r0, list[c].r1, y, w.rows());
+        float_kernel(k, w.dtype)(in.x, n, cols, w.data, cols, list[c].r0, list[c].r1, y, w.rows());
     }
   });
+}
+
+void matmul_many(ThreadPool& pool, const float* x, int64_t n, const Tensor* const* ws,
+                 float* const* ys, int count) {
+  // Quantized once for every matrix. Pointers, not the thread_local itself: in a worker,
+  // `scratch` would name the worker's copy.
+  thread_local QuantScratch scratch;
+  const PreparedInput input = prepare_input(pool, scratch, x, n, ws[0]->cols(), ws, count);
+  run_matrices(pool, n, ws, ys, count, &input, true);
+}
+
+void matmul_each(ThreadPool& pool, const float* const* xs, int64_t n, const Tensor* const* ws,
+                 float* const* ys, int count) {
+  thread_local std::vector<QuantScratch> scratch;  // one per input, kept between calls
+  if (scratch.size() < size_t(count)) scratch.resize(size_t(count));
+  std::vector<PreparedInput> inputs(static_cast<size_t>(count));
+  for (int j = 0; j < count; ++j)
+    inputs[size_t(j)] = prepare_input(pool, scratch[size_t(j)], xs[j], n, ws[j]->cols(), ws + j, 1);
+  run_matrices(pool, n, ws, ys, count, inputs.data(), false);
 }
 
 void matmul(ThreadPool& pool, const float* x, int64_t n, const Tensor& w, float* y) {

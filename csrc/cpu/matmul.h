@@ -58,6 +58,10 @@ void matmul(ThreadPool& pool, const float* x, int64_t n, const Tensor& w, float*
 // the activations quantized once; each y_j as matmul would give it.
 void matmul_many(ThreadPool& pool, const float* x, int64_t n, const Tensor* const* ws,
                  float* const* ys, int count);
+// y_j = x_j·w_jᵀ for `count` matrices, each with its own input x_j [n, w_j.cols()], in one
+// parallel section (a token's experts' down projections); each y_j as matmul would give it.
+void matmul_each(ThreadPool& pool, const float* const* xs, int64_t n, const Tensor* const* ws,
+                 float* const* ys, int count);
 
 // One matmul per head: for h < heads, with in = w.cols() and out = w.rows() / heads,
 // y[i*ldy + h*y_head + r] = sum_k x[i*ldx + h*x_head + k] · w[h*out + r][k]   (i < n, r < out).

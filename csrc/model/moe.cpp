@@ -57,7 +57,7 @@ void Model::moe_block(int64_t li, int64_t n) {
 }
 
 // One token (a decode step): its k experts' and the shared experts' gate and up projections in
-// one parallel section (one input, quantized once), each expert's down projection after; then
+// one parallel section (one input, quantized once), their down projections in another; then
 // the same sums in the same order as moe_block's (routed experts by ascending id from zero, then
 // added to the shared experts' output), so the token gets the same bits as in a batch.
 void Model::moe_one_token(const LayerWeights& l) {
@@ -80,9 +80,22 @@ void Model::moe_one_token(const LayerWeights& l) {
   }
   matmul_many(pool_, s_.xn.data(), 1, ws.data(), ys.data(), int(ws.size()));
   silu_mul(s_.chosen_gate.data(), s_.chosen_up.data(), k * F);
-  for (int64_t j = 0; j < k; ++j)
-    matmul(pool_, &s_.chosen_gate[size_t(j * F)], 1, l.experts[size_t(s_.expert_ids[size_t(j)])].w_down,
-           &s_.chosen_out[size_t(j * D)]);
+  if (shared > 0) silu_mul(s_.gate.data(), s_.up.data(), shared);
+  // the down projections, each of its own input, in one section too
+  std::vector<const float*> xs;
+  ws.clear();
+  ys.clear();
+  for (int64_t j = 0; j < k; ++j) {
+    xs.push_back(&s_.chosen_gate[size_t(j * F)]);
+    ws.push_back(&l.experts[size_t(s_.expert_ids[size_t(j)])].w_down);
+    ys.push_back(&s_.chosen_out[size_t(j * D)]);
+  }
+  if (shared > 0) {
+    xs.push_back(s_.gate.data());
+    ws.push_back(&l.shared.w_down);
+    ys.push_back(s_.proj.data());
+  }
+  matmul_each(pool_, xs.data(), 1, ws.data(), ys.data(), int(ws.size()));
   float* routed = s_.routed.data();
   std::fill(routed, routed + D, 0.f);
   for (int64_t j : order) {
@@ -91,8 +104,6 @@ void Model::moe_one_token(const LayerWeights& l) {
     for (int64_t i = 0; i < D; ++i) routed[i] += w * src[i];
   }
   if (shared > 0) {
-    silu_mul(s_.gate.data(), s_.up.data(), shared);
-    matmul(pool_, s_.gate.data(), 1, l.shared.w_down, s_.proj.data());
     for (int64_t i = 0; i < D; ++i) s_.proj[size_t(i)] += routed[i];
   } else {
     std::copy_n(routed, D, s_.proj.begin());
