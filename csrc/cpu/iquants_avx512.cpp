@@ -138,8 +138,9 @@ struct PrefillAvx512 {
 // 4-7; Iq2xxsCodes). Per super-block two vpermi2b per table (indices below and above 128) and a
 // blend look up all 32 grid indices at once; per 64 values (sub-blocks 2p, 2p + 1) a vpermi2b
 // puts each entry's two code bytes in its qword, a vpmultishiftqb moves value j's code to the
-// low bits of byte j, and a vpermb maps codes to magnitudes. Signs (kKsigns, as masks) and
-// scales come from the sub-blocks' w1 words in registers. Each 512-bit accumulator lane holds
+// low bits of byte j, and a vpermb maps codes to magnitudes. One more vpmultishiftqb pulls the
+// 4 sign indices and the scale out of each sub-block's w1 word, and a vpermi2b looks the sign
+// bytes up in kKsigns (a 128-byte table): no scalar work. Each 512-bit accumulator lane holds
 // what iq_tile<Iq2xxs, 1, 1>'s lane m holds for one sub-block; low + high half gives its 8 int32
 // lanes of the super-block exactly (integer sums), and the float steps are iq_tile's: the same
 // bits as the other decode path and as the prefill tiles.
@@ -180,6 +181,16 @@ constexpr EntryBytes entry_bytes() {
 }
 constexpr EntryBytes kEntryBytes = entry_bytes();
 
+// Byte 2w of vector p: where the scale byte (byte 4 of sub-block ib's qword) of the sub-block of
+// its word w sits: sub-block 2p for w < 16, 2p + 1 above.
+constexpr EntryBytes scale_words() {
+  EntryBytes t{};
+  for (int p = 0; p < 4; ++p)
+    for (int w = 0; w < 32; ++w) t.index[p][2 * w] = uint8_t(8 * (2 * p + (w < 16 ? 0 : 1)) + 4);
+  return t;
+}
+constexpr EntryBytes kScaleWords = scale_words();
+
 // Rows [r0, r1) of one token's products.
 R1LITE_VBMI void iq2xxs_rows_vbmi(const ActQ8_K* x, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
                                   int64_t r0, int64_t r1, float* y, const Iq2xxsCodes& c) {
@@ -193,8 +204,14 @@ R1LITE_VBMI void iq2xxs_rows_vbmi(const ActQ8_K* x, const uint8_t* w, int64_t w_
   const __m512i code_shift = _mm512_set1_epi64(0x3E342A201E140A00ll);
   // vpermb: the low 2 bits of each byte (the bits above are the next codes) -> magnitude
   const __m512i magnitude = _mm512_set1_epi32(0x002B1908);
-  // the w1 words (uint32 2ib + 1 of qs) of the 8 sub-blocks
-  const __m512i odd_words = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
+  // Per sub-block ib (qword ib of qs, its w1 word in bits 32-63): vpmultishiftqb puts the 4 sign
+  // indices (bits 32, 39, 46, 53; vpermi2b reads 7 bits) in bytes 0-3 and the scale (bits 60-63)
+  // in the low nibble of byte 4.
+  const __m512i side_fields = _mm512_set1_epi64(0x0000003C352E2720ll);
+  const __m512i ksigns0 = _mm512_loadu_si512(kKsigns), ksigns1 = _mm512_loadu_si512(kKsigns + 64);
+  // vpermb: word w of vector p takes the scale byte of sub-block 2p (w < 16) or 2p + 1
+  __m512i scale_words[4];
+  for (int p = 0; p < 4; ++p) scale_words[p] = _mm512_load_si512(kScaleWords.index[p]);
   const __m512i zero = _mm512_setzero_si512();
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w + r * w_row_bytes;
@@ -208,9 +225,12 @@ R1LITE_VBMI void iq2xxs_rows_vbmi(const ActQ8_K* x, const uint8_t* w, int64_t w_
                                                 _mm512_permutex2var_epi8(lo2, q, lo3));
       const __m512i hi = _mm512_mask_blend_epi8(upper, _mm512_permutex2var_epi8(hi0, q, hi1),
                                                 _mm512_permutex2var_epi8(hi2, q, hi3));
-      const __m256i w1 = _mm512_castsi512_si256(_mm512_permutexvar_epi32(odd_words, q));
-      const __m256i signs = ksigns32(spread7(w1));  // byte 4ib + g: group g's sign bits
-      const __m512i scales = _mm512_castsi256_si512(scale_pairs(_mm256_srli_epi32(w1, 28)));  // dword ib
+      const __m512i fields = _mm512_multishift_epi64_epi8(side_fields, q);
+      // byte 4ib + g: group g's sign bits (kKsigns of its index)
+      const __m256i signs = _mm512_cvtepi64_epi32(_mm512_permutex2var_epi8(ksigns0, fields, ksigns1));
+      // byte 8ib + 4: 2s + 1
+      const __m512i scales = _mm512_or_si512(_mm512_slli_epi16(_mm512_and_si512(fields, _mm512_set1_epi8(0x0F)), 1),
+                                             _mm512_set1_epi8(1));
       const __m128i s01 = _mm256_castsi256_si128(signs), s23 = _mm256_extracti128_si256(signs, 1);
       const uint64_t mask[4] = {uint64_t(_mm_cvtsi128_si64(s01)), uint64_t(_mm_extract_epi64(s01, 1)),
                                 uint64_t(_mm_cvtsi128_si64(s23)), uint64_t(_mm_extract_epi64(s23, 1))};
@@ -221,13 +241,8 @@ R1LITE_VBMI void iq2xxs_rows_vbmi(const ActQ8_K* x, const uint8_t* w, int64_t w_
         const __m512i mag = _mm512_permutexvar_epi8(codes, magnitude);
         const __m512i xv = _mm512_loadu_si512(xb->qs + 64 * p);
         const __m512i xs = _mm512_mask_sub_epi8(xv, _cvtu64_mask64(mask[p]), zero, xv);
-        // words 0-15 scale sub-block 2p, 16-31 sub-block 2p + 1
-        const __m512i sc = _mm512_permutexvar_epi32(
-            _mm512_set_epi64(0x0000000100000001ll * (2 * p + 1), 0x0000000100000001ll * (2 * p + 1),
-                             0x0000000100000001ll * (2 * p + 1), 0x0000000100000001ll * (2 * p + 1),
-                             0x0000000100000001ll * (2 * p), 0x0000000100000001ll * (2 * p),
-                             0x0000000100000001ll * (2 * p), 0x0000000100000001ll * (2 * p)),
-            scales);
+        // words 0-15: 2s + 1 of sub-block 2p, words 16-31 of 2p + 1 (high bytes zeroed)
+        const __m512i sc = _mm512_maskz_permutexvar_epi8(0x5555555555555555ull, scale_words[p], scales);
         sum[p % 2] = _mm512_dpwssd_epi32(sum[p % 2], _mm512_maddubs_epi16(mag, xs), sc);
       }
       const __m512i s = _mm512_add_epi32(sum[0], sum[1]);
