@@ -182,35 +182,42 @@ def test_a_token_gets_the_same_result_alone_or_in_a_batch(isa, fmt):
                                           err_msg=f"token {t} of {n}")
 
 
-def test_iq2_xxs_decode_without_vbmi_is_the_same():
-    """Where the CPU has AVX-512 VBMI, iq2_xxs decode builds its magnitudes with byte permutes;
-    elsewhere (R1LITE_VBMI=0 forces it) with grid loads. Both give the same bits, at the
+VBMI_FORMATS = ["iq2_xxs", "iq3_xxs"]
+
+
+def _vbmi_case(fmt, fill):
+    rng = np.random.default_rng(5)
+    w = _blocks(fmt, 29 * 5, fill, rng).reshape(29, -1)
+    return w, rng.standard_normal((1, 5 * 256)).astype(np.float32)
+
+
+def test_decode_without_vbmi_is_the_same():
+    """Where the CPU has AVX-512 VBMI, iq2_xxs and iq3_xxs decode build their magnitudes with byte
+    permutes; elsewhere (R1LITE_VBMI=0 forces it) with grid loads. Both give the same bits, at the
     extremes (every sign and the largest grid entry and scale) and on random blocks."""
     if not (_core.isa_supported("avx512") and _core.cpu_features()["avx512_vbmi"]):
-        pytest.skip("needs AVX-512 VBMI to compare the two iq2_xxs decode paths")
+        pytest.skip("needs AVX-512 VBMI to compare the two decode paths")
     script = (
         "import sys, numpy as np\n"
         "from r1lite import _core\n"
-        "from test_iquants import _blocks\n"
+        "from test_iquants import VBMI_FORMATS, _vbmi_case\n"
         "assert not _core.cpu_features()['avx512_vbmi']\n"
         "out = {}\n"
-        "for fill in (0x00, 0xFF, 0xAA, None):\n"
-        "    rng = np.random.default_rng(5)\n"
-        "    w = _blocks('iq2_xxs', 29 * 5, fill, rng).reshape(29, -1)\n"
-        "    x = rng.standard_normal((1, 5 * 256)).astype(np.float32)\n"
-        "    out[str(fill)] = _core.matmul(x, w, 'iq2_xxs', 'avx512')\n"
+        "for fmt in VBMI_FORMATS:\n"
+        "    for fill in (0x00, 0xFF, 0xAA, None):\n"
+        "        w, x = _vbmi_case(fmt, fill)\n"
+        "        out[f'{fmt} {fill}'] = _core.matmul(x, w, fmt, 'avx512')\n"
         "np.savez(sys.argv[1], **out)\n")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "grid_loads.npz")
         env = dict(os.environ, R1LITE_VBMI="0", PYTHONPATH=os.pathsep.join([os.path.dirname(__file__), *sys.path]))
         subprocess.run([sys.executable, "-c", script, path], env=env, check=True)
         grid_loads = dict(np.load(path))
-    for fill in (0x00, 0xFF, 0xAA, None):
-        rng = np.random.default_rng(5)
-        w = _blocks("iq2_xxs", 29 * 5, fill, rng).reshape(29, -1)
-        x = rng.standard_normal((1, 5 * 256)).astype(np.float32)
-        np.testing.assert_array_equal(_core.matmul(x, w, "iq2_xxs", "avx512"), grid_loads[str(fill)],
-                                      err_msg=f"fill {fill}")
+    for fmt in VBMI_FORMATS:
+        for fill in (0x00, 0xFF, 0xAA, None):
+            w, x = _vbmi_case(fmt, fill)
+            np.testing.assert_array_equal(_core.matmul(x, w, fmt, "avx512"), grid_loads[f"{fmt} {fill}"],
+                                          err_msg=f"{fmt}, fill {fill}")
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

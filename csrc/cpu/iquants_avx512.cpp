@@ -1,5 +1,6 @@
 // AVX-512 kernels of GGUF's i-quants iq2_xxs, iq2_xs, iq2_s, iq3_xxs, iq3_s, iq1_s, iq1_m
-// (cpu/iquants_tiles.inc: the tiles and the integer ranges), for cpu/matmul.cpp's dispatch
+// (cpu/iquants_tiles.inc: the tiles and the integer ranges; iq2_xxs and iq3_xxs decode from byte
+// permutes where the CPU has VBMI, below), for cpu/matmul.cpp's dispatch
 // (cpu/matmul_kernels.h). Compiled with this ISA's flags; everything here has internal linkage
 // except the list.
 #include <immintrin.h>
@@ -130,102 +131,156 @@ struct PrefillAvx512 {
   }
 };
 
-// ---- iq2_xxs decode with VBMI's byte permutes ----
+// ---- iq2_xxs / iq3_xxs decode with VBMI's byte permutes ----
 // Where the CPU has AVX-512 VBMI (Ice Lake and later, Zen 4), a decode step (one token) builds a
-// whole super-block's magnitudes with byte permutes rather than iq_tile's 32 grid loads and
-// blends and the scalar index extraction between them. A kIq2xxsGrid entry is 8 bytes from
-// {8, 25, 43}: 8 codes of 2 bits, split into two 256-byte tables (the codes of values 0-3, of
-// 4-7; Iq2xxsCodes). Per super-block two vpermi2b per table (indices below and above 128) and a
-// blend look up all 32 grid indices at once; per 64 values (sub-blocks 2p, 2p + 1) a vpermi2b
-// puts each entry's two code bytes in its qword, a vpmultishiftqb moves value j's code to the
-// low bits of byte j, and a vpermb maps codes to magnitudes. One more vpmultishiftqb pulls the
-// 4 sign indices and the scale out of each sub-block's w1 word, and a vpermi2b looks the sign
-// bytes up in kKsigns (a 128-byte table): no scalar work. Each 512-bit accumulator lane holds
-// what iq_tile<Iq2xxs, 1, 1>'s lane m holds for one sub-block; low + high half gives its 8 int32
-// lanes of the super-block exactly (integer sums), and the float steps are iq_tile's: the same
-// bits as the other decode path and as the prefill tiles.
-struct Iq2xxsCodes {
-  alignas(64) uint8_t lo[256];  // entry i's codes of values 0-3, 2 bits each (8 -> 0, 25 -> 1, 43 -> 2)
-  alignas(64) uint8_t hi[256];  // of values 4-7
+// whole super-block's magnitudes with byte permutes rather than iq_tile's grid loads and blends
+// and the scalar index extraction between them. Both formats' grids hold few distinct values: a
+// kIq2xxsGrid entry is 8 bytes from {8, 25, 43} (2-bit codes), a kIq3xxsGrid entry 4 bytes from 8
+// levels 4 .. 62 (3-bit codes), so an entry's codes fit two bytes, kept as two 256-byte tables
+// (GridCodes: the codes of its first and its second half). Per super-block two vpermi2b per
+// table (indices below and above 128) and a blend look up all its grid indices (32 or 64) at
+// once; per 64 values (sub-blocks 2p, 2p + 1) a vpermi2b puts the code bytes of the qword's
+// entries in each qword, a vpmultishiftqb moves value j's code to the low bits of byte j, and a
+// vpermb maps codes to magnitudes. Both formats keep per sub-block one 32-bit word of 4 sign
+// indices (7 bits each) and the scale (bits 28-31): one more vpmultishiftqb pulls those out of
+// all 8 words, and a vpermi2b looks the sign bytes up in kKsigns (128 bytes): no scalar work.
+// Each 512-bit accumulator lane holds what iq_tile<F, 1, 1>'s lane m holds for one sub-block;
+// low + high half gives its 8 int32 lanes of the super-block exactly (integer sums), and the
+// float steps are iq_tile's: the same bits as the other decode path and as the prefill tiles.
+struct GridCodes {
+  alignas(64) uint8_t lo[256];  // entry i's codes of its first half's values, packed from bit 0
+  alignas(64) uint8_t hi[256];  // of its second half's
 };
 
-const Iq2xxsCodes& iq2xxs_codes() {
-  static const Iq2xxsCodes codes = [] {
-    Iq2xxsCodes c{};
-    for (int i = 0; i < 256; ++i)
-      for (int j = 0; j < 8; ++j) {
-        const int v = int(kIq2xxsGrid[i] >> (8 * j) & 0xFF);
-        const int code = v == 8 ? 0 : v == 25 ? 1 : 2;  // the grid holds only 8, 25 and 43
-        (j < 4 ? c.lo : c.hi)[i] |= uint8_t(code << (2 * (j % 4)));
-      }
-    return c;
-  }();
-  return codes;
+// The codes of a grid of `values` bytes per entry, each one of `levels` (code = its rank).
+template <class G, int kValues>
+GridCodes grid_codes(const G* grid, const uint8_t* levels, int n_levels, int bits) {
+  GridCodes c{};
+  for (int i = 0; i < 256; ++i)
+    for (int j = 0; j < kValues; ++j) {
+      const int v = int(uint64_t(grid[i]) >> (8 * j) & 0xFF);
+      int code = 0;
+      while (code < n_levels - 1 && levels[code] != v) ++code;
+      (j < kValues / 2 ? c.lo : c.hi)[i] |= uint8_t(code << (bits * (j % (kValues / 2))));
+    }
+  return c;
 }
 
-#define R1LITE_VBMI __attribute__((target("avx512vbmi")))
-
-// Byte 8e + j of vector p (entries e < 8 of sub-blocks 2p, 2p + 1) takes the code byte of value
-// j of entry e: grid index e of sub-block 2p is byte 16p + e of the block's qs, of 2p + 1 byte
-// 16p + 8 + (e - 4); index + 64 selects the high-codes table's lookup (vpermi2b's second source).
-struct EntryBytes {
+// A byte-permute index per vector p of a super-block (constexpr tables).
+struct PermuteIndex {
   alignas(64) uint8_t index[4][64];
 };
-constexpr EntryBytes entry_bytes() {
-  EntryBytes t{};
-  for (int p = 0; p < 4; ++p)
-    for (int e = 0; e < 8; ++e)
-      for (int j = 0; j < 8; ++j)
-        t.index[p][8 * e + j] = uint8_t((e < 4 ? 16 * p + e : 16 * p + 4 + e) + (j < 4 ? 0 : 64));
-  return t;
-}
-constexpr EntryBytes kEntryBytes = entry_bytes();
 
-// Byte 2w of vector p: where the scale byte (byte 4 of sub-block ib's qword) of the sub-block of
-// its word w sits: sub-block 2p for w < 16, 2p + 1 above.
-constexpr EntryBytes scale_words() {
-  EntryBytes t{};
+// Word w of vector p takes the scale byte (byte 4 of sub-block ib's qword of side fields) of
+// sub-block 2p (w < 16) or 2p + 1; its high byte is zeroed.
+constexpr PermuteIndex scale_words() {
+  PermuteIndex t{};
   for (int p = 0; p < 4; ++p)
     for (int w = 0; w < 32; ++w) t.index[p][2 * w] = uint8_t(8 * (2 * p + (w < 16 ? 0 : 1)) + 4);
   return t;
 }
-constexpr EntryBytes kScaleWords = scale_words();
+constexpr PermuteIndex kScaleWords = scale_words();
+
+// iq2_xxs: per sub-block ib, qs bytes 8ib .. 8ib + 3 are its 4 grid indices (an entry of 8
+// values each) and bytes 8ib + 4 .. 8ib + 7 its word of signs and scale.
+struct Iq2xxsVbmi {
+  using F = Iq2xxs;
+  static const GridCodes& codes() {
+    static const uint8_t levels[] = {8, 25, 43};
+    static const GridCodes c = grid_codes<uint64_t, 8>(kIq2xxsGrid, levels, 3, 2);
+    return c;
+  }
+  static __m512i indices(const uint8_t* wb) { return _mm512_loadu_si512(wb + 2); }
+  // each sub-block's word in the high half of qword ib: the indices vector itself
+  static __m512i side_words(const uint8_t*, __m512i indices) { return indices; }
+  static constexpr int64_t kSideShift = 32;
+  // byte 8e + j of vector p: entry e (grid index 16p + e for e < 4, 16p + 4 + e after), the code
+  // byte of its value j (+64: vpermi2b's second table)
+  static constexpr PermuteIndex expand() {
+    PermuteIndex t{};
+    for (int p = 0; p < 4; ++p)
+      for (int e = 0; e < 8; ++e)
+        for (int j = 0; j < 8; ++j) t.index[p][8 * e + j] = uint8_t((e < 4 ? 16 * p + e : 16 * p + 4 + e) + (j < 4 ? 0 : 64));
+    return t;
+  }
+  // byte j of a qword starts at bit 8j + 2(j % 4): value j's code, from byte j (codes replicated)
+  static constexpr int64_t kCodeShift = 0x3E342A201E140A00ll;
+  static constexpr int32_t kLevels = 0x002B1908;  // vpermb by the low 2 bits: 8, 25, 43
+};
+
+// iq3_xxs: qs holds the 64 grid indices (an entry of 4 values each, 8 per sub-block),
+// signs_scales the 8 words.
+struct Iq3xxsVbmi {
+  using F = Iq3xxs;
+  static const GridCodes& codes() {
+    static const uint8_t levels[] = {4, 12, 20, 28, 36, 44, 52, 62};
+    static const GridCodes c = grid_codes<uint32_t, 4>(kIq3xxsGrid, levels, 8, 3);
+    return c;
+  }
+  static __m512i indices(const uint8_t* wb) { return _mm512_loadu_si512(wb + 2); }
+  static __m512i side_words(const uint8_t* wb, __m512i) {
+    return _mm512_cvtepu32_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + 66)));
+  }
+  static constexpr int64_t kSideShift = 0;
+  // qword m of vector p holds entries 2m, 2m + 1 (grid indices 16p + 2m, + 1): bytes 0-3 are the
+  // code bytes lo, hi of the first, lo, hi of the second
+  static constexpr PermuteIndex expand() {
+    PermuteIndex t{};
+    for (int p = 0; p < 4; ++p)
+      for (int m = 0; m < 8; ++m)
+        for (int k = 0; k < 8; ++k) t.index[p][8 * m + k] = uint8_t(16 * p + 2 * m + (k / 2) % 2 + (k % 2 ? 64 : 0));
+    return t;
+  }
+  // value j (< 4) of the first entry: byte j / 2, bits 3(j % 2); of the second: 2 bytes on
+  static constexpr int64_t kCodeShift = 0x1B1813100B080300ll;
+  static constexpr int32_t kLevels = 0;  // unused: 8 levels, see levels64
+};
+
+#define R1LITE_VBMI __attribute__((target("avx512vbmi")))
+
+// vpermb's table: a byte's low bits (its code; the bits above are the next codes') -> magnitude
+template <class V>
+R1LITE_VBMI inline __m512i magnitude_table() {
+  if constexpr (std::is_same_v<V, Iq2xxsVbmi>) return _mm512_set1_epi32(V::kLevels);
+  else return _mm512_set1_epi64(0x3E342C241C140C04ll);  // iq3_xxs: 4, 12, .., 62 by the low 3 bits
+}
 
 // Rows [r0, r1) of one token's products.
-R1LITE_VBMI void iq2xxs_rows_vbmi(const ActQ8_K* x, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
-                                  int64_t r0, int64_t r1, float* y, const Iq2xxsCodes& c) {
+template <class V>
+R1LITE_VBMI void iq_rows_vbmi(const ActQ8_K* x, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, int64_t r0,
+                              int64_t r1, float* y) {
+  using F = typename V::F;
+  static constexpr PermuteIndex kExpand = V::expand();
+  const GridCodes& c = V::codes();
   const __m512i lo0 = _mm512_load_si512(c.lo), lo1 = _mm512_load_si512(c.lo + 64);
   const __m512i lo2 = _mm512_load_si512(c.lo + 128), lo3 = _mm512_load_si512(c.lo + 192);
   const __m512i hi0 = _mm512_load_si512(c.hi), hi1 = _mm512_load_si512(c.hi + 64);
   const __m512i hi2 = _mm512_load_si512(c.hi + 128), hi3 = _mm512_load_si512(c.hi + 192);
-  __m512i expand[4];
-  for (int p = 0; p < 4; ++p) expand[p] = _mm512_load_si512(kEntryBytes.index[p]);
-  // vpmultishiftqb: byte j of a qword starts at bit 8j + 2(j % 4) (value j's code in byte j)
-  const __m512i code_shift = _mm512_set1_epi64(0x3E342A201E140A00ll);
-  // vpermb: the low 2 bits of each byte (the bits above are the next codes) -> magnitude
-  const __m512i magnitude = _mm512_set1_epi32(0x002B1908);
-  // Per sub-block ib (qword ib of qs, its w1 word in bits 32-63): vpmultishiftqb puts the 4 sign
-  // indices (bits 32, 39, 46, 53; vpermi2b reads 7 bits) in bytes 0-3 and the scale (bits 60-63)
-  // in the low nibble of byte 4.
-  const __m512i side_fields = _mm512_set1_epi64(0x0000003C352E2720ll);
+  __m512i expand[4], scale_words[4];
+  for (int p = 0; p < 4; ++p) {
+    expand[p] = _mm512_load_si512(kExpand.index[p]);
+    scale_words[p] = _mm512_load_si512(kScaleWords.index[p]);
+  }
+  const __m512i code_shift = _mm512_set1_epi64(V::kCodeShift);
+  const __m512i magnitude = magnitude_table<V>();
+  // Per sub-block word (at bit kSideShift of qword ib): its 4 sign indices (bits 0, 7, 14, 21;
+  // vpermi2b reads 7 bits) to bytes 0-3, the scale (bits 28-31) to the low nibble of byte 4.
+  const __m512i side_fields = _mm512_set1_epi64(0x0000001C150E0700ll + 0x0000002020202020ll * (V::kSideShift / 32));
   const __m512i ksigns0 = _mm512_loadu_si512(kKsigns), ksigns1 = _mm512_loadu_si512(kKsigns + 64);
-  // vpermb: word w of vector p takes the scale byte of sub-block 2p (w < 16) or 2p + 1
-  __m512i scale_words[4];
-  for (int p = 0; p < 4; ++p) scale_words[p] = _mm512_load_si512(kScaleWords.index[p]);
   const __m512i zero = _mm512_setzero_si512();
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w + r * w_row_bytes;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
-      const uint8_t* wb = row + b * int64_t(sizeof(BlockIQ2_XXS));
-      prefetch_next<sizeof(BlockIQ2_XXS), 1>(wb, 0);
-      const __m512i q = _mm512_loadu_si512(wb + 2);  // qs: per sub-block 4 grid indices, then w1
+      const uint8_t* wb = row + b * F::kBlockBytes;
+      prefetch_next<F::kBlockBytes, 1>(wb, 0);
+      const __m512i q = V::indices(wb);
       const __mmask64 upper = _mm512_movepi8_mask(q);
       const __m512i lo = _mm512_mask_blend_epi8(upper, _mm512_permutex2var_epi8(lo0, q, lo1),
                                                 _mm512_permutex2var_epi8(lo2, q, lo3));
       const __m512i hi = _mm512_mask_blend_epi8(upper, _mm512_permutex2var_epi8(hi0, q, hi1),
                                                 _mm512_permutex2var_epi8(hi2, q, hi3));
-      const __m512i fields = _mm512_multishift_epi64_epi8(side_fields, q);
+      const __m512i fields = _mm512_multishift_epi64_epi8(side_fields, V::side_words(wb, q));
       // byte 4ib + g: group g's sign bits (kKsigns of its index)
       const __m256i signs = _mm512_cvtepi64_epi32(_mm512_permutex2var_epi8(ksigns0, fields, ksigns1));
       // byte 8ib + 4: 2s + 1
@@ -247,7 +302,7 @@ R1LITE_VBMI void iq2xxs_rows_vbmi(const ActQ8_K* x, const uint8_t* w, int64_t w_
       }
       const __m512i s = _mm512_add_epi32(sum[0], sum[1]);
       const __m256i lanes = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
-      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(Iq2xxs::unit(wb) * xb->d), acc);
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(F::unit(wb) * xb->d), acc);
     }
     y[r] = hsum8(acc);
   }
@@ -261,23 +316,24 @@ inline bool have_vbmi() {
   return vbmi;
 }
 
-void iq2xxs_kernel(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* w, int64_t w_row_bytes,
-                   int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+// The decode steps of iq2_xxs and iq3_xxs through iq_rows_vbmi where the CPU has VBMI.
+template <class V>
+void vbmi_kernel(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* w, int64_t w_row_bytes,
+                 int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
   if (n_tok == 1 && have_vbmi()) {
-    iq2xxs_rows_vbmi(static_cast<const ActQ8_K*>(x), static_cast<const uint8_t*>(w), w_row_bytes, blocks, r0, r1, y,
-                     iq2xxs_codes());
+    iq_rows_vbmi<V>(static_cast<const ActQ8_K*>(x), static_cast<const uint8_t*>(w), w_row_bytes, blocks, r0, r1, y);
     return;
   }
-  iq_kernel<Iq2xxs, PrefillAvx512>(x, x_row_bytes, n_tok, w, w_row_bytes, blocks, r0, r1, y, ldy);
+  iq_kernel<typename V::F, PrefillAvx512>(x, x_row_bytes, n_tok, w, w_row_bytes, blocks, r0, r1, y, ldy);
 }
 
 }  // namespace
 
 const BlockKernel kIQuantsAvx512[] = {
-    {DType::IQ2_XXS, iq2xxs_kernel},
+    {DType::IQ2_XXS, vbmi_kernel<Iq2xxsVbmi>},
     {DType::IQ2_XS, iq_kernel<Iq2xs, PrefillAvx512>},
     {DType::IQ2_S, iq_kernel<Iq2s, PrefillAvx512>},
-    {DType::IQ3_XXS, iq_kernel<Iq3xxs, PrefillAvx512>},
+    {DType::IQ3_XXS, vbmi_kernel<Iq3xxsVbmi>},
     {DType::IQ3_S, iq_kernel<Iq3s, PrefillAvx512>},
     {DType::IQ1_S, iq_kernel<Iq1s, PrefillAvx512>},
     {DType::IQ1_M, iq_kernel<Iq1m, PrefillAvx512>},
