@@ -188,13 +188,14 @@ VBMI_FORMATS = ["iq2_xxs", "iq3_xxs"]
 def _vbmi_case(fmt, fill):
     rng = np.random.default_rng(5)
     w = _blocks(fmt, 29 * 5, fill, rng).reshape(29, -1)
-    return w, rng.standard_normal((1, 5 * 256)).astype(np.float32)
+    return w, rng.standard_normal((5, 5 * 256)).astype(np.float32)
 
 
 def test_decode_without_vbmi_is_the_same():
-    """Where the CPU has AVX-512 VBMI, iq2_xxs and iq3_xxs decode build their magnitudes with byte
-    permutes; elsewhere (R1LITE_VBMI=0 forces it) with grid loads. Both give the same bits, at the
-    extremes (every sign and the largest grid entry and scale) and on random blocks."""
+    """Where the CPU has AVX-512 VBMI, iq2_xxs and iq3_xxs calls of fewer than 10 tokens build their
+    magnitudes with byte permutes; elsewhere (R1LITE_VBMI=0 forces it) with grid loads (1 token)
+    or unpacked int8 tiles (5). Both give the same bits, at the extremes (every sign and the
+    largest grid entry and scale) and on random blocks."""
     if not (_core.isa_supported("avx512") and _core.cpu_features()["avx512_vbmi"]):
         pytest.skip("needs AVX-512 VBMI to compare the two decode paths")
     script = (
@@ -207,6 +208,7 @@ def test_decode_without_vbmi_is_the_same():
         "    for fill in (0x00, 0xFF, 0xAA, None):\n"
         "        w, x = _vbmi_case(fmt, fill)\n"
         "        out[f'{fmt} {fill}'] = _core.matmul(x, w, fmt, 'avx512')\n"
+        "        out[f'{fmt} {fill} one'] = _core.matmul(x[:1], w, fmt, 'avx512')\n"
         "np.savez(sys.argv[1], **out)\n")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "grid_loads.npz")
@@ -217,7 +219,9 @@ def test_decode_without_vbmi_is_the_same():
         for fill in (0x00, 0xFF, 0xAA, None):
             w, x = _vbmi_case(fmt, fill)
             np.testing.assert_array_equal(_core.matmul(x, w, fmt, "avx512"), grid_loads[f"{fmt} {fill}"],
-                                          err_msg=f"{fmt}, fill {fill}")
+                                          err_msg=f"{fmt}, fill {fill}, 5 tokens")
+            np.testing.assert_array_equal(_core.matmul(x[:1], w, fmt, "avx512"), grid_loads[f"{fmt} {fill} one"],
+                                          err_msg=f"{fmt}, fill {fill}, 1 token")
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

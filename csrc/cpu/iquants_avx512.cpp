@@ -132,8 +132,8 @@ struct PrefillAvx512 {
 };
 
 // ---- iq2_xxs / iq3_xxs decode with VBMI's byte permutes ----
-// Where the CPU has AVX-512 VBMI (Ice Lake and later, Zen 4), a decode step (one token) builds a
-// whole super-block's magnitudes with byte permutes rather than iq_tile's grid loads and blends
+// Where the CPU has AVX-512 VBMI (Ice Lake and later, Zen 4), calls of fewer than kSmallBatch
+// tokens (a decode step, a verification pass) build a whole super-block's magnitudes with byte permutes rather than iq_tile's grid loads and blends
 // and the scalar index extraction between them. Both formats' grids hold few distinct values: a
 // kIq2xxsGrid entry is 8 bytes from {8, 25, 43} (2-bit codes), a kIq3xxsGrid entry 4 bytes from 8
 // levels 4 .. 62 (3-bit codes), so an entry's codes fit two bytes, kept as two 256-byte tables
@@ -245,10 +245,11 @@ R1LITE_VBMI inline __m512i magnitude_table() {
   else return _mm512_set1_epi64(0x3E342C241C140C04ll);  // iq3_xxs: 4, 12, .., 62 by the low 3 bits
 }
 
-// Rows [r0, r1) of one token's products.
-template <class V>
-R1LITE_VBMI void iq_rows_vbmi(const ActQ8_K* x, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, int64_t r0,
-                              int64_t r1, float* y) {
+// Rows [r0, r1) of NT tokens' products (a decode step, a speculative verification pass): each
+// block's magnitudes, signs and scales built once, then every token's lanes and float steps.
+template <class V, int NT>
+R1LITE_VBMI void iq_rows_vbmi(const void* x, int64_t x_row_bytes, const uint8_t* w, int64_t w_row_bytes,
+                              int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
   using F = typename V::F;
   static constexpr PermuteIndex kExpand = V::expand();
   const GridCodes& c = V::codes();
@@ -256,11 +257,6 @@ R1LITE_VBMI void iq_rows_vbmi(const ActQ8_K* x, const uint8_t* w, int64_t w_row_
   const __m512i lo2 = _mm512_load_si512(c.lo + 128), lo3 = _mm512_load_si512(c.lo + 192);
   const __m512i hi0 = _mm512_load_si512(c.hi), hi1 = _mm512_load_si512(c.hi + 64);
   const __m512i hi2 = _mm512_load_si512(c.hi + 128), hi3 = _mm512_load_si512(c.hi + 192);
-  __m512i expand[4], scale_words[4];
-  for (int p = 0; p < 4; ++p) {
-    expand[p] = _mm512_load_si512(kExpand.index[p]);
-    scale_words[p] = _mm512_load_si512(kScaleWords.index[p]);
-  }
   const __m512i code_shift = _mm512_set1_epi64(V::kCodeShift);
   const __m512i magnitude = magnitude_table<V>();
   // Per sub-block word (at bit kSideShift of qword ib): its 4 sign indices (bits 0, 7, 14, 21;
@@ -270,7 +266,8 @@ R1LITE_VBMI void iq_rows_vbmi(const ActQ8_K* x, const uint8_t* w, int64_t w_row_
   const __m512i zero = _mm512_setzero_si512();
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w + r * w_row_bytes;
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
       const uint8_t* wb = row + b * F::kBlockBytes;
       prefetch_next<F::kBlockBytes, 1>(wb, 0);
@@ -287,24 +284,33 @@ R1LITE_VBMI void iq_rows_vbmi(const ActQ8_K* x, const uint8_t* w, int64_t w_row_
       const __m512i scales = _mm512_or_si512(_mm512_slli_epi16(_mm512_and_si512(fields, _mm512_set1_epi8(0x0F)), 1),
                                              _mm512_set1_epi8(1));
       const __m128i s01 = _mm256_castsi256_si128(signs), s23 = _mm256_extracti128_si256(signs, 1);
-      const uint64_t mask[4] = {uint64_t(_mm_cvtsi128_si64(s01)), uint64_t(_mm_extract_epi64(s01, 1)),
-                                uint64_t(_mm_cvtsi128_si64(s23)), uint64_t(_mm_extract_epi64(s23, 1))};
-      const ActQ8_K* xb = x + b;
-      __m512i sum[2] = {zero, zero};
+      const __mmask64 neg[4] = {_cvtu64_mask64(uint64_t(_mm_cvtsi128_si64(s01))),
+                                _cvtu64_mask64(uint64_t(_mm_extract_epi64(s01, 1))),
+                                _cvtu64_mask64(uint64_t(_mm_cvtsi128_si64(s23))),
+                                _cvtu64_mask64(uint64_t(_mm_extract_epi64(s23, 1)))};
+      __m512i mag[4], sc[4];
       for (int p = 0; p < 4; ++p) {
-        const __m512i codes = _mm512_multishift_epi64_epi8(code_shift, _mm512_permutex2var_epi8(lo, expand[p], hi));
-        const __m512i mag = _mm512_permutexvar_epi8(codes, magnitude);
-        const __m512i xv = _mm512_loadu_si512(xb->qs + 64 * p);
-        const __m512i xs = _mm512_mask_sub_epi8(xv, _cvtu64_mask64(mask[p]), zero, xv);
+        const __m512i codes = _mm512_multishift_epi64_epi8(
+            code_shift, _mm512_permutex2var_epi8(lo, _mm512_load_si512(kExpand.index[p]), hi));
+        mag[p] = _mm512_permutexvar_epi8(codes, magnitude);
         // words 0-15: 2s + 1 of sub-block 2p, words 16-31 of 2p + 1 (high bytes zeroed)
-        const __m512i sc = _mm512_maskz_permutexvar_epi8(0x5555555555555555ull, scale_words[p], scales);
-        sum[p % 2] = _mm512_dpwssd_epi32(sum[p % 2], _mm512_maddubs_epi16(mag, xs), sc);
+        sc[p] = _mm512_maskz_permutexvar_epi8(0x5555555555555555ull, _mm512_load_si512(kScaleWords.index[p]), scales);
       }
-      const __m512i s = _mm512_add_epi32(sum[0], sum[1]);
-      const __m256i lanes = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
-      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(F::unit(wb) * xb->d), acc);
+      const float unit = F::unit(wb);
+      for (int t = 0; t < NT; ++t) {
+        const ActQ8_K* xb = act_block(x, x_row_bytes, t, b);
+        __m512i sum[2] = {zero, zero};
+        for (int p = 0; p < 4; ++p) {
+          const __m512i xv = _mm512_loadu_si512(xb->qs + 64 * p);
+          const __m512i xs = _mm512_mask_sub_epi8(xv, neg[p], zero, xv);
+          sum[p % 2] = _mm512_dpwssd_epi32(sum[p % 2], _mm512_maddubs_epi16(mag[p], xs), sc[p]);
+        }
+        const __m512i s = _mm512_add_epi32(sum[0], sum[1]);
+        const __m256i lanes = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(unit * xb->d), acc[t]);
+      }
     }
-    y[r] = hsum8(acc);
+    for (int t = 0; t < NT; ++t) y[t * ldy + r] = hsum8(acc[t]);
   }
 }
 
@@ -316,12 +322,16 @@ inline bool have_vbmi() {
   return vbmi;
 }
 
-// The decode steps of iq2_xxs and iq3_xxs through iq_rows_vbmi where the CPU has VBMI.
+// Calls of fewer than kSmallBatch tokens (decode, verification passes) of iq2_xxs and iq3_xxs
+// through iq_rows_vbmi where the CPU has VBMI, the rest through iq_kernel.
 template <class V>
 void vbmi_kernel(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* w, int64_t w_row_bytes,
                  int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  if (n_tok == 1 && have_vbmi()) {
-    iq_rows_vbmi<V>(static_cast<const ActQ8_K*>(x), static_cast<const uint8_t*>(w), w_row_bytes, blocks, r0, r1, y);
+  if (n_tok < kSmallBatch && have_vbmi()) {
+    with_token_count<kSmallBatch - 1>(n_tok, [&](auto nt) {
+      iq_rows_vbmi<V, decltype(nt)::value>(x, x_row_bytes, static_cast<const uint8_t*>(w), w_row_bytes, blocks, r0,
+                                           r1, y, ldy);
+    });
     return;
   }
   iq_kernel<typename V::F, PrefillAvx512>(x, x_row_bytes, n_tok, w, w_row_bytes, blocks, r0, r1, y, ldy);
