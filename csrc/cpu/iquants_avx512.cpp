@@ -133,8 +133,10 @@ struct PrefillAvx512 {
 
 // ---- iq2_xxs / iq3_xxs decode with VBMI's byte permutes ----
 // Where the CPU has AVX-512 VBMI (Ice Lake and later, Zen 4), calls of fewer than kSmallBatch
-// tokens (a decode step, a verification pass) build a whole super-block's magnitudes with byte permutes rather than iq_tile's grid loads and blends
-// and the scalar index extraction between them. Both formats' grids hold few distinct values: a
+// tokens (a decode step, a verification pass) build a whole super-block's magnitudes with byte
+// permutes, once for all their tokens, rather than iq_tile's grid loads and blends and the
+// scalar index extraction between them (or the unpacked tiles' per-call unpacking). Both
+// formats' grids hold few distinct values: a
 // kIq2xxsGrid entry is 8 bytes from {8, 25, 43} (2-bit codes), a kIq3xxsGrid entry 4 bytes from 8
 // levels 4 .. 62 (3-bit codes), so an entry's codes fit two bytes, kept as two 256-byte tables
 // (GridCodes: the codes of its first and its second half). Per super-block two vpermi2b per
@@ -152,7 +154,8 @@ struct GridCodes {
   alignas(64) uint8_t hi[256];  // of its second half's
 };
 
-// The codes of a grid of `values` bytes per entry, each one of `levels` (code = its rank).
+// The codes of a grid of kValues bytes per entry, each one of `levels` (code: its rank), `bits`
+// bits each.
 template <class G, int kValues>
 GridCodes grid_codes(const G* grid, const uint8_t* levels, int n_levels, int bits) {
   GridCodes c{};
@@ -193,19 +196,20 @@ struct Iq2xxsVbmi {
   static __m512i indices(const uint8_t* wb) { return _mm512_loadu_si512(wb + 2); }
   // each sub-block's word in the high half of qword ib: the indices vector itself
   static __m512i side_words(const uint8_t*, __m512i indices) { return indices; }
-  static constexpr int64_t kSideShift = 32;
+  static constexpr int64_t kSideFields = 0x0000003C352E2720ll;  // bits 32, 39, 46, 53, 60
   // byte 8e + j of vector p: entry e (grid index 16p + e for e < 4, 16p + 4 + e after), the code
   // byte of its value j (+64: vpermi2b's second table)
   static constexpr PermuteIndex expand() {
     PermuteIndex t{};
     for (int p = 0; p < 4; ++p)
       for (int e = 0; e < 8; ++e)
-        for (int j = 0; j < 8; ++j) t.index[p][8 * e + j] = uint8_t((e < 4 ? 16 * p + e : 16 * p + 4 + e) + (j < 4 ? 0 : 64));
+        for (int j = 0; j < 8; ++j)
+          t.index[p][8 * e + j] = uint8_t((e < 4 ? 16 * p + e : 16 * p + 4 + e) + (j < 4 ? 0 : 64));
     return t;
   }
   // byte j of a qword starts at bit 8j + 2(j % 4): value j's code, from byte j (codes replicated)
   static constexpr int64_t kCodeShift = 0x3E342A201E140A00ll;
-  static constexpr int32_t kLevels = 0x002B1908;  // vpermb by the low 2 bits: 8, 25, 43
+  static constexpr int64_t kLevels = 0x002B1908002B1908ll;  // vpermb by the low 2 bits: 8, 25, 43
 };
 
 // iq3_xxs: qs holds the 64 grid indices (an entry of 4 values each, 8 per sub-block),
@@ -221,29 +225,23 @@ struct Iq3xxsVbmi {
   static __m512i side_words(const uint8_t* wb, __m512i) {
     return _mm512_cvtepu32_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + 66)));
   }
-  static constexpr int64_t kSideShift = 0;
+  static constexpr int64_t kSideFields = 0x0000001C150E0700ll;  // bits 0, 7, 14, 21, 28
   // qword m of vector p holds entries 2m, 2m + 1 (grid indices 16p + 2m, + 1): bytes 0-3 are the
   // code bytes lo, hi of the first, lo, hi of the second
   static constexpr PermuteIndex expand() {
     PermuteIndex t{};
     for (int p = 0; p < 4; ++p)
       for (int m = 0; m < 8; ++m)
-        for (int k = 0; k < 8; ++k) t.index[p][8 * m + k] = uint8_t(16 * p + 2 * m + (k / 2) % 2 + (k % 2 ? 64 : 0));
+        for (int k = 0; k < 8; ++k)
+          t.index[p][8 * m + k] = uint8_t(16 * p + 2 * m + (k / 2) % 2 + (k % 2 ? 64 : 0));
     return t;
   }
   // value j (< 4) of the first entry: byte j / 2, bits 3(j % 2); of the second: 2 bytes on
   static constexpr int64_t kCodeShift = 0x1B1813100B080300ll;
-  static constexpr int32_t kLevels = 0;  // unused: 8 levels, see levels64
+  static constexpr int64_t kLevels = 0x3E342C241C140C04ll;  // by the low 3 bits: 4, 12, .., 62
 };
 
 #define R1LITE_VBMI __attribute__((target("avx512vbmi")))
-
-// vpermb's table: a byte's low bits (its code; the bits above are the next codes') -> magnitude
-template <class V>
-R1LITE_VBMI inline __m512i magnitude_table() {
-  if constexpr (std::is_same_v<V, Iq2xxsVbmi>) return _mm512_set1_epi32(V::kLevels);
-  else return _mm512_set1_epi64(0x3E342C241C140C04ll);  // iq3_xxs: 4, 12, .., 62 by the low 3 bits
-}
 
 // Rows [r0, r1) of NT tokens' products (a decode step, a speculative verification pass): each
 // block's magnitudes, signs and scales built once, then every token's lanes and float steps.
@@ -258,10 +256,11 @@ R1LITE_VBMI void iq_rows_vbmi(const void* x, int64_t x_row_bytes, const uint8_t*
   const __m512i hi0 = _mm512_load_si512(c.hi), hi1 = _mm512_load_si512(c.hi + 64);
   const __m512i hi2 = _mm512_load_si512(c.hi + 128), hi3 = _mm512_load_si512(c.hi + 192);
   const __m512i code_shift = _mm512_set1_epi64(V::kCodeShift);
-  const __m512i magnitude = magnitude_table<V>();
-  // Per sub-block word (at bit kSideShift of qword ib): its 4 sign indices (bits 0, 7, 14, 21;
-  // vpermi2b reads 7 bits) to bytes 0-3, the scale (bits 28-31) to the low nibble of byte 4.
-  const __m512i side_fields = _mm512_set1_epi64(0x0000001C150E0700ll + 0x0000002020202020ll * (V::kSideShift / 32));
+  // vpermb's table: a byte's low bits (its code; the bits above are the next codes') -> magnitude
+  const __m512i magnitude = _mm512_set1_epi64(V::kLevels);
+  // Per sub-block word (in qword ib of V::side_words): its 4 sign indices (word bits 0, 7, 14,
+  // 21; vpermi2b reads 7 bits) to bytes 0-3, the scale (bits 28-31) to the low nibble of byte 4.
+  const __m512i side_fields = _mm512_set1_epi64(V::kSideFields);
   const __m512i ksigns0 = _mm512_loadu_si512(kKsigns), ksigns1 = _mm512_loadu_si512(kKsigns + 64);
   const __m512i zero = _mm512_setzero_si512();
   for (int64_t r = r0; r < r1; ++r) {
