@@ -66,7 +66,8 @@ void Model::moe_one_token(const LayerWeights& l) {
   const int64_t shared = F * c.num_shared_experts;
   std::vector<int64_t> order(static_cast<size_t>(k));  // choices by ascending expert id
   for (int64_t j = 0; j < k; ++j) order[size_t(j)] = j;
-  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return s_.expert_ids[size_t(a)] < s_.expert_ids[size_t(b)]; });
+  std::sort(order.begin(), order.end(),
+            [&](int64_t a, int64_t b) { return s_.expert_ids[size_t(a)] < s_.expert_ids[size_t(b)]; });
   std::vector<const Tensor*> ws;
   std::vector<float*> ys;
   for (int64_t j = 0; j < k; ++j) {
