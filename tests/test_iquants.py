@@ -182,7 +182,7 @@ def test_a_token_gets_the_same_result_alone_or_in_a_batch(isa, fmt):
                                           err_msg=f"token {t} of {n}")
 
 
-VBMI_FORMATS = ["iq2_xxs", "iq3_xxs"]
+VBMI_FORMATS = ["iq2_xxs", "iq2_xs", "iq3_xxs"]
 
 
 def _vbmi_case(fmt, fill):
@@ -192,9 +192,9 @@ def _vbmi_case(fmt, fill):
 
 
 def test_decode_without_vbmi_is_the_same():
-    """Where the CPU has AVX-512 VBMI, iq2_xxs and iq3_xxs calls of fewer than 10 tokens build their
-    magnitudes with byte permutes; elsewhere (R1LITE_VBMI=0 forces it) with grid loads (1 token)
-    or unpacked int8 tiles (5). Both give the same bits, at the extremes (every sign and the
+    """Where the CPU has AVX-512 VBMI, iq2_xxs, iq2_xs and iq3_xxs calls of fewer than 10 tokens
+    build their magnitudes with byte permutes; elsewhere (R1LITE_VBMI=0 forces it) with grid loads
+    (1 token) or unpacked int8 tiles (5). Both give the same bits, at the extremes (every sign and the
     largest grid entry and scale) and on random blocks."""
     if not (_core.isa_supported("avx512") and _core.cpu_features()["avx512_vbmi"]):
         pytest.skip("needs AVX-512 VBMI to compare the two decode paths")

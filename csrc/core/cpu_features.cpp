@@ -20,7 +20,7 @@ static CpuFeatures detect() {
   // R1LITE_GFNI=0 turns it off (the tests use it to run the other q4_0 path on a GFNI CPU)
   const char* gfni_env = std::getenv("R1LITE_GFNI");
   f.gfni = f.avx512 && __builtin_cpu_supports("gfni") && !(gfni_env && !std::strcmp(gfni_env, "0"));
-  // R1LITE_VBMI=0 likewise (the iq2_xxs / iq3_xxs decode's other path)
+  // R1LITE_VBMI=0 likewise (those i-quants' other decode path)
   const char* vbmi_env = std::getenv("R1LITE_VBMI");
   f.avx512_vbmi = f.avx512 && __builtin_cpu_supports("avx512vbmi") && !(vbmi_env && !std::strcmp(vbmi_env, "0"));
 #endif

@@ -11,7 +11,7 @@ struct CpuFeatures {
   bool avx512_vnni = false;
   bool avx512_bf16 = false;
   bool gfni = false;      // GF(2) affine byte maps (the q4_0 AVX-512 tile's nibble split)
-  bool avx512_vbmi = false;  // byte permutes (the iq2_xxs / iq3_xxs AVX-512 decode's grid lookups)
+  bool avx512_vbmi = false;  // byte permutes (the AVX-512 iq2_xxs / iq2_xs / iq3_xxs decode's grids)
 };
 
 const CpuFeatures& cpu_features();

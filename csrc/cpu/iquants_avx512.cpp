@@ -1,6 +1,6 @@
 // AVX-512 kernels of GGUF's i-quants iq2_xxs, iq2_xs, iq2_s, iq3_xxs, iq3_s, iq1_s, iq1_m
-// (cpu/iquants_tiles.inc: the tiles and the integer ranges; iq2_xxs and iq3_xxs decode from byte
-// permutes where the CPU has VBMI, below), for cpu/matmul.cpp's dispatch
+// (cpu/iquants_tiles.inc: the tiles and the integer ranges; iq2_xxs, iq2_xs and iq3_xxs decode
+// from byte permutes where the CPU has VBMI, below), for cpu/matmul.cpp's dispatch
 // (cpu/matmul_kernels.h). Compiled with this ISA's flags; everything here has internal linkage
 // except the list.
 #include <immintrin.h>
@@ -131,35 +131,36 @@ struct PrefillAvx512 {
   }
 };
 
-// ---- iq2_xxs / iq3_xxs decode with VBMI's byte permutes ----
+// ---- iq2_xxs / iq2_xs / iq3_xxs decode with VBMI's byte permutes ----
 // Where the CPU has AVX-512 VBMI (Ice Lake and later, Zen 4), calls of fewer than kSmallBatch
 // tokens (a decode step, a verification pass) build a whole super-block's magnitudes with byte
 // permutes, once for all their tokens, rather than iq_tile's grid loads and blends and the
-// scalar index extraction between them (or the unpacked tiles' per-call unpacking). Both
-// formats' grids hold few distinct values: a
-// kIq2xxsGrid entry is 8 bytes from {8, 25, 43} (2-bit codes), a kIq3xxsGrid entry 4 bytes from 8
-// levels 4 .. 62 (3-bit codes), so an entry's codes fit two bytes, kept as two 256-byte tables
-// (GridCodes: the codes of its first and its second half). Per super-block two vpermi2b per
-// table (indices below and above 128) and a blend look up all its grid indices (32 or 64) at
-// once; per 64 values (sub-blocks 2p, 2p + 1) a vpermi2b puts the code bytes of the qword's
-// entries in each qword, a vpmultishiftqb moves value j's code to the low bits of byte j, and a
-// vpermb maps codes to magnitudes. Both formats keep per sub-block one 32-bit word of 4 sign
-// indices (7 bits each) and the scale (bits 28-31): one more vpmultishiftqb pulls those out of
-// all 8 words, and a vpermi2b looks the sign bytes up in kKsigns (128 bytes): no scalar work.
-// Each 512-bit accumulator lane holds what iq_tile<F, 1, 1>'s lane m holds for one sub-block;
-// low + high half gives its 8 int32 lanes of the super-block exactly (integer sums), and the
-// float steps are iq_tile's: the same bits as the other decode path and as the prefill tiles.
+// scalar index extraction between them (or the unpacked tiles' per-call unpacking). These
+// formats' grids hold few distinct values: a kIq2xxsGrid / kIq2xsGrid entry is 8 bytes from {8,
+// 25, 43} (2-bit codes), a kIq3xxsGrid entry 4 bytes from 8 levels 4 .. 62 (3-bit codes), so an
+// entry's codes fit two bytes, kept as two tables (GridCodes: the codes of its first and its
+// second half). Per super-block two vpermi2b per table (indices below and above 128) and a
+// blend look up all its grid indices (32 or 64) at once (iq2_xs: twice, its 9th index bit
+// picking the half); per 64 values (sub-blocks 2p, 2p + 1) a vpermi2b puts the code bytes of
+// the qword's entries in each qword, a vpmultishiftqb moves value j's code to the low bits of
+// byte j, and a vpermb maps codes to magnitudes. Every group of 8 values has a 7-bit sign index
+// (kKsigns): one more vpmultishiftqb pulls a sub-block's 4 out of its qword (and iq2_xxs /
+// iq3_xxs's scale from the same word), and a vpermi2b looks the sign bytes up in kKsigns (128
+// bytes): no scalar work. Each 512-bit accumulator lane holds what iq_tile<F, 1, 1>'s lane m
+// holds for one sub-block; low + high half gives its 8 int32 lanes of the super-block exactly
+// (integer sums), and the float steps are iq_tile's: the same bits as the other decode path and
+// as the prefill tiles.
 struct GridCodes {
-  alignas(64) uint8_t lo[256];  // entry i's codes of its first half's values, packed from bit 0
-  alignas(64) uint8_t hi[256];  // of its second half's
+  alignas(64) uint8_t lo[512];  // entry i's codes of its first half's values, packed from bit 0
+  alignas(64) uint8_t hi[512];  // of its second half's
 };
 
-// The codes of a grid of kValues bytes per entry, each one of `levels` (code: its rank), `bits`
-// bits each.
+// The codes of a grid of n entries of kValues bytes, each one of `levels` (code: its rank),
+// `bits` bits each.
 template <class G, int kValues>
-GridCodes grid_codes(const G* grid, const uint8_t* levels, int n_levels, int bits) {
+GridCodes grid_codes(const G* grid, int n, const uint8_t* levels, int n_levels, int bits) {
   GridCodes c{};
-  for (int i = 0; i < 256; ++i)
+  for (int i = 0; i < n; ++i)
     for (int j = 0; j < kValues; ++j) {
       const int v = int(uint64_t(grid[i]) >> (8 * j) & 0xFF);
       int code = 0;
@@ -174,15 +175,34 @@ struct PermuteIndex {
   alignas(64) uint8_t index[4][64];
 };
 
-// Word w of vector p takes the scale byte (byte 4 of sub-block ib's qword of side fields) of
-// sub-block 2p (w < 16) or 2p + 1; its high byte is zeroed.
-constexpr PermuteIndex scale_words() {
+#define R1LITE_VBMI __attribute__((target("avx512vbmi")))
+
+// The bytes of a 256-byte table t at the index bytes of q: two vpermi2b (indices below and above
+// 128, by `upper`: bit 7 of each index) and a blend.
+R1LITE_VBMI inline __m512i lookup_bytes(const uint8_t* t, __m512i q, __mmask64 upper) {
+  return _mm512_mask_blend_epi8(upper, _mm512_permutex2var_epi8(_mm512_load_si512(t), q, _mm512_load_si512(t + 64)),
+                                _mm512_permutex2var_epi8(_mm512_load_si512(t + 128), q, _mm512_load_si512(t + 192)));
+}
+
+// The code bytes of 256 grid entries (tables tlo, thi) at the index bytes of q.
+R1LITE_VBMI inline void lookup256(const uint8_t* tlo, const uint8_t* thi, __m512i q, __m512i* lo, __m512i* hi) {
+  const __mmask64 upper = _mm512_movepi8_mask(q);
+  *lo = lookup_bytes(tlo, q, upper);
+  *hi = lookup_bytes(thi, q, upper);
+}
+
+// 2s + 1 of the 4-bit scales in the low nibble of byte 8ib + 4 of the side fields (iq2_xxs and
+// iq3_xxs: bits 28-31 of each sub-block's word), and word w of vector p takes sub-block 2p's
+// (w < 16) or 2p + 1's (high bytes zeroed by the permute's mask).
+R1LITE_VBMI inline __m512i word_scales(__m512i fields) {
+  return _mm512_or_si512(_mm512_slli_epi16(_mm512_and_si512(fields, _mm512_set1_epi8(0x0F)), 1), _mm512_set1_epi8(1));
+}
+constexpr PermuteIndex word_scale_words() {
   PermuteIndex t{};
   for (int p = 0; p < 4; ++p)
     for (int w = 0; w < 32; ++w) t.index[p][2 * w] = uint8_t(8 * (2 * p + (w < 16 ? 0 : 1)) + 4);
   return t;
 }
-constexpr PermuteIndex kScaleWords = scale_words();
 
 // iq2_xxs: per sub-block ib, qs bytes 8ib .. 8ib + 3 are its 4 grid indices (an entry of 8
 // values each) and bytes 8ib + 4 .. 8ib + 7 its word of signs and scale.
@@ -190,13 +210,18 @@ struct Iq2xxsVbmi {
   using F = Iq2xxs;
   static const GridCodes& codes() {
     static const uint8_t levels[] = {8, 25, 43};
-    static const GridCodes c = grid_codes<uint64_t, 8>(kIq2xxsGrid, levels, 3, 2);
+    static const GridCodes c = grid_codes<uint64_t, 8>(kIq2xxsGrid, 256, levels, 3, 2);
     return c;
   }
   static __m512i indices(const uint8_t* wb) { return _mm512_loadu_si512(wb + 2); }
+  R1LITE_VBMI static void lookup(const GridCodes& c, __m512i q, __m512i* lo, __m512i* hi) {
+    lookup256(c.lo, c.hi, q, lo, hi);
+  }
   // each sub-block's word in the high half of qword ib: the indices vector itself
   static __m512i side_words(const uint8_t*, __m512i indices) { return indices; }
   static constexpr int64_t kSideFields = 0x0000003C352E2720ll;  // bits 32, 39, 46, 53, 60
+  R1LITE_VBMI static __m512i scales(const uint8_t*, __m512i fields) { return word_scales(fields); }
+  static constexpr PermuteIndex scale_words() { return word_scale_words(); }
   // byte 8e + j of vector p: entry e (grid index 16p + e for e < 4, 16p + 4 + e after), the code
   // byte of its value j (+64: vpermi2b's second table)
   static constexpr PermuteIndex expand() {
@@ -212,20 +237,74 @@ struct Iq2xxsVbmi {
   static constexpr int64_t kLevels = 0x002B1908002B1908ll;  // vpermb by the low 2 bits: 8, 25, 43
 };
 
+// iq2_xs: qs word 4ib + g (sub-block ib's qword) = a 9-bit grid index | the 7-bit sign index
+// << 9; two 4-bit scales per sub-block (its first and last 16 values) in scales[ib].
+struct Iq2xsVbmi {
+  using F = Iq2xs;
+  static const GridCodes& codes() {
+    static const uint8_t levels[] = {8, 25, 43};
+    static const GridCodes c = grid_codes<uint64_t, 8>(kIq2xsGrid, 512, levels, 3, 2);
+    return c;
+  }
+  static __m512i indices(const uint8_t* wb) { return _mm512_loadu_si512(wb + 2); }
+  // the low byte of word g looked up in both 256-entry halves, bit 8 of the word picking one
+  R1LITE_VBMI static void lookup(const GridCodes& c, __m512i q, __m512i* lo, __m512i* hi) {
+    __m512i lo0, hi0, lo1, hi1;
+    lookup256(c.lo, c.hi, q, &lo0, &hi0);
+    lookup256(c.lo + 256, c.hi + 256, q, &lo1, &hi1);
+    const __mmask32 bit8 = _mm512_test_epi16_mask(q, _mm512_set1_epi16(0x100));
+    *lo = _mm512_mask_blend_epi16(bit8, lo0, lo1);
+    *hi = _mm512_mask_blend_epi16(bit8, hi0, hi1);
+  }
+  static __m512i side_words(const uint8_t*, __m512i indices) { return indices; }
+  // the sign index of word k of the qword at bits 16k + 9 (nothing at byte 4: scales come apart)
+  static constexpr int64_t kSideFields = 0x0000000039291909ll;
+  // 2s + 1 of the 16 scales, byte 2ib the first half's of sub-block ib, 2ib + 1 the second's
+  R1LITE_VBMI static __m512i scales(const uint8_t* wb, __m512i) {
+    const __m128i s = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(wb + 66));
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    const __m128i nibbles = _mm_unpacklo_epi8(_mm_and_si128(s, low4), _mm_and_si128(_mm_srli_epi16(s, 4), low4));
+    return _mm512_castsi128_si512(_mm_or_si128(_mm_add_epi8(nibbles, nibbles), _mm_set1_epi8(1)));
+  }
+  // word w of vector p: sub-block 2p + w / 16, its half (w / 8) % 2
+  static constexpr PermuteIndex scale_words() {
+    PermuteIndex t{};
+    for (int p = 0; p < 4; ++p)
+      for (int w = 0; w < 32; ++w) t.index[p][2 * w] = uint8_t(4 * p + w / 8);
+    return t;
+  }
+  // byte 8e + j of vector p: group e (sub-block 2p's 4, then 2p + 1's) is word 8p + e, its low
+  // byte at 16p + 2e
+  static constexpr PermuteIndex expand() {
+    PermuteIndex t{};
+    for (int p = 0; p < 4; ++p)
+      for (int e = 0; e < 8; ++e)
+        for (int j = 0; j < 8; ++j) t.index[p][8 * e + j] = uint8_t(16 * p + 2 * e + (j < 4 ? 0 : 64));
+    return t;
+  }
+  static constexpr int64_t kCodeShift = Iq2xxsVbmi::kCodeShift;
+  static constexpr int64_t kLevels = Iq2xxsVbmi::kLevels;
+};
+
 // iq3_xxs: qs holds the 64 grid indices (an entry of 4 values each, 8 per sub-block),
 // signs_scales the 8 words.
 struct Iq3xxsVbmi {
   using F = Iq3xxs;
   static const GridCodes& codes() {
     static const uint8_t levels[] = {4, 12, 20, 28, 36, 44, 52, 62};
-    static const GridCodes c = grid_codes<uint32_t, 4>(kIq3xxsGrid, levels, 8, 3);
+    static const GridCodes c = grid_codes<uint32_t, 4>(kIq3xxsGrid, 256, levels, 8, 3);
     return c;
   }
   static __m512i indices(const uint8_t* wb) { return _mm512_loadu_si512(wb + 2); }
+  R1LITE_VBMI static void lookup(const GridCodes& c, __m512i q, __m512i* lo, __m512i* hi) {
+    lookup256(c.lo, c.hi, q, lo, hi);
+  }
   static __m512i side_words(const uint8_t* wb, __m512i) {
     return _mm512_cvtepu32_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + 66)));
   }
   static constexpr int64_t kSideFields = 0x0000001C150E0700ll;  // bits 0, 7, 14, 21, 28
+  R1LITE_VBMI static __m512i scales(const uint8_t*, __m512i fields) { return word_scales(fields); }
+  static constexpr PermuteIndex scale_words() { return word_scale_words(); }
   // qword m of vector p holds entries 2m, 2m + 1 (grid indices 16p + 2m, + 1): bytes 0-3 are the
   // code bytes lo, hi of the first, lo, hi of the second
   static constexpr PermuteIndex expand() {
@@ -241,25 +320,19 @@ struct Iq3xxsVbmi {
   static constexpr int64_t kLevels = 0x3E342C241C140C04ll;  // by the low 3 bits: 4, 12, .., 62
 };
 
-#define R1LITE_VBMI __attribute__((target("avx512vbmi")))
-
 // Rows [r0, r1) of NT tokens' products (a decode step, a speculative verification pass): each
 // block's magnitudes, signs and scales built once, then every token's lanes and float steps.
 template <class V, int NT>
 R1LITE_VBMI void iq_rows_vbmi(const void* x, int64_t x_row_bytes, const uint8_t* w, int64_t w_row_bytes,
                               int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
   using F = typename V::F;
-  static constexpr PermuteIndex kExpand = V::expand();
+  static constexpr PermuteIndex kExpand = V::expand(), kScaleWords = V::scale_words();
   const GridCodes& c = V::codes();
-  const __m512i lo0 = _mm512_load_si512(c.lo), lo1 = _mm512_load_si512(c.lo + 64);
-  const __m512i lo2 = _mm512_load_si512(c.lo + 128), lo3 = _mm512_load_si512(c.lo + 192);
-  const __m512i hi0 = _mm512_load_si512(c.hi), hi1 = _mm512_load_si512(c.hi + 64);
-  const __m512i hi2 = _mm512_load_si512(c.hi + 128), hi3 = _mm512_load_si512(c.hi + 192);
   const __m512i code_shift = _mm512_set1_epi64(V::kCodeShift);
   // vpermb's table: a byte's low bits (its code; the bits above are the next codes') -> magnitude
   const __m512i magnitude = _mm512_set1_epi64(V::kLevels);
-  // Per sub-block word (in qword ib of V::side_words): its 4 sign indices (word bits 0, 7, 14,
-  // 21; vpermi2b reads 7 bits) to bytes 0-3, the scale (bits 28-31) to the low nibble of byte 4.
+  // Per sub-block (qword ib of V::side_words): its 4 sign indices to bytes 0-3 (vpermi2b reads 7
+  // bits), for iq2_xxs / iq3_xxs the scale (word bits 28-31) to the low nibble of byte 4.
   const __m512i side_fields = _mm512_set1_epi64(V::kSideFields);
   const __m512i ksigns0 = _mm512_loadu_si512(kKsigns), ksigns1 = _mm512_loadu_si512(kKsigns + 64);
   const __m512i zero = _mm512_setzero_si512();
@@ -271,17 +344,12 @@ R1LITE_VBMI void iq_rows_vbmi(const void* x, int64_t x_row_bytes, const uint8_t*
       const uint8_t* wb = row + b * F::kBlockBytes;
       prefetch_next<F::kBlockBytes, 1>(wb, 0);
       const __m512i q = V::indices(wb);
-      const __mmask64 upper = _mm512_movepi8_mask(q);
-      const __m512i lo = _mm512_mask_blend_epi8(upper, _mm512_permutex2var_epi8(lo0, q, lo1),
-                                                _mm512_permutex2var_epi8(lo2, q, lo3));
-      const __m512i hi = _mm512_mask_blend_epi8(upper, _mm512_permutex2var_epi8(hi0, q, hi1),
-                                                _mm512_permutex2var_epi8(hi2, q, hi3));
+      __m512i lo, hi;
+      V::lookup(c, q, &lo, &hi);
       const __m512i fields = _mm512_multishift_epi64_epi8(side_fields, V::side_words(wb, q));
       // byte 4ib + g: group g's sign bits (kKsigns of its index)
       const __m256i signs = _mm512_cvtepi64_epi32(_mm512_permutex2var_epi8(ksigns0, fields, ksigns1));
-      // byte 8ib + 4: 2s + 1
-      const __m512i scales = _mm512_or_si512(_mm512_slli_epi16(_mm512_and_si512(fields, _mm512_set1_epi8(0x0F)), 1),
-                                             _mm512_set1_epi8(1));
+      const __m512i scales = V::scales(wb, fields);  // bytes 2s + 1
       const __m128i s01 = _mm256_castsi256_si128(signs), s23 = _mm256_extracti128_si256(signs, 1);
       const __mmask64 neg[4] = {_cvtu64_mask64(uint64_t(_mm_cvtsi128_si64(s01))),
                                 _cvtu64_mask64(uint64_t(_mm_extract_epi64(s01, 1))),
@@ -292,7 +360,7 @@ R1LITE_VBMI void iq_rows_vbmi(const void* x, int64_t x_row_bytes, const uint8_t*
         const __m512i codes = _mm512_multishift_epi64_epi8(
             code_shift, _mm512_permutex2var_epi8(lo, _mm512_load_si512(kExpand.index[p]), hi));
         mag[p] = _mm512_permutexvar_epi8(codes, magnitude);
-        // words 0-15: 2s + 1 of sub-block 2p, words 16-31 of 2p + 1 (high bytes zeroed)
+        // each int16 word: 2s + 1 of its values (high bytes zeroed)
         sc[p] = _mm512_maskz_permutexvar_epi8(0x5555555555555555ull, _mm512_load_si512(kScaleWords.index[p]), scales);
       }
       const float unit = F::unit(wb);
@@ -340,7 +408,7 @@ void vbmi_kernel(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* 
 
 const BlockKernel kIQuantsAvx512[] = {
     {DType::IQ2_XXS, vbmi_kernel<Iq2xxsVbmi>},
-    {DType::IQ2_XS, iq_kernel<Iq2xs, PrefillAvx512>},
+    {DType::IQ2_XS, vbmi_kernel<Iq2xsVbmi>},
     {DType::IQ2_S, iq_kernel<Iq2s, PrefillAvx512>},
     {DType::IQ3_XXS, vbmi_kernel<Iq3xxsVbmi>},
     {DType::IQ3_S, iq_kernel<Iq3s, PrefillAvx512>},
