@@ -1,5 +1,8 @@
 import json
+import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,17 @@ def llamacpp_bin() -> Path | None:
     """The bin folder of a native llama.cpp build (LLAMACPP_HOME, or ~/.cache/llama.cpp-peer/build),
     or None: the tests that compare with llama.cpp skip without one."""
     return llamacpp_peer.bin_dir("llama-quantize")
+
+
+def arrays_in_a_child(env: dict, script: str) -> dict:
+    """The arrays `script` (run as python -c, with sys.argv[1] the .npz path to save them to) saves
+    in a child process whose environment adds `env` (R1LITE_GFNI=0, R1LITE_VBMI=0: CPU features
+    are read once per process), with this process's sys.path and the tests folder importable."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "arrays.npz")
+        full = dict(os.environ, **env, PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), *sys.path]))
+        subprocess.run([sys.executable, "-c", script, path], env=full, check=True)
+        return dict(np.load(path))
 
 
 def fixture_dirs():

@@ -6,15 +6,11 @@ reach (largest grid entries and scales, activations at +-127 of one or alternati
 odd row and token counts. tests/test_block_formats.py covers random blocks of every format."""
 
 import ctypes
-import os
-import subprocess
-import sys
-import tempfile
 
 import numpy as np
 import pytest
 
-from conftest import FIXTURES, llamacpp_bin
+from conftest import FIXTURES, arrays_in_a_child, llamacpp_bin
 from r1lite import _core
 from r1lite.formats.blocks import BLOCK_DTYPES, random_blocks, set_iq1m_scale
 
@@ -210,11 +206,7 @@ def test_decode_without_vbmi_is_the_same():
         "        out[f'{fmt} {fill}'] = _core.matmul(x, w, fmt, 'avx512')\n"
         "        out[f'{fmt} {fill} one'] = _core.matmul(x[:1], w, fmt, 'avx512')\n"
         "np.savez(sys.argv[1], **out)\n")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "grid_loads.npz")
-        env = dict(os.environ, R1LITE_VBMI="0", PYTHONPATH=os.pathsep.join([os.path.dirname(__file__), *sys.path]))
-        subprocess.run([sys.executable, "-c", script, path], env=env, check=True)
-        grid_loads = dict(np.load(path))
+    grid_loads = arrays_in_a_child({"R1LITE_VBMI": "0"}, script)
     for fmt in VBMI_FORMATS:
         for fill in (0x00, 0xFF, 0xAA, None):
             w, x = _vbmi_case(fmt, fill)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import arrays_in_a_child
 
 from r1lite import _core
 
@@ -222,10 +223,6 @@ def test_a_rows_result_does_not_depend_on_its_batch(fmt):
 def test_q4_0_nibble_split_without_gfni_is_the_same():
     """The AVX-512 q4_0 tile splits nibbles with GFNI where the CPU has it and with a shift
     elsewhere (R1LITE_GFNI=0 forces the shift): both must give the same bits, one token and four."""
-    import os
-    import subprocess
-    import sys
-
     if not (_core.isa_supported("avx512") and _core.cpu_features()["gfni"]):
         pytest.skip("needs AVX-512 and GFNI to compare the two nibble splits")
     script = (
@@ -235,13 +232,8 @@ def test_q4_0_nibble_split_without_gfni_is_the_same():
         "rng = np.random.default_rng(11)\n"
         "x = rng.standard_normal((5, 32 * 21 + 3)).astype(np.float32)\n"
         "q, _, d = quant.encode(rng.standard_normal((23, 32 * 21 + 3)).astype(np.float32), 'q4_0')\n"
-        "np.save(sys.argv[1], _core.matmul(x, q, 'q4_0', 'avx512', d))\n")
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "shift.npy")
-        env = dict(os.environ, R1LITE_GFNI="0", PYTHONPATH=os.pathsep.join(sys.path))
-        subprocess.run([sys.executable, "-c", script, out], env=env, check=True)
-        shifted = np.load(out)
+        "np.savez(sys.argv[1], y=_core.matmul(x, q, 'q4_0', 'avx512', d))\n")
+    shifted = arrays_in_a_child({"R1LITE_GFNI": "0"}, script)["y"]
     rng = np.random.default_rng(11)
     x = rng.standard_normal((5, 32 * 21 + 3)).astype(np.float32)
     q, _, d = quant.encode(rng.standard_normal((23, 32 * 21 + 3)).astype(np.float32), "q4_0")

@@ -3,13 +3,9 @@ blocks32_avx512.cpp) beyond tests/test_block_formats.py: rows of whole 4-block g
 partial one (the AVX-512 tile's step), extreme quants and scales against an exact product, and a
 token's result bit for bit independent of its batch."""
 
-import os
-import subprocess
-import sys
-import tempfile
-
 import numpy as np
 import pytest
+from conftest import arrays_in_a_child
 
 from r1lite import _core
 from r1lite.formats.blocks import BLOCK_DTYPES, random_blocks
@@ -112,11 +108,7 @@ def test_nibble_split_without_gfni_is_the_same():
         "    x = rng.standard_normal((5, 32 * 7)).astype(np.float32)\n"
         "    out[fmt] = _core.matmul(x, w, fmt, 'avx512')\n"
         "np.savez(sys.argv[1], **out)\n")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "shift.npz")
-        env = dict(os.environ, R1LITE_GFNI="0", PYTHONPATH=os.pathsep.join(sys.path))
-        subprocess.run([sys.executable, "-c", script, path], env=env, check=True)
-        shifted = dict(np.load(path))
+    shifted = arrays_in_a_child({"R1LITE_GFNI": "0"}, script)
     for fmt in fmts:
         rng = np.random.default_rng(11)
         w = random_blocks(fmt, 23 * 7, rng).reshape(23, -1)

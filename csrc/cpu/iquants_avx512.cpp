@@ -389,7 +389,7 @@ inline bool have_vbmi() {
   return vbmi;
 }
 
-// Calls of fewer than kSmallBatch tokens (decode, verification passes) of iq2_xxs and iq3_xxs
+// Calls of fewer than kSmallBatch tokens (decode, verification passes) of iq2_xxs, iq2_xs, iq3_xxs
 // through iq_rows_vbmi where the CPU has VBMI, the rest through iq_kernel.
 template <class V>
 void vbmi_kernel(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* w, int64_t w_row_bytes,
