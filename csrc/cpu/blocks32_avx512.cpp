@@ -527,18 +527,13 @@ void q8_rows(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* wp, 
   }
 }
 
-// GFNI or the shift: the nibbles are the same either way. Read on first use, from inside the
-// kernels (a namespace-scope initializer here would run, compiled with AVX-512 flags, when the
+// GFNI or the shift: the nibbles are the same either way (cpu_features() read from inside the
+// kernel: a namespace-scope initializer here would run, compiled with AVX-512 flags, when the
 // module loads on any CPU).
-inline bool have_gfni() {
-  static const bool gfni = cpu_features().gfni;
-  return gfni;
-}
-
 template <class F>
 void rows(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* w, int64_t w_row_bytes,
           int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  if (have_gfni())
+  if (cpu_features().gfni)
     rows_isa<F, true>(x, x_row_bytes, n_tok, w, w_row_bytes, blocks, r0, r1, y, ldy);
   else
     rows_isa<F, false>(x, x_row_bytes, n_tok, w, w_row_bytes, blocks, r0, r1, y, ldy);

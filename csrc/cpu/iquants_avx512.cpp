@@ -191,37 +191,46 @@ R1LITE_VBMI inline void lookup256(const uint8_t* tlo, const uint8_t* thi, __m512
   *hi = lookup_bytes(thi, q, upper);
 }
 
-// 2s + 1 of the 4-bit scales in the low nibble of byte 8ib + 4 of the side fields (iq2_xxs and
-// iq3_xxs: bits 28-31 of each sub-block's word), and word w of vector p takes sub-block 2p's
-// (w < 16) or 2p + 1's (high bytes zeroed by the permute's mask).
-R1LITE_VBMI inline __m512i word_scales(__m512i fields) {
-  return _mm512_or_si512(_mm512_slli_epi16(_mm512_and_si512(fields, _mm512_set1_epi8(0x0F)), 1), _mm512_set1_epi8(1));
-}
-constexpr PermuteIndex word_scale_words() {
-  PermuteIndex t{};
-  for (int p = 0; p < 4; ++p)
-    for (int w = 0; w < 32; ++w) t.index[p][2 * w] = uint8_t(8 * (2 * p + (w < 16 ? 0 : 1)) + 4);
-  return t;
-}
-
-// iq2_xxs: per sub-block ib, qs bytes 8ib .. 8ib + 3 are its 4 grid indices (an entry of 8
-// values each) and bytes 8ib + 4 .. 8ib + 7 its word of signs and scale.
-struct Iq2xxsVbmi {
-  using F = Iq2xxs;
-  static const GridCodes& codes() {
-    static const uint8_t levels[] = {8, 25, 43};
-    static const GridCodes c = grid_codes<uint64_t, 8>(kIq2xxsGrid, 256, levels, 3, 2);
-    return c;
-  }
+// What the formats below share unless they say otherwise: qs (the grid indices) right after
+// the f16 d, a 256-entry grid, and per sub-block one 32-bit word of sign indices and scale
+// whose scale (word bits 28-31) the side fields put in the low nibble of byte 4 of qword ib.
+struct VbmiFormat {
   static __m512i indices(const uint8_t* wb) { return _mm512_loadu_si512(wb + 2); }
   R1LITE_VBMI static void lookup(const GridCodes& c, __m512i q, __m512i* lo, __m512i* hi) {
     lookup256(c.lo, c.hi, q, lo, hi);
   }
-  // each sub-block's word in the high half of qword ib: the indices vector itself
+  // the qs vector, where a format keeps the words in the high halves of its qwords
   static __m512i side_words(const uint8_t*, __m512i indices) { return indices; }
+  // bytes 2s + 1 of the scales: byte 8ib + 4 (the rest unused)
+  R1LITE_VBMI static __m512i scales(const uint8_t*, __m512i fields) {
+    return _mm512_or_si512(_mm512_slli_epi16(_mm512_and_si512(fields, _mm512_set1_epi8(0x0F)), 1),
+                           _mm512_set1_epi8(1));
+  }
+  // word w of vector p takes sub-block 2p's scale byte (w < 16) or 2p + 1's
+  static constexpr PermuteIndex scale_words() {
+    PermuteIndex t{};
+    for (int p = 0; p < 4; ++p)
+      for (int w = 0; w < 32; ++w) t.index[p][2 * w] = uint8_t(8 * (2 * p + (w < 16 ? 0 : 1)) + 4);
+    return t;
+  }
+  // iq2's grids: entries of 8 bytes from {8, 25, 43}, 2-bit codes (built once per grid)
+  template <const uint64_t* kGrid, int kEntries>
+  static const GridCodes& iq2_codes() {
+    static const uint8_t levels[] = {8, 25, 43};
+    static const GridCodes c = grid_codes<uint64_t, 8>(kGrid, kEntries, levels, 3, 2);
+    return c;
+  }
+  // byte j of a qword starts at bit 8j + 2(j % 4): value j's code, from byte j (codes replicated)
+  static constexpr int64_t kIq2CodeShift = 0x3E342A201E140A00ll;
+  static constexpr int64_t kIq2Levels = 0x002B1908002B1908ll;  // vpermb by the low 2 bits: 8, 25, 43
+};
+
+// iq2_xxs: per sub-block ib, qs bytes 8ib .. 8ib + 3 are its 4 grid indices (an entry of 8
+// values each) and bytes 8ib + 4 .. 8ib + 7 its word of signs and scale.
+struct Iq2xxsVbmi : VbmiFormat {
+  using F = Iq2xxs;
+  static const GridCodes& codes() { return iq2_codes<kIq2xxsGrid, 256>(); }
   static constexpr int64_t kSideFields = 0x0000003C352E2720ll;  // bits 32, 39, 46, 53, 60
-  R1LITE_VBMI static __m512i scales(const uint8_t*, __m512i fields) { return word_scales(fields); }
-  static constexpr PermuteIndex scale_words() { return word_scale_words(); }
   // byte 8e + j of vector p: entry e (grid index 16p + e for e < 4, 16p + 4 + e after), the code
   // byte of its value j (+64: vpermi2b's second table)
   static constexpr PermuteIndex expand() {
@@ -232,21 +241,14 @@ struct Iq2xxsVbmi {
           t.index[p][8 * e + j] = uint8_t((e < 4 ? 16 * p + e : 16 * p + 4 + e) + (j < 4 ? 0 : 64));
     return t;
   }
-  // byte j of a qword starts at bit 8j + 2(j % 4): value j's code, from byte j (codes replicated)
-  static constexpr int64_t kCodeShift = 0x3E342A201E140A00ll;
-  static constexpr int64_t kLevels = 0x002B1908002B1908ll;  // vpermb by the low 2 bits: 8, 25, 43
+  static constexpr int64_t kCodeShift = kIq2CodeShift, kLevels = kIq2Levels;
 };
 
 // iq2_xs: qs word 4ib + g (sub-block ib's qword) = a 9-bit grid index | the 7-bit sign index
 // << 9; two 4-bit scales per sub-block (its first and last 16 values) in scales[ib].
-struct Iq2xsVbmi {
+struct Iq2xsVbmi : VbmiFormat {
   using F = Iq2xs;
-  static const GridCodes& codes() {
-    static const uint8_t levels[] = {8, 25, 43};
-    static const GridCodes c = grid_codes<uint64_t, 8>(kIq2xsGrid, 512, levels, 3, 2);
-    return c;
-  }
-  static __m512i indices(const uint8_t* wb) { return _mm512_loadu_si512(wb + 2); }
+  static const GridCodes& codes() { return iq2_codes<kIq2xsGrid, 512>(); }
   // the low byte of word g looked up in both 256-entry halves, bit 8 of the word picking one
   R1LITE_VBMI static void lookup(const GridCodes& c, __m512i q, __m512i* lo, __m512i* hi) {
     __m512i lo0, hi0, lo1, hi1;
@@ -256,7 +258,6 @@ struct Iq2xsVbmi {
     *lo = _mm512_mask_blend_epi16(bit8, lo0, lo1);
     *hi = _mm512_mask_blend_epi16(bit8, hi0, hi1);
   }
-  static __m512i side_words(const uint8_t*, __m512i indices) { return indices; }
   // the sign index of word k of the qword at bits 16k + 9 (nothing at byte 4: scales come apart)
   static constexpr int64_t kSideFields = 0x0000000039291909ll;
   // 2s + 1 of the 16 scales, byte 2ib the first half's of sub-block ib, 2ib + 1 the second's
@@ -282,29 +283,22 @@ struct Iq2xsVbmi {
         for (int j = 0; j < 8; ++j) t.index[p][8 * e + j] = uint8_t(16 * p + 2 * e + (j < 4 ? 0 : 64));
     return t;
   }
-  static constexpr int64_t kCodeShift = Iq2xxsVbmi::kCodeShift;
-  static constexpr int64_t kLevels = Iq2xxsVbmi::kLevels;
+  static constexpr int64_t kCodeShift = kIq2CodeShift, kLevels = kIq2Levels;
 };
 
 // iq3_xxs: qs holds the 64 grid indices (an entry of 4 values each, 8 per sub-block),
 // signs_scales the 8 words.
-struct Iq3xxsVbmi {
+struct Iq3xxsVbmi : VbmiFormat {
   using F = Iq3xxs;
   static const GridCodes& codes() {
     static const uint8_t levels[] = {4, 12, 20, 28, 36, 44, 52, 62};
     static const GridCodes c = grid_codes<uint32_t, 4>(kIq3xxsGrid, 256, levels, 8, 3);
     return c;
   }
-  static __m512i indices(const uint8_t* wb) { return _mm512_loadu_si512(wb + 2); }
-  R1LITE_VBMI static void lookup(const GridCodes& c, __m512i q, __m512i* lo, __m512i* hi) {
-    lookup256(c.lo, c.hi, q, lo, hi);
-  }
   static __m512i side_words(const uint8_t* wb, __m512i) {
     return _mm512_cvtepu32_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + 66)));
   }
   static constexpr int64_t kSideFields = 0x0000001C150E0700ll;  // bits 0, 7, 14, 21, 28
-  R1LITE_VBMI static __m512i scales(const uint8_t*, __m512i fields) { return word_scales(fields); }
-  static constexpr PermuteIndex scale_words() { return word_scale_words(); }
   // qword m of vector p holds entries 2m, 2m + 1 (grid indices 16p + 2m, + 1): bytes 0-3 are the
   // code bytes lo, hi of the first, lo, hi of the second
   static constexpr PermuteIndex expand() {
@@ -383,18 +377,13 @@ R1LITE_VBMI void iq_rows_vbmi(const void* x, int64_t x_row_bytes, const uint8_t*
 
 #undef R1LITE_VBMI
 
-// Read on first use, from inside the kernel (as have_gfni in blocks32_avx512.cpp).
-inline bool have_vbmi() {
-  static const bool vbmi = cpu_features().avx512_vbmi;
-  return vbmi;
-}
-
 // Calls of fewer than kSmallBatch tokens (decode, verification passes) of iq2_xxs, iq2_xs, iq3_xxs
-// through iq_rows_vbmi where the CPU has VBMI, the rest through iq_kernel.
+// through iq_rows_vbmi where the CPU has VBMI (read from inside the kernel, as blocks32_avx512.cpp
+// reads GFNI), the rest through iq_kernel.
 template <class V>
 void vbmi_kernel(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* w, int64_t w_row_bytes,
                  int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  if (n_tok < kSmallBatch && have_vbmi()) {
+  if (n_tok < kSmallBatch && cpu_features().avx512_vbmi) {
     with_token_count<kSmallBatch - 1>(n_tok, [&](auto nt) {
       iq_rows_vbmi<V, decltype(nt)::value>(x, x_row_bytes, static_cast<const uint8_t*>(w), w_row_bytes, blocks, r0,
                                            r1, y, ldy);

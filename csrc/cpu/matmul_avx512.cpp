@@ -276,14 +276,9 @@ int64_t arranged_token_bytes(int64_t blocks) {
   return std::is_same_v<W, Q4W> ? q4_arranged_token_bytes(blocks) : blocks * 32;
 }
 
-// GFNI or the shift: the nibbles are the same either way. Read on first use, from inside the
-// AVX-512 kernels (a namespace-scope initializer here would run, compiled with AVX-512 flags,
-// when the module loads on any CPU).
-inline bool have_gfni() {
-  static const bool gfni = cpu_features().gfni;
-  return gfni;
-}
-
+// GFNI or the shift: the nibbles are the same either way. cpu_features() is read from inside
+// the kernels (a namespace-scope initializer here would run, compiled with AVX-512 flags, when
+// the module loads on any CPU).
 constexpr int kFloatPrefillRows = 4;
 
 template <class W>
@@ -291,7 +286,7 @@ void prefill_qtile(const int8_t* xq, const float* xd, const int32_t* xs, const i
                    int64_t blocks, const uint8_t* w, int64_t stride, const uint16_t* wd, float* y,
                    int64_t ldy) {
   if constexpr (std::is_same_v<W, Q4W>) {
-    if (have_gfni())
+    if (cpu_features().gfni)
       q4tile_zmm<kPrefillRows, 4, true>(xq, xd, xs, xa, blocks, w, stride, wd, y, ldy);
     else
       q4tile_zmm<kPrefillRows, 4, false>(xq, xd, xs, xa, blocks, w, stride, wd, y, ldy);
@@ -311,7 +306,7 @@ void decode_qtile(const int8_t* xq, const float* xd, const int32_t* xs, const in
     const uint8_t* wr = w + r * stride;
     const uint16_t* wdr = wd + r * blocks;
     if constexpr (std::is_same_v<W, Q4W>) {
-      if (have_gfni())
+      if (cpu_features().gfni)
         q4tile_zmm<1, 1, true>(xq, xd, xs, xa, blocks, wr, stride, wdr, y + r, 0);
       else
         q4tile_zmm<1, 1, false>(xq, xd, xs, xa, blocks, wr, stride, wdr, y + r, 0);
