@@ -37,6 +37,7 @@ def worker(argv: list[str]) -> None:
     ap.add_argument("--cols", type=int)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--model")
+    ap.add_argument("--tokens", type=int, nargs="+")
     a = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     if a.mode == "kernel":
@@ -46,7 +47,7 @@ def worker(argv: list[str]) -> None:
             w, _, d = quant.encode((rng.standard_normal((a.rows, a.cols)) * 0.02).astype(np.float32), a.fmt)
         else:
             w, d = random_blocks(a.fmt, a.rows * a.cols // quant.TABLE[a.fmt]["block"], rng).reshape(a.rows, -1), None
-        xs = {n: rng.standard_normal((n, a.cols)).astype(np.float32) for n in TOKENS}
+        xs = {n: rng.standard_normal((n, a.cols)).astype(np.float32) for n in a.tokens}
 
         def run(n: int) -> float:
             t = time.perf_counter()
@@ -87,18 +88,21 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2, help="demo: threads")
     ap.add_argument("--model", default="demo", help="demo: the model (default the demo itself)")
     ap.add_argument("--rounds", type=int, default=21)
+    ap.add_argument("--tokens", type=int, nargs="+", default=TOKENS,
+                    help="the token counts timed (default 1-9: decode and verification; 64 or 512: prefill)")
     args = ap.parse_args()
+    tokens = args.tokens
     procs = {}
     for name, path in (("A", args.a), ("B", args.b)):
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", args.mode, args.fmt, "--rows", str(args.rows),
-               "--cols", str(args.cols), "--threads", str(args.threads), "--model", args.model]
+               "--cols", str(args.cols), "--threads", str(args.threads), "--model", args.model, "--tokens", *map(str, tokens)]
         procs[name] = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=os.path.abspath(path)),
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if procs[name].stdout.readline().strip() != "ready":
             raise SystemExit(f"build {name} ({path}) did not start")
-    times = {(name, n): [] for name in procs for n in TOKENS}
+    times = {(name, n): [] for name in procs for n in tokens}
     for _ in range(args.rounds):
-        for n in TOKENS:
+        for n in tokens:
             for name, proc in procs.items():
                 proc.stdin.write(f"{n}\n")
                 proc.stdin.flush()
@@ -109,12 +113,12 @@ def main() -> int:
     med = {key: statistics.median(v) for key, v in times.items()}
     what = f"{args.fmt} [{args.rows}, {args.cols}]" if args.mode == "kernel" else f"{args.model}, {args.threads} threads"
     print(f"{what}, medians of {args.rounds} alternated calls")
-    print("| tokens | " + " | ".join(str(n) for n in TOKENS) + " |")
-    print("| --- |" + " --- |" * len(TOKENS))
+    print("| tokens | " + " | ".join(str(n) for n in tokens) + " |")
+    print("| --- |" + " --- |" * len(tokens))
     for name in procs:
-        print(f"| {name} ms (in 1-token times) | "
-              + " | ".join(f"{med[(name, n)] * 1e3:.2f} ({med[(name, n)] / med[(name, 1)]:.2f})" for n in TOKENS) + " |")
-    print("| B / A | " + " | ".join(f"{med[('B', n)] / med[('A', n)]:.2f}" for n in TOKENS) + " |")
+        print(f"| {name} ms (in times of the first count) | "
+              + " | ".join(f"{med[(name, n)] * 1e3:.2f} ({med[(name, n)] / med[(name, tokens[0])]:.2f})" for n in tokens) + " |")
+    print("| B / A | " + " | ".join(f"{med[('B', n)] / med[('A', n)]:.2f}" for n in tokens) + " |")
     return 0
 
 

@@ -69,6 +69,11 @@ struct Nibble {
   // waits out each fma's latency per block; 1-row tiles (4 tokens x 2 chains fill the registers)
   static constexpr bool kGatherScales = true;
   static constexpr int kChains = 2, kPrefillRows = 1;
+  // kLanes: computed one int32 lane per block (lane_rows below); kPairSums: how many maddubs
+  // results int16 holds before the madd (4-bit: 8 x 2·15·127 = 30480, 5-bit: 4 x 2·31·127 =
+  // 31496, both < 32767)
+  static constexpr bool kLanes = false;
+  static constexpr int kPairSums = 0;
 };
 struct Q8_0F {
   static constexpr int kBytes = 34, kOffset = 0;
@@ -76,26 +81,34 @@ struct Q8_0F {
   // q8_0 (twice the bytes per value, decode memory-bound) measured slower with the gathered
   // scales and two chains (decode 1.1x, 4-9 tokens 1.2-1.4x the time): per-block scalar scales,
   // one chain, 2-row tiles, as it was
-  static constexpr bool kGatherScales = false;
-  static constexpr int kChains = 1, kPrefillRows = 2;
+  static constexpr bool kGatherScales = false, kLanes = false;
+  static constexpr int kChains = 1, kPrefillRows = 2, kPairSums = 0;
   static __m256i quants(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2)); }
 };
 struct Q4_0F : Nibble {
+  static constexpr bool kLanes = true;
+  static constexpr int kPairSums = 8;
   static constexpr int kBytes = 18, kOffset = 8;
   static constexpr bool kSigned = false, kMin = false;
   static __m256i quants(const uint8_t* p) { return nibbles(p + 2); }
 };
 struct Q4_1F : Nibble {
+  static constexpr bool kLanes = true;
+  static constexpr int kPairSums = 8;
   static constexpr int kBytes = 20, kOffset = 0;
   static constexpr bool kSigned = false, kMin = true;
   static __m256i quants(const uint8_t* p) { return nibbles(p + 4); }
 };
 struct Q5_0F : Nibble {
+  static constexpr bool kLanes = true;
+  static constexpr int kPairSums = 4;
   static constexpr int kBytes = 22, kOffset = 16;
   static constexpr bool kSigned = false, kMin = false;
   static __m256i quants(const uint8_t* p) { return _mm256_or_si256(nibbles(p + 6), fifth_bits(p + 2)); }
 };
 struct Q5_1F : Nibble {
+  static constexpr bool kLanes = true;
+  static constexpr int kPairSums = 4;
   static constexpr int kBytes = 24, kOffset = 0;
   static constexpr bool kSigned = false, kMin = true;
   static __m256i quants(const uint8_t* p) { return _mm256_or_si256(nibbles(p + 8), fifth_bits(p + 4)); }
@@ -263,14 +276,238 @@ void rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* wp, in
   }
 }
 
+
+// ---- q4_0, q4_1, q5_0, q5_1: one int32 lane per block ----
+// For each (row, token) every block's integer dot I_b is summed exactly (in int32), then in f32
+// lane j = b mod 8 of an accumulator takes m2_b·(d_x·sum x)_b and then I_b·(d_w·d_x)_b, for b = j,
+// j + 8, ... in order, and the eight lanes are summed as hsum8 sums them. Two arrangements compute
+// exactly that:
+//  - small calls (decode, verification passes) read each row once: 8 blocks' int32 lanes
+//    (maddubs, madd) are summed into one lane per block by a hadd tree, then one conversion and
+//    one fma per 8 blocks (lane_tile);
+//  - prefill unpacks 8 rows at a time into interleaved quants (unpack_group: vector k holds
+//    values 4k..4k+3 of each row's block, a row per 32-bit lane, as llama.cpp's repacked Q4_0
+//    does, but per call in a per-thread buffer: the file's blocks stay as they are), so a token's
+//    activations broadcast 4 bytes at a time meet 8 rows at once: maddubs results summed in int16
+//    (kPairSums), one madd, and the float steps for 8 rows in one vector (group_tile).
+
+// Block b's integer dots of 1 row x NT tokens for blocks b..b+7 (n of them; the others 0), one
+// int32 lane per block.
+template <class F, int NT, int kN>
+inline void block_lanes(const uint8_t* x, int64_t x_row_bytes, const uint8_t* p, int64_t b, int n,
+                        __m256i (&lanes)[NT]) {
+  __m256i half[NT];  // blocks 0-3 as hadd(hadd(d0, d1), hadd(d2, d3)): [B0..B3 lo | B0..B3 hi]
+  for (int q = 0; q < 2; ++q) {
+    __m256i pair[2][NT];
+    for (int h = 0; h < 2; ++h) {
+      __m256i d[2][NT];
+      for (int e = 0; e < 2; ++e) {
+        const int j = 4 * q + 2 * h + e;
+        if (kN < 8 && j >= n) {
+          for (int t = 0; t < NT; ++t) d[e][t] = _mm256_setzero_si256();
+          continue;
+        }
+        const uint8_t* pj = p + j * F::kBytes;
+        _mm_prefetch(reinterpret_cast<const char*>(pj + kStreamAhead), _MM_HINT_T0);
+        const __m256i wv = F::quants(pj);
+        for (int t = 0; t < NT; ++t) {
+          const auto* a = reinterpret_cast<const ActQ8_32*>(x + t * x_row_bytes) + b + j;
+          d[e][t] = dot<F>(wv, wv, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a->qs)));
+        }
+      }
+      for (int t = 0; t < NT; ++t) pair[h][t] = _mm256_hadd_epi32(d[0][t], d[1][t]);
+    }
+    for (int t = 0; t < NT; ++t) {
+      const __m256i quad = _mm256_hadd_epi32(pair[0][t], pair[1][t]);
+      if (q == 0) {
+        half[t] = quad;
+      } else {  // [B0..B3 lo | B4..B7 lo] + [B0..B3 hi | B4..B7 hi]
+        lanes[t] = _mm256_add_epi32(_mm256_permute2x128_si256(half[t], quad, 0x20),
+                                    _mm256_permute2x128_si256(half[t], quad, 0x31));
+      }
+    }
+  }
+}
+
+// The f32 steps of 8 blocks' lanes: lane j += m2·(d_x·sum x), then += I·(d_w·d_x).
+template <class F, int kN>
+inline __m256 lane_fma(__m256 acc, __m256i lanes, __m256 dw, __m256 m2, const float* f, int64_t blocks, int n) {
+  if constexpr (F::kMin || F::kOffset != 0) {
+    const __m256 dxs = kN == 8 ? _mm256_loadu_ps(f + blocks) : _mm256_maskload_ps(f + blocks, lanes_below(n));
+    acc = _mm256_fmadd_ps(m2, dxs, acc);
+  }
+  const __m256 dx = kN == 8 ? _mm256_loadu_ps(f) : _mm256_maskload_ps(f, lanes_below(n));
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_mul_ps(dw, dx), acc);
+}
+
+// One row x NT tokens over the row's blocks.
+template <class F, int NT>
+void lane_tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, int64_t blocks, const uint8_t* w, float* y,
+               int64_t ldy) {
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  const auto step = [&](auto kn, int64_t b, int n) {
+    constexpr int kN = decltype(kn)::value;
+    const uint8_t* p = w + b * F::kBytes;
+    __m256i lanes[NT];
+    block_lanes<F, NT, kN>(x, x_row_bytes, p, b, n, lanes);
+    const __m256 dw = f16_words<F::kBytes, kN>(p, 0, n);
+    __m256 m2 = _mm256_setzero_ps();
+    if constexpr (F::kMin) m2 = f16_words<F::kBytes, kN>(p, 2, n);
+    if constexpr (F::kOffset != 0) m2 = _mm256_mul_ps(dw, _mm256_set1_ps(-float(F::kOffset)));
+    for (int t = 0; t < NT; ++t) acc[t] = lane_fma<F, kN>(acc[t], lanes[t], dw, m2, fx + 2 * t * blocks + b, blocks, n);
+  };
+  int64_t b = 0;
+  for (; b + 8 <= blocks; b += 8) step(TokenCount<8>{}, b, 8);
+  if (b < blocks) step(TokenCount<7>{}, b, int(blocks - b));
+  for (int t = 0; t < NT; ++t) y[t * ldy] = hsum8(acc[t]);
+}
+
+// An unpacked group of 8 rows, per block: 8 vectors of interleaved quants, then d_w and m2 of the
+// 8 rows as floats.
+constexpr int kGroupRows = 8;
+constexpr int64_t kGroupBlockBytes = 256 + 2 * 32;
+
+// Rows [0, nrows) at w (rows stride bytes apart; rows past nrows: zeros) into u.
+template <class F>
+void unpack_group(const uint8_t* w, int64_t stride, int64_t blocks, int nrows, uint8_t* u) {
+  for (int64_t b = 0; b < blocks; ++b) {
+    __m256i q[8];
+    alignas(32) float dw[8], m2[8];
+    for (int r = 0; r < 8; ++r) {
+      if (r >= nrows) {
+        q[r] = _mm256_setzero_si256();
+        dw[r] = m2[r] = 0.0f;
+        continue;
+      }
+      const uint8_t* p = w + r * stride + b * F::kBytes;
+      q[r] = F::quants(p);
+      dw[r] = f16(u16_at(p));
+      m2[r] = F::kMin ? f16(u16_at(p + 2)) : dw[r] * -float(F::kOffset);
+    }
+    // 8 x 8 transpose of 32-bit words: out[k] = word k of rows 0..7
+    __m256i t[8], v[8];
+    for (int i = 0; i < 4; ++i) {
+      t[2 * i] = _mm256_unpacklo_epi32(q[2 * i], q[2 * i + 1]);
+      t[2 * i + 1] = _mm256_unpackhi_epi32(q[2 * i], q[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; ++i)
+      for (int h = 0; h < 2; ++h) {
+        v[4 * i + 2 * h] = _mm256_unpacklo_epi64(t[4 * i + h], t[4 * i + h + 2]);
+        v[4 * i + 2 * h + 1] = _mm256_unpackhi_epi64(t[4 * i + h], t[4 * i + h + 2]);
+      }
+    uint8_t* g = u + b * kGroupBlockBytes;
+    for (int k = 0; k < 4; ++k) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(g + 32 * k), _mm256_permute2x128_si256(v[k], v[k + 4], 0x20));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(g + 32 * (k + 4)), _mm256_permute2x128_si256(v[k], v[k + 4], 0x31));
+    }
+    _mm256_store_ps(reinterpret_cast<float*>(g + 256), _mm256_load_ps(dw));
+    _mm256_store_ps(reinterpret_cast<float*>(g + 288), _mm256_load_ps(m2));
+  }
+}
+
+// The int32 dots of 8 unpacked rows (wv) with one token's block (32 int8 at xq), a row per lane.
+template <class F>
+inline __m256i group_dot(const __m256i (&wv)[8], const int8_t* xq) {
+  const auto part = [&](int k) {
+    return _mm256_maddubs_epi16(wv[k], _mm256_castps_si256(_mm256_broadcast_ss(reinterpret_cast<const float*>(xq + 4 * k))));
+  };
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i s0 = _mm256_add_epi16(_mm256_add_epi16(part(0), part(1)), _mm256_add_epi16(part(2), part(3)));
+  const __m256i s1 = _mm256_add_epi16(_mm256_add_epi16(part(4), part(5)), _mm256_add_epi16(part(6), part(7)));
+  if constexpr (F::kPairSums == 8) return _mm256_madd_epi16(_mm256_add_epi16(s0, s1), ones);
+  else return _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones));
+}
+
+// 8 unpacked rows (u) x NT tokens: lane j = b mod 8 of lane_tile's accumulator is here a vector
+// over the rows, one per j, summed at the end in hsum8's order. nrows of the 8 are stored.
+template <class F, int NT>
+void group_tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, int64_t blocks, const uint8_t* u, int nrows,
+                float* y, int64_t ldy) {
+  __m256 part[8][NT];
+  for (int j = 0; j < 8; ++j) {
+    __m256 acc[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = j; b < blocks; b += 8) {
+      const uint8_t* g = u + b * kGroupBlockBytes;
+      __m256i wv[8];
+      for (int k = 0; k < 8; ++k) wv[k] = _mm256_load_si256(reinterpret_cast<const __m256i*>(g + 32 * k));
+      for (int t = 0; t < NT; ++t) {
+        const auto* a = reinterpret_cast<const ActQ8_32*>(x + t * x_row_bytes) + b;
+        const __m256i dots = group_dot<F>(wv, a->qs);
+        const float* f = fx + 2 * t * blocks + b;
+        if constexpr (F::kMin || F::kOffset != 0)
+          acc[t] = _mm256_fmadd_ps(_mm256_load_ps(reinterpret_cast<const float*>(g + 288)), _mm256_set1_ps(f[blocks]), acc[t]);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots),
+                                 _mm256_mul_ps(_mm256_load_ps(reinterpret_cast<const float*>(g + 256)), _mm256_set1_ps(f[0])),
+                                 acc[t]);
+      }
+    }
+    for (int t = 0; t < NT; ++t) part[j][t] = acc[t];
+  }
+  for (int t = 0; t < NT; ++t) {
+    const __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(part[0][t], part[4][t]), _mm256_add_ps(part[2][t], part[6][t])),
+                                     _mm256_add_ps(_mm256_add_ps(part[1][t], part[5][t]), _mm256_add_ps(part[3][t], part[7][t])));
+    if (nrows == 8) {
+      _mm256_storeu_ps(y + t * ldy, sum);
+    } else {
+      alignas(32) float s[8];
+      _mm256_store_ps(s, sum);
+      for (int r = 0; r < nrows; ++r) y[t * ldy + r] = s[r];
+    }
+  }
+}
+
+template <class F>
+void lane_rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* wp, int64_t stride, int64_t blocks,
+               int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  const auto* w = static_cast<const uint8_t*>(wp);
+  const auto* x = static_cast<const uint8_t*>(xp);
+  const float* fx = act_factors(x, x_row_bytes, n_tok, blocks);
+  if (n_tok < kSmallBatch) {  // each row once, its tokens 4 at a time (5 as 3 + 2)
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t t = 0; t < n_tok;) {
+        const int64_t left = n_tok - t;
+        const int nt = left > 5 ? 4 : left == 5 ? 3 : int(left);
+        with_token_count<4>(nt, [&](auto c) {
+          lane_tile<F, decltype(c)::value>(x + t * x_row_bytes, x_row_bytes, fx + 2 * t * blocks, blocks, w + r * stride,
+                                           y + t * ldy + r, ldy);
+        });
+        t += nt;
+      }
+    return;
+  }
+  constexpr int kTokens = 4;
+  constexpr int kGroups = 2;  // 16 rows unpacked, then every token past them
+  thread_local KernelScratch unpacked;
+  uint8_t* u = unpacked.reserve(size_t(kGroups * blocks * kGroupBlockBytes));
+  for (int64_t rb = r0; rb < r1; rb += kGroups * kGroupRows) {
+    int nrows[kGroups];
+    for (int g = 0; g < kGroups; ++g) {
+      const int64_t left = r1 - (rb + g * kGroupRows);
+      nrows[g] = left <= 0 ? 0 : left < kGroupRows ? int(left) : kGroupRows;
+      if (nrows[g] > 0) unpack_group<F>(w + (rb + g * kGroupRows) * stride, stride, blocks, nrows[g], u + g * blocks * kGroupBlockBytes);
+    }
+    for (int64_t t = 0; t < n_tok; t += kTokens) {
+      const int nt = n_tok - t < kTokens ? int(n_tok - t) : kTokens;
+      for (int g = 0; g < kGroups && nrows[g] > 0; ++g)
+        with_token_count<kTokens>(nt, [&](auto c) {
+          group_tile<F, decltype(c)::value>(x + t * x_row_bytes, x_row_bytes, fx + 2 * t * blocks, blocks,
+                                            u + g * blocks * kGroupBlockBytes, nrows[g],
+                                            y + t * ldy + rb + g * kGroupRows, ldy);
+        });
+    }
+  }
+}
+
 }  // namespace
 
 const BlockKernel kBlocks32Avx2[] = {
     {DType::GGUF_Q8_0, rows<Q8_0F>},
-    {DType::GGUF_Q4_0, rows<Q4_0F>},
-    {DType::Q4_1, rows<Q4_1F>},
-    {DType::Q5_0, rows<Q5_0F>},
-    {DType::Q5_1, rows<Q5_1F>},
+    {DType::GGUF_Q4_0, lane_rows<Q4_0F>},
+    {DType::Q4_1, lane_rows<Q4_1F>},
+    {DType::Q5_0, lane_rows<Q5_0F>},
+    {DType::Q5_1, lane_rows<Q5_1F>},
     {DType::IQ4_NL, rows<IQ4NLF>},
     {DType::F32, nullptr},
 };
