@@ -2,8 +2,8 @@
 // cpu/matmul.cpp's dispatch (cpu/matmul_kernels.h). Compiled with this ISA's flags; everything
 // here has internal linkage except the list.
 //
-// Eight blocks (256 values) per step, one block's 32 values per 256-bit vector, read straight
-// from the blocks (ActQ8_32 activations as quantize_act_q8_32 wrote them):
+// A block's 32 values against a token's activation block (ActQ8_32, as quantize_act_q8_32
+// wrote it), all in integers to the block's end:
 //  - A weight block becomes 32 bytes in value order (byte j = value j; the nibble formats'
 //    16 bytes give values 0-15 from their low nibbles, 16-31 from their high ones).
 //  - maddubs multiplies unsigned by signed bytes and adds pairs into int16 with saturation, so
@@ -12,21 +12,27 @@
 //        |pair| <= 2 * 31 * 127 = 7874;
 //      q8_0 (-128..127) and iq4_nl (table values -127..113) are signed: |w| times x with w's
 //        sign moved onto x (sign_epi8): |pair| <= 2 * 128 * 127 = 32512 < 32767.
-//    madd with ones then widens the pairs to 8 int32 lanes.
-//  - The int32 dot times d_w·d_x is accumulated in f32 lanes. The eight blocks' f16 scales are
-//    gathered into one vector with scalar loads (integer units, idle here) and converted at once;
-//    the products d_w·d_x of the eight blocks go to a small table, and each block broadcasts its
-//    own from there (a load, no arithmetic): per block and (row, token) the float work is one
-//    conversion and one fma.
-//  - The second term of each block is d_x·sum(x) times a per-block weight factor m2: the min
-//    formats' min m (q4_1, q5_1), the offset formats' -c·d (q4_0: c = 8, q5_0: 16; the nibbles
-//    stay unsigned, (u - c)·x = u·x - c·sum(x)). Eight blocks of it are one fma into the same
-//    accumulator: its lanes are summed at the end anyway.
-// The float operations for a (row, token) are the same, in the same order, for every tile size,
-// so a token's result does not depend on its batch.
+//    madd with ones widens the pairs to int32; a block's dot I_b is exact.
+//  - The offset formats keep their nibbles unsigned, (u - c)·x = u·x - c·sum(x) (q4_0: c = 8,
+//    q5_0: 16), and the min formats add m·sum(x): a second term m2_b·(d_x·sum x)_b per block, m2
+//    the min (q4_1, q5_1) or -c·d_w.
+// Then in f32, for each (row, token): lane j = b mod 8 of an accumulator takes m2_b·(d_x·sum x)_b
+// and then I_b·(d_w·d_x)_b, for b = j, j + 8, ... in order, and the eight lanes are summed as
+// hsum8 sums them. Two arrangements compute exactly that, so a token's result does not depend on
+// its batch:
+//  - small calls (decode, verification passes) read each row once: 8 blocks' int32 lanes are
+//    summed into one lane per block by a hadd tree, then one conversion and one fma per 8 blocks
+//    (lane_tile);
+//  - prefill unpacks 8 rows at a time into interleaved quants (unpack_group: vector k holds
+//    values 4k..4k+3 of each row's block, a row per 32-bit lane, as llama.cpp's repacked Q4_0
+//    does, but per call in a per-thread buffer: the file's blocks stay as they are), so a token's
+//    activations broadcast 4 bytes at a time meet 8 rows at once, and the float steps of 8 rows
+//    are one vector (group_tile). The unsigned formats sum kPairSums maddubs results in int16
+//    before one madd.
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "core/blocks.h"
 #include "cpu/matmul_kernels.h"
@@ -64,57 +70,39 @@ inline __m256i fifth_bits(const uint8_t* p) {
 // The formats: kBytes per block, the f16 scale d at byte 0 and (kMin) the min at byte 2, quants()
 // the 32 values in value order. kSigned: signed values, dotted through the sign trick; else
 // unsigned with offset kOffset (0, 8 or 16). The nibble formats take the tuning of Nibble.
-struct Nibble {
-  // scales of 8 blocks gathered at once; two accumulator chains per (row, token): one chain
-  // waits out each fma's latency per block; 1-row tiles (4 tokens x 2 chains fill the registers)
-  static constexpr bool kGatherScales = true;
-  static constexpr int kChains = 2, kPrefillRows = 1;
-  // kLanes: computed one int32 lane per block (lane_rows below); kPairSums: how many maddubs
-  // results int16 holds before the madd (4-bit: 8 x 2·15·127 = 30480, 5-bit: 4 x 2·31·127 =
-  // 31496, both < 32767)
-  static constexpr bool kLanes = false;
-  static constexpr int kPairSums = 0;
-};
+// kPairSums: how many maddubs results int16 holds before the madd (4-bit: 8 x 2·15·127 = 30480,
+// 5-bit: 4 x 2·31·127 = 31496, both < 32767; signed: 1).
 struct Q8_0F {
-  static constexpr int kBytes = 34, kOffset = 0;
+  static constexpr int kBytes = 34, kOffset = 0, kPairSums = 1;
   static constexpr bool kSigned = true, kMin = false;
-  // q8_0 (twice the bytes per value, decode memory-bound) measured slower with the gathered
-  // scales and two chains (decode 1.1x, 4-9 tokens 1.2-1.4x the time): per-block scalar scales,
-  // one chain, 2-row tiles, as it was
-  static constexpr bool kGatherScales = false, kLanes = false;
-  static constexpr int kChains = 1, kPrefillRows = 2, kPairSums = 0;
   static __m256i quants(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2)); }
 };
-struct Q4_0F : Nibble {
-  static constexpr bool kLanes = true;
+struct Q4_0F {
   static constexpr int kPairSums = 8;
   static constexpr int kBytes = 18, kOffset = 8;
   static constexpr bool kSigned = false, kMin = false;
   static __m256i quants(const uint8_t* p) { return nibbles(p + 2); }
 };
-struct Q4_1F : Nibble {
-  static constexpr bool kLanes = true;
+struct Q4_1F {
   static constexpr int kPairSums = 8;
   static constexpr int kBytes = 20, kOffset = 0;
   static constexpr bool kSigned = false, kMin = true;
   static __m256i quants(const uint8_t* p) { return nibbles(p + 4); }
 };
-struct Q5_0F : Nibble {
-  static constexpr bool kLanes = true;
+struct Q5_0F {
   static constexpr int kPairSums = 4;
   static constexpr int kBytes = 22, kOffset = 16;
   static constexpr bool kSigned = false, kMin = false;
   static __m256i quants(const uint8_t* p) { return _mm256_or_si256(nibbles(p + 6), fifth_bits(p + 2)); }
 };
-struct Q5_1F : Nibble {
-  static constexpr bool kLanes = true;
+struct Q5_1F {
   static constexpr int kPairSums = 4;
   static constexpr int kBytes = 24, kOffset = 0;
   static constexpr bool kSigned = false, kMin = true;
   static __m256i quants(const uint8_t* p) { return _mm256_or_si256(nibbles(p + 8), fifth_bits(p + 4)); }
 };
-struct IQ4NLF : Nibble {
-  static constexpr int kBytes = 18, kOffset = 0;
+struct IQ4NLF {
+  static constexpr int kBytes = 18, kOffset = 0, kPairSums = 1;
   static constexpr bool kSigned = true, kMin = false;
   static __m256i quants(const uint8_t* p) {
     // nibble -> kIq4nlValues[nibble], an in-lane byte shuffle of the table
@@ -142,7 +130,7 @@ inline __m256 f16_words(const uint8_t* p, int off, int n) {
 }
 
 // 8 int32 lanes summing to w·x (unsigned formats: u·x, the offset handled with the second term).
-// For signed formats u = |w| (computed once per row).
+// For signed formats u = |w|.
 template <class F>
 inline __m256i dot(__m256i u, __m256i w, __m256i x) {
   const __m256i ones = _mm256_set1_epi16(1);
@@ -167,130 +155,6 @@ inline const float* act_factors(const uint8_t* x, int64_t x_row_bytes, int64_t n
   return f;
 }
 
-// kN blocks from block b (n of them exist; kN = 8 but for a row's last blocks) for NR rows x NT
-// tokens into acc.
-template <class F, int NR, int NT, int kN>
-inline void step(const uint8_t* x, int64_t x_row_bytes, const float* fx, int64_t blocks, const uint8_t* w,
-                 int64_t stride, int64_t b, int n, __m256 (&acc)[NR][NT][F::kChains]) {
-  constexpr int kChains = F::kChains;
-  constexpr bool kSecond = F::kMin || F::kOffset != 0;
-  alignas(32) float scale[NR][NT][8];  // kGatherScales: d_w·d_x of each block
-  for (int r = 0; r < NR && F::kGatherScales; ++r) {
-    const uint8_t* p = w + r * stride + b * F::kBytes;
-    const __m256 dw = f16_words<F::kBytes, kN>(p, 0, n);
-    __m256 m2 = _mm256_setzero_ps();
-    if constexpr (F::kMin) m2 = f16_words<F::kBytes, kN>(p, 2, n);
-    if constexpr (F::kOffset != 0) m2 = _mm256_mul_ps(dw, _mm256_set1_ps(-float(F::kOffset)));
-    for (int t = 0; t < NT; ++t) {
-      const float* f = fx + 2 * t * blocks + b;
-      const __m256 dx = kN == 8 ? _mm256_loadu_ps(f) : _mm256_maskload_ps(f, lanes_below(n));
-      _mm256_store_ps(scale[r][t], _mm256_mul_ps(dw, dx));
-      if constexpr (kSecond) {
-        const __m256 dxs = kN == 8 ? _mm256_loadu_ps(f + blocks) : _mm256_maskload_ps(f + blocks, lanes_below(n));
-        acc[r][t][0] = _mm256_fmadd_ps(m2, dxs, acc[r][t][0]);
-      }
-    }
-  }
-#pragma GCC unroll 8
-  for (int j = 0; j < kN; ++j) {
-    if (kN < 8 && j >= n) break;
-    __m256i wv[NR], u[NR];
-    for (int r = 0; r < NR; ++r) {
-      const uint8_t* p = w + r * stride + (b + j) * F::kBytes;
-      // what the tile reads next (block_kernel_helpers.inc): keeps reads in flight
-      _mm_prefetch(reinterpret_cast<const char*>(NR == 1 ? p + kStreamAhead : p + NR * stride + 256), _MM_HINT_T0);
-      wv[r] = F::quants(p);
-      u[r] = F::kSigned ? _mm256_sign_epi8(wv[r], wv[r]) : wv[r];
-    }
-    for (int t = 0; t < NT; ++t) {
-      const auto* a = reinterpret_cast<const ActQ8_32*>(x + t * x_row_bytes) + b + j;
-      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a->qs));
-      for (int r = 0; r < NR; ++r) {
-        const __m256 sc = F::kGatherScales
-                              ? _mm256_broadcast_ss(&scale[r][t][j])
-                              : _mm256_set1_ps(f16(u16_at(w + r * stride + (b + j) * F::kBytes)) * fx[2 * t * blocks + b + j]);
-        acc[r][t][j % kChains] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot<F>(u[r], wv[r], xv)), sc, acc[r][t][j % kChains]);
-      }
-    }
-  }
-}
-
-// NR rows x NT tokens over a row's blocks. x: token 0's activation row; tokens x_row_bytes apart;
-// fx: token 0's act_factors.
-template <class F, int NR, int NT>
-void tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, int64_t blocks, const uint8_t* w, int64_t stride,
-          float* y, int64_t ldy) {
-  constexpr int kChains = F::kChains;
-  __m256 acc[NR][NT][kChains];
-  for (int r = 0; r < NR; ++r)
-    for (int t = 0; t < NT; ++t)
-      for (int c = 0; c < kChains; ++c) acc[r][t][c] = _mm256_setzero_ps();
-  int64_t b = 0;
-  for (; b + 8 <= blocks; b += 8) step<F, NR, NT, 8>(x, x_row_bytes, fx, blocks, w, stride, b, 8, acc);
-  if (b < blocks) step<F, NR, NT, 7>(x, x_row_bytes, fx, blocks, w, stride, b, int(blocks - b), acc);
-  for (int r = 0; r < NR; ++r)
-    for (int t = 0; t < NT; ++t) {
-      __m256 sum = acc[r][t][0];
-      for (int c = 1; c < kChains; ++c) sum = _mm256_add_ps(sum, acc[r][t][c]);
-      y[t * ldy + r] = hsum8(sum);
-    }
-}
-
-// NT tokens against the rows [rb, re). Rows already in cache (an earlier token tile of this
-// call read them) go F::kPrefillRows at a time; rows still in DRAM one at a time, the stream ahead
-// prefetched: from DRAM, several rows' streams at once read at half the bandwidth (measured 9-10
-// vs 20-22 GB/s on one thread for q4_k / q6_k).
-template <class F, int NT>
-void token_tiles(const uint8_t* x, int64_t x_row_bytes, const float* fx, int64_t blocks, const uint8_t* w,
-                 int64_t stride, int64_t rb, int64_t re, bool cached, float* y, int64_t ldy) {
-  int64_t r = rb;
-  if (cached)
-    for (; r + F::kPrefillRows <= re; r += F::kPrefillRows)
-      tile<F, F::kPrefillRows, NT>(x, x_row_bytes, fx, blocks, w + r * stride, stride, y + r, ldy);
-  for (; r < re; ++r) tile<F, 1, NT>(x, x_row_bytes, fx, blocks, w + r * stride, stride, y + r, ldy);
-}
-
-template <class F>
-void rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* wp, int64_t stride,
-          int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  const auto* w = static_cast<const uint8_t*>(wp);
-  const auto* x = static_cast<const uint8_t*>(xp);
-  const float* fx = act_factors(x, x_row_bytes, n_tok, blocks);
-  for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
-    const int64_t re = rb + kRowBlock < r1 ? rb + kRowBlock : r1;
-    // tokens 4 at a time, the last 1-4 in one tile (5 as 3 + 2: a 1-token tile unpacks each
-    // block for one token, measured at 1.4x the cost of a token in a larger tile)
-    for (int64_t t = 0; t < n_tok;) {
-      const int64_t left = n_tok - t;
-      const int nt = left > 5 ? 4 : left == 5 ? 3 : int(left);
-      const uint8_t* xt = x + t * x_row_bytes;
-      const float* ft = fx + 2 * t * blocks;
-      switch (nt) {
-        case 1: token_tiles<F, 1>(xt, x_row_bytes, ft, blocks, w, stride, rb, re, t > 0, y + t * ldy, ldy); break;
-        case 2: token_tiles<F, 2>(xt, x_row_bytes, ft, blocks, w, stride, rb, re, t > 0, y + t * ldy, ldy); break;
-        case 3: token_tiles<F, 3>(xt, x_row_bytes, ft, blocks, w, stride, rb, re, t > 0, y + t * ldy, ldy); break;
-        default: token_tiles<F, 4>(xt, x_row_bytes, ft, blocks, w, stride, rb, re, t > 0, y + t * ldy, ldy); break;
-      }
-      t += nt;
-    }
-  }
-}
-
-
-// ---- q4_0, q4_1, q5_0, q5_1: one int32 lane per block ----
-// For each (row, token) every block's integer dot I_b is summed exactly (in int32), then in f32
-// lane j = b mod 8 of an accumulator takes m2_b·(d_x·sum x)_b and then I_b·(d_w·d_x)_b, for b = j,
-// j + 8, ... in order, and the eight lanes are summed as hsum8 sums them. Two arrangements compute
-// exactly that:
-//  - small calls (decode, verification passes) read each row once: 8 blocks' int32 lanes
-//    (maddubs, madd) are summed into one lane per block by a hadd tree, then one conversion and
-//    one fma per 8 blocks (lane_tile);
-//  - prefill unpacks 8 rows at a time into interleaved quants (unpack_group: vector k holds
-//    values 4k..4k+3 of each row's block, a row per 32-bit lane, as llama.cpp's repacked Q4_0
-//    does, but per call in a per-thread buffer: the file's blocks stay as they are), so a token's
-//    activations broadcast 4 bytes at a time meet 8 rows at once: maddubs results summed in int16
-//    (kPairSums), one madd, and the float steps for 8 rows in one vector (group_tile).
-
 // Block b's integer dots of 1 row x NT tokens for blocks b..b+7 (n of them; the others 0), one
 // int32 lane per block.
 template <class F, int NT, int kN>
@@ -310,9 +174,10 @@ inline void block_lanes(const uint8_t* x, int64_t x_row_bytes, const uint8_t* p,
         const uint8_t* pj = p + j * F::kBytes;
         _mm_prefetch(reinterpret_cast<const char*>(pj + kStreamAhead), _MM_HINT_T0);
         const __m256i wv = F::quants(pj);
+        const __m256i u = F::kSigned ? _mm256_sign_epi8(wv, wv) : wv;
         for (int t = 0; t < NT; ++t) {
           const auto* a = reinterpret_cast<const ActQ8_32*>(x + t * x_row_bytes) + b + j;
-          d[e][t] = dot<F>(wv, wv, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a->qs)));
+          d[e][t] = dot<F>(u, wv, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a->qs)));
         }
       }
       for (int t = 0; t < NT; ++t) pair[h][t] = _mm256_hadd_epi32(d[0][t], d[1][t]);
@@ -363,10 +228,13 @@ void lane_tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, int64_t b
   for (int t = 0; t < NT; ++t) y[t * ldy] = hsum8(acc[t]);
 }
 
-// An unpacked group of 8 rows, per block: 8 vectors of interleaved quants, then d_w and m2 of the
-// 8 rows as floats.
+// An unpacked group of 8 rows, per block: 8 vectors of interleaved quants (signed formats: then
+// 8 of their magnitudes), then d_w and m2 of the 8 rows as floats.
 constexpr int kGroupRows = 8;
-constexpr int64_t kGroupBlockBytes = 256 + 2 * 32;
+template <class F>
+constexpr int64_t kQuantBytes = F::kSigned ? 512 : 256;
+template <class F>
+constexpr int64_t kGroupBlockBytes = kQuantBytes<F> + 2 * 32;
 
 // Rows [0, nrows) at w (rows stride bytes apart; rows past nrows: zeros) into u.
 template <class F>
@@ -383,7 +251,7 @@ void unpack_group(const uint8_t* w, int64_t stride, int64_t blocks, int nrows, u
       const uint8_t* p = w + r * stride + b * F::kBytes;
       q[r] = F::quants(p);
       dw[r] = f16(u16_at(p));
-      m2[r] = F::kMin ? f16(u16_at(p + 2)) : dw[r] * -float(F::kOffset);
+      m2[r] = F::kMin ? f16(u16_at(p + 2)) : F::kOffset ? dw[r] * -float(F::kOffset) : 0.0f;
     }
     // 8 x 8 transpose of 32-bit words: out[k] = word k of rows 0..7
     __m256i t[8], v[8];
@@ -396,18 +264,19 @@ void unpack_group(const uint8_t* w, int64_t stride, int64_t blocks, int nrows, u
         v[4 * i + 2 * h] = _mm256_unpacklo_epi64(t[4 * i + h], t[4 * i + h + 2]);
         v[4 * i + 2 * h + 1] = _mm256_unpackhi_epi64(t[4 * i + h], t[4 * i + h + 2]);
       }
-    uint8_t* g = u + b * kGroupBlockBytes;
-    for (int k = 0; k < 4; ++k) {
-      _mm256_store_si256(reinterpret_cast<__m256i*>(g + 32 * k), _mm256_permute2x128_si256(v[k], v[k + 4], 0x20));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(g + 32 * (k + 4)), _mm256_permute2x128_si256(v[k], v[k + 4], 0x31));
+    uint8_t* g = u + b * kGroupBlockBytes<F>;
+    for (int k = 0; k < 8; ++k) {
+      const __m256i out = _mm256_permute2x128_si256(v[k % 4], v[k % 4 + 4], k < 4 ? 0x20 : 0x31);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(g + 32 * k), out);
+      if constexpr (F::kSigned) _mm256_store_si256(reinterpret_cast<__m256i*>(g + 256 + 32 * k), _mm256_sign_epi8(out, out));
     }
-    _mm256_store_ps(reinterpret_cast<float*>(g + 256), _mm256_load_ps(dw));
-    _mm256_store_ps(reinterpret_cast<float*>(g + 288), _mm256_load_ps(m2));
+    _mm256_store_ps(reinterpret_cast<float*>(g + kQuantBytes<F>), _mm256_load_ps(dw));
+    _mm256_store_ps(reinterpret_cast<float*>(g + kQuantBytes<F> + 32), _mm256_load_ps(m2));
   }
 }
 
 // The int32 dots of 8 unpacked rows (wv) with one token's block (32 int8 at xq), a row per lane.
-template <class F>
+template <class F, std::enable_if_t<!F::kSigned, int> = 0>
 inline __m256i group_dot(const __m256i (&wv)[8], const int8_t* xq) {
   const auto part = [&](int k) {
     return _mm256_maddubs_epi16(wv[k], _mm256_castps_si256(_mm256_broadcast_ss(reinterpret_cast<const float*>(xq + 4 * k))));
@@ -417,6 +286,21 @@ inline __m256i group_dot(const __m256i (&wv)[8], const int8_t* xq) {
   const __m256i s1 = _mm256_add_epi16(_mm256_add_epi16(part(4), part(5)), _mm256_add_epi16(part(6), part(7)));
   if constexpr (F::kPairSums == 8) return _mm256_madd_epi16(_mm256_add_epi16(s0, s1), ones);
   else return _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones));
+}
+
+// The signed formats: the magnitudes (g + 256) times the activations given the weights' signs
+// (g), each maddubs widened at once (its pairs reach 32512).
+template <class F, std::enable_if_t<F::kSigned, int> = 0>
+inline __m256i group_dot(const uint8_t* g, const int8_t* xq) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  const auto part = [&](int k) {
+    const __m256i x4 = _mm256_castps_si256(_mm256_broadcast_ss(reinterpret_cast<const float*>(xq + 4 * k)));
+    const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(g + 32 * k));
+    const __m256i m = _mm256_load_si256(reinterpret_cast<const __m256i*>(g + 256 + 32 * k));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(m, _mm256_sign_epi8(x4, w)), ones);
+  };
+  return _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(part(0), part(1)), _mm256_add_epi32(part(2), part(3))),
+                          _mm256_add_epi32(_mm256_add_epi32(part(4), part(5)), _mm256_add_epi32(part(6), part(7))));
 }
 
 // 8 unpacked rows (u) x NT tokens: lane j = b mod 8 of lane_tile's accumulator is here a vector
@@ -429,18 +313,20 @@ void group_tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, int64_t 
     __m256 acc[NT];
     for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
     for (int64_t b = j; b < blocks; b += 8) {
-      const uint8_t* g = u + b * kGroupBlockBytes;
+      const uint8_t* g = u + b * kGroupBlockBytes<F>;
+      const float* dw = reinterpret_cast<const float*>(g + kQuantBytes<F>);
       __m256i wv[8];
-      for (int k = 0; k < 8; ++k) wv[k] = _mm256_load_si256(reinterpret_cast<const __m256i*>(g + 32 * k));
+      if constexpr (!F::kSigned)
+        for (int k = 0; k < 8; ++k) wv[k] = _mm256_load_si256(reinterpret_cast<const __m256i*>(g + 32 * k));
       for (int t = 0; t < NT; ++t) {
         const auto* a = reinterpret_cast<const ActQ8_32*>(x + t * x_row_bytes) + b;
-        const __m256i dots = group_dot<F>(wv, a->qs);
+        __m256i dots;
+        if constexpr (F::kSigned) dots = group_dot<F>(g, a->qs);
+        else dots = group_dot<F>(wv, a->qs);
         const float* f = fx + 2 * t * blocks + b;
         if constexpr (F::kMin || F::kOffset != 0)
-          acc[t] = _mm256_fmadd_ps(_mm256_load_ps(reinterpret_cast<const float*>(g + 288)), _mm256_set1_ps(f[blocks]), acc[t]);
-        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots),
-                                 _mm256_mul_ps(_mm256_load_ps(reinterpret_cast<const float*>(g + 256)), _mm256_set1_ps(f[0])),
-                                 acc[t]);
+          acc[t] = _mm256_fmadd_ps(_mm256_load_ps(dw + 8), _mm256_set1_ps(f[blocks]), acc[t]);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots), _mm256_mul_ps(_mm256_load_ps(dw), _mm256_set1_ps(f[0])), acc[t]);
       }
     }
     for (int t = 0; t < NT; ++t) part[j][t] = acc[t];
@@ -480,20 +366,20 @@ void lane_rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* w
   constexpr int kTokens = 4;
   constexpr int kGroups = 2;  // 16 rows unpacked, then every token past them
   thread_local KernelScratch unpacked;
-  uint8_t* u = unpacked.reserve(size_t(kGroups * blocks * kGroupBlockBytes));
+  uint8_t* u = unpacked.reserve(size_t(kGroups * blocks * kGroupBlockBytes<F>));
   for (int64_t rb = r0; rb < r1; rb += kGroups * kGroupRows) {
     int nrows[kGroups];
     for (int g = 0; g < kGroups; ++g) {
       const int64_t left = r1 - (rb + g * kGroupRows);
       nrows[g] = left <= 0 ? 0 : left < kGroupRows ? int(left) : kGroupRows;
-      if (nrows[g] > 0) unpack_group<F>(w + (rb + g * kGroupRows) * stride, stride, blocks, nrows[g], u + g * blocks * kGroupBlockBytes);
+      if (nrows[g] > 0) unpack_group<F>(w + (rb + g * kGroupRows) * stride, stride, blocks, nrows[g], u + g * blocks * kGroupBlockBytes<F>);
     }
     for (int64_t t = 0; t < n_tok; t += kTokens) {
       const int nt = n_tok - t < kTokens ? int(n_tok - t) : kTokens;
       for (int g = 0; g < kGroups && nrows[g] > 0; ++g)
         with_token_count<kTokens>(nt, [&](auto c) {
           group_tile<F, decltype(c)::value>(x + t * x_row_bytes, x_row_bytes, fx + 2 * t * blocks, blocks,
-                                            u + g * blocks * kGroupBlockBytes, nrows[g],
+                                            u + g * blocks * kGroupBlockBytes<F>, nrows[g],
                                             y + t * ldy + rb + g * kGroupRows, ldy);
         });
     }
@@ -503,12 +389,12 @@ void lane_rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* w
 }  // namespace
 
 const BlockKernel kBlocks32Avx2[] = {
-    {DType::GGUF_Q8_0, rows<Q8_0F>},
+    {DType::GGUF_Q8_0, lane_rows<Q8_0F>},
     {DType::GGUF_Q4_0, lane_rows<Q4_0F>},
     {DType::Q4_1, lane_rows<Q4_1F>},
     {DType::Q5_0, lane_rows<Q5_0F>},
     {DType::Q5_1, lane_rows<Q5_1F>},
-    {DType::IQ4_NL, rows<IQ4NLF>},
+    {DType::IQ4_NL, lane_rows<IQ4NLF>},
     {DType::F32, nullptr},
 };
 
