@@ -167,7 +167,7 @@ inline void block_lanes(const uint8_t* x, int64_t x_row_bytes, const uint8_t* p,
       __m256i d[2][NT];
       for (int e = 0; e < 2; ++e) {
         const int j = 4 * q + 2 * h + e;
-        if (kN < 8 && j >= n) {
+        if (j >= kN || (kN < 8 && j >= n)) {
           for (int t = 0; t < NT; ++t) d[e][t] = _mm256_setzero_si256();
           continue;
         }
@@ -224,7 +224,9 @@ void lane_tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, int64_t b
   };
   int64_t b = 0;
   for (; b + 8 <= blocks; b += 8) step(TokenCount<8>{}, b, 8);
-  if (b < blocks) step(TokenCount<7>{}, b, int(blocks - b));
+  // the row's last blocks (kN: at most that many; a short tail skips the empty half's work)
+  if (blocks - b > 4) step(TokenCount<7>{}, b, int(blocks - b));
+  else if (b < blocks) step(TokenCount<4>{}, b, int(blocks - b));
   for (int t = 0; t < NT; ++t) y[t * ldy] = hsum8(acc[t]);
 }
 
