@@ -78,13 +78,15 @@ def test_extreme_blocks_against_the_exact_product(fmt, isa):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_rows_result_does_not_depend_on_its_batch(fmt):
     """Bit for bit, as tests/test_kernels.py asks of the planar formats: a token goes through a
-    4-token tile or the 1-token path depending on its place in the batch."""
+    4-token tile or the 1-token path depending on its place in the batch, and (AVX2's q4_k,
+    q5_k) a call of 10 tokens or more through 8-row groups of interleaved quants (37 rows: the
+    last group partial; 11 super-blocks: a lane of the accumulator takes a second one)."""
     rng = np.random.default_rng(7)
-    rows, cols = 37, 3 * QK
+    rows, cols = 37, 11 * QK
     w = random_blocks(fmt, rows * cols // QK, rng).reshape(rows, -1)
-    x = rng.standard_normal((9, cols)).astype(np.float32)
+    x = rng.standard_normal((23, cols)).astype(np.float32)
     for isa in ISAS:
-        alone = np.stack([_core.matmul(x[i:i + 1], w, fmt, isa)[0] for i in range(9)])
-        for n in (2, 3, 4, 5, 6, 7, 9, 14):
+        alone = np.stack([_core.matmul(x[i:i + 1], w, fmt, isa)[0] for i in range(23)])
+        for n in (2, 3, 4, 5, 6, 7, 9, 14, 23):
             np.testing.assert_array_equal(_core.matmul(x[:n], w, fmt, isa), alone[:n],
                                           err_msg=f"{isa}, {n} rows")

@@ -26,6 +26,8 @@
 // not depend on its batch (the server batches requests and each must get what it gets alone).
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "core/blocks.h"
 #include "cpu/matmul_kernels.h"
 
@@ -63,6 +65,7 @@ inline __m128i unpack_k4_scales(const uint8_t* p) {
 template <class BlockT, bool kFifthBit>
 struct K4Format {
   using Block = BlockT;
+  static constexpr bool kFifth = kFifthBit;
   // Prefill tiles of 2 rows x 4 tokens over unpacked rows (measured against 1x4, 1x8, 2x6, 3x4,
   // 4x3, 4x4: 16 ymm registers hold the int accumulators, each row's quants and one token's
   // activations; more spill)
@@ -413,11 +416,292 @@ void kq_rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* wp,
   }
 }
 
+
+// ---- q4_k and q5_k: one int32 lane per super-block ----
+// For each (row, token) every super-block's integer sums are exact: I_b = sum_k scale_k·(q·x over
+// sub-block k) and M_b = sum_k min_k·(sum of sub-block k's x); in f32, lane j = b mod 8 of an
+// accumulator takes I_b·(d·d_x) and then M_b·(-dmin·d_x), for b = j, j + 8, ... in order, and the
+// eight lanes are summed as hsum8 sums them. Small calls (decode, verification passes) compute
+// that from the raw blocks a row at a time (k4_lane_tile: K4Format::tile's integer vectors, a
+// hadd tree per 8 super-blocks); prefill from 8-row groups of interleaved quants (k4_group_tile,
+// as blocks32_avx2.cpp's group_tile): a token's 4 activation bytes broadcast against 8 rows,
+// maddubs sums added in int16 (q4_k: 8 x 2·15·127 = 30480; q5_k: 4 x 2·31·127 = 31496), one
+// madd by the rows' scales per sub-block, where K4Format::prefill spends a maddubs and a madd on
+// each (row, token) pair per sub-block.
+
+// Lane j = the sum of v[j]'s eight int32 lanes.
+inline __m256i sum_lanes8(const __m256i* v) {
+  const __m256i q0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+  const __m256i q1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+  return _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31));
+}
+
+// The f16 d (word 0) and dmin (word 1) of n <= 8 consecutive blocks as floats (lanes past n: 0),
+// put together in general registers: a vector load of scalars just stored would wait for them.
+template <class Block>
+inline void k4_block_scales(const Block* b, int n, __m256* d, __m256* dmin) {
+  uint64_t d_lo = 0, d_hi = 0, m_lo = 0, m_hi = 0;
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; ++j) {
+    if (j >= n) break;
+    uint32_t v;
+    std::memcpy(&v, b + j, 4);
+    if (j < 4) {
+      d_lo |= uint64_t(v & 0xFFFF) << (16 * j);
+      m_lo |= uint64_t(v >> 16) << (16 * j);
+    } else {
+      d_hi |= uint64_t(v & 0xFFFF) << (16 * (j - 4));
+      m_hi |= uint64_t(v >> 16) << (16 * (j - 4));
+    }
+  }
+  *d = _mm256_cvtph_ps(_mm_set_epi64x(int64_t(d_hi), int64_t(d_lo)));
+  *dmin = _mm256_cvtph_ps(_mm_set_epi64x(int64_t(m_hi), int64_t(m_lo)));
+}
+
+// Per token, its super-blocks' d_x as a float array (blocks per token), once per call.
+inline const float* k4_act_scales(const uint8_t* x, int64_t x_row_bytes, int64_t n_tok, int64_t blocks) {
+  thread_local KernelScratch scales;
+  auto* f = reinterpret_cast<float*>(scales.reserve(size_t(n_tok * blocks) * sizeof(float)));
+  for (int64_t t = 0; t < n_tok; ++t)
+    for (int64_t b = 0; b < blocks; ++b) f[t * blocks + b] = act_block(x, x_row_bytes, t, b)->d;
+  return f;
+}
+
+// Lanes i < n all ones.
+inline __m256i lanes_below(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// One row (raw blocks at w) x NT tokens; fx: token 0's k4_act_scales.
+template <class F, int NT>
+void k4_lane_tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, const uint8_t* w, int64_t blocks, float* y,
+                  int64_t ldy) {
+  using Block = typename F::Block;
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  const __m256i min_idx = _mm256_setr_epi8(8, -128, 8, -128, 9, -128, 9, -128, 10, -128, 10, -128, 11, -128, 11, -128,
+                                           12, -128, 12, -128, 13, -128, 13, -128, 14, -128, 14, -128, 15, -128, 15, -128);
+  __m256 facc[NT];
+  for (int t = 0; t < NT; ++t) facc[t] = _mm256_setzero_ps();
+  for (int64_t b0 = 0; b0 < blocks; b0 += 8) {
+    const int n = blocks - b0 < 8 ? int(blocks - b0) : 8;
+    __m256i iv[NT][8], mv[NT][8];
+    for (int j = 0; j < 8; ++j) {
+      if (j >= n) {
+        for (int t = 0; t < NT; ++t) iv[t][j] = mv[t][j] = _mm256_setzero_si256();
+        continue;
+      }
+      const Block* wb = reinterpret_cast<const Block*>(w) + b0 + j;
+      _mm_prefetch(reinterpret_cast<const char*>(wb) + kStreamAhead, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(wb) + kStreamAhead + 64, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(wb) + kStreamAhead + 128, _MM_HINT_T0);
+      const __m256i sm = _mm256_broadcastsi128_si256(unpack_k4_scales(wb->scales));
+      const ActQ8_K* xb[NT];
+      __m256i acc[NT];
+      for (int t = 0; t < NT; ++t) {
+        xb[t] = act_block(x, x_row_bytes, t, b0 + j);
+        acc[t] = _mm256_setzero_si256();
+      }
+      for (int k = 0; k < 8; ++k) {
+        const __m256i v = load32(wb->qs + 32 * (k / 2));
+        __m256i q = _mm256_and_si256(k % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
+        if constexpr (F::kFifth) {
+          const __m256i qh = load32(wb->qh);
+          const __m256i h = k <= 4 ? _mm256_slli_epi16(qh, 4 - k) : _mm256_srli_epi16(qh, k - 4);
+          q = _mm256_or_si256(q, _mm256_and_si256(h, _mm256_set1_epi8(16)));
+        }
+        const __m256i sc = _mm256_shuffle_epi8(sm, _mm256_set1_epi16(short(0x8000 | k)));
+        for (int t = 0; t < NT; ++t) acc[t] = dot_scaled(acc[t], q, load32(xb[t]->qs + 32 * k), sc);
+      }
+      const __m256i mins = _mm256_shuffle_epi8(sm, min_idx);
+      for (int t = 0; t < NT; ++t) {
+        iv[t][j] = acc[t];
+        mv[t][j] = _mm256_madd_epi16(mins, load32(xb[t]->bsums));
+      }
+    }
+    __m256 d, dmin;
+    k4_block_scales(reinterpret_cast<const typename F::Block*>(w) + b0, n, &d, &dmin);
+    const __m256 nd = _mm256_xor_ps(dmin, _mm256_set1_ps(-0.0f));
+    for (int t = 0; t < NT; ++t) {
+      const float* f = fx + t * blocks + b0;
+      const __m256 xd = n == 8 ? _mm256_loadu_ps(f) : _mm256_maskload_ps(f, lanes_below(n));
+      facc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum_lanes8(iv[t])), _mm256_mul_ps(d, xd), facc[t]);
+      facc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum_lanes8(mv[t])), _mm256_mul_ps(nd, xd), facc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) y[t * ldy] = hsum8(facc[t]);
+}
+
+// An unpacked group of 8 rows, per super-block: for each sub-block k its 8 vectors of interleaved
+// quants (vector i: values 4i..4i+3 of each row, a row per 32-bit lane; 2048 bytes), its scales
+// (lane r: row r's scale in both words; 256), the mins of sub-blocks 2p, 2p+1 as the words of lane
+// r (128), then d and -dmin of the rows (64).
+constexpr int64_t kK4GroupBytes = 2048 + 256 + 128 + 64;
+
+template <class F>
+void k4_unpack_group(const uint8_t* w, int64_t stride, int64_t blocks, int nrows, uint8_t* u) {
+  using Block = typename F::Block;
+  alignas(64) uint8_t rows[8][F::kUnpackedBytes];
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int r = 0; r < 8; ++r) {
+      if (r < nrows) F::unpack(reinterpret_cast<const Block*>(w + r * stride) + b, rows[r]);
+      else std::memset(rows[r], 0, sizeof(rows[r]));
+    }
+    uint8_t* g = u + b * kK4GroupBytes;
+    for (int k = 0; k < 8; ++k) {
+      __m256i q[8], t[8], v[8];
+      for (int r = 0; r < 8; ++r) q[r] = _mm256_load_si256(reinterpret_cast<const __m256i*>(rows[r] + 32 * k));
+      for (int i = 0; i < 4; ++i) {
+        t[2 * i] = _mm256_unpacklo_epi32(q[2 * i], q[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_epi32(q[2 * i], q[2 * i + 1]);
+      }
+      for (int i = 0; i < 2; ++i)
+        for (int h = 0; h < 2; ++h) {
+          v[4 * i + 2 * h] = _mm256_unpacklo_epi64(t[4 * i + h], t[4 * i + h + 2]);
+          v[4 * i + 2 * h + 1] = _mm256_unpackhi_epi64(t[4 * i + h], t[4 * i + h + 2]);
+        }
+      for (int i = 0; i < 8; ++i)
+        _mm256_store_si256(reinterpret_cast<__m256i*>(g + 256 * k + 32 * i),
+                           _mm256_permute2x128_si256(v[i % 4], v[i % 4 + 4], i < 4 ? 0x20 : 0x31));
+    }
+    auto* sc = reinterpret_cast<uint32_t*>(g + 2048);
+    auto* mn = reinterpret_cast<uint32_t*>(g + 2304);
+    auto* df = reinterpret_cast<float*>(g + 2432);
+    for (int r = 0; r < 8; ++r) {
+      const auto* s16 = reinterpret_cast<const uint16_t*>(rows[r] + 288);   // scales as int16
+      const auto* m16 = reinterpret_cast<const uint16_t*>(rows[r] + 256);   // each min twice
+      for (int k = 0; k < 8; ++k) sc[8 * k + r] = s16[k] | uint32_t(s16[k]) << 16;
+      for (int p = 0; p < 4; ++p) mn[8 * p + r] = m16[4 * p] | uint32_t(m16[4 * p + 2]) << 16;
+      float d, dmin;
+      std::memcpy(&d, rows[r] + 304, 4);
+      std::memcpy(&dmin, rows[r] + 308, 4);
+      df[r] = d;
+      df[8 + r] = -dmin;
+    }
+  }
+}
+
+// Per token and super-block, the activations' sums of sub-blocks 2p and 2p + 1 as the words of
+// uint32 p (bsums are sums of 16).
+inline const uint32_t* k4_pair_sums(const uint8_t* x, int64_t x_row_bytes, int64_t n_tok, int64_t blocks) {
+  thread_local KernelScratch sums;
+  auto* s = reinterpret_cast<uint32_t*>(sums.reserve(size_t(n_tok * blocks * 4) * sizeof(uint32_t)));
+  for (int64_t t = 0; t < n_tok; ++t)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int16_t* bs = act_block(x, x_row_bytes, t, b)->bsums;
+      for (int p = 0; p < 4; ++p)
+        s[(t * blocks + b) * 4 + p] = uint16_t(bs[4 * p] + bs[4 * p + 1]) | uint32_t(uint16_t(bs[4 * p + 2] + bs[4 * p + 3])) << 16;
+    }
+  return s;
+}
+
+// 8 unpacked rows (u) x NT tokens (their pair sums ps, blocks x 4 per token); nrows stored.
+template <class F, int NT>
+void k4_group_tile(const uint8_t* x, int64_t x_row_bytes, const uint32_t* ps, int64_t blocks, const uint8_t* u,
+                   int nrows, float* y, int64_t ldy) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 part[8][NT];
+  for (int j = 0; j < 8; ++j) {
+    __m256 acc[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = j; b < blocks; b += 8) {
+      const uint8_t* g = u + b * kK4GroupBytes;
+      const ActQ8_K* xb[NT];
+      __m256i iv[NT];
+      for (int t = 0; t < NT; ++t) {
+        xb[t] = act_block(x, x_row_bytes, t, b);
+        iv[t] = _mm256_setzero_si256();
+      }
+      for (int k = 0; k < 8; ++k) {
+        __m256i wv[8];
+        for (int i = 0; i < 8; ++i) wv[i] = _mm256_load_si256(reinterpret_cast<const __m256i*>(g + 256 * k + 32 * i));
+        const __m256i sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(g + 2048 + 32 * k));
+        for (int t = 0; t < NT; ++t) {
+          const int8_t* xq = xb[t]->qs + 32 * k;
+          const auto part4 = [&](int i) {
+            return _mm256_maddubs_epi16(wv[i], _mm256_castps_si256(_mm256_broadcast_ss(reinterpret_cast<const float*>(xq + 4 * i))));
+          };
+          const __m256i s0 = _mm256_add_epi16(_mm256_add_epi16(part4(0), part4(1)), _mm256_add_epi16(part4(2), part4(3)));
+          const __m256i s1 = _mm256_add_epi16(_mm256_add_epi16(part4(4), part4(5)), _mm256_add_epi16(part4(6), part4(7)));
+          if constexpr (F::kFifth)
+            iv[t] = _mm256_add_epi32(iv[t], _mm256_add_epi32(_mm256_madd_epi16(s0, sc), _mm256_madd_epi16(s1, sc)));
+          else
+            iv[t] = _mm256_add_epi32(iv[t], _mm256_madd_epi16(_mm256_add_epi16(s0, s1), sc));
+        }
+      }
+      const float* df = reinterpret_cast<const float*>(g + 2432);
+      for (int t = 0; t < NT; ++t) {
+        const uint32_t* p = ps + (t * blocks + b) * 4;
+        const auto mterm = [&](int q) {
+          return _mm256_madd_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(g + 2304 + 32 * q)),
+                                   _mm256_set1_epi32(int(p[q])));
+        };
+        const __m256i m = _mm256_add_epi32(_mm256_add_epi32(mterm(0), mterm(1)), _mm256_add_epi32(mterm(2), mterm(3)));
+        const __m256 xd = _mm256_set1_ps(xb[t]->d);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iv[t]), _mm256_mul_ps(_mm256_load_ps(df), xd), acc[t]);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), _mm256_mul_ps(_mm256_load_ps(df + 8), xd), acc[t]);
+      }
+    }
+    for (int t = 0; t < NT; ++t) part[j][t] = acc[t];
+  }
+  for (int t = 0; t < NT; ++t) {
+    const __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(part[0][t], part[4][t]), _mm256_add_ps(part[2][t], part[6][t])),
+                                     _mm256_add_ps(_mm256_add_ps(part[1][t], part[5][t]), _mm256_add_ps(part[3][t], part[7][t])));
+    if (nrows == 8) {
+      _mm256_storeu_ps(y + t * ldy, sum);
+    } else {
+      alignas(32) float s[8];
+      _mm256_store_ps(s, sum);
+      for (int r = 0; r < nrows; ++r) y[t * ldy + r] = s[r];
+    }
+  }
+}
+
+template <class F>
+void k4_lane_rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* wp, int64_t w_row_bytes,
+                  int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  const auto* x = static_cast<const uint8_t*>(xp);
+  const auto* w = static_cast<const uint8_t*>(wp);
+  if (n_tok < kSmallBatch) {  // each row once, its tokens 4 at a time (5 as 3 + 2)
+    const float* fx = k4_act_scales(x, x_row_bytes, n_tok, blocks);
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t t = 0; t < n_tok;) {
+        const int64_t left = n_tok - t;
+        const int nt = left > 5 ? 4 : left == 5 ? 3 : int(left);
+        with_token_count<4>(nt, [&](auto c) {
+          k4_lane_tile<F, decltype(c)::value>(x + t * x_row_bytes, x_row_bytes, fx + t * blocks, w + r * w_row_bytes, blocks,
+                                              y + t * ldy + r, ldy);
+        });
+        t += nt;
+      }
+    return;
+  }
+  constexpr int kTokens = 4, kGroups = 2;  // 16 rows unpacked, then every token past them
+  const uint32_t* ps = k4_pair_sums(x, x_row_bytes, n_tok, blocks);
+  thread_local KernelScratch unpacked;
+  uint8_t* u = unpacked.reserve(size_t(kGroups * blocks * kK4GroupBytes));
+  for (int64_t rb = r0; rb < r1; rb += kGroups * 8) {
+    int nrows[kGroups];
+    for (int g = 0; g < kGroups; ++g) {
+      const int64_t left = r1 - (rb + 8 * g);
+      nrows[g] = left <= 0 ? 0 : left < 8 ? int(left) : 8;
+      if (nrows[g] > 0) k4_unpack_group<F>(w + (rb + 8 * g) * w_row_bytes, w_row_bytes, blocks, nrows[g], u + g * blocks * kK4GroupBytes);
+    }
+    for (int64_t t = 0; t < n_tok; t += kTokens) {
+      const int nt = n_tok - t < kTokens ? int(n_tok - t) : kTokens;
+      for (int g = 0; g < kGroups && nrows[g] > 0; ++g)
+        with_token_count<kTokens>(nt, [&](auto c) {
+          k4_group_tile<F, decltype(c)::value>(x + t * x_row_bytes, x_row_bytes, ps + t * blocks * 4, blocks,
+                                               u + g * blocks * kK4GroupBytes, nrows[g], y + t * ldy + rb + 8 * g, ldy);
+        });
+    }
+  }
+}
+
 }  // namespace
 
 const BlockKernel kKQuantsAvx2[] = {
-    {DType::Q4_K, kq_rows<Q4K>},
-    {DType::Q5_K, kq_rows<Q5K>},
+    {DType::Q4_K, k4_lane_rows<Q4K>},
+    {DType::Q5_K, k4_lane_rows<Q5K>},
     {DType::Q6_K, kq_rows<Q6K>},
     {DType::F32, nullptr},
 };
