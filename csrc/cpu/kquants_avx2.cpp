@@ -66,146 +66,38 @@ template <class BlockT, bool kFifthBit>
 struct K4Format {
   using Block = BlockT;
   static constexpr bool kFifth = kFifthBit;
-  // Prefill tiles of 2 rows x 4 tokens over unpacked rows (measured against 1x4, 1x8, 2x6, 3x4,
-  // 4x3, 4x4: 16 ymm registers hold the int accumulators, each row's quants and one token's
-  // activations; more spill)
-  static constexpr int kPrefillRows = 2, kPrefillTokens = 4;
-  // q4_k/q5_k: value v = 64j + 32h + l (j < 4, h < 2, l < 32) is nibble h of qs[32j + l], in
-  // sub-block k = 2j + h; q5_k adds bit k of qh[l] as 16. One vector per sub-block k: 32 values
-  // in order, against the activations' qs[32k ..].
-  template <int NR, int NT>
-  static void tile(const uint8_t* x, int64_t x_row_bytes, const uint8_t* w, int64_t w_row_bytes,
-                   int64_t blocks, float* y, int64_t ldy) {
-    const __m256i low4 = _mm256_set1_epi8(0x0f);
-    // each min twice, as words: min k against bsums 2k and 2k+1 (its 32 values)
-    const __m256i min_idx = _mm256_setr_epi8(8, -128, 8, -128, 9, -128, 9, -128, 10, -128, 10, -128,
-                                             11, -128, 11, -128, 12, -128, 12, -128, 13, -128, 13,
-                                             -128, 14, -128, 14, -128, 15, -128, 15, -128);
-    __m256 facc[NR][NT];
-    for (int r = 0; r < NR; ++r)
-      for (int t = 0; t < NT; ++t) facc[r][t] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < blocks; ++b) {
-      const Block* wb[NR];
-      __m256i sm[NR];  // [scales | mins] bytes in each 128-bit lane
-      for (int r = 0; r < NR; ++r) {
-        wb[r] = reinterpret_cast<const Block*>(w + r * w_row_bytes) + b;
-        prefetch_next<sizeof(Block), NR>(w + r * w_row_bytes + b * int64_t(sizeof(Block)), w_row_bytes);
-        sm[r] = _mm256_broadcastsi128_si256(unpack_k4_scales(wb[r]->scales));
-      }
-      const ActQ8_K* xb[NT];
-      for (int t = 0; t < NT; ++t) xb[t] = act_block(x, x_row_bytes, t, b);
-      __m256i acc[NR][NT];
-      for (int r = 0; r < NR; ++r)
-        for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_si256();
-      for (int k = 0; k < 8; ++k) {
-        // pshufb index: byte k (scale k) into every word, zero-extended
-        const __m256i scale_idx = _mm256_set1_epi16(short(0x8000 | k));
-        __m256i q[NR], sc[NR];
-        for (int r = 0; r < NR; ++r) {
-          const __m256i v = load32(wb[r]->qs + 32 * (k / 2));
-          q[r] = _mm256_and_si256(k % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
-          if constexpr (kFifthBit) {
-            // bit k of each qh byte, moved to bit 4
-            const __m256i qh = load32(wb[r]->qh);
-            const __m256i h = k <= 4 ? _mm256_slli_epi16(qh, 4 - k) : _mm256_srli_epi16(qh, k - 4);
-            q[r] = _mm256_or_si256(q[r], _mm256_and_si256(h, _mm256_set1_epi8(16)));
-          }
-          sc[r] = _mm256_shuffle_epi8(sm[r], scale_idx);
-        }
-        for (int t = 0; t < NT; ++t) {
-          const __m256i xv = load32(xb[t]->qs + 32 * k);
-          for (int r = 0; r < NR; ++r) acc[r][t] = dot_scaled(acc[r][t], q[r], xv, sc[r]);
-        }
-      }
-      // sum(scale·quant·x)·d·dx - sum(min·bsum)·dmin·dx
-      for (int r = 0; r < NR; ++r) {
-        const __m256i mins = _mm256_shuffle_epi8(sm[r], min_idx);
-        const __m256 d = _mm256_set1_ps(_cvtsh_ss(wb[r]->d));
-        const __m256 neg_dmin = _mm256_set1_ps(-_cvtsh_ss(wb[r]->dmin));
-        for (int t = 0; t < NT; ++t) {
-          const __m256 dx = _mm256_set1_ps(xb[t]->d);
-          const __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, load32(xb[t]->bsums)));
-          facc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][t]), _mm256_mul_ps(d, dx), facc[r][t]);
-          facc[r][t] = _mm256_fmadd_ps(m, _mm256_mul_ps(neg_dmin, dx), facc[r][t]);
-        }
-      }
+  // value v = 64j + 32h + l (j < 4, h < 2, l < 32) is nibble h of qs[32j + l], in sub-block
+  // k = 2j + h; q5_k adds bit k of qh[l] as 16. One vector per sub-block k: 32 values in order,
+  // against the activations' qs[32k ..].
+  static __m256i quants(const Block* wb, int k) {
+    const __m256i v = load32(wb->qs + 32 * (k / 2));
+    __m256i q = _mm256_and_si256(k % 2 ? _mm256_srli_epi16(v, 4) : v, _mm256_set1_epi8(0x0f));
+    if constexpr (kFifthBit) {
+      const __m256i qh = load32(wb->qh);
+      const __m256i h = k <= 4 ? _mm256_slli_epi16(qh, 4 - k) : _mm256_srli_epi16(qh, k - 4);
+      q = _mm256_or_si256(q, _mm256_and_si256(h, _mm256_set1_epi8(16)));
     }
-    for (int r = 0; r < NR; ++r)
-      for (int t = 0; t < NT; ++t) y[t * ldy + r] = hsum8(facc[r][t]);
+    return q;
   }
-
-  // The unpacked block (kUnpackedBytes at p) as the prefill tiles read it, unpacked once per
-  // block of rows: the 8 quant vectors of tile's sub-blocks k (bytes 0-255), the mins as
-  // tile's words (256-287), the 8 scales as int16 (288-303), d and dmin as floats (304, 308).
+  // From unpack_k4_scales' bytes in both lanes: each min twice, as words (min k against bsums 2k
+  // and 2k + 1, its 32 values).
+  static __m256i mins_twice(__m256i sm) {
+    return _mm256_shuffle_epi8(sm, _mm256_setr_epi8(8, -128, 8, -128, 9, -128, 9, -128, 10, -128, 10, -128, 11, -128,
+                                                    11, -128, 12, -128, 12, -128, 13, -128, 13, -128, 14, -128, 14,
+                                                    -128, 15, -128, 15, -128));
+  }
+  // A block unpacked (kUnpackedBytes at p) for k4_unpack_group: the 8 quant vectors (bytes
+  // 0-255), the mins twice as words (256-287), the 8 scales as int16 (288-303), d and dmin as
+  // floats (304, 308).
   static constexpr int64_t kUnpackedBytes = 320;
   static void unpack(const Block* wb, uint8_t* p) {
-    const __m256i low4 = _mm256_set1_epi8(0x0f);
-    const __m256i min_idx = _mm256_setr_epi8(8, -128, 8, -128, 9, -128, 9, -128, 10, -128, 10, -128,
-                                             11, -128, 11, -128, 12, -128, 12, -128, 13, -128, 13,
-                                             -128, 14, -128, 14, -128, 15, -128, 15, -128);
-    for (int k = 0; k < 8; ++k) {
-      const __m256i v = load32(wb->qs + 32 * (k / 2));
-      __m256i q = _mm256_and_si256(k % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
-      if constexpr (kFifthBit) {
-        const __m256i qh = load32(wb->qh);
-        const __m256i h = k <= 4 ? _mm256_slli_epi16(qh, 4 - k) : _mm256_srli_epi16(qh, k - 4);
-        q = _mm256_or_si256(q, _mm256_and_si256(h, _mm256_set1_epi8(16)));
-      }
-      _mm256_store_si256(reinterpret_cast<__m256i*>(p + 32 * k), q);
-    }
+    for (int k = 0; k < 8; ++k) _mm256_store_si256(reinterpret_cast<__m256i*>(p + 32 * k), quants(wb, k));
     const __m128i sm = unpack_k4_scales(wb->scales);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(p + 256), _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(sm), min_idx));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(p + 256), mins_twice(_mm256_broadcastsi128_si256(sm)));
     _mm_store_si128(reinterpret_cast<__m128i*>(p + 288), _mm_cvtepu8_epi16(sm));
     const float d = _cvtsh_ss(wb->d), dmin = _cvtsh_ss(wb->dmin);
     __builtin_memcpy(p + 304, &d, 4);
     __builtin_memcpy(p + 308, &dmin, 4);
-  }
-
-  // NR rows (unpacked, u_row bytes apart) x NT tokens: each (row, token)'s integer lanes and
-  // float operations are tile's, so the results are the decode tile's bit for bit.
-  template <int NR, int NT>
-  static void prefill(const uint8_t* x, int64_t x_row_bytes, const uint8_t* u, int64_t u_row, int64_t blocks,
-                      float* y, int64_t ldy) {
-    __m256 facc[NR][NT];
-    for (int r = 0; r < NR; ++r)
-      for (int t = 0; t < NT; ++t) facc[r][t] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < blocks; ++b) {
-      const uint8_t* wu[NR];
-      for (int r = 0; r < NR; ++r) wu[r] = u + r * u_row + b * kUnpackedBytes;
-      const ActQ8_K* xb[NT];
-      for (int t = 0; t < NT; ++t) xb[t] = act_block(x, x_row_bytes, t, b);
-      __m256i acc[NR][NT];
-      for (int r = 0; r < NR; ++r)
-        for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_si256();
-#pragma GCC unroll 1
-      for (int k = 0; k < 8; ++k) {
-        __m256i q[NR], sc[NR];
-        for (int r = 0; r < NR; ++r) {
-          q[r] = _mm256_load_si256(reinterpret_cast<const __m256i*>(wu[r] + 32 * k));
-          sc[r] = _mm256_set1_epi16(reinterpret_cast<const int16_t*>(wu[r] + 288)[k]);
-        }
-        for (int t = 0; t < NT; ++t) {
-          const __m256i xv = load32(xb[t]->qs + 32 * k);
-          for (int r = 0; r < NR; ++r) acc[r][t] = dot_scaled(acc[r][t], q[r], xv, sc[r]);
-        }
-      }
-      for (int r = 0; r < NR; ++r) {
-        const __m256i mins = _mm256_load_si256(reinterpret_cast<const __m256i*>(wu[r] + 256));
-        float dw, dmin;
-        __builtin_memcpy(&dw, wu[r] + 304, 4);
-        __builtin_memcpy(&dmin, wu[r] + 308, 4);
-        const __m256 d = _mm256_set1_ps(dw);
-        const __m256 neg_dmin = _mm256_set1_ps(-dmin);
-        for (int t = 0; t < NT; ++t) {
-          const __m256 dx = _mm256_set1_ps(xb[t]->d);
-          const __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, load32(xb[t]->bsums)));
-          facc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][t]), _mm256_mul_ps(d, dx), facc[r][t]);
-          facc[r][t] = _mm256_fmadd_ps(m, _mm256_mul_ps(neg_dmin, dx), facc[r][t]);
-        }
-      }
-    }
-    for (int r = 0; r < NR; ++r)
-      for (int t = 0; t < NT; ++t) y[t * ldy + r] = hsum8(facc[r][t]);
   }
 };
 using Q4K = K4Format<BlockQ4_K, false>;
@@ -477,9 +369,6 @@ template <class F, int NT>
 void k4_lane_tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, const uint8_t* w, int64_t blocks, float* y,
                   int64_t ldy) {
   using Block = typename F::Block;
-  const __m256i low4 = _mm256_set1_epi8(0x0f);
-  const __m256i min_idx = _mm256_setr_epi8(8, -128, 8, -128, 9, -128, 9, -128, 10, -128, 10, -128, 11, -128, 11, -128,
-                                           12, -128, 12, -128, 13, -128, 13, -128, 14, -128, 14, -128, 15, -128, 15, -128);
   __m256 facc[NT];
   for (int t = 0; t < NT; ++t) facc[t] = _mm256_setzero_ps();
   for (int64_t b0 = 0; b0 < blocks; b0 += 8) {
@@ -502,17 +391,11 @@ void k4_lane_tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, const 
         acc[t] = _mm256_setzero_si256();
       }
       for (int k = 0; k < 8; ++k) {
-        const __m256i v = load32(wb->qs + 32 * (k / 2));
-        __m256i q = _mm256_and_si256(k % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
-        if constexpr (F::kFifth) {
-          const __m256i qh = load32(wb->qh);
-          const __m256i h = k <= 4 ? _mm256_slli_epi16(qh, 4 - k) : _mm256_srli_epi16(qh, k - 4);
-          q = _mm256_or_si256(q, _mm256_and_si256(h, _mm256_set1_epi8(16)));
-        }
-        const __m256i sc = _mm256_shuffle_epi8(sm, _mm256_set1_epi16(short(0x8000 | k)));
+        const __m256i q = F::quants(wb, k);
+        const __m256i sc = _mm256_shuffle_epi8(sm, _mm256_set1_epi16(short(0x8000 | k)));  // scale k in every word
         for (int t = 0; t < NT; ++t) acc[t] = dot_scaled(acc[t], q, load32(xb[t]->qs + 32 * k), sc);
       }
-      const __m256i mins = _mm256_shuffle_epi8(sm, min_idx);
+      const __m256i mins = F::mins_twice(sm);
       for (int t = 0; t < NT; ++t) {
         iv[t][j] = acc[t];
         mv[t][j] = _mm256_madd_epi16(mins, load32(xb[t]->bsums));
