@@ -544,13 +544,13 @@ void k4_lane_rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void
                   int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
   const auto* x = static_cast<const uint8_t*>(xp);
   const auto* w = static_cast<const uint8_t*>(wp);
-  if (n_tok < kSmallBatch) {  // each row once, its tokens 4 at a time (5 as 3 + 2)
+  if (n_tok < kSmallBatch) {  // each row once, its tokens in tiles of at most 5 (6-8 in two halves)
     const float* fx = k4_act_scales(x, x_row_bytes, n_tok, blocks);
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t t = 0; t < n_tok;) {
         const int64_t left = n_tok - t;
-        const int nt = left > 5 ? 4 : left == 5 ? 3 : int(left);
-        with_token_count<4>(nt, [&](auto c) {
+        const int nt = left <= 5 ? int(left) : left <= 8 ? int(left + 1) / 2 : 5;
+        with_token_count<5>(nt, [&](auto c) {
           k4_lane_tile<F, decltype(c)::value>(x + t * x_row_bytes, x_row_bytes, fx + t * blocks, w + r * w_row_bytes, blocks,
                                               y + t * ldy + r, ldy);
         });
