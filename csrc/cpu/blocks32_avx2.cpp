@@ -255,22 +255,12 @@ void unpack_group(const uint8_t* w, int64_t stride, int64_t blocks, int nrows, u
       dw[r] = f16(u16_at(p));
       m2[r] = F::kMin ? f16(u16_at(p + 2)) : F::kOffset ? dw[r] * -float(F::kOffset) : 0.0f;
     }
-    // 8 x 8 transpose of 32-bit words: out[k] = word k of rows 0..7
-    __m256i t[8], v[8];
-    for (int i = 0; i < 4; ++i) {
-      t[2 * i] = _mm256_unpacklo_epi32(q[2 * i], q[2 * i + 1]);
-      t[2 * i + 1] = _mm256_unpackhi_epi32(q[2 * i], q[2 * i + 1]);
-    }
-    for (int i = 0; i < 2; ++i)
-      for (int h = 0; h < 2; ++h) {
-        v[4 * i + 2 * h] = _mm256_unpacklo_epi64(t[4 * i + h], t[4 * i + h + 2]);
-        v[4 * i + 2 * h + 1] = _mm256_unpackhi_epi64(t[4 * i + h], t[4 * i + h + 2]);
-      }
+    __m256i out[8];
+    transpose_words8(q, out);
     uint8_t* g = u + b * kGroupBlockBytes<F>;
     for (int k = 0; k < 8; ++k) {
-      const __m256i out = _mm256_permute2x128_si256(v[k % 4], v[k % 4 + 4], k < 4 ? 0x20 : 0x31);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(g + 32 * k), out);
-      if constexpr (F::kSigned) _mm256_store_si256(reinterpret_cast<__m256i*>(g + 256 + 32 * k), _mm256_sign_epi8(out, out));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(g + 32 * k), out[k]);
+      if constexpr (F::kSigned) _mm256_store_si256(reinterpret_cast<__m256i*>(g + 256 + 32 * k), _mm256_sign_epi8(out[k], out[k]));
     }
     _mm256_store_ps(reinterpret_cast<float*>(g + kQuantBytes<F>), _mm256_load_ps(dw));
     _mm256_store_ps(reinterpret_cast<float*>(g + kQuantBytes<F> + 32), _mm256_load_ps(m2));
@@ -310,7 +300,7 @@ inline __m256i group_dot(const uint8_t* g, const int8_t* xq) {
 template <class F, int NT>
 void group_tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, int64_t blocks, const uint8_t* u, int nrows,
                 float* y, int64_t ldy) {
-  __m256 part[8][NT];
+  __m256 part[NT][8];
   for (int j = 0; j < 8; ++j) {
     __m256 acc[NT];
     for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
@@ -331,19 +321,9 @@ void group_tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, int64_t 
         acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots), _mm256_mul_ps(_mm256_load_ps(dw), _mm256_set1_ps(f[0])), acc[t]);
       }
     }
-    for (int t = 0; t < NT; ++t) part[j][t] = acc[t];
+    for (int t = 0; t < NT; ++t) part[t][j] = acc[t];
   }
-  for (int t = 0; t < NT; ++t) {
-    const __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(part[0][t], part[4][t]), _mm256_add_ps(part[2][t], part[6][t])),
-                                     _mm256_add_ps(_mm256_add_ps(part[1][t], part[5][t]), _mm256_add_ps(part[3][t], part[7][t])));
-    if (nrows == 8) {
-      _mm256_storeu_ps(y + t * ldy, sum);
-    } else {
-      alignas(32) float s[8];
-      _mm256_store_ps(s, sum);
-      for (int r = 0; r < nrows; ++r) y[t * ldy + r] = s[r];
-    }
-  }
+  for (int t = 0; t < NT; ++t) store_group_sums(part[t], nrows, y + t * ldy);
 }
 
 template <class F>

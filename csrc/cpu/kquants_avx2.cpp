@@ -321,13 +321,6 @@ void kq_rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* wp,
 // madd by the rows' scales per sub-block, where K4Format::prefill spends a maddubs and a madd on
 // each (row, token) pair per sub-block.
 
-// Lane j = the sum of v[j]'s eight int32 lanes.
-inline __m256i sum_lanes8(const __m256i* v) {
-  const __m256i q0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-  const __m256i q1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
-  return _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31));
-}
-
 // The f16 d (word 0) and dmin (word 1) of n <= 8 consecutive blocks as floats (lanes past n: 0),
 // put together in general registers: a vector load of scalars just stored would wait for them.
 template <class Block>
@@ -431,20 +424,10 @@ void k4_unpack_group(const uint8_t* w, int64_t stride, int64_t blocks, int nrows
     }
     uint8_t* g = u + b * kK4GroupBytes;
     for (int k = 0; k < 8; ++k) {
-      __m256i q[8], t[8], v[8];
+      __m256i q[8], out[8];
       for (int r = 0; r < 8; ++r) q[r] = _mm256_load_si256(reinterpret_cast<const __m256i*>(rows[r] + 32 * k));
-      for (int i = 0; i < 4; ++i) {
-        t[2 * i] = _mm256_unpacklo_epi32(q[2 * i], q[2 * i + 1]);
-        t[2 * i + 1] = _mm256_unpackhi_epi32(q[2 * i], q[2 * i + 1]);
-      }
-      for (int i = 0; i < 2; ++i)
-        for (int h = 0; h < 2; ++h) {
-          v[4 * i + 2 * h] = _mm256_unpacklo_epi64(t[4 * i + h], t[4 * i + h + 2]);
-          v[4 * i + 2 * h + 1] = _mm256_unpackhi_epi64(t[4 * i + h], t[4 * i + h + 2]);
-        }
-      for (int i = 0; i < 8; ++i)
-        _mm256_store_si256(reinterpret_cast<__m256i*>(g + 256 * k + 32 * i),
-                           _mm256_permute2x128_si256(v[i % 4], v[i % 4 + 4], i < 4 ? 0x20 : 0x31));
+      transpose_words8(q, out);
+      for (int i = 0; i < 8; ++i) _mm256_store_si256(reinterpret_cast<__m256i*>(g + 256 * k + 32 * i), out[i]);
     }
     auto* sc = reinterpret_cast<uint32_t*>(g + 2048);
     auto* mn = reinterpret_cast<uint32_t*>(g + 2304);
@@ -482,7 +465,7 @@ template <class F, int NT>
 void k4_group_tile(const uint8_t* x, int64_t x_row_bytes, const uint32_t* ps, int64_t blocks, const uint8_t* u,
                    int nrows, float* y, int64_t ldy) {
   const __m256i ones = _mm256_set1_epi16(1);
-  __m256 part[8][NT];
+  __m256 part[NT][8];
   for (int j = 0; j < 8; ++j) {
     __m256 acc[NT];
     for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
@@ -524,19 +507,9 @@ void k4_group_tile(const uint8_t* x, int64_t x_row_bytes, const uint32_t* ps, in
         acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), _mm256_mul_ps(_mm256_load_ps(df + 8), xd), acc[t]);
       }
     }
-    for (int t = 0; t < NT; ++t) part[j][t] = acc[t];
+    for (int t = 0; t < NT; ++t) part[t][j] = acc[t];
   }
-  for (int t = 0; t < NT; ++t) {
-    const __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(part[0][t], part[4][t]), _mm256_add_ps(part[2][t], part[6][t])),
-                                     _mm256_add_ps(_mm256_add_ps(part[1][t], part[5][t]), _mm256_add_ps(part[3][t], part[7][t])));
-    if (nrows == 8) {
-      _mm256_storeu_ps(y + t * ldy, sum);
-    } else {
-      alignas(32) float s[8];
-      _mm256_store_ps(s, sum);
-      for (int r = 0; r < nrows; ++r) y[t * ldy + r] = s[r];
-    }
-  }
+  for (int t = 0; t < NT; ++t) store_group_sums(part[t], nrows, y + t * ldy);
 }
 
 template <class F>
