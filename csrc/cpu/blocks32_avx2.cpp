@@ -13,12 +13,12 @@
 //      q8_0 (-128..127) and iq4_nl (table values -127..113) are signed: |w| times x with w's
 //        sign moved onto x (sign_epi8): |pair| <= 2 * 128 * 127 = 32512 < 32767.
 //    madd with ones widens the pairs to int32; a block's dot I_b is exact.
-//  - The offset formats keep their nibbles unsigned, (u - c)·x = u·x - c·sum(x) (q4_0: c = 8,
-//    q5_0: 16), and the min formats add m·sum(x): a second term m2_b·(d_x·sum x)_b per block, m2
-//    the min (q4_1, q5_1) or -c·d_w.
+//  - The offset formats keep their nibbles unsigned and take the offset off in the integer:
+//    I_b = u·x - c·sum(x) (q4_0: c = 8, q5_0: 16; |I_b| <= 32·31·127). The min formats add
+//    m·sum(x) in f32: a second term m2_b·(d_x·sum x)_b per block, m2 the min (q4_1, q5_1).
 // Then in f32, for each (row, token): lane j = b mod 8 of an accumulator takes m2_b·(d_x·sum x)_b
-// and then I_b·(d_w·d_x)_b, for b = j, j + 8, ... in order, and the eight lanes are summed as
-// hsum8 sums them. Two arrangements compute exactly that, so a token's result does not depend on
+// (min formats) and then I_b·(d_w·d_x)_b, for b = j, j + 8, ... in order, and the eight lanes are
+// summed as hsum8 sums them. Two arrangements compute exactly that, so a token's result does not depend on
 // its batch:
 //  - small calls (decode, verification passes) read each row once: 8 blocks' int32 lanes are
 //    summed into one lane per block by a hadd tree, then one conversion and one fma per 8 blocks
@@ -139,18 +139,23 @@ inline __m256i dot(__m256i u, __m256i w, __m256i x) {
 
 #include "cpu/block_kernel_helpers.inc"
 
-// Per token, its blocks' d_x and d_x·sum(x) as float arrays (fx[t][0][b], fx[t][1][b]), once
-// per call.
-inline const float* act_factors(const uint8_t* x, int64_t x_row_bytes, int64_t n_tok, int64_t blocks) {
-  thread_local KernelScratch factors;
+// Per token, its blocks' d_x and d_x·sum(x) as float arrays (fx[t][0][b], fx[t][1][b]), and
+// the offset formats' c·sum(x) (*offsets: [t][b]), once per call.
+template <class F>
+inline const float* act_factors(const uint8_t* x, int64_t x_row_bytes, int64_t n_tok, int64_t blocks,
+                                const int32_t** offsets) {
+  thread_local KernelScratch factors, sums;
   auto* f = reinterpret_cast<float*>(factors.reserve(size_t(n_tok * 2 * blocks) * sizeof(float)));
+  auto* c = reinterpret_cast<int32_t*>(sums.reserve(size_t(n_tok * blocks) * sizeof(int32_t)));
   for (int64_t t = 0; t < n_tok; ++t) {
     const auto* a = reinterpret_cast<const ActQ8_32*>(x + t * x_row_bytes);
     for (int64_t b = 0; b < blocks; ++b) {
       f[(2 * t) * blocks + b] = a[b].d;
       f[(2 * t + 1) * blocks + b] = a[b].d * float(a[b].sum);
+      c[t * blocks + b] = F::kOffset * a[b].sum;
     }
   }
+  *offsets = c;
   return f;
 }
 
@@ -193,10 +198,10 @@ inline void block_lanes(const uint8_t* x, int64_t x_row_bytes, const uint8_t* p,
   }
 }
 
-// The f32 steps of 8 blocks' lanes: lane j += m2·(d_x·sum x), then += I·(d_w·d_x).
+// The f32 steps of 8 blocks' lanes: lane j += m2·(d_x·sum x) (min formats), then += I·(d_w·d_x).
 template <class F, int kN>
 inline __m256 lane_fma(__m256 acc, __m256i lanes, __m256 dw, __m256 m2, const float* f, int64_t blocks, int n) {
-  if constexpr (F::kMin || F::kOffset != 0) {
+  if constexpr (F::kMin) {
     const __m256 dxs = kN == 8 ? _mm256_loadu_ps(f + blocks) : _mm256_maskload_ps(f + blocks, lanes_below(n));
     acc = _mm256_fmadd_ps(m2, dxs, acc);
   }
@@ -204,10 +209,10 @@ inline __m256 lane_fma(__m256 acc, __m256i lanes, __m256 dw, __m256 m2, const fl
   return _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_mul_ps(dw, dx), acc);
 }
 
-// One row x NT tokens over the row's blocks.
+// One row x NT tokens over the row's blocks; fx, cs: token 0's act_factors and offsets.
 template <class F, int NT>
-void lane_tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, int64_t blocks, const uint8_t* w, float* y,
-               int64_t ldy) {
+void lane_tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, const int32_t* cs, int64_t blocks,
+               const uint8_t* w, float* y, int64_t ldy) {
   __m256 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
   const auto step = [&](auto kn, int64_t b, int n) {
@@ -215,10 +220,15 @@ void lane_tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, int64_t b
     const uint8_t* p = w + b * F::kBytes;
     __m256i lanes[NT];
     block_lanes<F, NT, kN>(x, x_row_bytes, p, b, n, lanes);
+    if constexpr (F::kOffset != 0)
+      for (int t = 0; t < NT; ++t) {
+        const int32_t* c = cs + t * blocks + b;
+        lanes[t] = _mm256_sub_epi32(lanes[t], kN == 8 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c))
+                                                      : _mm256_maskload_epi32(c, lanes_below(n)));
+      }
     const __m256 dw = f16_words<F::kBytes, kN>(p, 0, n);
     __m256 m2 = _mm256_setzero_ps();
     if constexpr (F::kMin) m2 = f16_words<F::kBytes, kN>(p, 2, n);
-    if constexpr (F::kOffset != 0) m2 = _mm256_mul_ps(dw, _mm256_set1_ps(-float(F::kOffset)));
     for (int t = 0; t < NT; ++t) acc[t] = lane_fma<F, kN>(acc[t], lanes[t], dw, m2, fx + 2 * t * blocks + b, blocks, n);
   };
   int64_t b = 0;
@@ -230,7 +240,7 @@ void lane_tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, int64_t b
 }
 
 // An unpacked group of 8 rows, per block: 8 vectors of interleaved quants (signed formats: then
-// 8 of their magnitudes), then d_w and m2 of the 8 rows as floats.
+// 8 of their magnitudes), then d_w and m2 (min formats) of the 8 rows as floats.
 constexpr int kGroupRows = 8;
 template <class F>
 constexpr int64_t kQuantBytes = F::kSigned ? 512 : 256;
@@ -252,7 +262,7 @@ void unpack_group(const uint8_t* w, int64_t stride, int64_t blocks, int nrows, u
       const uint8_t* p = w + r * stride + b * F::kBytes;
       q[r] = F::quants(p);
       dw[r] = f16(u16_at(p));
-      m2[r] = F::kMin ? f16(u16_at(p + 2)) : F::kOffset ? dw[r] * -float(F::kOffset) : 0.0f;
+      m2[r] = F::kMin ? f16(u16_at(p + 2)) : 0.0f;
     }
     __m256i out[8];
     transpose_words8(q, out);
@@ -319,8 +329,8 @@ inline void group_dots_signed(const uint8_t* g, const uint8_t* x, int64_t x_row_
 // 8 unpacked rows (u) x NT tokens: lane j = b mod 8 of lane_tile's accumulator is here a vector
 // over the rows, one per j, summed at the end in hsum8's order. nrows of the 8 are stored.
 template <class F, int NT>
-void group_tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, int64_t blocks, const uint8_t* u, int nrows,
-                float* y, int64_t ldy) {
+void group_tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, const int32_t* cs, int64_t blocks,
+                const uint8_t* u, int nrows, float* y, int64_t ldy) {
   __m256 part[NT][8];
   for (int j = 0; j < 8; ++j) {
     __m256 acc[NT];
@@ -332,8 +342,9 @@ void group_tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, int64_t 
       if constexpr (F::kSigned) group_dots_signed<F, NT>(g, x, x_row_bytes, b, dots);
       else group_dots_unsigned<F, NT>(g, x, x_row_bytes, b, dots);
       for (int t = 0; t < NT; ++t) {
+        if constexpr (F::kOffset != 0) dots[t] = _mm256_sub_epi32(dots[t], _mm256_set1_epi32(cs[t * blocks + b]));
         const float* f = fx + 2 * t * blocks + b;
-        if constexpr (F::kMin || F::kOffset != 0)
+        if constexpr (F::kMin)
           acc[t] = _mm256_fmadd_ps(_mm256_load_ps(dw + 8), _mm256_set1_ps(f[blocks]), acc[t]);
         acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots[t]), _mm256_mul_ps(_mm256_load_ps(dw), _mm256_set1_ps(f[0])), acc[t]);
       }
@@ -348,14 +359,15 @@ void lane_rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* w
                int64_t r0, int64_t r1, float* y, int64_t ldy) {
   const auto* w = static_cast<const uint8_t*>(wp);
   const auto* x = static_cast<const uint8_t*>(xp);
-  const float* fx = act_factors(x, x_row_bytes, n_tok, blocks);
+  const int32_t* cs;
+  const float* fx = act_factors<F>(x, x_row_bytes, n_tok, blocks, &cs);
   if (n_tok < kSmallBatch) {  // each row once, its tokens 4 at a time (5 as 3 + 2)
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t t = 0; t < n_tok;) {
         const int64_t left = n_tok - t;
         const int nt = left > 5 ? 4 : left == 5 ? 3 : int(left);
         with_token_count<4>(nt, [&](auto c) {
-          lane_tile<F, decltype(c)::value>(x + t * x_row_bytes, x_row_bytes, fx + 2 * t * blocks, blocks, w + r * stride,
+          lane_tile<F, decltype(c)::value>(x + t * x_row_bytes, x_row_bytes, fx + 2 * t * blocks, cs + t * blocks, blocks, w + r * stride,
                                            y + t * ldy + r, ldy);
         });
         t += nt;
@@ -377,7 +389,7 @@ void lane_rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* w
       const int nt = n_tok - t < kTokens ? int(n_tok - t) : kTokens;
       for (int g = 0; g < kGroups && nrows[g] > 0; ++g)
         with_token_count<kTokens>(nt, [&](auto c) {
-          group_tile<F, decltype(c)::value>(x + t * x_row_bytes, x_row_bytes, fx + 2 * t * blocks, blocks,
+          group_tile<F, decltype(c)::value>(x + t * x_row_bytes, x_row_bytes, fx + 2 * t * blocks, cs + t * blocks, blocks,
                                             u + g * blocks * kGroupBlockBytes<F>, nrows[g],
                                             y + t * ldy + rb + g * kGroupRows, ldy);
         });
