@@ -19,11 +19,13 @@
 // near 2^31: a whole block sums to at most 256·63·128·128 (q6_k: quant 63, |x| 128, |scale| 128)
 // = 2.6e8, plus q6_k's 32·Σ|scale·bsum| <= 32·16·128·2048 = 1.3e8.
 //
-// Decode (1 token) reads the raw blocks, one row at a time (tile<1, 1>). Prefill unpacks each
-// block of 16 rows once (F::unpack: the quant vectors, scales and d as the tile computes them)
-// into a buffer every token tile reads (F::prefill: NR rows x NT tokens). A token's integer
-// lanes and float operations are the same, in the same order, in both, so a row's result does
-// not depend on its batch (the server batches requests and each must get what it gets alone).
+// q6_k: decode (1 token) reads the raw blocks, one row at a time (tile<1, 1>); prefill unpacks
+// each block of 16 rows once (F::unpack: the quant vectors, scales and d as the tile computes
+// them) into a buffer every token tile reads (F::prefill: NR rows x NT tokens). q4_k and q5_k
+// sum each super-block into one int32 and go through 8-row groups for prefill (the section
+// "one int32 lane per super-block" below). Either way a token's integer sums and float
+// operations are the same, in the same order, on every path, so a row's result does not depend
+// on its batch (the server batches requests and each must get what it gets alone).
 #include <immintrin.h>
 
 #include <cstring>
@@ -314,12 +316,12 @@ void kq_rows(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* wp,
 // sub-block k) and M_b = sum_k min_k·(sum of sub-block k's x); in f32, lane j = b mod 8 of an
 // accumulator takes I_b·(d·d_x) and then M_b·(-dmin·d_x), for b = j, j + 8, ... in order, and the
 // eight lanes are summed as hsum8 sums them. Small calls (decode, verification passes) compute
-// that from the raw blocks a row at a time (k4_lane_tile: K4Format::tile's integer vectors, a
-// hadd tree per 8 super-blocks); prefill from 8-row groups of interleaved quants (k4_group_tile,
-// as blocks32_avx2.cpp's group_tile): a token's 4 activation bytes broadcast against 8 rows,
-// maddubs sums added in int16 (q4_k: 8 x 2·15·127 = 30480; q5_k: 4 x 2·31·127 = 31496), one
-// madd by the rows' scales per sub-block, where K4Format::prefill spends a maddubs and a madd on
-// each (row, token) pair per sub-block.
+// that from the raw blocks a row at a time (k4_lane_tile: per sub-block a maddubs and a madd by
+// its scale, a hadd tree per 8 super-blocks); prefill from 8-row groups of interleaved quants
+// (k4_group_tile, as blocks32_avx2.cpp's group_tile): a token's 4 activation bytes broadcast
+// against 8 rows, maddubs sums added in int16 (q4_k: 8 x 2·15·127 = 30480; q5_k: 4 x 2·31·127 =
+// 31496), one madd by the rows' scales per sub-block, where a one-row tile spends a maddubs and a
+// madd on each (row, token) pair per sub-block.
 
 // The f16 d (word 0) and dmin (word 1) of n <= 8 consecutive blocks as floats (lanes past n: 0),
 // put together in general registers: a vector load of scalars just stored would wait for them.
