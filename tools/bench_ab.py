@@ -10,7 +10,7 @@ Prints per token count the median milliseconds of each build and B's median as a
     python tools/bench_ab.py /tmp/before python demo --threads 2      # verify passes on the demo
     python tools/bench_ab.py /tmp/before python demo --model FILE.gguf # ... on another model
 
-kernel FMT: one matmul of 1..9 tokens against a random [rows, cols] matrix (`_core.matmul`,
+kernel FMT: one matmul of 1..9 tokens (--tokens: other counts) against a random [rows, cols] matrix (`_core.matmul`,
 threads ignored: one thread). demo: forward passes of 1..9 tokens after 300 cached positions
 (the cache rolled back after each), what speculative decoding's verification costs.
 """
@@ -89,7 +89,8 @@ def main() -> int:
     ap.add_argument("--model", default="demo", help="demo: the model (default the demo itself)")
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--tokens", type=int, nargs="+", default=TOKENS,
-                    help="the token counts timed (default 1-9: decode and verification; 64 or 512: prefill)")
+                    help="the token counts timed (default 1-9: decode and verification; in kernel mode 64 or "
+                         "512 time prefill; demo mode computes every position's logits)")
     args = ap.parse_args()
     tokens = args.tokens
     procs = {}

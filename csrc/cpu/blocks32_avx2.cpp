@@ -111,11 +111,6 @@ struct IQ4NLF {
   }
 };
 
-// Lanes i < n all ones.
-inline __m256i lanes_below(int n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 // The f16 words at byte off of n <= 8 consecutive blocks at p (kBytes apart) as floats (lanes
 // past n: 0).
 template <int kBytes, int kN>

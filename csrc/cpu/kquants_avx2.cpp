@@ -354,11 +354,6 @@ inline const float* k4_act_scales(const uint8_t* x, int64_t x_row_bytes, int64_t
   return f;
 }
 
-// Lanes i < n all ones.
-inline __m256i lanes_below(int n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 // One row (raw blocks at w) x NT tokens; fx: token 0's k4_act_scales.
 template <class F, int NT>
 void k4_lane_tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, const uint8_t* w, int64_t blocks, float* y,
@@ -375,9 +370,7 @@ void k4_lane_tile(const uint8_t* x, int64_t x_row_bytes, const float* fx, const 
         continue;
       }
       const Block* wb = reinterpret_cast<const Block*>(w) + b0 + j;
-      _mm_prefetch(reinterpret_cast<const char*>(wb) + kStreamAhead, _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(wb) + kStreamAhead + 64, _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(wb) + kStreamAhead + 128, _MM_HINT_T0);
+      prefetch_block<sizeof(Block)>(reinterpret_cast<const char*>(wb) + kStreamAhead);
       const __m256i sm = _mm256_broadcastsi128_si256(unpack_k4_scales(wb->scales));
       const ActQ8_K* xb[NT];
       __m256i acc[NT];
