@@ -449,6 +449,7 @@ PYBIND11_MODULE(_core, m) {
     d["avx512_bf16"] = f.avx512_bf16;
     d["gfni"] = f.gfni;
     d["avx512_vbmi"] = f.avx512_vbmi;
+    d["amx_int8"] = f.amx_int8;
     return d;
   });
   m.def(

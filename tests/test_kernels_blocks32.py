@@ -59,7 +59,7 @@ def test_extremes_against_the_exact_product(fmt, isa):
     saturate nor wrap. Activations that are integers with a ±127 in every block quantize exactly
     (d = 1), so the exact product is the dequantized weights times x in float64."""
     rng = np.random.default_rng(3)
-    rows, blocks, tokens = 13, 9, 14
+    rows, blocks, tokens = 19, 9, 14  # 16 rows and 10+ tokens: gguf_q8_0 through AMX where there is AMX
     w = _extreme_blocks(fmt, rows * blocks, rng).reshape(rows, -1)
     wf = _core.dequantize_blocks(fmt, w).reshape(rows, 32 * blocks).astype(np.float64)
     x = rng.choice(np.array([-127, 127, -126, 0, 1, -1], np.float32), (tokens, 32 * blocks))
@@ -117,3 +117,35 @@ def test_nibble_split_without_gfni_is_the_same():
         w = random_blocks(fmt, 23 * 7, rng).reshape(23, -1)
         x = rng.standard_normal((5, 32 * 7)).astype(np.float32)
         np.testing.assert_array_equal(_core.matmul(x, w, fmt, "avx512"), shifted[fmt], err_msg=fmt)
+
+
+def _amx_case(rows, blocks, tokens):
+    rng = np.random.default_rng(rows * 100 + blocks)
+    w = _weights("gguf_q8_0", rows, blocks, rng)
+    x = rng.standard_normal((tokens, 32 * blocks)).astype(np.float32)
+    return w, x
+
+
+AMX_CASES = [(16, 3, 10), (37, 48, 17), (50, 75, 40), (32, 16, 33)]
+
+
+def test_q8_0_prefill_on_amx_is_the_same():
+    """Where the CPU has AMX, gguf_q8_0 calls of 10 tokens or more multiply whole 16-row tiles on
+    it (fewer lanes than blocks, a partial token tile, rows left over for the AVX-512 tiles); with
+    R1LITE_AMX=0 the AVX-512 tiles do it all: both must give the same bits."""
+    if not (_core.isa_supported("avx512") and _core.cpu_features()["amx_int8"]):
+        pytest.skip("needs AMX to compare the two prefill paths")
+    script = (
+        "import sys, numpy as np\n"
+        "from r1lite import _core\n"
+        "from test_kernels_blocks32 import AMX_CASES, _amx_case\n"
+        "assert not _core.cpu_features()['amx_int8']\n"
+        "out = {}\n"
+        "for i, case in enumerate(AMX_CASES):\n"
+        "    w, x = _amx_case(*case)\n"
+        "    out[str(i)] = _core.matmul(x, w, 'gguf_q8_0', 'avx512')\n"
+        "np.savez(sys.argv[1], **out)\n")
+    avx512 = arrays_in_a_child({"R1LITE_AMX": "0"}, script)
+    for i, case in enumerate(AMX_CASES):
+        w, x = _amx_case(*case)
+        np.testing.assert_array_equal(_core.matmul(x, w, "gguf_q8_0", "avx512"), avx512[str(i)], err_msg=str(case))

@@ -3,7 +3,35 @@
 #include <cstdlib>
 #include <cstring>
 
+#if R1LITE_HAVE_X86
+#include <cpuid.h>
+#endif
+#if R1LITE_HAVE_X86 && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 namespace r1lite {
+
+#if R1LITE_HAVE_X86
+// AMX-TILE and AMX-INT8 (CPUID.7.0:EDX bits 24, 25), the OS saving the tile state (XCR0 bits 17,
+// 18), and on Linux the process granted the tile data (arch_prctl ARCH_REQ_XCOMP_PERM, Linux 5.16+:
+// without it the first tile instruction kills the process).
+static bool amx_usable() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((d >> 24) & 1) || !((d >> 25) & 1)) return false;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return false;  // OSXSAVE, for xgetbv
+  unsigned lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  if ((lo & (3u << 17)) != (3u << 17)) return false;
+#if defined(__linux__)
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
+#endif
 
 static CpuFeatures detect() {
   CpuFeatures f;
@@ -23,6 +51,9 @@ static CpuFeatures detect() {
   // R1LITE_VBMI=0 likewise (those i-quants' other decode path)
   const char* vbmi_env = std::getenv("R1LITE_VBMI");
   f.avx512_vbmi = f.avx512 && __builtin_cpu_supports("avx512vbmi") && !(vbmi_env && !std::strcmp(vbmi_env, "0"));
+  // R1LITE_AMX=0 likewise (q8_0 prefill through the AVX-512 tiles); asks the OS only when wanted
+  const char* amx_env = std::getenv("R1LITE_AMX");
+  f.amx_int8 = f.avx512 && !(amx_env && !std::strcmp(amx_env, "0")) && amx_usable();
 #endif
   return f;
 }

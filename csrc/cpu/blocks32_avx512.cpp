@@ -340,7 +340,7 @@ void rows_isa(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* wp,
 // (|lane| <= 32·255·127 + 128·32·127 < 2^21).
 // Per (row, token) the float steps are, super-group after super-group,
 //   acc = fma(float(dot), d_w·d_x, acc)      (16 lanes: block L of each super-group)
-// and y = reduce_add(acc), in the decode step and in every tile alike.
+// and y = sum16(acc), in the decode step, in every tile and on AMX (below) alike.
 constexpr int kSg = 16;               // blocks per super-group
 constexpr int64_t kQ8XBytes = 640;    // per token and super-group: x[8][64], start[16], d[16]
 constexpr int64_t kQ8WBytes = 576;    // per row and super-group, transposed: u[8][64], d[16]
@@ -349,6 +349,16 @@ struct Q8Sg {
   __m512i q[8];
   __m512 d;
 };
+
+// The 16 lanes' sum as a fixed tree (lane L + L + 8, then + 4, + 2, + 1), written out rather than
+// left to the compiler's _mm512_reduce_add_ps: the AMX tiles add the same lanes held in 16
+// vectors, and must get the same bits.
+inline float sum16(__m512 v) {
+  const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  const __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  const __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+  return _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));
+}
 
 // The super-group of 16 blocks at p (valid_blocks of them exist; the others read nothing and
 // come out u = 128, d = 0), transposed: 4 groups through Q8_0F::load (lane k of lo / hi: block
@@ -437,7 +447,7 @@ inline void q8_decode(const uint8_t* xt, int64_t xa_stride, const uint8_t* w, in
                                acc[t]);
     }
   }
-  for (int t = 0; t < NT; ++t) y[t * ldy] = _mm512_reduce_add_ps(acc[t]);
+  for (int t = 0; t < NT; ++t) y[t * ldy] = sum16(acc[t]);
 }
 
 // NT tokens (xa_stride bytes apart), one row from the transposed buffer wb, super-groups
@@ -461,7 +471,7 @@ void q8_tile(const uint8_t* xa, int64_t xa_stride, const uint8_t* wb, int64_t s0
   }
   if (last) {
 #pragma GCC unroll 16
-    for (int t = 0; t < NT; ++t) y[t * ldy] = _mm512_reduce_add_ps(acc[t]);
+    for (int t = 0; t < NT; ++t) y[t * ldy] = sum16(acc[t]);
   } else {
 #pragma GCC unroll 16
     for (int t = 0; t < NT; ++t) _mm512_storeu_ps(accm + 16 * t, acc[t]);
@@ -485,9 +495,173 @@ void q8_tiles(const uint8_t* xa, int64_t xa_stride, const uint8_t* rowbuf, int64
   }
 }
 
+// ---- gguf_q8_0 prefill on AMX (cpu_features().amx_int8) ----
+// A tile product C = A·B (tdpbssd: int8 x int8 summed into int32) takes A = 16 weight rows x one
+// block's 32 quants, read straight from the mapped blocks (rows w_row_bytes apart), and B = the
+// same block of 16 tokens, arranged once per call as AMX wants it (row k of B: each token's 4
+// activations 4k..4k+3, token n at bytes 4n..4n+3). C[r][n] is the block's exact dot for row r
+// and token n: the same integer the vpdpbusd lanes give. The float steps then run on vectors of
+// 16 tokens for one row (the same operations, element by element, as decode's 16 lanes):
+//   acc_L = fma(float(dot), d_w·d_x, acc_L) for blocks L, L + 16, L + 32, ... in order,
+// one lane L at a time so that its 16 rows' accumulators stay in registers, and at the end
+// y = the 16 lane sums added as sum16 adds them. Full 16-row tiles only: a chunk's last rows
+// (fewer than 16) take the AVX-512 tiles above, which give the same bits.
+#define R1LITE_AMX __attribute__((target("amx-tile,amx-int8")))
+
+struct alignas(64) AmxConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// Tiles 0, 1: C (16 rows x 16 int32); 2, 3: A (16 rows x 32 bytes); 4, 5: B (8 rows x 64 bytes):
+// two of each, for two blocks in flight.
+R1LITE_AMX inline void amx_q8_configure() {
+  AmxConfig c;
+  for (int i = 0; i < 2; ++i) {
+    c.rows[i] = 16, c.colsb[i] = 64;
+    c.rows[2 + i] = 16, c.colsb[2 + i] = 32;
+    c.rows[4 + i] = 8, c.colsb[4 + i] = 64;
+  }
+  _tile_loadconfig(&c);
+}
+
+constexpr int kAmxTokens = 16, kAmxRows = 16;
+constexpr int64_t kAmxBBytes = 512;  // one block of 16 tokens as B
+
+// The activations of token tile g (tokens 16g .., zeros past n_tok), block b: B at
+// xb + (g·blocks + b)·kAmxBBytes, d_x of its 16 tokens at dx + (g·blocks + b)·16.
+inline void amx_q8_arrange(const void* x, int64_t x_row_bytes, int64_t n_tok, int64_t blocks, uint8_t*& xb,
+                           float*& dx) {
+  thread_local KernelScratch scratch;
+  const int64_t groups = (n_tok + kAmxTokens - 1) / kAmxTokens;
+  uint8_t* base = scratch.reserve(size_t(groups * blocks * (kAmxBBytes + 64)));
+  xb = base;
+  dx = reinterpret_cast<float*>(base + groups * blocks * kAmxBBytes);
+  std::memset(base, 0, size_t(groups * blocks * (kAmxBBytes + 64)));
+  for (int64_t t = 0; t < n_tok; ++t) {
+    const auto* act = reinterpret_cast<const ActQ8_32*>(static_cast<const uint8_t*>(x) + t * x_row_bytes);
+    const int64_t g = t / kAmxTokens, n = t % kAmxTokens;
+    for (int64_t b = 0; b < blocks; ++b) {
+      uint8_t* dst = xb + (g * blocks + b) * kAmxBBytes + 4 * n;
+      for (int k = 0; k < 8; ++k) std::memcpy(dst + 64 * k, act[b].qs + 4 * k, 4);
+      dx[(g * blocks + b) * kAmxTokens + n] = act[b].d;
+    }
+  }
+  asm volatile("" : : : "memory");  // the tile loads (asm) read what was just written
+}
+
+// Rows [r, r + 16) x token tile g: for each lane L, its 16 row accumulators (vectors of 16
+// tokens) over blocks L, L + 16, ..., stored in part[L][row]. The blocks go in that order (lane
+// after lane), software-pipelined: block i + 1's product is under way (tiles 1, 3, 5 or 0, 2, 4)
+// while block i's is scaled.
+// Block b's A and B into tiles A and B, then (after the previous product's store) its product
+// into tile C (tile numbers: the instructions name them).
+#define R1LITE_AMX_Q8_LOAD(A, B, b)                   \
+  do {                                                \
+    _tile_loadd(A, wa + (b) * kAmxBBytes, 32);        \
+    _tile_loadd(B, xb + (b) * kAmxBBytes, 64);        \
+  } while (0)
+#define R1LITE_AMX_Q8_PRODUCT(C, A, B) \
+  do {                                 \
+    _tile_zero(C);                     \
+    _tile_dpbssd(C, A, B);             \
+  } while (0)
+
+R1LITE_AMX inline void amx_q8_lanes(const uint8_t* wa, const float* dw, const uint8_t* xb,
+                                    const float* dx, int64_t blocks, float (*part)[kAmxRows][kAmxTokens]) {
+  alignas(64) int32_t c[kAmxRows][kAmxTokens];
+  __m512 acc[kAmxRows];
+  for (int r = 0; r < kAmxRows; ++r) acc[r] = _mm512_setzero_ps();
+  // block i of the order: lane L = i-th lane's ..., computed on the fly
+  const int64_t lanes = blocks < kSg ? blocks : kSg;
+  int64_t L = 0, b = 0;  // the block being scaled
+  R1LITE_AMX_Q8_LOAD(2, 4, 0);
+  R1LITE_AMX_Q8_PRODUCT(0, 2, 4);
+  for (int64_t i = 0; i < blocks; ++i) {
+    // the next block in lane order
+    int64_t nl = L, nb = b + kSg;
+    if (nb >= blocks) nl = L + 1, nb = L + 1;
+    const bool more = nl < lanes;
+    // the tile unit runs its instructions in order: block i's store goes before block i + 1's
+    // product, so that the product runs while block i is scaled
+    if (i % 2 == 0) {
+      if (more) R1LITE_AMX_Q8_LOAD(3, 5, nb);
+      _tile_stored(0, c, 64);
+      if (more) R1LITE_AMX_Q8_PRODUCT(1, 3, 5);
+    } else {
+      if (more) R1LITE_AMX_Q8_LOAD(2, 4, nb);
+      _tile_stored(1, c, 64);
+      if (more) R1LITE_AMX_Q8_PRODUCT(0, 2, 4);
+    }
+    const __m512 dxv = _mm512_loadu_ps(dx + b * kAmxTokens);
+#pragma GCC unroll 16
+    for (int r = 0; r < kAmxRows; ++r)
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c[r])),
+                               _mm512_mul_ps(_mm512_set1_ps(dw[r * blocks + b]), dxv), acc[r]);
+    if (nl != L) {
+#pragma GCC unroll 16
+      for (int r = 0; r < kAmxRows; ++r) _mm512_store_ps(part[L][r], acc[r]), acc[r] = _mm512_setzero_ps();
+    }
+    L = nl, b = nb;
+  }
+}
+
+// Rows [r0, r0 + 16·row_tiles) through AMX, every token.
+R1LITE_AMX void q8_rows_amx(const void* x, int64_t x_row_bytes, int64_t n_tok, const uint8_t* w, int64_t w_row_bytes,
+                            int64_t blocks, int64_t r0, int64_t row_tiles, float* y, int64_t ldy) {
+  uint8_t* xb;
+  float* dx;
+  amx_q8_arrange(x, x_row_bytes, n_tok, blocks, xb, dx);
+  thread_local KernelScratch dw_buf;
+  uint8_t* wa = dw_buf.reserve(size_t(blocks * (kAmxBBytes + kAmxRows * 4)));
+  float* dw = reinterpret_cast<float*>(wa + blocks * kAmxBBytes);
+  alignas(64) float part[kSg][kAmxRows][kAmxTokens];
+  const int64_t groups = (n_tok + kAmxTokens - 1) / kAmxTokens, lanes = blocks < kSg ? blocks : kSg;
+  amx_q8_configure();
+  for (int64_t rt = 0; rt < row_tiles; ++rt) {
+    const uint8_t* wr = w + (r0 + kAmxRows * rt) * w_row_bytes;
+    // the tile's quants as A tiles (block b's 16 rows x 32 bytes at wa + 512·b: 8 whole cache
+    // lines instead of 16 rows' lines, half of them split) and its scales as floats
+    for (int r = 0; r < kAmxRows; ++r) {
+      const auto* row = reinterpret_cast<const BlockQ8_0*>(wr + r * w_row_bytes);
+      for (int64_t b = 0; b < blocks; ++b) {
+        dw[r * blocks + b] = f16(row[b].d);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(wa + b * kAmxBBytes + 32 * r),
+                           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[b].qs)));
+      }
+    }
+    asm volatile("" : : : "memory");
+    for (int64_t g = 0; g < groups; ++g) {
+      amx_q8_lanes(wa, dw, xb + g * blocks * kAmxBBytes, dx + g * blocks * kAmxTokens, blocks, part);
+      for (int64_t L = lanes; L < kSg; ++L)
+        for (int r = 0; r < kAmxRows; ++r) _mm512_store_ps(part[L][r], _mm512_setzero_ps());
+      const int nt = int(n_tok - g * kAmxTokens < kAmxTokens ? n_tok - g * kAmxTokens : kAmxTokens);
+      for (int r = 0; r < kAmxRows; ++r) {
+        // sum16's tree on the lanes' vectors: (L + L+8), then + 4, + 2, + 1
+        __m512 a[8];
+        for (int i = 0; i < 8; ++i) a[i] = _mm512_add_ps(_mm512_load_ps(part[i][r]), _mm512_load_ps(part[i + 8][r]));
+        for (int i = 0; i < 4; ++i) a[i] = _mm512_add_ps(a[i], a[i + 4]);
+        const __m512 sum = _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
+        alignas(64) float out[kAmxTokens];
+        _mm512_store_ps(out, sum);
+        float* yr = y + (g * kAmxTokens) * ldy + r0 + kAmxRows * rt + r;
+        for (int n = 0; n < nt; ++n) yr[n * ldy] = out[n];
+      }
+    }
+  }
+  _tile_release();
+}
+
 void q8_rows(const void* x, int64_t x_row_bytes, int64_t n_tok, const void* wp, int64_t stride,
              int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
   const auto* w = static_cast<const uint8_t*>(wp);
+  if (n_tok >= kSmallBatch && cpu_features().amx_int8 && r1 - r0 >= kAmxRows) {
+    const int64_t tiles = (r1 - r0) / kAmxRows;
+    q8_rows_amx(x, x_row_bytes, n_tok, w, stride, blocks, r0, tiles, y, ldy);
+    r0 += kAmxRows * tiles;
+    if (r0 == r1) return;
+  }
   const int64_t nsg = (blocks + kSg - 1) / kSg, xa_stride = nsg * kQ8XBytes;
   const uint8_t* xa = q8_arrange(x, x_row_bytes, n_tok, blocks, nsg);
   thread_local KernelScratch rowbuf, accbuf;
