@@ -497,7 +497,7 @@ void q8_tiles(const uint8_t* xa, int64_t xa_stride, const uint8_t* rowbuf, int64
 
 // ---- gguf_q8_0 prefill on AMX (cpu_features().amx_int8) ----
 // A tile product C = A·B (tdpbssd: int8 x int8 summed into int32) takes A = 16 weight rows x one
-// block's 32 quants, read straight from the mapped blocks (rows w_row_bytes apart), and B = the
+// block's 32 quants (copied once per 16-row tile, 512 contiguous bytes per block), and B = the
 // same block of 16 tokens, arranged once per call as AMX wants it (row k of B: each token's 4
 // activations 4k..4k+3, token n at bytes 4n..4n+3). C[r][n] is the block's exact dot for row r
 // and token n: the same integer the vpdpbusd lanes give. The float steps then run on vectors of
@@ -506,28 +506,6 @@ void q8_tiles(const uint8_t* xa, int64_t xa_stride, const uint8_t* rowbuf, int64
 // one lane L at a time so that its 16 rows' accumulators stay in registers, and at the end
 // y = the 16 lane sums added as sum16 adds them. Full 16-row tiles only: a chunk's last rows
 // (fewer than 16) take the AVX-512 tiles above, which give the same bits.
-#define R1LITE_AMX __attribute__((target("amx-tile,amx-int8")))
-
-struct alignas(64) AmxConfig {
-  uint8_t palette = 1, start_row = 0, reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-// Tiles 0, 1: C (16 rows x 16 int32); 2, 3: A (16 rows x 32 bytes); 4, 5: B (8 rows x 64 bytes):
-// two of each, for two blocks in flight.
-R1LITE_AMX inline void amx_q8_configure() {
-  AmxConfig c;
-  for (int i = 0; i < 2; ++i) {
-    c.rows[i] = 16, c.colsb[i] = 64;
-    c.rows[2 + i] = 16, c.colsb[2 + i] = 32;
-    c.rows[4 + i] = 8, c.colsb[4 + i] = 64;
-  }
-  _tile_loadconfig(&c);
-}
-
-constexpr int kAmxTokens = 16, kAmxRows = 16;
-constexpr int64_t kAmxBBytes = 512;  // one block of 16 tokens as B
 
 // The activations of token tile g (tokens 16g .., zeros past n_tok), block b: B at
 // xb + (g·blocks + b)·kAmxBBytes, d_x of its 16 tokens at dx + (g·blocks + b)·16.
@@ -538,16 +516,16 @@ inline void amx_q8_arrange(const void* x, int64_t x_row_bytes, int64_t n_tok, in
   uint8_t* base = scratch.reserve(size_t(groups * blocks * (kAmxBBytes + 64)));
   xb = base;
   dx = reinterpret_cast<float*>(base + groups * blocks * kAmxBBytes);
-  std::memset(base, 0, size_t(groups * blocks * (kAmxBBytes + 64)));
-  for (int64_t t = 0; t < n_tok; ++t) {
-    const auto* act = reinterpret_cast<const ActQ8_32*>(static_cast<const uint8_t*>(x) + t * x_row_bytes);
-    const int64_t g = t / kAmxTokens, n = t % kAmxTokens;
+  auto act = [&](int64_t t) {
+    return reinterpret_cast<const ActQ8_32*>(static_cast<const uint8_t*>(x) + t * x_row_bytes);
+  };
+  for (int64_t g = 0; g < groups; ++g)
     for (int64_t b = 0; b < blocks; ++b) {
-      uint8_t* dst = xb + (g * blocks + b) * kAmxBBytes + 4 * n;
-      for (int k = 0; k < 8; ++k) std::memcpy(dst + 64 * k, act[b].qs + 4 * k, 4);
-      dx[(g * blocks + b) * kAmxTokens + n] = act[b].d;
+      amx_arrange_b(g * kAmxTokens, n_tok, [&](int64_t t) { return act(t)[b].qs; },
+                    xb + (g * blocks + b) * kAmxBBytes);
+      for (int n = 0; n < kAmxTokens; ++n)
+        dx[(g * blocks + b) * kAmxTokens + n] = g * kAmxTokens + n < n_tok ? act(g * kAmxTokens + n)[b].d : 0.0f;
     }
-  }
   asm volatile("" : : : "memory");  // the tile loads (asm) read what was just written
 }
 
@@ -618,7 +596,7 @@ R1LITE_AMX void q8_rows_amx(const void* x, int64_t x_row_bytes, int64_t n_tok, c
   float* dw = reinterpret_cast<float*>(wa + blocks * kAmxBBytes);
   alignas(64) float part[kSg][kAmxRows][kAmxTokens];
   const int64_t groups = (n_tok + kAmxTokens - 1) / kAmxTokens, lanes = blocks < kSg ? blocks : kSg;
-  amx_q8_configure();
+  amx_configure_32();
   for (int64_t rt = 0; rt < row_tiles; ++rt) {
     const uint8_t* wr = w + (r0 + kAmxRows * rt) * w_row_bytes;
     // the tile's quants as A tiles (block b's 16 rows x 32 bytes at wa + 512·b: 8 whole cache

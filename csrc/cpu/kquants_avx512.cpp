@@ -34,6 +34,7 @@
 #include <immintrin.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <type_traits>
 
@@ -166,12 +167,33 @@ inline __m512i k4_dot(const K4Weights<kFifthBit>& kw, __m512i x0, __m512i x1, __
   return _mm512_madd_epi16(_mm512_packs_epi32(lo, hi), kw.scale);
 }
 
-// Per (row, token) the float steps, in decode and in every tile alike:
-//   acc (16 lanes) = fma(float(block lanes), d_w·d_x, acc)   block after block
-//   macc (1 value) = fma(float(-sum(min·bsum32)), dmin_w·d_x, macc)   block after block
-//   y = reduce_add(acc) + macc
+// Lane i: the sum of v[i]'s 16 int32 lanes (a tile's (row, token) pairs' block sums at once).
+inline __m512i sum_lanes16(const __m512i (&v)[16]) {
+  __m512i a[8], b[4], c[2];
+  for (int k = 0; k < 8; ++k)  // lanes 0-7: v[2k]'s halves added, 8-15: v[2k + 1]'s
+    a[k] = _mm512_add_epi32(_mm512_shuffle_i64x2(v[2 * k], v[2 * k + 1], 0x44),
+                            _mm512_shuffle_i64x2(v[2 * k], v[2 * k + 1], 0xEE));
+  for (int m = 0; m < 4; ++m)  // 128-bit lane q: 4 partial sums of v[4m + q]
+    b[m] = _mm512_add_epi32(_mm512_shuffle_i64x2(a[2 * m], a[2 * m + 1], 0x88),
+                            _mm512_shuffle_i64x2(a[2 * m], a[2 * m + 1], 0xDD));
+  for (int n = 0; n < 2; ++n)  // lane q, dwords 0-1: v[8n + q], 2-3: v[8n + 4 + q]
+    c[n] = _mm512_add_epi32(_mm512_unpacklo_epi64(b[2 * n], b[2 * n + 1]), _mm512_unpackhi_epi64(b[2 * n], b[2 * n + 1]));
+  const __m512i lo = _mm512_unpacklo_epi32(c[0], c[1]), hi = _mm512_unpackhi_epi32(c[0], c[1]);
+  const __m512i slo = _mm512_add_epi32(lo, _mm512_shuffle_epi32(lo, _MM_PERM_BADC));  // v[q], v[8 + q]
+  const __m512i shi = _mm512_add_epi32(hi, _mm512_shuffle_epi32(hi, _MM_PERM_BADC));  // v[4 + q], v[12 + q]
+  // lane 4q + k of the blend: v[q], v[8 + q], v[4 + q], v[12 + q] for k = 0..3
+  const __m512i mixed = _mm512_mask_blend_epi32(__mmask16(0xCCCC), slo, _mm512_shuffle_epi32(shi, _MM_PERM_BADC));
+  return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 1, 5, 9, 13, 3, 7, 11, 15), mixed);
+}
+
+// Per (row, token) the float steps, in decode, in every tile and on AMX (kquants_amx below)
+// alike: the block's lanes summed in integers (exact, so in any order) to I_b, and
+//   acc = fma(float(I_b), d_w·d_x, acc)              block after block
+//   macc = fma(float(-sum(min·bsum32)), dmin_w·d_x, macc)   block after block
+//   y = acc + macc
 // The tiles compute macc for 8 tokens at once (one vector lane per token, the same operations
-// lane by lane): the mins' dot is then 4 vpdpwssd per row and block for all 8 tokens.
+// lane by lane): the mins' dot is then 4 vpdpwssd per row and block for all 8 tokens; and their
+// (row, token) pairs' I_b in one vector (sum_lanes16), acc in one vector lane per pair.
 template <bool kFifthBit>
 struct K4Format {
   using Block = std::conditional_t<kFifthBit, BlockQ5_K, BlockQ4_K>;
@@ -221,9 +243,8 @@ struct K4Format {
   template <int NT>
   static void decode(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, float* y,
                      int64_t ldy) {
-    __m512 facc[NT];
-    __m128 macc[NT];
-    for (int t = 0; t < NT; ++t) facc[t] = _mm512_setzero_ps(), macc[t] = _mm_setzero_ps();
+    __m128 facc[NT], macc[NT];
+    for (int t = 0; t < NT; ++t) facc[t] = _mm_setzero_ps(), macc[t] = _mm_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
       const Block* wb = reinterpret_cast<const Block*>(w) + b;
       prefetch_next<sizeof(Block), 1>(reinterpret_cast<const uint8_t*>(wb), w_row_bytes);
@@ -235,7 +256,7 @@ struct K4Format {
         const __m512i p = k4_dot(kw, _mm512_loadu_si512(xb->x[0]), _mm512_loadu_si512(xb->x[1]),
                                  _mm512_loadu_si512(xb->x[2]), _mm512_loadu_si512(xb->x[3]));
         const __m128 dd = _mm_mul_ps(d_dmin, _mm_set1_ps(a.d[b * a.n_tok + t0 + t]));  // [d·dx, dmin·dx]
-        facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_broadcastss_ps(dd), facc[t]);
+        facc[t] = _mm_fmadd_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), _mm512_reduce_add_epi32(p)), dd, facc[t]);
         // -sum(min·bsum32): words 8-15 of scale_min against neg_bs (words 0-7 there are 0)
         const __m256i mm = _mm256_madd_epi16(kw.scale_min, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->neg_bs)));
         __m128i m4 = _mm_add_epi32(_mm256_castsi256_si128(mm), _mm256_extracti128_si256(mm, 1));
@@ -244,23 +265,20 @@ struct K4Format {
         macc[t] = _mm_fmadd_ss(_mm_cvtepi32_ps(m4), _mm_movehdup_ps(dd), macc[t]);
       }
     }
-    for (int t = 0; t < NT; ++t) y[t * ldy] = _mm512_reduce_add_ps(facc[t]) + _mm_cvtss_f32(macc[t]);
+    for (int t = 0; t < NT; ++t) y[t * ldy] = _mm_cvtss_f32(facc[t]) + _mm_cvtss_f32(macc[t]);
   }
 
-  // Tokens t0 .. t0 + NT - 1 (NT <= 8), rows NR: each (row, token)'s float operations are decode's.
+  // Tokens t0 .. t0 + NT - 1 (NT <= 8), rows NR (NR·NT <= 16): each (row, token)'s float
+  // operations are decode's; pair (r, t) in lane r·NT + t of acc.
   template <int NR, int NT>
   static void prefill(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
                       float* y, int64_t ldy) {
-    static_assert(NT <= 8, "one ymm of tokens");
-    __m512 facc[NR][NT];
+    static_assert(NT <= 8 && NR * NT <= 16, "one ymm of tokens, one zmm of pairs");
+    __m512 acc = _mm512_setzero_ps();
     __m256 macc[NR];
 #pragma GCC unroll 16
-    for (int r = 0; r < NR; ++r) {
-      macc[r] = _mm256_setzero_ps();
-#pragma GCC unroll 16
-      for (int t = 0; t < NT; ++t) facc[r][t] = _mm512_setzero_ps();
-    }
-    alignas(32) float dd[NR][8];
+    for (int r = 0; r < NR; ++r) macc[r] = _mm256_setzero_ps();
+    alignas(64) float dd[24] = {};
     const __mmask8 m = __mmask8((1u << NT) - 1);
     for (int64_t b = 0; b < blocks; ++b) {
       K4Weights<kFifthBit> kw[NR];
@@ -272,7 +290,7 @@ struct K4Format {
         const uint8_t* wu = w + r * w_row_bytes + b * K4Weights<kFifthBit>::kUnpackedBytes;
         kw[r].load_unpacked(wu);
         const __m128 d_dmin = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(wu + 352)));
-        _mm256_store_ps(dd[r], _mm256_mul_ps(_mm256_broadcastss_ps(d_dmin), dx));
+        _mm256_storeu_ps(dd + r * NT, _mm256_mul_ps(_mm256_broadcastss_ps(d_dmin), dx));  // rows in order
         // -sum(min·bsum32) of the 8 tokens: min pair p (dword 4 + p of scale_min) against
         // each token's word pair p
         __m256i mm = _mm256_setzero_si256();
@@ -281,26 +299,28 @@ struct K4Format {
         macc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mm), _mm256_mul_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(d_dmin)), dx),
                                   macc[r]);
       }
-      // read back as broadcasts from memory (a load each), not as register permutes
-      asm volatile("" : : "r"(dd) : "memory");
       const auto* xb = reinterpret_cast<const K4Act*>(a.x + t0 * a.stride) + b;
+      __m512i lanes[16];
+#pragma GCC unroll 16
+      for (int i = NR * NT; i < 16; ++i) lanes[i] = _mm512_setzero_si512();
 #pragma GCC unroll 16
       for (int t = 0; t < NT; ++t) {
         const K4Act* xt = reinterpret_cast<const K4Act*>(reinterpret_cast<const uint8_t*>(xb) + t * a.stride);
         const __m512i x0 = _mm512_loadu_si512(xt->x[0]), x1 = _mm512_loadu_si512(xt->x[1]);
         const __m512i x2 = _mm512_loadu_si512(xt->x[2]), x3 = _mm512_loadu_si512(xt->x[3]);
 #pragma GCC unroll 16
-        for (int r = 0; r < NR; ++r)
-          facc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(k4_dot(kw[r], x0, x1, x2, x3)), _mm512_set1_ps(dd[r][t]),
-                                       facc[r][t]);
+        for (int r = 0; r < NR; ++r) lanes[r * NT + t] = k4_dot(kw[r], x0, x1, x2, x3);
       }
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum_lanes16(lanes)), _mm512_loadu_ps(dd), acc);
     }
+    alignas(64) float av[16];
+    _mm512_store_ps(av, acc);
 #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) {
       alignas(32) float mv[8];
       _mm256_store_ps(mv, macc[r]);
 #pragma GCC unroll 16
-      for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(facc[r][t]) + mv[t];
+      for (int t = 0; t < NT; ++t) y[t * ldy + r] = av[r * NT + t] + mv[t];
     }
   }
 };
