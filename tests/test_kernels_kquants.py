@@ -6,6 +6,7 @@ token whatever its batch (tests/test_block_formats.py covers random blocks)."""
 
 import numpy as np
 import pytest
+from conftest import arrays_in_a_child
 
 from r1lite import _core
 from r1lite.formats.blocks import BLOCK_DTYPES, random_blocks
@@ -62,7 +63,9 @@ def _activation_cases(tokens, cols, rng):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_extreme_blocks_against_the_exact_product(fmt, isa):
     rng = np.random.default_rng(3)
-    rows, nblocks, tokens = 7, 3, 14  # an 8-token tile, a 4-token one and 2 single tokens, odd rows
+    # an 8-token tile, a 4-token one and 2 single tokens, odd rows; with AMX, q4_k and q5_k take
+    # a 16-row tile there and the last 3 rows through the AVX-512 tiles
+    rows, nblocks, tokens = 19, 3, 14
     cols = nblocks * QK
     for wname, raw in _weight_cases(fmt, rows, nblocks, rng):
         w = raw.reshape(rows, -1)
@@ -90,3 +93,39 @@ def test_a_rows_result_does_not_depend_on_its_batch(fmt):
         for n in (2, 3, 4, 5, 6, 7, 9, 14, 23):
             np.testing.assert_array_equal(_core.matmul(x[:n], w, fmt, isa), alone[:n],
                                           err_msg=f"{isa}, {n} rows")
+
+
+AMX_FORMATS = ["q4_k", "q5_k"]
+AMX_CASES = [(16, 1, 10), (37, 11, 17), (50, 6, 40)]
+
+
+def _amx_case(fmt, rows, nblocks, tokens):
+    rng = np.random.default_rng(rows * 100 + nblocks)
+    w = random_blocks(fmt, rows * nblocks, rng).reshape(rows, -1)
+    x = rng.standard_normal((tokens, nblocks * QK)).astype(np.float32)
+    return w, x
+
+
+def test_prefill_on_amx_is_the_same():
+    """Where the CPU has AMX, q4_k and q5_k calls of 10 tokens or more multiply whole 16-row
+    tiles on it (a partial token tile, rows left over for the AVX-512 tiles); with R1LITE_AMX=0
+    the AVX-512 tiles do it all: both must give the same bits."""
+    if not (_core.isa_supported("avx512") and _core.cpu_features()["amx_int8"]):
+        pytest.skip("needs AMX to compare the two prefill paths")
+    script = (
+        "import sys, numpy as np\n"
+        "from r1lite import _core\n"
+        "from test_kernels_kquants import AMX_FORMATS, AMX_CASES, _amx_case\n"
+        "assert not _core.cpu_features()['amx_int8']\n"
+        "out = {}\n"
+        "for fmt in AMX_FORMATS:\n"
+        "    for i, case in enumerate(AMX_CASES):\n"
+        "        w, x = _amx_case(fmt, *case)\n"
+        "        out[f'{fmt}{i}'] = _core.matmul(x, w, fmt, 'avx512')\n"
+        "np.savez(sys.argv[1], **out)\n")
+    avx512 = arrays_in_a_child({"R1LITE_AMX": "0"}, script)
+    for fmt in AMX_FORMATS:
+        for i, case in enumerate(AMX_CASES):
+            w, x = _amx_case(fmt, *case)
+            np.testing.assert_array_equal(_core.matmul(x, w, fmt, "avx512"), avx512[f"{fmt}{i}"],
+                                          err_msg=f"{fmt} {case}")

@@ -39,6 +39,7 @@
 #include <type_traits>
 
 #include "core/blocks.h"
+#include "core/cpu_features.h"
 #include "cpu/matmul_kernels.h"
 
 namespace r1lite {
@@ -197,6 +198,7 @@ inline __m512i sum_lanes16(const __m512i (&v)[16]) {
 template <bool kFifthBit>
 struct K4Format {
   using Block = std::conditional_t<kFifthBit, BlockQ5_K, BlockQ4_K>;
+  static constexpr bool kAmx = true, kFifthBit_ = kFifthBit;
   using Weights = K4Weights<kFifthBit>;
 // 2 rows x 8 tokens: every accumulator in a register (measured against 1x8, 2x6, 3x8, 4x4,
   // 4x8: with its smaller integer work per block, spilling cost q4_k more than it saved)
@@ -398,6 +400,7 @@ struct Q6Weights {
 
 struct Q6K {
   using Block = BlockQ6_K;
+  static constexpr bool kAmx = false, kFifthBit_ = false;
   using Weights = Q6Weights;
   // 4 rows x 8 tokens (measured against 2x4, 2x8, 3x8, 4x6, 4x12, 8x4, 1x16: more rows per
   // loaded activation mattered more than keeping every accumulator in a register)
@@ -493,6 +496,180 @@ struct Q6K {
   }
 };
 
+// ---- q4_k / q5_k prefill on AMX (cpu_features().amx_int8) ----
+// Sub-block j (32 values) of block b as one tile product: A = the 16 rows' unsigned quants
+// (q5_k with the fifth bit), B = 16 tokens' activations, tdpbusd (u8 x s8 into int32): C[r][n] =
+// sum(q·x) over the sub-block. I_b = sum over j of scale_j·C_j, in integers (exact: the same I_b as
+// the lanes above), and per block, for each row, on vectors of 16 tokens:
+//   acc = fma(float(I_b), d_w·d_x, acc), macc = fma(float(M_b), dmin_w·d_x, macc)
+// with M_b = -sum(min·bsum32) from 4 vpdpwssd of the tokens' bsum pairs: decode's float steps,
+// element by element. The quants are unpacked once per 16-row tile into A tiles (512 bytes per
+// sub-block), the scales and mins into per-row vectors; the activations once per call.
+// Full 16-row tiles only: the rest take the AVX-512 tiles above, which give the same bits.
+struct K4AmxAct {
+  const uint8_t* b;  // B tiles: token tile g, block b, sub-block j at b + ((g·blocks + b)·8 + j)·512
+  const float* d;    // d_x: [g][b][16 tokens]
+  const int32_t* nbs;  // [g][b][pair p][16 tokens]: the int16 pair -(bsum32 2p), -(bsum32 2p + 1)
+};
+
+inline K4AmxAct k4_amx_arrange(const uint8_t* x, int64_t x_row_bytes, int64_t n_tok, int64_t blocks) {
+  thread_local KernelScratch scratch;
+  const int64_t groups = (n_tok + kAmxTokens - 1) / kAmxTokens, gb = groups * blocks;
+  uint8_t* base = scratch.reserve(size_t(gb * (8 * kAmxBBytes + 64 + 4 * 64)));
+  float* d = reinterpret_cast<float*>(base + gb * 8 * kAmxBBytes);
+  int32_t* nbs = reinterpret_cast<int32_t*>(d + gb * kAmxTokens);
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t i = g * blocks + b;
+      for (int j = 0; j < 8; ++j)
+        amx_arrange_b(g * kAmxTokens, n_tok, [&](int64_t t) { return act_block(x, x_row_bytes, t, b)->qs + 32 * j; },
+                      base + (8 * i + j) * kAmxBBytes);
+      for (int n = 0; n < kAmxTokens; ++n) {
+        const int64_t t = g * kAmxTokens + n;
+        const ActQ8_K* a = t < n_tok ? act_block(x, x_row_bytes, t, b) : nullptr;
+        d[i * kAmxTokens + n] = a ? a->d : 0.0f;
+        for (int p = 0; p < 4; ++p) {
+          const int32_t lo = a ? -(a->bsums[4 * p] + a->bsums[4 * p + 1]) : 0;
+          const int32_t hi = a ? -(a->bsums[4 * p + 2] + a->bsums[4 * p + 3]) : 0;
+          nbs[(4 * i + p) * kAmxTokens + n] = int32_t(uint32_t(uint16_t(lo)) | uint32_t(uint16_t(hi)) << 16);
+        }
+      }
+    }
+  asm volatile("" : : : "memory");  // the tile loads (asm) read what was just written
+  return {base, d, nbs};
+}
+
+// A 16-row tile unpacked: A tiles [b][j] (512 bytes), scales [b][j][16 rows] and min pairs
+// [b][p][16 rows] as int32, d and dmin [b][16 rows] as floats.
+struct K4AmxRows {
+  uint8_t* a;
+  int32_t* sc;
+  int32_t* mp;
+  float* d;
+  float* dmin;
+};
+
+template <bool kFifthBit>
+inline void k4_amx_unpack(const uint8_t* w, int64_t w_row_bytes, int64_t blocks, const K4AmxRows& u) {
+  using Block = std::conditional_t<kFifthBit, BlockQ5_K, BlockQ4_K>;
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  for (int r = 0; r < kAmxRows; ++r) {
+    const auto* row = reinterpret_cast<const Block*>(w + r * w_row_bytes);
+    for (int64_t b = 0; b < blocks; ++b) {
+      const Block* wb = row + b;
+      alignas(16) uint8_t sm[16];  // scales 0-7, mins 0-7
+      _mm_store_si128(reinterpret_cast<__m128i*>(sm), unpack_k4_scales(wb->scales));
+      for (int j = 0; j < 8; ++j) u.sc[(8 * b + j) * kAmxRows + r] = sm[j];
+      for (int p = 0; p < 4; ++p) u.mp[(4 * b + p) * kAmxRows + r] = sm[8 + 2 * p] | sm[9 + 2 * p] << 16;
+      u.d[b * kAmxRows + r] = f16(wb->d);
+      u.dmin[b * kAmxRows + r] = f16(wb->dmin);
+      for (int p = 0; p < 4; ++p) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb->qs + 32 * p));
+        __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+        if constexpr (kFifthBit) {  // bit j of qh[l]: value 32j + l
+          const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb->qh));
+          const __m256i b0 = _mm256_set1_epi8(char(1 << (2 * p))), b1 = _mm256_set1_epi8(char(2 << (2 * p)));
+          const __m256i sixteen = _mm256_set1_epi8(16);
+          lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b0), b0), sixteen));
+          hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b1), b1), sixteen));
+        }
+        _mm256_store_si256(reinterpret_cast<__m256i*>(u.a + (8 * b + 2 * p) * kAmxBBytes + 32 * r), lo);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(u.a + (8 * b + 2 * p + 1) * kAmxBBytes + 32 * r), hi);
+      }
+    }
+  }
+  asm volatile("" : : : "memory");
+}
+
+// Sub-block i (= 8b + j) of the tile: its A and B into tiles A and B; then (after the previous
+// product's store: the tile unit runs its instructions in order) its product into tile C.
+#define R1LITE_AMX_K4_LOAD(A, B, i)                   \
+  do {                                                \
+    _tile_loadd(A, u.a + (i) * kAmxBBytes, 32);       \
+    _tile_loadd(B, xb + (i) * kAmxBBytes, 64);        \
+  } while (0)
+#define R1LITE_AMX_K4_PRODUCT(C, A, B) \
+  do {                                 \
+    _tile_zero(C);                     \
+    _tile_dpbusd(C, A, B);             \
+  } while (0)
+
+// Rows [0, 16) of u x the token tile at xb / dx / nbs (blocks of it): y for its nt tokens.
+R1LITE_AMX inline void k4_amx_tile(const K4AmxRows& u, const uint8_t* xb, const float* dx, const int32_t* nbs,
+                                   int64_t blocks, int nt, float* y, int64_t ldy) {
+  alignas(64) int32_t c[kAmxRows][kAmxTokens];
+  alignas(64) float acc[kAmxRows][kAmxTokens], macc[kAmxRows][kAmxTokens];
+  for (int r = 0; r < kAmxRows; ++r)
+    _mm512_store_ps(acc[r], _mm512_setzero_ps()), _mm512_store_ps(macc[r], _mm512_setzero_ps());
+  const int64_t n = 8 * blocks;
+  R1LITE_AMX_K4_LOAD(2, 4, 0);
+  R1LITE_AMX_K4_PRODUCT(0, 2, 4);
+  __m512i sum[kAmxRows];
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t b = i / 8, j = i % 8;
+    if (i % 2 == 0) {
+      if (i + 1 < n) R1LITE_AMX_K4_LOAD(3, 5, i + 1);
+      _tile_stored(0, c, 64);
+      if (i + 1 < n) R1LITE_AMX_K4_PRODUCT(1, 3, 5);
+    } else {
+      if (i + 1 < n) R1LITE_AMX_K4_LOAD(2, 4, i + 1);
+      _tile_stored(1, c, 64);
+      if (i + 1 < n) R1LITE_AMX_K4_PRODUCT(0, 2, 4);
+    }
+    const int32_t* sc = u.sc + i * kAmxRows;
+#pragma GCC unroll 16
+    for (int r = 0; r < kAmxRows; ++r) {
+      const __m512i p = _mm512_mullo_epi32(_mm512_load_si512(c[r]), _mm512_set1_epi32(sc[r]));
+      sum[r] = j == 0 ? p : _mm512_add_epi32(sum[r], p);
+    }
+    if (j == 7) {  // the block's float steps, row by row
+      const __m512 dxv = _mm512_loadu_ps(dx + b * kAmxTokens);
+      __m512i bs[4];
+      for (int p = 0; p < 4; ++p) bs[p] = _mm512_loadu_si512(nbs + (4 * b + p) * kAmxTokens);
+#pragma GCC unroll 16
+      for (int r = 0; r < kAmxRows; ++r) {
+        _mm512_store_ps(acc[r], _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[r]),
+                                                _mm512_mul_ps(_mm512_set1_ps(u.d[b * kAmxRows + r]), dxv),
+                                                _mm512_load_ps(acc[r])));
+        __m512i m = _mm512_setzero_si512();
+        for (int p = 0; p < 4; ++p) m = _mm512_dpwssd_epi32(m, bs[p], _mm512_set1_epi32(u.mp[(4 * b + p) * kAmxRows + r]));
+        _mm512_store_ps(macc[r], _mm512_fmadd_ps(_mm512_cvtepi32_ps(m),
+                                                 _mm512_mul_ps(_mm512_set1_ps(u.dmin[b * kAmxRows + r]), dxv),
+                                                 _mm512_load_ps(macc[r])));
+      }
+    }
+  }
+  for (int r = 0; r < kAmxRows; ++r)
+    for (int t = 0; t < nt; ++t) y[t * ldy + r] = acc[r][t] + macc[r][t];
+}
+
+// Rows [r0, r0 + 16·row_tiles) through AMX, every token.
+template <bool kFifthBit>
+R1LITE_AMX void k4_rows_amx(const void* x, int64_t x_row_bytes, int64_t n_tok, const uint8_t* w, int64_t w_row_bytes,
+                            int64_t blocks, int64_t r0, int64_t row_tiles, float* y, int64_t ldy) {
+  const K4AmxAct xa = k4_amx_arrange(static_cast<const uint8_t*>(x), x_row_bytes, n_tok, blocks);
+  thread_local KernelScratch rows_buf;
+  uint8_t* base = rows_buf.reserve(size_t(blocks * (8 * kAmxBBytes + kAmxRows * 4 * (8 + 4 + 2))));
+  K4AmxRows u;
+  u.a = base;
+  u.sc = reinterpret_cast<int32_t*>(base + blocks * 8 * kAmxBBytes);
+  u.mp = u.sc + blocks * 8 * kAmxRows;
+  u.d = reinterpret_cast<float*>(u.mp + blocks * 4 * kAmxRows);
+  u.dmin = u.d + blocks * kAmxRows;
+  const int64_t groups = (n_tok + kAmxTokens - 1) / kAmxTokens;
+  amx_configure_32();
+  for (int64_t rt = 0; rt < row_tiles; ++rt) {
+    const int64_t r = r0 + kAmxRows * rt;
+    k4_amx_unpack<kFifthBit>(w + r * w_row_bytes, w_row_bytes, blocks, u);
+    for (int64_t g = 0; g < groups; ++g) {
+      const int nt = int(n_tok - g * kAmxTokens < kAmxTokens ? n_tok - g * kAmxTokens : kAmxTokens);
+      k4_amx_tile(u, xa.b + g * blocks * 8 * kAmxBBytes, xa.d + g * blocks * kAmxTokens,
+                  xa.nbs + g * blocks * 4 * kAmxTokens, blocks, nt, y + g * kAmxTokens * ldy + r, ldy);
+    }
+  }
+  _tile_release();
+}
+
 // Fewer than kSmallBatch tokens: every row once through the decode step with all of them.
 // Otherwise rows [r0, r1) in blocks of kRowBlock, unpacked once per block; in each, tokens
 // F::kPrefillTokens at a time through F::kPrefillRows x kPrefillTokens tiles (the block's last
@@ -501,6 +678,14 @@ template <class F>
 void kq_rows_tiles(const void* xp, int64_t x_row_bytes, int64_t n_tok, const void* wp, int64_t w_row_bytes,
                    int64_t blocks, int64_t r0, int64_t r1, float* y, int64_t ldy) {
   const auto* w = static_cast<const uint8_t*>(wp);
+  if constexpr (F::kAmx) {
+    if (n_tok >= kSmallBatch && cpu_features().amx_int8 && r1 - r0 >= kAmxRows) {
+      const int64_t tiles = (r1 - r0) / kAmxRows;
+      k4_rows_amx<F::kFifthBit_>(xp, x_row_bytes, n_tok, w, w_row_bytes, blocks, r0, tiles, y, ldy);
+      r0 += kAmxRows * tiles;
+      if (r0 == r1) return;
+    }
+  }
   const Arranged a = F::arrange(static_cast<const uint8_t*>(xp), x_row_bytes, n_tok, blocks);
   constexpr int NR = F::kPrefillRows, NT = F::kPrefillTokens;
   using W = typename F::Weights;
