@@ -497,15 +497,20 @@ struct Q6K {
 };
 
 // ---- q4_k / q5_k prefill on AMX (cpu_features().amx_int8) ----
-// Sub-block j (32 values) of block b as one tile product: A = the 16 rows' unsigned quants
-// (q5_k with the fifth bit), B = 16 tokens' activations, tdpbusd (u8 x s8 into int32): C[r][n] =
-// sum(q·x) over the sub-block. I_b = sum over j of scale_j·C_j, in integers (exact: the same I_b as
-// the lanes above), and per block, for each row, on vectors of 16 tokens:
+// The sub-block scales go into the weights: scale = 2^s·hi + lo (q4_k: s = 4, lo < 16, hi < 4;
+// q5_k: s = 3, lo and hi < 8), so that quant·lo and quant·hi are both bytes (at most 15·15 or
+// 31·7). Two tile products, tdpbusd (u8 x s8 into int32) of the 16 rows' quant·lo (quant·hi)
+// with 16 tokens' activations, accumulate over the block's 256 values, 64 per product (4 per
+// plane and block):
+//   I_b = C_lo + 2^s·C_hi = sum over sub-blocks of scale·sum(quant·x)
+// exactly (|C| <= 256·225·127 < 2^31), the same I_b as the lanes above. Then per row, on
+// vectors of 16 tokens:
 //   acc = fma(float(I_b), d_w·d_x, acc), macc = fma(float(M_b), dmin_w·d_x, macc)
 // with M_b = -sum(min·bsum32) from 4 vpdpwssd of the tokens' bsum pairs: decode's float steps,
-// element by element. The quants are unpacked once per 16-row tile into A tiles (512 bytes per
-// sub-block), the scales and mins into per-row vectors; the activations once per call.
-// Full 16-row tiles only: the rest take the AVX-512 tiles above, which give the same bits.
+// element by element. The weights are unpacked once per 16-row tile into the two planes
+// (1 KB per plane and 64 values), the mins and scales d, dmin into per-row vectors; the
+// activations once per call. Full 16-row tiles only: the rest take the AVX-512 tiles above,
+// which give the same bits.
 struct K4AmxAct {
   const uint8_t* b;  // B tiles: token tile g, block b, sub-block j at b + ((g·blocks + b)·8 + j)·512
   const float* d;    // d_x: [g][b][16 tokens]
@@ -539,19 +544,20 @@ inline K4AmxAct k4_amx_arrange(const uint8_t* x, int64_t x_row_bytes, int64_t n_
   return {base, d, nbs};
 }
 
-// A 16-row tile unpacked: A tiles [b][j] (512 bytes), scales [b][j][16 rows] and min pairs
-// [b][p][16 rows] as int32, d and dmin [b][16 rows] as floats.
+// A 16-row tile unpacked: A tiles [b][chunk c][plane lo, hi] (1 KB: 16 rows x 64 values
+// 64c ..), min pairs [b][p][16 rows] as int32, d and dmin [b][16 rows] as floats.
 struct K4AmxRows {
   uint8_t* a;
-  int32_t* sc;
   int32_t* mp;
   float* d;
   float* dmin;
 };
+constexpr int64_t kAmxABytes = 1024;
 
 template <bool kFifthBit>
 inline void k4_amx_unpack(const uint8_t* w, int64_t w_row_bytes, int64_t blocks, const K4AmxRows& u) {
   using Block = std::conditional_t<kFifthBit, BlockQ5_K, BlockQ4_K>;
+  constexpr int kShift = kFifthBit ? 3 : 4;
   const __m256i low4 = _mm256_set1_epi8(0x0f);
   for (int r = 0; r < kAmxRows; ++r) {
     const auto* row = reinterpret_cast<const Block*>(w + r * w_row_bytes);
@@ -559,88 +565,97 @@ inline void k4_amx_unpack(const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
       const Block* wb = row + b;
       alignas(16) uint8_t sm[16];  // scales 0-7, mins 0-7
       _mm_store_si128(reinterpret_cast<__m128i*>(sm), unpack_k4_scales(wb->scales));
-      for (int j = 0; j < 8; ++j) u.sc[(8 * b + j) * kAmxRows + r] = sm[j];
       for (int p = 0; p < 4; ++p) u.mp[(4 * b + p) * kAmxRows + r] = sm[8 + 2 * p] | sm[9 + 2 * p] << 16;
       u.d[b * kAmxRows + r] = f16(wb->d);
       u.dmin[b * kAmxRows + r] = f16(wb->dmin);
-      for (int p = 0; p < 4; ++p) {
+      for (int p = 0; p < 4; ++p) {  // sub-blocks 2p, 2p + 1: chunk p
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb->qs + 32 * p));
-        __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+        __m256i q[2] = {_mm256_and_si256(v, low4), _mm256_and_si256(_mm256_srli_epi16(v, 4), low4)};
         if constexpr (kFifthBit) {  // bit j of qh[l]: value 32j + l
           const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb->qh));
-          const __m256i b0 = _mm256_set1_epi8(char(1 << (2 * p))), b1 = _mm256_set1_epi8(char(2 << (2 * p)));
-          const __m256i sixteen = _mm256_set1_epi8(16);
-          lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b0), b0), sixteen));
-          hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b1), b1), sixteen));
+          for (int h = 0; h < 2; ++h) {
+            const __m256i bit = _mm256_set1_epi8(char(1 << (2 * p + h)));
+            q[h] = _mm256_or_si256(q[h], _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit),
+                                                          _mm256_set1_epi8(16)));
+          }
         }
-        _mm256_store_si256(reinterpret_cast<__m256i*>(u.a + (8 * b + 2 * p) * kAmxBBytes + 32 * r), lo);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(u.a + (8 * b + 2 * p + 1) * kAmxBBytes + 32 * r), hi);
+        uint8_t* chunk = u.a + (4 * b + p) * 2 * kAmxABytes + 64 * r;
+        for (int h = 0; h < 2; ++h) {
+          const int sc = sm[2 * p + h];
+          const __m512i q16 = _mm512_cvtepu8_epi16(q[h]);
+          _mm256_store_si256(reinterpret_cast<__m256i*>(chunk + 32 * h),
+                             _mm512_cvtepi16_epi8(_mm512_mullo_epi16(q16, _mm512_set1_epi16(short(sc & ((1 << kShift) - 1))))));
+          _mm256_store_si256(reinterpret_cast<__m256i*>(chunk + kAmxABytes + 32 * h),
+                             _mm512_cvtepi16_epi8(_mm512_mullo_epi16(q16, _mm512_set1_epi16(short(sc >> kShift)))));
+        }
       }
     }
   }
   asm volatile("" : : : "memory");
 }
 
-// Sub-block i (= 8b + j) of the tile: its A and B into tiles A and B; then (after the previous
-// product's store: the tile unit runs its instructions in order) its product into tile C.
-#define R1LITE_AMX_K4_LOAD(A, B, i)                   \
-  do {                                                \
-    _tile_loadd(A, u.a + (i) * kAmxBBytes, 32);       \
-    _tile_loadd(B, xb + (i) * kAmxBBytes, 64);        \
+// Block b's two planes into tiles CL and CH (zeroed first): 4 chunks of 64 values, A tiles 2
+// and 3, B tile 4 (tile numbers: the instructions name them).
+#define R1LITE_AMX_K4_BLOCK(CL, CH, b)                                          \
+  do {                                                                          \
+    _tile_zero(CL);                                                             \
+    _tile_zero(CH);                                                             \
+    for (int c4 = 0; c4 < 4; ++c4) {                                            \
+      _tile_loadd(4, xb + ((b) * 8 + 2 * c4) * kAmxBBytes, 64);                \
+      _tile_loadd(2, u.a + ((b) * 4 + c4) * 2 * kAmxABytes, 64);               \
+      _tile_loadd(3, u.a + ((b) * 4 + c4) * 2 * kAmxABytes + kAmxABytes, 64);  \
+      _tile_dpbusd(CL, 2, 4);                                                   \
+      _tile_dpbusd(CH, 3, 4);                                                   \
+    }                                                                           \
   } while (0)
-#define R1LITE_AMX_K4_PRODUCT(C, A, B) \
-  do {                                 \
-    _tile_zero(C);                     \
-    _tile_dpbusd(C, A, B);             \
-  } while (0)
+
+// Tiles 0, 1 and 5, 6: the two planes' C of two blocks in flight (16 rows x 16 tokens); 2, 3: A
+// (16 rows x 64 bytes); 4: B (16 rows x 64 bytes: row k holds each token's activations 4k..4k+3
+// of the chunk).
+R1LITE_AMX inline void amx_configure_k4() {
+  AmxConfig c;
+  for (int i = 0; i < 7; ++i) c.rows[i] = 16, c.colsb[i] = 64;
+  _tile_loadconfig(&c);
+}
 
 // Rows [0, 16) of u x the token tile at xb / dx / nbs (blocks of it): y for its nt tokens.
 R1LITE_AMX inline void k4_amx_tile(const K4AmxRows& u, const uint8_t* xb, const float* dx, const int32_t* nbs,
-                                   int64_t blocks, int nt, float* y, int64_t ldy) {
-  alignas(64) int32_t c[kAmxRows][kAmxTokens];
-  alignas(64) float acc[kAmxRows][kAmxTokens], macc[kAmxRows][kAmxTokens];
-  for (int r = 0; r < kAmxRows; ++r)
-    _mm512_store_ps(acc[r], _mm512_setzero_ps()), _mm512_store_ps(macc[r], _mm512_setzero_ps());
-  const int64_t n = 8 * blocks;
-  R1LITE_AMX_K4_LOAD(2, 4, 0);
-  R1LITE_AMX_K4_PRODUCT(0, 2, 4);
-  __m512i sum[kAmxRows];
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t b = i / 8, j = i % 8;
-    if (i % 2 == 0) {
-      if (i + 1 < n) R1LITE_AMX_K4_LOAD(3, 5, i + 1);
-      _tile_stored(0, c, 64);
-      if (i + 1 < n) R1LITE_AMX_K4_PRODUCT(1, 3, 5);
+                                   int64_t blocks, int shift, int nt, float* y, int64_t ldy) {
+  alignas(64) int32_t c[2][kAmxRows][kAmxTokens];
+  __m512 acc[kAmxRows], macc[kAmxRows];
+  for (int r = 0; r < kAmxRows; ++r) acc[r] = _mm512_setzero_ps(), macc[r] = _mm512_setzero_ps();
+  R1LITE_AMX_K4_BLOCK(0, 1, 0);
+  for (int64_t b = 0; b < blocks; ++b) {
+    // the tile unit runs its instructions in order: block b's stores go before block b + 1's
+    // products, which then run while block b's float steps do
+    if (b % 2 == 0) {
+      _tile_stored(0, c[0], 64);
+      _tile_stored(1, c[1], 64);
+      if (b + 1 < blocks) R1LITE_AMX_K4_BLOCK(5, 6, b + 1);
     } else {
-      if (i + 1 < n) R1LITE_AMX_K4_LOAD(2, 4, i + 1);
-      _tile_stored(1, c, 64);
-      if (i + 1 < n) R1LITE_AMX_K4_PRODUCT(0, 2, 4);
+      _tile_stored(5, c[0], 64);
+      _tile_stored(6, c[1], 64);
+      if (b + 1 < blocks) R1LITE_AMX_K4_BLOCK(0, 1, b + 1);
     }
-    const int32_t* sc = u.sc + i * kAmxRows;
+    const __m512 dxv = _mm512_loadu_ps(dx + b * kAmxTokens);
+    __m512i bs[4];
+    for (int p = 0; p < 4; ++p) bs[p] = _mm512_loadu_si512(nbs + (4 * b + p) * kAmxTokens);
 #pragma GCC unroll 16
     for (int r = 0; r < kAmxRows; ++r) {
-      const __m512i p = _mm512_mullo_epi32(_mm512_load_si512(c[r]), _mm512_set1_epi32(sc[r]));
-      sum[r] = j == 0 ? p : _mm512_add_epi32(sum[r], p);
-    }
-    if (j == 7) {  // the block's float steps, row by row
-      const __m512 dxv = _mm512_loadu_ps(dx + b * kAmxTokens);
-      __m512i bs[4];
-      for (int p = 0; p < 4; ++p) bs[p] = _mm512_loadu_si512(nbs + (4 * b + p) * kAmxTokens);
-#pragma GCC unroll 16
-      for (int r = 0; r < kAmxRows; ++r) {
-        _mm512_store_ps(acc[r], _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[r]),
-                                                _mm512_mul_ps(_mm512_set1_ps(u.d[b * kAmxRows + r]), dxv),
-                                                _mm512_load_ps(acc[r])));
-        __m512i m = _mm512_setzero_si512();
-        for (int p = 0; p < 4; ++p) m = _mm512_dpwssd_epi32(m, bs[p], _mm512_set1_epi32(u.mp[(4 * b + p) * kAmxRows + r]));
-        _mm512_store_ps(macc[r], _mm512_fmadd_ps(_mm512_cvtepi32_ps(m),
-                                                 _mm512_mul_ps(_mm512_set1_ps(u.dmin[b * kAmxRows + r]), dxv),
-                                                 _mm512_load_ps(macc[r])));
-      }
+      const __m512i sum = _mm512_add_epi32(_mm512_load_si512(c[0][r]),
+                                           _mm512_sll_epi32(_mm512_load_si512(c[1][r]), _mm_cvtsi32_si128(shift)));
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(_mm512_set1_ps(u.d[b * kAmxRows + r]), dxv), acc[r]);
+      __m512i m = _mm512_setzero_si512();
+      for (int p = 0; p < 4; ++p) m = _mm512_dpwssd_epi32(m, bs[p], _mm512_set1_epi32(u.mp[(4 * b + p) * kAmxRows + r]));
+      macc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(m), _mm512_mul_ps(_mm512_set1_ps(u.dmin[b * kAmxRows + r]), dxv),
+                                macc[r]);
     }
   }
-  for (int r = 0; r < kAmxRows; ++r)
-    for (int t = 0; t < nt; ++t) y[t * ldy + r] = acc[r][t] + macc[r][t];
+  for (int r = 0; r < kAmxRows; ++r) {
+    alignas(64) float out[kAmxTokens];
+    _mm512_store_ps(out, _mm512_add_ps(acc[r], macc[r]));
+    for (int t = 0; t < nt; ++t) y[t * ldy + r] = out[t];
+  }
 }
 
 // Rows [r0, r0 + 16·row_tiles) through AMX, every token.
@@ -649,22 +664,21 @@ R1LITE_AMX void k4_rows_amx(const void* x, int64_t x_row_bytes, int64_t n_tok, c
                             int64_t blocks, int64_t r0, int64_t row_tiles, float* y, int64_t ldy) {
   const K4AmxAct xa = k4_amx_arrange(static_cast<const uint8_t*>(x), x_row_bytes, n_tok, blocks);
   thread_local KernelScratch rows_buf;
-  uint8_t* base = rows_buf.reserve(size_t(blocks * (8 * kAmxBBytes + kAmxRows * 4 * (8 + 4 + 2))));
+  uint8_t* base = rows_buf.reserve(size_t(blocks * (8 * kAmxABytes + kAmxRows * 4 * (4 + 2))));
   K4AmxRows u;
   u.a = base;
-  u.sc = reinterpret_cast<int32_t*>(base + blocks * 8 * kAmxBBytes);
-  u.mp = u.sc + blocks * 8 * kAmxRows;
+  u.mp = reinterpret_cast<int32_t*>(base + blocks * 8 * kAmxABytes);
   u.d = reinterpret_cast<float*>(u.mp + blocks * 4 * kAmxRows);
   u.dmin = u.d + blocks * kAmxRows;
   const int64_t groups = (n_tok + kAmxTokens - 1) / kAmxTokens;
-  amx_configure_32();
+  amx_configure_k4();
   for (int64_t rt = 0; rt < row_tiles; ++rt) {
     const int64_t r = r0 + kAmxRows * rt;
     k4_amx_unpack<kFifthBit>(w + r * w_row_bytes, w_row_bytes, blocks, u);
     for (int64_t g = 0; g < groups; ++g) {
       const int nt = int(n_tok - g * kAmxTokens < kAmxTokens ? n_tok - g * kAmxTokens : kAmxTokens);
       k4_amx_tile(u, xa.b + g * blocks * 8 * kAmxBBytes, xa.d + g * blocks * kAmxTokens,
-                  xa.nbs + g * blocks * 4 * kAmxTokens, blocks, nt, y + g * kAmxTokens * ldy + r, ldy);
+                  xa.nbs + g * blocks * 4 * kAmxTokens, blocks, kFifthBit ? 3 : 4, nt, y + g * kAmxTokens * ldy + r, ldy);
     }
   }
   _tile_release();
