@@ -95,7 +95,7 @@ def test_a_rows_result_does_not_depend_on_its_batch(fmt):
                                           err_msg=f"{isa}, {n} rows")
 
 
-AMX_FORMATS = ["q4_k", "q5_k"]
+AMX_FORMATS = ["q4_k", "q5_k", "q6_k"]
 AMX_CASES = [(16, 1, 10), (37, 11, 17), (50, 6, 40)]
 
 

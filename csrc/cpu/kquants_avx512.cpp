@@ -400,7 +400,7 @@ struct Q6Weights {
 
 struct Q6K {
   using Block = BlockQ6_K;
-  static constexpr bool kAmx = false, kFifthBit_ = false;
+  static constexpr bool kAmx = true, kFifthBit_ = false;
   using Weights = Q6Weights;
   // 4 rows x 8 tokens (measured against 2x4, 2x8, 3x8, 4x6, 4x12, 8x4, 1x16: more rows per
   // loaded activation mattered more than keeping every accumulator in a register)
@@ -434,8 +434,8 @@ struct Q6K {
   template <int NT>
   static void decode(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, float* y,
                      int64_t ldy) {
-    __m512 facc[NT];
-    for (int t = 0; t < NT; ++t) facc[t] = _mm512_setzero_ps();
+    __m128 facc[NT];
+    for (int t = 0; t < NT; ++t) facc[t] = _mm_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
       const BlockQ6_K* wb = reinterpret_cast<const BlockQ6_K*>(w) + b;
       prefetch_next<sizeof(BlockQ6_K), 1>(reinterpret_cast<const uint8_t*>(wb), w_row_bytes);
@@ -445,35 +445,38 @@ struct Q6K {
       for (int t = 0; t < NT; ++t) {
         const auto* x = reinterpret_cast<const Q6Act*>(a.x + (t0 + t) * a.stride);
         const float d = dw * a.d[b * a.n_tok + t0 + t];
-        facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(qw.dot(x + b)), _mm512_set1_ps(d), facc[t]);
+        facc[t] = _mm_fmadd_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), _mm512_reduce_add_epi32(qw.dot(x + b))), _mm_set_ss(d),
+                               facc[t]);
       }
     }
-    for (int t = 0; t < NT; ++t) y[t * ldy] = _mm512_reduce_add_ps(facc[t]);
+    for (int t = 0; t < NT; ++t) y[t * ldy] = _mm_cvtss_f32(facc[t]);
   }
 
-  // Tokens t0 .. t0 + NT - 1, rows NR: each (row, token)'s float operations are decode's.
+  // Tokens t0 .. t0 + NT - 1 (NT <= 8), rows NR (NR·NT <= 32): each (row, token)'s float
+  // operations are decode's; pair (r, t) in lane r·NT + t of acc (two vectors).
   template <int NR, int NT>
   static void prefill(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
                       float* y, int64_t ldy) {
-    __m512 facc[NR][NT];
-#pragma GCC unroll 16
-    for (int r = 0; r < NR; ++r)
-#pragma GCC unroll 16
-      for (int t = 0; t < NT; ++t) facc[r][t] = _mm512_setzero_ps();
-    alignas(64) float dd[NR][16];
+    static_assert(NT <= 8 && NR * NT <= 32, "one ymm of tokens, two zmm of pairs");
+    constexpr int kHalves = NR * NT > 16 ? 2 : 1;
+    __m512 acc[kHalves];
+    for (int h = 0; h < kHalves; ++h) acc[h] = _mm512_setzero_ps();
+    alignas(64) float dd[40] = {};
+    const __mmask8 m = __mmask8((1u << NT) - 1);
     for (int64_t b = 0; b < blocks; ++b) {
       Q6Weights qw[NR];
-      const __mmask16 m = NT >= 16 ? __mmask16(0xffff) : __mmask16((1u << NT) - 1);
-      const __m512 dx = _mm512_maskz_loadu_ps(m, a.d + b * a.n_tok + t0);
+      const __m256 dx = _mm256_maskz_loadu_ps(m, a.d + b * a.n_tok + t0);
 #pragma GCC unroll 16
       for (int r = 0; r < NR; ++r) {
         const uint8_t* wu = w + r * w_row_bytes + b * Q6Weights::kUnpackedBytes;
         qw[r].load_unpacked(wu);
-        _mm512_store_ps(dd[r], _mm512_mul_ps(_mm512_set1_ps(*reinterpret_cast<const float*>(wu + 320)), dx));
+        // d_w·d_x, rows in order (a row's 8 stores overwrite the previous row's zeros past NT)
+        _mm256_storeu_ps(dd + r * NT, _mm256_mul_ps(_mm256_set1_ps(*reinterpret_cast<const float*>(wu + 320)), dx));
       }
-      // read back as broadcasts from memory (a load each), not as register permutes
-      asm volatile("" : : "r"(dd) : "memory");
       const auto* xb = reinterpret_cast<const Q6Act*>(a.x + t0 * a.stride) + b;
+      __m512i lanes[16 * kHalves];
+#pragma GCC unroll 32
+      for (int i = NR * NT; i < 16 * kHalves; ++i) lanes[i] = _mm512_setzero_si512();
 #pragma GCC unroll 16
       for (int t = 0; t < NT; ++t) {
         const Q6Act* xt = reinterpret_cast<const Q6Act*>(reinterpret_cast<const uint8_t*>(xb) + t * a.stride);
@@ -484,15 +487,20 @@ struct Q6K {
         for (int r = 0; r < NR; ++r) {
           const __m512i c0 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(s0, qw[r].q[0], x0), qw[r].q[1], x1);
           const __m512i c1 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(s1, qw[r].q[2], x2), qw[r].q[3], x3);
-          const __m512i p = _mm512_madd_epi16(_mm512_packs_epi32(c0, c1), qw[r].scale);
-          facc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_set1_ps(dd[r][t]), facc[r][t]);
+          lanes[r * NT + t] = _mm512_madd_epi16(_mm512_packs_epi32(c0, c1), qw[r].scale);
         }
       }
+      for (int h = 0; h < kHalves; ++h) {
+        const __m512i (&half)[16] = *reinterpret_cast<const __m512i(*)[16]>(lanes + 16 * h);
+        acc[h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum_lanes16(half)), _mm512_loadu_ps(dd + 16 * h), acc[h]);
+      }
     }
+    alignas(64) float av[32];
+    for (int h = 0; h < kHalves; ++h) _mm512_store_ps(av + 16 * h, acc[h]);
 #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r)
 #pragma GCC unroll 16
-      for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(facc[r][t]);
+      for (int t = 0; t < NT; ++t) y[t * ldy + r] = av[r * NT + t];
   }
 };
 
@@ -684,6 +692,163 @@ R1LITE_AMX void k4_rows_amx(const void* x, int64_t x_row_bytes, int64_t n_tok, c
   _tile_release();
 }
 
+// ---- q6_k prefill on AMX ----
+// value = scale·(q - 32) with q - 32 in [-32, 31] and int8 scales per 16 values: the scale as
+// three digits in [-3, 4], scale = e0 + 8·e1 + 64·e2 (e2 in [-2, 2]), so that (q - 32)·e is a
+// signed byte (at most 128 in size only as -32·4). Three planes of the weights, tdpbssd (s8 x s8
+// into int32) with the activations, 64 values per product, accumulated over the block:
+//   I_b = C0 + 8·C1 + 64·C2 = sum over sub-blocks of scale·sum((q - 32)·x)
+// exactly (|C| <= 256·128·127 < 2^31), the lanes' I_b above; then acc = fma(float(I_b), d_w·d_x,
+// acc) per row on vectors of 16 tokens, decode's steps element by element.
+struct Q6AmxRows {
+  uint8_t* a;  // [b][chunk c][plane k]: 1 KB, 16 rows x 64 values 64c ..
+  float* d;    // [b][16 rows]
+};
+
+inline void q6_amx_unpack(const uint8_t* w, int64_t w_row_bytes, int64_t blocks, const Q6AmxRows& u) {
+  const __m256i low4 = _mm256_set1_epi8(0x0f), three = _mm256_set1_epi8(3), k32 = _mm256_set1_epi8(32);
+  for (int r = 0; r < kAmxRows; ++r) {
+    const auto* row = reinterpret_cast<const BlockQ6_K*>(w + r * w_row_bytes);
+    for (int64_t b = 0; b < blocks; ++b) {
+      const BlockQ6_K* wb = row + b;
+      alignas(64) int8_t q[256];  // q - 32, value by value
+      for (int h = 0; h < 2; ++h) {
+        const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb->ql + 64 * h));
+        const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb->ql + 64 * h + 32));
+        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb->qh + 32 * h));
+        const __m256i lows[4] = {_mm256_and_si256(ql0, low4), _mm256_and_si256(ql1, low4),
+                                 _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                                 _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4)};
+        for (int s4 = 0; s4 < 4; ++s4) {  // values 128h + 32·s4 + l
+          const __m256i high = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * s4), three);
+          const __m256i v = _mm256_or_si256(lows[s4], _mm256_slli_epi16(high, 4));
+          _mm256_store_si256(reinterpret_cast<__m256i*>(q + 128 * h + 32 * s4), _mm256_sub_epi8(v, k32));
+        }
+      }
+      // the scales' digits, each repeated over its 16 values: e[k][sub-block]
+      alignas(64) int8_t e[3][16];
+      for (int sb = 0; sb < 16; ++sb) {
+        int rest = wb->scales[sb];
+        for (int k = 0; k < 2; ++k) {
+          const int digit = ((rest + 3) & 7) - 3;
+          e[k][sb] = int8_t(digit);
+          rest = (rest - digit) >> 3;
+        }
+        e[2][sb] = int8_t(rest);
+      }
+      u.d[b * kAmxRows + r] = f16(wb->d);
+      for (int c4 = 0; c4 < 4; ++c4) {
+        const __m512i q64 = _mm512_load_si512(q + 64 * c4);
+        const __m512i qlo = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(q64));
+        const __m512i qhi = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(q64, 1));
+        for (int k = 0; k < 3; ++k) {
+          // digit of sub-block 4·c4 + i/16 for value i of the chunk
+          const __m512i dig = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(e[k]))),
+                                                  _mm512_set_epi8(4 * c4 + 3, 4 * c4 + 3, 4 * c4 + 3, 4 * c4 + 3, 4 * c4 + 3,
+                                                                  4 * c4 + 3, 4 * c4 + 3, 4 * c4 + 3, 4 * c4 + 3, 4 * c4 + 3,
+                                                                  4 * c4 + 3, 4 * c4 + 3, 4 * c4 + 3, 4 * c4 + 3, 4 * c4 + 3,
+                                                                  4 * c4 + 3, 4 * c4 + 2, 4 * c4 + 2, 4 * c4 + 2, 4 * c4 + 2,
+                                                                  4 * c4 + 2, 4 * c4 + 2, 4 * c4 + 2, 4 * c4 + 2, 4 * c4 + 2,
+                                                                  4 * c4 + 2, 4 * c4 + 2, 4 * c4 + 2, 4 * c4 + 2, 4 * c4 + 2,
+                                                                  4 * c4 + 2, 4 * c4 + 2, 4 * c4 + 1, 4 * c4 + 1, 4 * c4 + 1,
+                                                                  4 * c4 + 1, 4 * c4 + 1, 4 * c4 + 1, 4 * c4 + 1, 4 * c4 + 1,
+                                                                  4 * c4 + 1, 4 * c4 + 1, 4 * c4 + 1, 4 * c4 + 1, 4 * c4 + 1,
+                                                                  4 * c4 + 1, 4 * c4 + 1, 4 * c4 + 1, 4 * c4, 4 * c4, 4 * c4,
+                                                                  4 * c4, 4 * c4, 4 * c4, 4 * c4, 4 * c4, 4 * c4, 4 * c4,
+                                                                  4 * c4, 4 * c4, 4 * c4, 4 * c4, 4 * c4, 4 * c4));
+          const __m512i dlo = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(dig));
+          const __m512i dhi = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(dig, 1));
+          uint8_t* plane = u.a + ((4 * b + c4) * 3 + k) * kAmxABytes + 64 * r;
+          _mm256_store_si256(reinterpret_cast<__m256i*>(plane), _mm512_cvtepi16_epi8(_mm512_mullo_epi16(qlo, dlo)));
+          _mm256_store_si256(reinterpret_cast<__m256i*>(plane + 32), _mm512_cvtepi16_epi8(_mm512_mullo_epi16(qhi, dhi)));
+        }
+      }
+    }
+  }
+  asm volatile("" : : : "memory");
+}
+
+// Block b's three planes into tiles C0, C1, C2 (zeroed first): 4 chunks of 64 values, A tile 3,
+// B tile 4.
+#define R1LITE_AMX_Q6_BLOCK(C0, C1, C2, b)                                        \
+  do {                                                                            \
+    _tile_zero(C0);                                                               \
+    _tile_zero(C1);                                                               \
+    _tile_zero(C2);                                                               \
+    for (int c4 = 0; c4 < 4; ++c4) {                                              \
+      const uint8_t* planes = u.a + ((b) * 4 + c4) * 3 * kAmxABytes;             \
+      _tile_loadd(4, xb + ((b) * 8 + 2 * c4) * kAmxBBytes, 64);                  \
+      _tile_loadd(3, planes, 64);                                                 \
+      _tile_dpbssd(C0, 3, 4);                                                     \
+      _tile_loadd(3, planes + kAmxABytes, 64);                                    \
+      _tile_dpbssd(C1, 3, 4);                                                     \
+      _tile_loadd(3, planes + 2 * kAmxABytes, 64);                                \
+      _tile_dpbssd(C2, 3, 4);                                                     \
+    }                                                                             \
+  } while (0)
+
+// Tiles 0-2 and 5-7: the planes' C of two blocks in flight; 3: A; 4: B (all 16 x 64 bytes).
+R1LITE_AMX inline void amx_configure_q6() {
+  AmxConfig c;
+  for (int i = 0; i < 8; ++i) c.rows[i] = 16, c.colsb[i] = 64;
+  _tile_loadconfig(&c);
+}
+
+R1LITE_AMX inline void q6_amx_tile(const Q6AmxRows& u, const uint8_t* xb, const float* dx, int64_t blocks, int nt,
+                                   float* y, int64_t ldy) {
+  alignas(64) int32_t c[3][kAmxRows][kAmxTokens];
+  __m512 acc[kAmxRows];
+  for (int r = 0; r < kAmxRows; ++r) acc[r] = _mm512_setzero_ps();
+  R1LITE_AMX_Q6_BLOCK(0, 1, 2, 0);
+  for (int64_t b = 0; b < blocks; ++b) {
+    if (b % 2 == 0) {  // in order: block b's stores, then block b + 1's products
+      _tile_stored(0, c[0], 64);
+      _tile_stored(1, c[1], 64);
+      _tile_stored(2, c[2], 64);
+      if (b + 1 < blocks) R1LITE_AMX_Q6_BLOCK(5, 6, 7, b + 1);
+    } else {
+      _tile_stored(5, c[0], 64);
+      _tile_stored(6, c[1], 64);
+      _tile_stored(7, c[2], 64);
+      if (b + 1 < blocks) R1LITE_AMX_Q6_BLOCK(0, 1, 2, b + 1);
+    }
+    const __m512 dxv = _mm512_loadu_ps(dx + b * kAmxTokens);
+#pragma GCC unroll 16
+    for (int r = 0; r < kAmxRows; ++r) {
+      const __m512i sum = _mm512_add_epi32(
+          _mm512_load_si512(c[0][r]),
+          _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(c[1][r]), 3), _mm512_slli_epi32(_mm512_load_si512(c[2][r]), 6)));
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(_mm512_set1_ps(u.d[b * kAmxRows + r]), dxv), acc[r]);
+    }
+  }
+  for (int r = 0; r < kAmxRows; ++r) {
+    alignas(64) float out[kAmxTokens];
+    _mm512_store_ps(out, acc[r]);
+    for (int t = 0; t < nt; ++t) y[t * ldy + r] = out[t];
+  }
+}
+
+// Rows [r0, r0 + 16·row_tiles) through AMX, every token.
+R1LITE_AMX void q6_rows_amx(const void* x, int64_t x_row_bytes, int64_t n_tok, const uint8_t* w, int64_t w_row_bytes,
+                            int64_t blocks, int64_t r0, int64_t row_tiles, float* y, int64_t ldy) {
+  const K4AmxAct xa = k4_amx_arrange(static_cast<const uint8_t*>(x), x_row_bytes, n_tok, blocks);
+  thread_local KernelScratch rows_buf;
+  uint8_t* base = rows_buf.reserve(size_t(blocks * (12 * kAmxABytes + kAmxRows * 4)));
+  const Q6AmxRows u{base, reinterpret_cast<float*>(base + blocks * 12 * kAmxABytes)};
+  const int64_t groups = (n_tok + kAmxTokens - 1) / kAmxTokens;
+  amx_configure_q6();
+  for (int64_t rt = 0; rt < row_tiles; ++rt) {
+    const int64_t r = r0 + kAmxRows * rt;
+    q6_amx_unpack(w + r * w_row_bytes, w_row_bytes, blocks, u);
+    for (int64_t g = 0; g < groups; ++g) {
+      const int nt = int(n_tok - g * kAmxTokens < kAmxTokens ? n_tok - g * kAmxTokens : kAmxTokens);
+      q6_amx_tile(u, xa.b + g * blocks * 8 * kAmxBBytes, xa.d + g * blocks * kAmxTokens, blocks, nt,
+                  y + g * kAmxTokens * ldy + r, ldy);
+    }
+  }
+  _tile_release();
+}
+
 // Fewer than kSmallBatch tokens: every row once through the decode step with all of them.
 // Otherwise rows [r0, r1) in blocks of kRowBlock, unpacked once per block; in each, tokens
 // F::kPrefillTokens at a time through F::kPrefillRows x kPrefillTokens tiles (the block's last
@@ -695,7 +860,10 @@ void kq_rows_tiles(const void* xp, int64_t x_row_bytes, int64_t n_tok, const voi
   if constexpr (F::kAmx) {
     if (n_tok >= kSmallBatch && cpu_features().amx_int8 && r1 - r0 >= kAmxRows) {
       const int64_t tiles = (r1 - r0) / kAmxRows;
-      k4_rows_amx<F::kFifthBit_>(xp, x_row_bytes, n_tok, w, w_row_bytes, blocks, r0, tiles, y, ldy);
+      if constexpr (std::is_same_v<F, Q6K>)
+        q6_rows_amx(xp, x_row_bytes, n_tok, w, w_row_bytes, blocks, r0, tiles, y, ldy);
+      else
+        k4_rows_amx<F::kFifthBit_>(xp, x_row_bytes, n_tok, w, w_row_bytes, blocks, r0, tiles, y, ldy);
       r0 += kAmxRows * tiles;
       if (r0 == r1) return;
     }
