@@ -88,12 +88,39 @@ void exp_inplace(float* x, int64_t n) {
   map4(x, x, n, [](f32x4 v, int64_t) { return exp4(v); });
 }
 
+// Attention's scores: the max and the sum in 16 lanes (4 vectors) rather than one scalar chain
+// each (a dependent maxss / addss per score was most of this function's time at long contexts);
+// the lanes' sums are added in a fixed order, then the last n % 16 scores one by one.
 void exp_scaled_shifted(float* x, int64_t n, float scale, float* max_out, float* sum_out) {
+  const int64_t n16 = n / 16 * 16;
+  f32x4 m[4];
+  for (auto& v : m) v = f32x4{} - std::numeric_limits<float>::infinity();
+  for (int64_t t = 0; t < n16; t += 16)
+    for (int k = 0; k < 4; ++k) {
+      f32x4 v;
+      std::memcpy(&v, x + t + 4 * k, sizeof v);
+      v *= scale;
+      m[k] = v > m[k] ? v : m[k];
+    }
   float max_score = -std::numeric_limits<float>::infinity();
-  for (int64_t t = 0; t < n; ++t) max_score = std::max(max_score, x[t] * scale);
-  map4(x, x, n, [&](f32x4 v, int64_t) { return exp4(v * scale - max_score); });
-  float sum = 0.f;
-  for (int64_t t = 0; t < n; ++t) sum += x[t];
+  for (int k = 0; k < 4; ++k)
+    for (int i = 0; i < 4; ++i) max_score = std::max(max_score, m[k][i]);
+  for (int64_t t = n16; t < n; ++t) max_score = std::max(max_score, x[t] * scale);
+  f32x4 acc[4] = {};
+  for (int64_t t = 0; t < n16; t += 16)
+    for (int k = 0; k < 4; ++k) {
+      f32x4 v;
+      std::memcpy(&v, x + t + 4 * k, sizeof v);
+      v = exp4(v * scale - max_score);
+      std::memcpy(x + t + 4 * k, &v, sizeof v);
+      acc[k] += v;
+    }
+  const f32x4 a = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  float sum = (a[0] + a[1]) + (a[2] + a[3]);
+  if (n16 < n) {
+    map4(x + n16, x + n16, n - n16, [&](f32x4 v, int64_t) { return exp4(v * scale - max_score); });
+    for (int64_t t = n16; t < n; ++t) sum += x[t];
+  }
   *max_out = max_score;
   *sum_out = sum;
 }
