@@ -1,6 +1,7 @@
 """The KV cache grows in pages with the context instead of being allocated up front."""
 
 import numpy as np
+import pytest
 
 import r1lite
 
@@ -31,3 +32,14 @@ def test_decoding_token_by_token_across_pages(qwen2_dir):
     full = model.logits(tokens)
     stepped = model.logits(tokens, chunk=37)
     assert np.abs(full - stepped).max() <= 1e-4 * np.abs(full).max()
+
+
+@pytest.mark.parametrize("kv", ["f32", "f16", "q8_0"])
+def test_prefill_is_bit_for_bit_token_by_token(qwen2_dir, kv):
+    """One 300-token prefill (its attention in blocks of 4 queries that read each cached row once),
+    chunks of 37 and 3, and token by token (one query at a time): the same logits, bit for bit."""
+    model = r1lite.load(qwen2_dir, context=600, kv_cache=kv)
+    tokens = np.random.default_rng(1).integers(0, 131, 300)
+    full = model.logits(tokens)
+    for chunk in (37, 3, 1):
+        np.testing.assert_array_equal(model.logits(tokens, chunk=chunk), full, err_msg=f"chunks of {chunk}")

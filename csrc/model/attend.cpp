@@ -65,6 +65,24 @@ void attend(const QueryRows& queries, int64_t heads, const HeadRows& rows, int64
                       dim, out, dim);
 }
 
+void attend_block(const QueryRows& queries, int64_t group, int64_t tokens, int64_t len0, const HeadRows& rows,
+                  float scale, std::vector<float>& scores, float* out) {
+  const int64_t page = KVCache::kPagePositions, count = len0 + tokens - 1, heads = group * tokens;
+  const int64_t dim = rows.value_dim;
+  scores.resize(size_t(heads * count));
+  for (int64_t p0 = 0; p0 < count; p0 += page)
+    dot_rows(queries, rows.keys(p0), std::min(page, count - p0), &scores[size_t(p0)], count);
+  for (int64_t b = 0; b < tokens; ++b)
+    for (int64_t h = 0; h < group; ++h) {
+      float* s = &scores[size_t((b * group + h) * count)];
+      softmax_scaled(s, len0 + b, scale);
+      std::fill(s + len0 + b, s + count, 0.f);
+    }
+  std::fill(out, out + heads * dim, 0.f);
+  for (int64_t p0 = 0; p0 < count; p0 += page)
+    weighted_sum_rows(&scores[size_t(p0)], count, heads, rows.values(p0), std::min(page, count - p0), dim, out, dim);
+}
+
 void attend_task(const SplitPlan& plan, int64_t token, int64_t unit, int64_t range, const QueryRows& queries,
                  int64_t heads, int64_t block, const HeadRows& rows, float scale, std::vector<float>& scores,
                  float* whole_out, std::vector<float>& sums, std::vector<float>& ml) {

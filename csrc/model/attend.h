@@ -43,6 +43,14 @@ void split_range(int64_t len, int64_t splits, int64_t r, int64_t* begin, int64_t
 void attend(const QueryRows& queries, int64_t heads, const HeadRows& rows, int64_t begin, int64_t end,
             float scale, std::vector<float>& scores, float* out, float* ml);
 
+// `tokens` consecutive queries of one sequence (positions len0 - 1 .., `group` prepared rows each,
+// token after token) against their cache at once: each key and value row is read once for all of
+// them rather than once per token (prefill). Query row b·group + h sees positions [0, len0 + b)
+// and gets exactly what attend() gives it alone: the same dot products, its softmax over its own
+// positions, zero weight on the later ones. out[(b·group + h)·value_dim ..] (zeroed here).
+void attend_block(const QueryRows& queries, int64_t group, int64_t tokens, int64_t len0, const HeadRows& rows,
+                  float scale, std::vector<float>& scores, float* out);
+
 // The tasks of one attention call: token i's `units` (kv heads or head blocks) each cut into
 // splits[i] position ranges; task t is (token, unit, range) in that order. Ranges of split
 // tokens keep their partial results in slots first_part[i] + unit·splits[i] + range.

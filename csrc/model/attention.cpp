@@ -5,6 +5,7 @@
 
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
+#include "model/attend.h"
 #include "model/model.h"
 
 namespace r1lite {
@@ -59,6 +60,10 @@ void Model::gqa_attention(int64_t layer, int64_t n) {
   const float scale = c.attn_scale_mult / std::sqrt(float(hd));
   SplitPlan& plan = s_.attention_plan;
   plan.build(token_lengths(n), c.num_kv_heads, pool_.size());
+  if (!plan.any_split && n > 1) {
+    gqa_attention_blocks(layer, n);
+    return;
+  }
   s_.split_sums.resize(size_t(plan.part_slots() * group * hd));
   s_.split_ml.resize(size_t(plan.part_slots() * 2 * group));
   pool_.parallel_for(plan.tasks(), 1, [&](int64_t begin, int64_t end) {
@@ -74,6 +79,44 @@ void Model::gqa_attention(int64_t layer, int64_t n) {
     }
   });
   if (plan.any_split) merge_split_attention(n, group, c.num_heads, hd, q_dim, s_.att.data());
+}
+
+// Prefill (no token split): runs of up to kQueryBlock consecutive positions of one sequence attend
+// as one block (attend_block), one task per block and kv head: a long prompt's keys and values
+// are read once per block of queries instead of once per query. Each query's result is the one
+// attend() gives it alone.
+void Model::gqa_attention_blocks(int64_t layer, int64_t n) {
+  constexpr int64_t kQueryBlock = 4;
+  const ModelConfig& c = cfg_;
+  const int64_t hd = c.head_dim, q_dim = c.num_heads * hd, group = c.num_heads / c.num_kv_heads;
+  const float scale = c.attn_scale_mult / std::sqrt(float(hd));
+  std::vector<int64_t>& first = s_.query_blocks;  // block k: tokens [first[k], first[k + 1])
+  first.clear();
+  for (int64_t i = 0; i < n; ++i) {
+    const TokenSlot& at = s_.slots[size_t(i)];
+    const bool joins = i > 0 && i - first.back() < kQueryBlock && at.cache == s_.slots[size_t(i - 1)].cache &&
+                       at.pos == s_.slots[size_t(i - 1)].pos + 1;
+    if (!joins) first.push_back(i);
+  }
+  first.push_back(n);
+  const int64_t blocks = int64_t(first.size()) - 1;
+  pool_.parallel_for(blocks * c.num_kv_heads, 1, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores, qs, out;
+    thread_local QueryRows queries;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t k = task / c.num_kv_heads, g = task % c.num_kv_heads;
+      const int64_t i0 = first[size_t(k)], tokens = first[size_t(k + 1)] - i0;
+      const HeadRows rows{s_.slots[size_t(i0)].cache, layer, g, hd, false};
+      qs.resize(size_t(tokens * group * hd));
+      out.resize(qs.size());
+      for (int64_t b = 0; b < tokens; ++b)  // the block's query rows, token after token
+        std::copy_n(&s_.q[size_t((i0 + b) * q_dim + g * group * hd)], group * hd, &qs[size_t(b * group * hd)]);
+      queries.prepare(rows.cache->format(), qs.data(), tokens * group, hd, hd);
+      attend_block(queries, group, tokens, s_.slots[size_t(i0)].pos + 1, rows, scale, scores, out.data());
+      for (int64_t b = 0; b < tokens; ++b)
+        std::copy_n(&out[size_t(b * group * hd)], group * hd, &s_.att[size_t((i0 + b) * q_dim + g * group * hd)]);
+    }
+  });
 }
 
 std::vector<int64_t> Model::token_lengths(int64_t n) const {

@@ -49,6 +49,7 @@ struct RunState {
   std::vector<float> chosen_gate, chosen_up, chosen_out;  // one token's k experts: [k, F], [k, F], [k, D]
   // Attention's tasks and the split tokens' partial results (attend.h)
   SplitPlan attention_plan;
+  std::vector<int64_t> query_blocks;  // gqa_attention_blocks: each block's first token, then n
   std::vector<float> split_sums, split_ml;
   void resize(const ModelConfig& c, int64_t n);
 };
@@ -97,6 +98,7 @@ class Model final : public Backend {
   // Each block reads s_.xn (the normed residual) of n tokens and writes s_.proj.
   void gqa_block(int64_t layer, int64_t n);
   void gqa_attention(int64_t layer, int64_t n);
+  void gqa_attention_blocks(int64_t layer, int64_t n);
   void mla_block(int64_t layer, int64_t n);
   void mla_attention(int64_t layer, int64_t n);
   // Positions each token of the batch attends to (its position + 1).
