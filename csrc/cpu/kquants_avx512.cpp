@@ -195,8 +195,26 @@ inline __m512i sum_lanes16(const __m512i (&v)[16]) {
 // The tiles compute macc for 8 tokens at once (one vector lane per token, the same operations
 // lane by lane): the mins' dot is then 4 vpdpwssd per row and block for all 8 tokens; and their
 // (row, token) pairs' I_b in one vector (sum_lanes16), acc in one vector lane per pair.
+// A format with two variants of its float steps (kq_rows below): decode and prefill are its
+// exact ones (decode_exact, prefill_exact) or its lanes ones.
+template <class F, bool kExact>
+struct Variants {
+  template <int NT>
+  static void decode(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, float* y,
+                     int64_t ldy) {
+    if constexpr (kExact) F::template decode_exact<NT>(a, t0, w, w_row_bytes, blocks, y, ldy);
+    else F::template decode_lanes<NT>(a, t0, w, w_row_bytes, blocks, y, ldy);
+  }
+  template <int NR, int NT>
+  static void prefill(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
+                      float* y, int64_t ldy) {
+    if constexpr (kExact) F::template prefill_exact<NR, NT>(a, t0, w, w_row_bytes, blocks, y, ldy);
+    else F::template prefill_lanes<NR, NT>(a, t0, w, w_row_bytes, blocks, y, ldy);
+  }
+};
+
 template <bool kFifthBit, bool kExact>
-struct K4Format {
+struct K4Format : Variants<K4Format<kFifthBit, kExact>, kExact> {
   using Block = std::conditional_t<kFifthBit, BlockQ5_K, BlockQ4_K>;
   static constexpr bool kAmx = kExact, kFifthBit_ = kFifthBit, kIsQ6 = false;
   using Weights = K4Weights<kFifthBit>;
@@ -414,18 +432,6 @@ struct K4Format {
     }
   }
 
-  template <int NT>
-  static void decode(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, float* y,
-                     int64_t ldy) {
-    if constexpr (kExact) decode_exact<NT>(a, t0, w, w_row_bytes, blocks, y, ldy);
-    else decode_lanes<NT>(a, t0, w, w_row_bytes, blocks, y, ldy);
-  }
-  template <int NR, int NT>
-  static void prefill(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
-                      float* y, int64_t ldy) {
-    if constexpr (kExact) prefill_exact<NR, NT>(a, t0, w, w_row_bytes, blocks, y, ldy);
-    else prefill_lanes<NR, NT>(a, t0, w, w_row_bytes, blocks, y, ldy);
-  }
 };
 
 // ---- q6_k ----
@@ -498,7 +504,7 @@ struct Q6Weights {
 };
 
 template <bool kExact>
-struct Q6KFormat {
+struct Q6KFormat : Variants<Q6KFormat<kExact>, kExact> {
   using Block = BlockQ6_K;
   static constexpr bool kAmx = kExact, kFifthBit_ = false, kIsQ6 = true;
   using Weights = Q6Weights;
@@ -669,18 +675,6 @@ struct Q6KFormat {
       for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(facc[r][t]);
   }
 
-  template <int NT>
-  static void decode(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, float* y,
-                     int64_t ldy) {
-    if constexpr (kExact) decode_exact<NT>(a, t0, w, w_row_bytes, blocks, y, ldy);
-    else decode_lanes<NT>(a, t0, w, w_row_bytes, blocks, y, ldy);
-  }
-  template <int NR, int NT>
-  static void prefill(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
-                      float* y, int64_t ldy) {
-    if constexpr (kExact) prefill_exact<NR, NT>(a, t0, w, w_row_bytes, blocks, y, ldy);
-    else prefill_lanes<NR, NT>(a, t0, w, w_row_bytes, blocks, y, ldy);
-  }
 };
 
 // ---- q4_k / q5_k prefill on AMX (cpu_features().amx_int8) ----
