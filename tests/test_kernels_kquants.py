@@ -63,7 +63,7 @@ def _activation_cases(tokens, cols, rng):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_extreme_blocks_against_the_exact_product(fmt, isa):
     rng = np.random.default_rng(3)
-    # an 8-token tile, a 4-token one and 2 single tokens, odd rows; with AMX, q4_k and q5_k take
+    # an 8-token tile, a 4-token one and 2 single tokens, odd rows; with AMX, q4_k, q5_k and q6_k take
     # a 16-row tile there and the last 3 rows through the AVX-512 tiles
     rows, nblocks, tokens = 19, 3, 14
     cols = nblocks * QK

@@ -51,7 +51,8 @@ static CpuFeatures detect() {
   // R1LITE_VBMI=0 likewise (those i-quants' other decode path)
   const char* vbmi_env = std::getenv("R1LITE_VBMI");
   f.avx512_vbmi = f.avx512 && __builtin_cpu_supports("avx512vbmi") && !(vbmi_env && !std::strcmp(vbmi_env, "0"));
-  // R1LITE_AMX=0 likewise (q8_0 prefill through the AVX-512 tiles); asks the OS only when wanted
+  // R1LITE_AMX=0 likewise (prefill of q8_0 and the K-quants through the AVX-512 tiles); asks the
+  // OS for the tile data only when wanted
   const char* amx_env = std::getenv("R1LITE_AMX");
   f.amx_int8 = f.avx512 && !(amx_env && !std::strcmp(amx_env, "0")) && amx_usable();
 #endif

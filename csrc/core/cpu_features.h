@@ -12,7 +12,7 @@ struct CpuFeatures {
   bool avx512_bf16 = false;
   bool gfni = false;      // GF(2) affine byte maps (the q4_0 AVX-512 tile's nibble split)
   bool avx512_vbmi = false;  // byte permutes (the AVX-512 iq2_xxs / iq2_xs / iq3_xxs decode's grids)
-  bool amx_int8 = false;     // AMX int8 tiles, the OS letting this process use them (prefill's q8_0)
+  bool amx_int8 = false;     // AMX int8 tiles, the OS letting this process use them (prefill)
 };
 
 const CpuFeatures& cpu_features();

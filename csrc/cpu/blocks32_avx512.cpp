@@ -529,10 +529,6 @@ inline void amx_q8_arrange(const void* x, int64_t x_row_bytes, int64_t n_tok, in
   asm volatile("" : : : "memory");  // the tile loads (asm) read what was just written
 }
 
-// Rows [r, r + 16) x token tile g: for each lane L, its 16 row accumulators (vectors of 16
-// tokens) over blocks L, L + 16, ..., stored in part[L][row]. The blocks go in that order (lane
-// after lane), software-pipelined: block i + 1's product is under way (tiles 1, 3, 5 or 0, 2, 4)
-// while block i's is scaled.
 // Block b's A and B into tiles A and B, then (after the previous product's store) its product
 // into tile C (tile numbers: the instructions name them).
 #define R1LITE_AMX_Q8_LOAD(A, B, b)                   \
@@ -546,14 +542,17 @@ inline void amx_q8_arrange(const void* x, int64_t x_row_bytes, int64_t n_tok, in
     _tile_dpbssd(C, A, B);             \
   } while (0)
 
+// A 16-row tile (its A tiles at wa, d_w at dw[row·blocks + b]) x token tile xb / dx: for each
+// lane L, its 16 row accumulators (vectors of 16 tokens) over blocks L, L + 16, ..., stored in
+// part[L][row]. The blocks go in that order (lane after lane), software-pipelined: block i + 1's
+// product is under way (tiles 1, 3, 5 or 0, 2, 4) while block i's is scaled.
 R1LITE_AMX inline void amx_q8_lanes(const uint8_t* wa, const float* dw, const uint8_t* xb,
                                     const float* dx, int64_t blocks, float (*part)[kAmxRows][kAmxTokens]) {
   alignas(64) int32_t c[kAmxRows][kAmxTokens];
   __m512 acc[kAmxRows];
   for (int r = 0; r < kAmxRows; ++r) acc[r] = _mm512_setzero_ps();
-  // block i of the order: lane L = i-th lane's ..., computed on the fly
   const int64_t lanes = blocks < kSg ? blocks : kSg;
-  int64_t L = 0, b = 0;  // the block being scaled
+  int64_t L = 0, b = 0;  // the block being scaled, and its lane
   R1LITE_AMX_Q8_LOAD(2, 4, 0);
   R1LITE_AMX_Q8_PRODUCT(0, 2, 4);
   for (int64_t i = 0; i < blocks; ++i) {
@@ -591,8 +590,8 @@ R1LITE_AMX void q8_rows_amx(const void* x, int64_t x_row_bytes, int64_t n_tok, c
   uint8_t* xb;
   float* dx;
   amx_q8_arrange(x, x_row_bytes, n_tok, blocks, xb, dx);
-  thread_local KernelScratch dw_buf;
-  uint8_t* wa = dw_buf.reserve(size_t(blocks * (kAmxBBytes + kAmxRows * 4)));
+  thread_local KernelScratch tile_buf;
+  uint8_t* wa = tile_buf.reserve(size_t(blocks * (kAmxBBytes + kAmxRows * 4)));
   float* dw = reinterpret_cast<float*>(wa + blocks * kAmxBBytes);
   alignas(64) float part[kSg][kAmxRows][kAmxTokens];
   const int64_t groups = (n_tok + kAmxTokens - 1) / kAmxTokens, lanes = blocks < kSg ? blocks : kSg;

@@ -31,6 +31,10 @@
 // next prefetched). A token's float results go through the same operations, in the same order,
 // in every tile and in the decode step, so a row's result does not depend on its batch (the
 // server batches requests and each must get what it gets alone).
+//
+// AMX (below): prefill's q4_k, q5_k and q6_k as tile products of 16 rows x 16 tokens x 64
+// values, the sub-block scales folded into byte planes of the weights; on AMX CPUs these
+// kernels use their exact variant (one int32 per block) so that every path gives the same bits.
 #include <immintrin.h>
 
 #include <cstdlib>
@@ -187,16 +191,21 @@ inline __m512i sum_lanes16(const __m512i (&v)[16]) {
   return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 1, 5, 9, 13, 3, 7, 11, 15), mixed);
 }
 
-// Per (row, token) the float steps, in decode, in every tile and on AMX (kquants_amx below)
-// alike: the block's lanes summed in integers (exact, so in any order) to I_b, and
-//   acc = fma(float(I_b), d_w·d_x, acc)              block after block
-//   macc = fma(float(-sum(min·bsum32)), dmin_w·d_x, macc)   block after block
-//   y = acc + macc
+// Per (row, token) the float steps, in decode and in every tile alike, in one of two variants
+// (kq_rows at the end of this file picks one per process):
+//   lanes (CPUs without AMX):
+//     acc (16 lanes) = fma(float(block lanes), d_w·d_x, acc)   block after block
+//     macc (1 value) = fma(float(-sum(min·bsum32)), dmin_w·d_x, macc)   block after block
+//     y = reduce_add(acc) + macc
+//   exact (AMX CPUs; the AMX tiles below do the same): the block's lanes summed in integers to
+//   I_b (exact, so in any order), then
+//     acc = fma(float(I_b), d_w·d_x, acc), macc as above, block after block; y = acc + macc
 // The tiles compute macc for 8 tokens at once (one vector lane per token, the same operations
-// lane by lane): the mins' dot is then 4 vpdpwssd per row and block for all 8 tokens; and their
-// (row, token) pairs' I_b in one vector (sum_lanes16), acc in one vector lane per pair.
-// A format with two variants of its float steps (kq_rows below): decode and prefill are its
-// exact ones (decode_exact, prefill_exact) or its lanes ones.
+// lane by lane): the mins' dot is then 4 vpdpwssd per row and block for all 8 tokens; the exact
+// tiles their (row, token) pairs' I_b in one vector (sum_lanes16), acc one vector lane per pair.
+
+// A format with two variants of its float steps: decode and prefill are its exact ones
+// (decode_exact, prefill_exact) or its lanes ones.
 template <class F, bool kExact>
 struct Variants {
   template <int NT>
@@ -261,8 +270,8 @@ struct K4Format : Variants<K4Format<kFifthBit, kExact>, kExact> {
   // Tokens t0 .. t0 + NT - 1 (NT < kSmallBatch), one row straight from its blocks, each block
   // unpacked once for all of them.
   template <int NT>
-  static void decode_exact(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, float* y,
-                     int64_t ldy) {
+  static void decode_exact(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
+                           float* y, int64_t ldy) {
     __m128 facc[NT], macc[NT];
     for (int t = 0; t < NT; ++t) facc[t] = _mm_setzero_ps(), macc[t] = _mm_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
@@ -292,7 +301,7 @@ struct K4Format : Variants<K4Format<kFifthBit, kExact>, kExact> {
   // operations are decode's; pair (r, t) in lane r·NT + t of acc.
   template <int NR, int NT>
   static void prefill_exact(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
-                      float* y, int64_t ldy) {
+                            float* y, int64_t ldy) {
     static_assert(NT <= 8 && NR * NT <= 16, "one ymm of tokens, one zmm of pairs");
     __m512 acc = _mm512_setzero_ps();
     __m256 macc[NR];
@@ -347,8 +356,8 @@ struct K4Format : Variants<K4Format<kFifthBit, kExact>, kExact> {
   // Tokens t0 .. t0 + NT - 1 (NT < kSmallBatch), one row straight from its blocks, each block
   // unpacked once for all of them.
   template <int NT>
-  static void decode_lanes(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, float* y,
-                     int64_t ldy) {
+  static void decode_lanes(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
+                           float* y, int64_t ldy) {
     __m512 facc[NT];
     __m128 macc[NT];
     for (int t = 0; t < NT; ++t) facc[t] = _mm512_setzero_ps(), macc[t] = _mm_setzero_ps();
@@ -378,7 +387,7 @@ struct K4Format : Variants<K4Format<kFifthBit, kExact>, kExact> {
   // Tokens t0 .. t0 + NT - 1 (NT <= 8), rows NR: each (row, token)'s float operations are decode's.
   template <int NR, int NT>
   static void prefill_lanes(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
-                      float* y, int64_t ldy) {
+                            float* y, int64_t ldy) {
     static_assert(NT <= 8, "one ymm of tokens");
     __m512 facc[NR][NT];
     __m256 macc[NR];
@@ -431,7 +440,6 @@ struct K4Format : Variants<K4Format<kFifthBit, kExact>, kExact> {
       for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(facc[r][t]) + mv[t];
     }
   }
-
 };
 
 // ---- q6_k ----
@@ -535,11 +543,11 @@ struct Q6KFormat : Variants<Q6KFormat<kExact>, kExact> {
     return {base, stride, d, n_tok};
   }
 
-  // Tokens t0 .. t0 + NT - 1 (NT < kSmallBatch), one row: the 16 lanes summed over the blocks in
-  // order, then reduced; each block unpacked once for all the tokens.
+  // Tokens t0 .. t0 + NT - 1 (NT < kSmallBatch), one row: each block's 16 lanes summed in
+  // integers, then its float step; each block unpacked once for all the tokens.
   template <int NT>
-  static void decode_exact(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, float* y,
-                     int64_t ldy) {
+  static void decode_exact(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
+                           float* y, int64_t ldy) {
     __m128 facc[NT];
     for (int t = 0; t < NT; ++t) facc[t] = _mm_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
@@ -562,7 +570,7 @@ struct Q6KFormat : Variants<Q6KFormat<kExact>, kExact> {
   // operations are decode's; pair (r, t) in lane r·NT + t of acc (two vectors).
   template <int NR, int NT>
   static void prefill_exact(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
-                      float* y, int64_t ldy) {
+                            float* y, int64_t ldy) {
     static_assert(NT <= 8 && NR * NT <= 32, "one ymm of tokens, two zmm of pairs");
     constexpr int kHalves = NR * NT > 16 ? 2 : 1;
     __m512 acc[kHalves];
@@ -612,8 +620,8 @@ struct Q6KFormat : Variants<Q6KFormat<kExact>, kExact> {
   // Tokens t0 .. t0 + NT - 1 (NT < kSmallBatch), one row: the 16 lanes summed over the blocks in
   // order, then reduced; each block unpacked once for all the tokens.
   template <int NT>
-  static void decode_lanes(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, float* y,
-                     int64_t ldy) {
+  static void decode_lanes(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
+                           float* y, int64_t ldy) {
     __m512 facc[NT];
     for (int t = 0; t < NT; ++t) facc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
@@ -634,7 +642,7 @@ struct Q6KFormat : Variants<Q6KFormat<kExact>, kExact> {
   // Tokens t0 .. t0 + NT - 1, rows NR: each (row, token)'s float operations are decode's.
   template <int NR, int NT>
   static void prefill_lanes(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
-                      float* y, int64_t ldy) {
+                            float* y, int64_t ldy) {
     __m512 facc[NR][NT];
 #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r)
@@ -674,7 +682,6 @@ struct Q6KFormat : Variants<Q6KFormat<kExact>, kExact> {
 #pragma GCC unroll 16
       for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(facc[r][t]);
   }
-
 };
 
 // ---- q4_k / q5_k prefill on AMX (cpu_features().amx_int8) ----
