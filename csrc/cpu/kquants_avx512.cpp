@@ -204,16 +204,10 @@ inline __m512i sum_lanes16(const __m512i (&v)[16]) {
 // lane by lane): the mins' dot is then 4 vpdpwssd per row and block for all 8 tokens; the exact
 // tiles their (row, token) pairs' I_b in one vector (sum_lanes16), acc one vector lane per pair.
 
-// A format with two variants of its float steps: decode and prefill are its exact ones
-// (decode_exact, prefill_exact) or its lanes ones.
+// A format with two variants of its float steps: its decode holds both (a few lines differ),
+// its prefill is its exact tile (prefill_exact) or its lanes tile.
 template <class F, bool kExact>
 struct Variants {
-  template <int NT>
-  static void decode(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks, float* y,
-                     int64_t ldy) {
-    if constexpr (kExact) F::template decode_exact<NT>(a, t0, w, w_row_bytes, blocks, y, ldy);
-    else F::template decode_lanes<NT>(a, t0, w, w_row_bytes, blocks, y, ldy);
-  }
   template <int NR, int NT>
   static void prefill(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
                       float* y, int64_t ldy) {
@@ -270,10 +264,11 @@ struct K4Format : Variants<K4Format<kFifthBit, kExact>, kExact> {
   // Tokens t0 .. t0 + NT - 1 (NT < kSmallBatch), one row straight from its blocks, each block
   // unpacked once for all of them.
   template <int NT>
-  static void decode_exact(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
+  static void decode(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
                            float* y, int64_t ldy) {
-    __m128 facc[NT], macc[NT];
-    for (int t = 0; t < NT; ++t) facc[t] = _mm_setzero_ps(), macc[t] = _mm_setzero_ps();
+    __m128 eacc[NT], macc[NT];  // exact: one value per token
+    __m512 facc[NT];            // lanes: 16 per token
+    for (int t = 0; t < NT; ++t) eacc[t] = _mm_setzero_ps(), facc[t] = _mm512_setzero_ps(), macc[t] = _mm_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
       const Block* wb = reinterpret_cast<const Block*>(w) + b;
       prefetch_next<sizeof(Block), 1>(reinterpret_cast<const uint8_t*>(wb), w_row_bytes);
@@ -285,7 +280,10 @@ struct K4Format : Variants<K4Format<kFifthBit, kExact>, kExact> {
         const __m512i p = k4_dot(kw, _mm512_loadu_si512(xb->x[0]), _mm512_loadu_si512(xb->x[1]),
                                  _mm512_loadu_si512(xb->x[2]), _mm512_loadu_si512(xb->x[3]));
         const __m128 dd = _mm_mul_ps(d_dmin, _mm_set1_ps(a.d[b * a.n_tok + t0 + t]));  // [d·dx, dmin·dx]
-        facc[t] = _mm_fmadd_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), _mm512_reduce_add_epi32(p)), dd, facc[t]);
+        if constexpr (kExact)
+          eacc[t] = _mm_fmadd_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), _mm512_reduce_add_epi32(p)), dd, eacc[t]);
+        else
+          facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_broadcastss_ps(dd), facc[t]);
         // -sum(min·bsum32): words 8-15 of scale_min against neg_bs (words 0-7 there are 0)
         const __m256i mm = _mm256_madd_epi16(kw.scale_min, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->neg_bs)));
         __m128i m4 = _mm_add_epi32(_mm256_castsi256_si128(mm), _mm256_extracti128_si256(mm, 1));
@@ -294,7 +292,12 @@ struct K4Format : Variants<K4Format<kFifthBit, kExact>, kExact> {
         macc[t] = _mm_fmadd_ss(_mm_cvtepi32_ps(m4), _mm_movehdup_ps(dd), macc[t]);
       }
     }
-    for (int t = 0; t < NT; ++t) y[t * ldy] = _mm_cvtss_f32(facc[t]) + _mm_cvtss_f32(macc[t]);
+    for (int t = 0; t < NT; ++t) {
+      if constexpr (kExact)
+        y[t * ldy] = _mm_cvtss_f32(eacc[t]) + _mm_cvtss_f32(macc[t]);
+      else
+        y[t * ldy] = _mm512_reduce_add_ps(facc[t]) + _mm_cvtss_f32(macc[t]);
+    }
   }
 
   // Tokens t0 .. t0 + NT - 1 (NT <= 8), rows NR (NR·NT <= 16): each (row, token)'s float
@@ -353,36 +356,7 @@ struct K4Format : Variants<K4Format<kFifthBit, kExact>, kExact> {
     }
   }
 
-  // Tokens t0 .. t0 + NT - 1 (NT < kSmallBatch), one row straight from its blocks, each block
-  // unpacked once for all of them.
-  template <int NT>
-  static void decode_lanes(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
-                           float* y, int64_t ldy) {
-    __m512 facc[NT];
-    __m128 macc[NT];
-    for (int t = 0; t < NT; ++t) facc[t] = _mm512_setzero_ps(), macc[t] = _mm_setzero_ps();
-    for (int64_t b = 0; b < blocks; ++b) {
-      const Block* wb = reinterpret_cast<const Block*>(w) + b;
-      prefetch_next<sizeof(Block), 1>(reinterpret_cast<const uint8_t*>(wb), w_row_bytes);
-      K4Weights<kFifthBit> kw;
-      kw.load(wb);
-      const __m128 d_dmin = k4_d_dmin(&wb->d);
-      for (int t = 0; t < NT; ++t) {
-        const K4Act* xb = reinterpret_cast<const K4Act*>(a.x + (t0 + t) * a.stride) + b;
-        const __m512i p = k4_dot(kw, _mm512_loadu_si512(xb->x[0]), _mm512_loadu_si512(xb->x[1]),
-                                 _mm512_loadu_si512(xb->x[2]), _mm512_loadu_si512(xb->x[3]));
-        const __m128 dd = _mm_mul_ps(d_dmin, _mm_set1_ps(a.d[b * a.n_tok + t0 + t]));  // [d·dx, dmin·dx]
-        facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_broadcastss_ps(dd), facc[t]);
-        // -sum(min·bsum32): words 8-15 of scale_min against neg_bs (words 0-7 there are 0)
-        const __m256i mm = _mm256_madd_epi16(kw.scale_min, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->neg_bs)));
-        __m128i m4 = _mm_add_epi32(_mm256_castsi256_si128(mm), _mm256_extracti128_si256(mm, 1));
-        m4 = _mm_add_epi32(m4, _mm_shuffle_epi32(m4, _MM_SHUFFLE(1, 0, 3, 2)));
-        m4 = _mm_add_epi32(m4, _mm_shuffle_epi32(m4, _MM_SHUFFLE(2, 3, 0, 1)));
-        macc[t] = _mm_fmadd_ss(_mm_cvtepi32_ps(m4), _mm_movehdup_ps(dd), macc[t]);
-      }
-    }
-    for (int t = 0; t < NT; ++t) y[t * ldy] = _mm512_reduce_add_ps(facc[t]) + _mm_cvtss_f32(macc[t]);
-  }
+
 
   // Tokens t0 .. t0 + NT - 1 (NT <= 8), rows NR: each (row, token)'s float operations are decode's.
   template <int NR, int NT>
@@ -543,13 +517,15 @@ struct Q6KFormat : Variants<Q6KFormat<kExact>, kExact> {
     return {base, stride, d, n_tok};
   }
 
-  // Tokens t0 .. t0 + NT - 1 (NT < kSmallBatch), one row: each block's 16 lanes summed in
-  // integers, then its float step; each block unpacked once for all the tokens.
+  // Tokens t0 .. t0 + NT - 1 (NT < kSmallBatch), one row; each block unpacked once for all the
+  // tokens. Lanes: the 16 lanes summed over the blocks in order, then reduced; exact: each
+  // block's lanes summed in integers, then its float step.
   template <int NT>
-  static void decode_exact(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
+  static void decode(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
                            float* y, int64_t ldy) {
-    __m128 facc[NT];
-    for (int t = 0; t < NT; ++t) facc[t] = _mm_setzero_ps();
+    __m128 eacc[NT];  // exact: one value per token
+    __m512 facc[NT];  // lanes: 16 per token
+    for (int t = 0; t < NT; ++t) eacc[t] = _mm_setzero_ps(), facc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
       const BlockQ6_K* wb = reinterpret_cast<const BlockQ6_K*>(w) + b;
       prefetch_next<sizeof(BlockQ6_K), 1>(reinterpret_cast<const uint8_t*>(wb), w_row_bytes);
@@ -559,11 +535,19 @@ struct Q6KFormat : Variants<Q6KFormat<kExact>, kExact> {
       for (int t = 0; t < NT; ++t) {
         const auto* x = reinterpret_cast<const Q6Act*>(a.x + (t0 + t) * a.stride);
         const float d = dw * a.d[b * a.n_tok + t0 + t];
-        facc[t] = _mm_fmadd_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), _mm512_reduce_add_epi32(qw.dot(x + b))), _mm_set_ss(d),
-                               facc[t]);
+        if constexpr (kExact)
+          eacc[t] = _mm_fmadd_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), _mm512_reduce_add_epi32(qw.dot(x + b))),
+                                 _mm_set_ss(d), eacc[t]);
+        else
+          facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(qw.dot(x + b)), _mm512_set1_ps(d), facc[t]);
       }
     }
-    for (int t = 0; t < NT; ++t) y[t * ldy] = _mm_cvtss_f32(facc[t]);
+    for (int t = 0; t < NT; ++t) {
+      if constexpr (kExact)
+        y[t * ldy] = _mm_cvtss_f32(eacc[t]);
+      else
+        y[t * ldy] = _mm512_reduce_add_ps(facc[t]);
+    }
   }
 
   // Tokens t0 .. t0 + NT - 1 (NT <= 8), rows NR (NR·NT <= 32): each (row, token)'s float
@@ -617,27 +601,7 @@ struct Q6KFormat : Variants<Q6KFormat<kExact>, kExact> {
       for (int t = 0; t < NT; ++t) y[t * ldy + r] = av[r * NT + t];
   }
 
-  // Tokens t0 .. t0 + NT - 1 (NT < kSmallBatch), one row: the 16 lanes summed over the blocks in
-  // order, then reduced; each block unpacked once for all the tokens.
-  template <int NT>
-  static void decode_lanes(const Arranged& a, int64_t t0, const uint8_t* w, int64_t w_row_bytes, int64_t blocks,
-                           float* y, int64_t ldy) {
-    __m512 facc[NT];
-    for (int t = 0; t < NT; ++t) facc[t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < blocks; ++b) {
-      const BlockQ6_K* wb = reinterpret_cast<const BlockQ6_K*>(w) + b;
-      prefetch_next<sizeof(BlockQ6_K), 1>(reinterpret_cast<const uint8_t*>(wb), w_row_bytes);
-      Q6Weights qw;
-      qw.load(wb);
-      const float dw = _cvtsh_ss(wb->d);
-      for (int t = 0; t < NT; ++t) {
-        const auto* x = reinterpret_cast<const Q6Act*>(a.x + (t0 + t) * a.stride);
-        const float d = dw * a.d[b * a.n_tok + t0 + t];
-        facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(qw.dot(x + b)), _mm512_set1_ps(d), facc[t]);
-      }
-    }
-    for (int t = 0; t < NT; ++t) y[t * ldy] = _mm512_reduce_add_ps(facc[t]);
-  }
+
 
   // Tokens t0 .. t0 + NT - 1, rows NR: each (row, token)'s float operations are decode's.
   template <int NR, int NT>
